@@ -1,0 +1,98 @@
+# Shell functions shared by the demo, the test runner and the benchmarks.
+#
+#   crm_install_deps     installs the Debian packages that are missing
+#   crm_build_install    builds and installs the extension
+#   crm_cluster_start    starts a throw-away cluster (sets PGHOST, PGPORT,
+#                        PGUSER, CRM_CLUSTER_DIR); crm_cluster_stop removes it
+#
+# initdb and postgres refuse to run as root, so as root the cluster belongs to
+# the unprivileged "postgres" user (created by the postgresql package).
+
+CRM_PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15
+	libcurl4-openssl-dev libjansson-dev postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl python3 python3-aiosmtpd curl)
+
+crm_as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+crm_install_deps() {
+	local missing=() p
+	for p in "${CRM_PACKAGES[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "Installing: ${missing[*]}"
+		crm_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		crm_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+}
+
+crm_pg_bindir() {
+	pg_config --bindir
+}
+
+crm_build_install() {
+	make -s -j2 >/dev/null
+	crm_as_root make -s install >/dev/null
+}
+
+# Runs a command as the cluster's owner.
+crm_as_owner() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+crm_free_port() {
+	python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+# crm_cluster_start [extra postgresql.conf lines...]
+crm_cluster_start() {
+	local bindir
+	bindir=$(crm_pg_bindir)
+	CRM_CLUSTER_DIR=$(mktemp -d /tmp/crm_cluster.XXXXXX)
+	chmod 755 "$CRM_CLUSTER_DIR"
+	if [ "$(id -u)" = 0 ]; then
+		chown postgres: "$CRM_CLUSTER_DIR"
+		PGUSER=postgres
+	else
+		PGUSER=$(id -un)
+	fi
+	PGPORT=$(crm_free_port)
+	PGHOST=$CRM_CLUSTER_DIR
+	export PGHOST PGPORT PGUSER CRM_CLUSTER_DIR
+	crm_as_owner "$bindir/initdb" -D "$CRM_CLUSTER_DIR/data" -U "$PGUSER" -A trust \
+		--no-sync -E UTF8 --locale=C.UTF-8 >"$CRM_CLUSTER_DIR/initdb.log" 2>&1 \
+		|| { cat "$CRM_CLUSTER_DIR/initdb.log"; return 1; }
+	{
+		echo "shared_preload_libraries = 'crm_automation'"
+		echo "port = $PGPORT"
+		echo "listen_addresses = '127.0.0.1'"
+		echo "unix_socket_directories = '$CRM_CLUSTER_DIR'"
+		echo "fsync = off"
+		echo "max_worker_processes = 32"
+		echo "log_min_messages = warning"
+		echo "timezone = 'UTC'"
+		for line in "$@"; do echo "$line"; done
+	} | crm_as_owner tee -a "$CRM_CLUSTER_DIR/data/postgresql.conf" >/dev/null
+	crm_as_owner "$bindir/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -l "$CRM_CLUSTER_DIR/server.log" \
+		-w -t 60 start >/dev/null || { cat "$CRM_CLUSTER_DIR/server.log"; return 1; }
+}
+
+crm_cluster_restart() {
+	crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -l "$CRM_CLUSTER_DIR/server.log" \
+		-w -t 60 "$@" restart >/dev/null
+}
+
+crm_cluster_stop() {
+	[ -n "${CRM_CLUSTER_DIR:-}" ] && [ -d "$CRM_CLUSTER_DIR" ] || return 0
+	crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+	rm -rf "$CRM_CLUSTER_DIR"
+	CRM_CLUSTER_DIR=
+}

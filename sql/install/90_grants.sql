@@ -1,0 +1,36 @@
+
+-- ---------------------------------------------------------------------------
+-- Grants.  crm_user reads structure and works with items and the workspace;
+-- crm_admin also defines structure and automation.  Provider secrets are
+-- granted to nobody: only the worker and SECURITY DEFINER functions read them.
+-- ---------------------------------------------------------------------------
+GRANT USAGE ON SCHEMA crm TO crm_user;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA crm FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.stage(text, text, bigint), crm.stage(text, text, text),
+	crm.default_pipeline(text), crm._entity_type(text), crm._pipeline(bigint)
+	TO crm_user;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA crm TO crm_admin;
+
+GRANT SELECT ON crm.entity_type, crm.pipeline, crm.stage, crm.user_field,
+	crm.user, crm.department, crm.robot, crm.trigger, crm.robot_log,
+	crm.process_template, crm.process_instance, crm.document_template
+	TO crm_user;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+	crm.lead, crm.deal, crm.contact, crm.company, crm.quote, crm.invoice, crm.item,
+	crm.task, crm.activity, crm.timeline_comment, crm.history, crm.feed_post,
+	crm.feed_post_recipient, crm.notification, crm.chat, crm.chat_member,
+	crm.chat_message, crm.calendar_event, crm.absence, crm.exception_list,
+	crm.resource_booking, crm.document, crm.drive_file
+	TO crm_user;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+	crm.entity_type, crm.pipeline, crm.stage, crm.user_field, crm.user, crm.department,
+	crm.robot, crm.trigger, crm.robot_log, crm.job, crm.outbox, crm.provider,
+	crm.process_template, crm.process_instance, crm.document_template
+	TO crm_admin;
+
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO crm_user;
+
+REVOKE ALL ON crm.provider_secret FROM PUBLIC;

@@ -1,0 +1,287 @@
+/*-------------------------------------------------------------------------
+ *
+ * rule_cache.c
+ *	  Backend-local cache of automation definitions.
+ *
+ * The row trigger runs for every write to an item, so it must not query the
+ * definition tables each time.  This cache holds every stage (with its
+ * pipeline and entity type) and the default stage of each entity type, and
+ * the attribute numbers of the item tables' well-known columns.
+ *
+ * Invalidation follows pg_cron: a statement trigger on each definition table
+ * (crm.definitions_changed) registers a relcache invalidation for that
+ * table; our relcache callback marks the cache stale, in this backend at the
+ * end of the command and in every other backend when the change commits.
+ * The cache is rebuilt on its next use.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "rule_cache.h"
+
+/* Definition tables whose changes make the cache stale. */
+static const char *const definition_tables[] = {
+	"entity_type", "pipeline", "stage", "user_field", "robot", "trigger"
+};
+#define N_DEFINITION_TABLES lengthof(definition_tables)
+
+typedef struct DefaultStage
+{
+	char		entity_type[CRM_NAME_LEN];	/* hash key */
+	int64		stage_id;
+} DefaultStage;
+
+static MemoryContext RuleCacheContext = NULL;
+static HTAB *StageHash = NULL;
+static HTAB *DefaultStageHash = NULL;
+static HTAB *ItemColumnsHash = NULL;
+static Oid	definition_relids[N_DEFINITION_TABLES];
+static bool rule_cache_valid = false;
+static bool callback_registered = false;
+
+static void
+rule_cache_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid)
+	{
+		rule_cache_valid = false;
+		if (ItemColumnsHash)
+		{
+			hash_destroy(ItemColumnsHash);
+			ItemColumnsHash = NULL;
+		}
+		return;
+	}
+	for (i = 0; i < N_DEFINITION_TABLES; i++)
+	{
+		if (definition_relids[i] == relid)
+		{
+			rule_cache_valid = false;
+			break;
+		}
+	}
+	if (ItemColumnsHash)
+		hash_search(ItemColumnsHash, &relid, HASH_REMOVE, NULL);
+}
+
+void
+crm_rule_cache_init(void)
+{
+	if (callback_registered)
+		return;
+	CacheRegisterRelcacheCallback(rule_cache_relcache_callback, (Datum) 0);
+	callback_registered = true;
+}
+
+static void
+resolve_definition_relids(void)
+{
+	Oid			nsp = get_namespace_oid("crm", true);
+	int			i;
+
+	for (i = 0; i < N_DEFINITION_TABLES; i++)
+		definition_relids[i] = OidIsValid(nsp) ?
+			get_relname_relid(definition_tables[i], nsp) : InvalidOid;
+}
+
+static char
+semantics_code(const char *s)
+{
+	if (strcmp(s, "success") == 0)
+		return CRM_SEM_SUCCESS;
+	if (strcmp(s, "failure") == 0)
+		return CRM_SEM_FAILURE;
+	return CRM_SEM_PROCESS;
+}
+
+/*
+ * Reloads every stage.  Stages are few (a pipeline has a handful), so one
+ * query is cheaper than loading them one by one.
+ */
+static void
+rule_cache_load(void)
+{
+	HASHCTL		ctl;
+	int			ret;
+	uint64		i;
+
+	crm_rule_cache_init();
+
+	if (RuleCacheContext == NULL)
+		RuleCacheContext = AllocSetContextCreate(CacheMemoryContext,
+												 "crm rule cache",
+												 ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(RuleCacheContext);
+	StageHash = NULL;
+	DefaultStageHash = NULL;
+
+	/*
+	 * Marked valid before loading: an invalidation that arrives while we read
+	 * (locks taken by the query accept invalidations) makes the next use
+	 * reload again rather than being lost.
+	 */
+	rule_cache_valid = true;
+	resolve_definition_relids();
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(CrmStageInfo);
+	ctl.hcxt = RuleCacheContext;
+	StageHash = hash_create("crm stages", 256, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = CRM_NAME_LEN;
+	ctl.entrysize = sizeof(DefaultStage);
+	ctl.hcxt = RuleCacheContext;
+	DefaultStageHash = hash_create("crm default stages", 32, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	ret = SPI_execute("SELECT s.id, s.pipeline_id, s.sort, s.semantics, s.code,"
+					  "       p.entity_type, p.is_default"
+					  "  FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
+					  " ORDER BY p.entity_type, s.sort, s.id",
+					  true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not load crm stages: %s", SPI_result_code_string(ret));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		CrmStageInfo *st;
+		bool		found;
+		char	   *s;
+
+		st = hash_search(StageHash, &id, HASH_ENTER, &found);
+		st->pipeline_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		st->sort = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		s = SPI_getvalue(tup, desc, 4);
+		st->semantics = semantics_code(s);
+		s = SPI_getvalue(tup, desc, 5);
+		strlcpy(st->code, s, CRM_NAME_LEN);
+		s = SPI_getvalue(tup, desc, 6);
+		strlcpy(st->entity_type, s, CRM_NAME_LEN);
+		st->pipeline_is_default = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+
+		/* Rows come in sort order: the first of a default pipeline wins. */
+		if (st->pipeline_is_default)
+		{
+			DefaultStage *d = hash_search(DefaultStageHash, st->entity_type,
+										  HASH_ENTER, &found);
+
+			if (!found)
+				d->stage_id = id;
+		}
+	}
+	SPI_finish();
+}
+
+static inline void
+rule_cache_ensure(void)
+{
+	if (!rule_cache_valid || StageHash == NULL)
+		rule_cache_load();
+}
+
+const CrmStageInfo *
+crm_stage_info(int64 stage_id)
+{
+	rule_cache_ensure();
+	return hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+}
+
+int64
+crm_default_stage(const char *entity_type)
+{
+	char		key[CRM_NAME_LEN];
+	DefaultStage *d;
+
+	rule_cache_ensure();
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity_type, CRM_NAME_LEN);
+	d = hash_search(DefaultStageHash, key, HASH_FIND, NULL);
+	return d ? d->stage_id : 0;
+}
+
+/* A user column's number, or InvalidAttrNumber when the table lacks it. */
+static AttrNumber
+user_attnum(TupleDesc desc, const char *name)
+{
+	int			n = SPI_fnumber(desc, name);
+
+	return n > 0 ? (AttrNumber) n : InvalidAttrNumber;
+}
+
+const CrmItemColumns *
+crm_item_columns(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	CrmItemColumns *cols;
+	bool		found;
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	crm_rule_cache_init();
+	if (ItemColumnsHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CrmItemColumns);
+		ctl.hcxt = CacheMemoryContext;
+		ItemColumnsHash = hash_create("crm item columns", 16, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	cols = hash_search(ItemColumnsHash, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		cols->stage_id = user_attnum(desc, "stage_id");
+		cols->entity_type = user_attnum(desc, "entity_type");
+		cols->updated_at = user_attnum(desc, "updated_at");
+		cols->created_by = user_attnum(desc, "created_by");
+		cols->updated_by = user_attnum(desc, "updated_by");
+		cols->stage_changed_at = user_attnum(desc, "stage_changed_at");
+	}
+	return cols;
+}
+
+PG_FUNCTION_INFO_V1(crm_definitions_changed);
+
+/*
+ * Statement trigger on the definition tables: every backend drops its cache.
+ */
+Datum
+crm_definitions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.definitions_changed() must be called as a trigger")));
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	PG_RETURN_POINTER(NULL);
+}

@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * rule_cache.h
+ *	  Backend-local cache of automation definitions: stages and, per stage,
+ *	  its robots and triggers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CRM_RULE_CACHE_H
+#define CRM_RULE_CACHE_H
+
+#include "nodes/pg_list.h"
+
+#define CRM_NAME_LEN 64
+
+typedef enum CrmSemantics
+{
+	CRM_SEM_PROCESS = 'p',
+	CRM_SEM_SUCCESS = 's',
+	CRM_SEM_FAILURE = 'f'
+} CrmSemantics;
+
+typedef struct CrmStageInfo
+{
+	int64		id;				/* hash key */
+	int64		pipeline_id;
+	int32		sort;
+	char		semantics;		/* CrmSemantics */
+	bool		pipeline_is_default;
+	char		entity_type[CRM_NAME_LEN];
+	char		code[CRM_NAME_LEN];
+} CrmStageInfo;
+
+/*
+ * Stage lookup.  The result points into the cache and stays valid only until
+ * the next call into the cache: copy what you keep.  Returns NULL when the
+ * stage does not exist.
+ */
+extern const CrmStageInfo *crm_stage_info(int64 stage_id);
+
+/* First stage of the entity type's default pipeline, or 0 when it has none. */
+extern int64 crm_default_stage(const char *entity_type);
+
+/* Registers the invalidation callback (once per backend). */
+extern void crm_rule_cache_init(void);
+
+/*
+ * Per-relation cache of attribute numbers, dropped with the relation's
+ * relcache entry.  Used by the row trigger to find its columns by name once.
+ */
+typedef struct CrmItemColumns
+{
+	Oid			relid;			/* hash key */
+	AttrNumber	stage_id;
+	AttrNumber	entity_type;
+	AttrNumber	updated_at;
+	AttrNumber	created_by;
+	AttrNumber	updated_by;
+	AttrNumber	stage_changed_at;
+} CrmItemColumns;
+
+extern const CrmItemColumns *crm_item_columns(Relation rel);
+
+#endif							/* CRM_RULE_CACHE_H */
