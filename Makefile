@@ -23,6 +23,9 @@ EXTRA_CLEAN = $(CRM_INSTALL_SQL) results regression.diffs regression.out
 # No LLVM bitcode: JIT inlining of trigger code gains nothing here.
 override with_llvm = no
 
+# Rebuild objects when a header they include changes.
+override autodepend = yes
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

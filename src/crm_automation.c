@@ -19,6 +19,7 @@
 #include "utils/guc.h"
 
 #include "crm_automation.h"
+#include "robots.h"
 
 PG_MODULE_MAGIC;
 
@@ -135,6 +136,8 @@ _PG_init(void)
 							 false,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	crm_robots_init();
 
 	if (process_shared_preload_libraries_in_progress)
 		MarkGUCPrefixReserved("crm");

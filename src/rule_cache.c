@@ -30,6 +30,8 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "access/xact.h"
+#include "robots.h"
 #include "rule_cache.h"
 
 /* Definition tables whose changes make the cache stale. */
@@ -51,6 +53,53 @@ static HTAB *ItemColumnsHash = NULL;
 static Oid	definition_relids[N_DEFINITION_TABLES];
 static bool rule_cache_valid = false;
 static bool callback_registered = false;
+
+/*
+ * Pinning: while a trigger uses cached robots, a reload must not free them.
+ * A reload under pins retires the old context; retired contexts are freed
+ * once nothing is pinned (at the latest at transaction end).
+ */
+static int	cache_pins = 0;
+static List *retired_contexts = NIL;
+
+static void
+free_retired(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired_contexts)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired_contexts);
+	retired_contexts = NIL;
+}
+
+void
+crm_rule_cache_pin(void)
+{
+	cache_pins++;
+}
+
+void
+crm_rule_cache_unpin(void)
+{
+	if (cache_pins > 0)
+		cache_pins--;
+	if (cache_pins == 0 && retired_contexts != NIL)
+		free_retired();
+}
+
+static void
+rule_cache_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		cache_pins = 0;
+		if (retired_contexts != NIL)
+			free_retired();
+	}
+}
 
 static void
 rule_cache_relcache_callback(Datum arg, Oid relid)
@@ -85,6 +134,7 @@ crm_rule_cache_init(void)
 	if (callback_registered)
 		return;
 	CacheRegisterRelcacheCallback(rule_cache_relcache_callback, (Datum) 0);
+	RegisterXactCallback(rule_cache_xact_callback, NULL);
 	callback_registered = true;
 }
 
@@ -122,6 +172,15 @@ rule_cache_load(void)
 
 	crm_rule_cache_init();
 
+	if (RuleCacheContext != NULL && cache_pins > 0)
+	{
+		/* someone still walks the old robots: keep them until unpinned */
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired_contexts = lappend(retired_contexts, RuleCacheContext);
+		MemoryContextSwitchTo(old);
+		RuleCacheContext = NULL;
+	}
 	if (RuleCacheContext == NULL)
 		RuleCacheContext = AllocSetContextCreate(CacheMemoryContext,
 												 "crm rule cache",
@@ -184,6 +243,8 @@ rule_cache_load(void)
 		s = SPI_getvalue(tup, desc, 6);
 		strlcpy(st->entity_type, s, CRM_NAME_LEN);
 		st->pipeline_is_default = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		st->robots_loaded = false;
+		st->robots = NIL;
 
 		/* Rows come in sort order: the first of a default pipeline wins. */
 		if (st->pipeline_is_default)
@@ -210,6 +271,41 @@ crm_stage_info(int64 stage_id)
 {
 	rule_cache_ensure();
 	return hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+}
+
+List *
+crm_stage_robots(int64 stage_id)
+{
+	CrmStageInfo *st;
+
+	rule_cache_ensure();
+	st = hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+	if (st == NULL)
+		return NIL;
+	if (!st->robots_loaded)
+	{
+		MemoryContext cxt = RuleCacheContext;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		List	   *robots = crm_robots_load(stage_id);
+
+		MemoryContextSwitchTo(old);
+
+		/*
+		 * Loading ran SQL, which may have accepted an invalidation and
+		 * rebuilt the cache: store only into the generation we loaded for.
+		 */
+		if (cxt == RuleCacheContext && rule_cache_valid)
+		{
+			st = hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+			if (st != NULL)
+			{
+				st->robots = robots;
+				st->robots_loaded = true;
+			}
+		}
+		return robots;
+	}
+	return st->robots;
 }
 
 int64
@@ -257,6 +353,7 @@ crm_item_columns(Relation rel)
 	cols = hash_search(ItemColumnsHash, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
+		cols->id = user_attnum(desc, "id");
 		cols->stage_id = user_attnum(desc, "stage_id");
 		cols->entity_type = user_attnum(desc, "entity_type");
 		cols->updated_at = user_attnum(desc, "updated_at");

@@ -29,6 +29,8 @@ typedef struct CrmStageInfo
 	bool		pipeline_is_default;
 	char		entity_type[CRM_NAME_LEN];
 	char		code[CRM_NAME_LEN];
+	bool		robots_loaded;
+	List	   *robots;			/* CrmRobot *, in order (robots.c) */
 } CrmStageInfo;
 
 /*
@@ -41,6 +43,16 @@ extern const CrmStageInfo *crm_stage_info(int64 stage_id);
 /* First stage of the entity type's default pipeline, or 0 when it has none. */
 extern int64 crm_default_stage(const char *entity_type);
 
+/*
+ * The robots of a stage, loaded on first use.  The list and the robots stay
+ * valid while the cache is pinned: pin it before using them across anything
+ * that may run SQL (a robot's action may change definitions or accept
+ * invalidations), unpin after.  Pins are dropped at transaction end.
+ */
+extern List *crm_stage_robots(int64 stage_id);
+extern void crm_rule_cache_pin(void);
+extern void crm_rule_cache_unpin(void);
+
 /* Registers the invalidation callback (once per backend). */
 extern void crm_rule_cache_init(void);
 
@@ -51,6 +63,7 @@ extern void crm_rule_cache_init(void);
 typedef struct CrmItemColumns
 {
 	Oid			relid;			/* hash key */
+	AttrNumber	id;
 	AttrNumber	stage_id;
 	AttrNumber	entity_type;
 	AttrNumber	updated_at;

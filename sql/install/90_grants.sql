@@ -34,3 +34,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO crm_user;
 
 REVOKE ALL ON crm.provider_secret FROM PUBLIC;
+
+-- Robots act as the extension's owner; users read the catalogue and an item's history.
+GRANT SELECT ON crm.robot_actions TO crm_user;
+GRANT EXECUTE ON FUNCTION crm.item_automation(text, bigint), crm._robot_actions() TO crm_user;

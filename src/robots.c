@@ -1,0 +1,930 @@
+/*-------------------------------------------------------------------------
+ *
+ * robots.c
+ *	  Running a stage's robots when an item enters it.
+ *
+ * crm_item_after (AFTER INSERT, and AFTER UPDATE when stage_id changes, FOR
+ * EACH ROW) cancels what the item's old stage had pending and plans the new
+ * stage's robots, in the transaction that moved the item, so a rolled-back
+ * move plans nothing:
+ *
+ *	  - a robot with a delay, and the robots chained to it by after_previous,
+ *		become a job (crm.job) the worker runs when due;
+ *	  - a wait makes every later robot a job that runs when the wait ends;
+ *	  - every other robot runs at once, in order, each in a subtransaction of
+ *		its own: a failing robot is logged and the application's statement
+ *		still succeeds.
+ *
+ * Every run is logged in crm.robot_log.  Outputs of named robots feed later
+ * ones ({=Robot:NAME.key}).
+ *
+ * Loops: the transaction keeps the chain of (rule, item) pairs that led to
+ * the current action (the lineage).  A robot that would run again for the
+ * same item inside its own chain is a cycle and is not run (loop_stopped);
+ * crm.max_depth bounds long chains.  A later, separate statement starts a new
+ * chain, so legitimate re-entry still runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "crm_automation.h"
+#include "robots.h"
+#include "rule_cache.h"
+#include "scheduler.h"
+#include "spi_util.h"
+
+PG_FUNCTION_INFO_V1(crm_item_after);
+
+/* ---------- lineage ---------- */
+
+#define MAX_LINEAGE 1024
+
+typedef struct LineageEntry
+{
+	char		kind;			/* 'r' robot, 't' trigger */
+	int64		rule_id;
+	int64		item_id;
+	char		entity_type[CRM_NAME_LEN];
+} LineageEntry;
+
+static LineageEntry lineage[MAX_LINEAGE];
+static int	lineage_len = 0;
+static bool xact_callback_registered = false;
+
+static void
+robots_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		lineage_len = 0;
+}
+
+/*
+ * Pushes (kind, rule, item) on the lineage.  Returns false, with a
+ * description of the cycle in *cycle, when that pair is already running for
+ * this item or the chain reached crm.max_depth.
+ */
+bool
+crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
+				 int64 item_id, char **cycle)
+{
+	int			i;
+
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(robots_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	for (i = 0; i < lineage_len; i++)
+	{
+		if (lineage[i].kind == kind && lineage[i].rule_id == rule_id &&
+			lineage[i].item_id == item_id &&
+			strcmp(lineage[i].entity_type, entity_type) == 0)
+		{
+			StringInfoData buf;
+			int			j;
+
+			initStringInfo(&buf);
+			for (j = i; j < lineage_len; j++)
+				appendStringInfo(&buf, "%s %lld on %s %lld -> ",
+								 lineage[j].kind == 'r' ? "robot" : "trigger",
+								 (long long) lineage[j].rule_id, lineage[j].entity_type,
+								 (long long) lineage[j].item_id);
+			appendStringInfo(&buf, "%s %lld on %s %lld",
+							 kind == 'r' ? "robot" : "trigger", (long long) rule_id,
+							 entity_type, (long long) item_id);
+			*cycle = buf.data;
+			return false;
+		}
+	}
+	if (lineage_len >= crm_max_depth || lineage_len >= MAX_LINEAGE)
+	{
+		*cycle = psprintf("automation depth %d reached (crm.max_depth)", lineage_len);
+		return false;
+	}
+	lineage[lineage_len].kind = kind;
+	lineage[lineage_len].rule_id = rule_id;
+	lineage[lineage_len].item_id = item_id;
+	strlcpy(lineage[lineage_len].entity_type, entity_type, CRM_NAME_LEN);
+	lineage_len++;
+	return true;
+}
+
+void
+crm_lineage_pop(void)
+{
+	if (lineage_len > 0)
+		lineage_len--;
+}
+
+int
+crm_lineage_depth(void)
+{
+	return lineage_len;
+}
+
+/* ---------- loading ---------- */
+
+static void
+parse_delay(CrmRobot *r, Jsonb *delay)
+{
+	JsonbValue *v;
+
+	if (delay == NULL)
+		return;
+	if ((v = getKeyJsonValueFromContainer(&delay->root, "after", 5, NULL)) != NULL &&
+		v->type == jbvString)
+	{
+		r->delay_kind = CRM_DELAY_AFTER;
+		r->delay_after = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+	}
+	if ((v = getKeyJsonValueFromContainer(&delay->root, "at", 2, NULL)) != NULL &&
+		v->type == jbvString)
+	{
+		r->delay_kind = CRM_DELAY_AT;
+		r->delay_field = pnstrdup(v->val.string.val, v->val.string.len);
+		if ((v = getKeyJsonValueFromContainer(&delay->root, "offset", 6, NULL)) != NULL &&
+			v->type == jbvString)
+			r->delay_offset = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+																	CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1)));
+	}
+}
+
+/*
+ * Loads the active robots of a stage in order, compiled into the current
+ * memory context (the rule cache's).
+ */
+List *
+crm_robots_load(int64 stage_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	List	   *robots = NIL;
+	MemoryContext cache_cxt = CurrentMemoryContext;
+	uint64		i;
+	int			n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	vals[0] = Int64GetDatum(stage_id);
+	crm_exec(crm_plan(&plan,
+					  "SELECT id, name, action, params, condition, delay, after_previous"
+					  "  FROM crm.robot WHERE stage_id = $1 AND active ORDER BY sort, id",
+					  1, types), vals, NULL, true, 0);
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		MemoryContext old = MemoryContextSwitchTo(cache_cxt);
+		CrmRobot   *r = palloc0(sizeof(CrmRobot));
+		char	   *action;
+		Jsonb	   *params;
+
+		r->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		r->stage_id = stage_id;
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		r->name = isnull ? NULL : TextDatumGetCString(d);
+		r->where = r->name ? psprintf("robot \"%s\"", r->name) : psprintf("robot %lld", (long long) r->id);
+		action = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		r->action = crm_action_lookup(action);
+		params = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		if (!isnull)
+			r->condition = crm_expr_compile_condition(DatumGetJsonbPCopy(d), "condition");
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		if (!isnull)
+			parse_delay(r, DatumGetJsonbPCopy(d));
+		r->after_previous = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		if (r->action != NULL)
+		{
+			r->params = crm_action_compile(r->action, params, r->where);
+			robots = lappend(robots, r);
+		}
+		else
+			elog(WARNING, "robot %lld has unknown action \"%s\" and is ignored",
+				 (long long) r->id, action);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return robots;
+}
+
+/* ---------- privileges ---------- */
+
+/*
+ * Robots act with the privileges of the extension's owner (the owner of
+ * schema crm): they are rules an administrator defined, and an application
+ * role that moves a deal need not be able to write the log, jobs or outbox.
+ */
+static Oid
+automation_owner(void)
+{
+	Oid			nsp = get_namespace_oid("crm", false);
+	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* ---------- logging ---------- */
+
+static int64
+log_insert(const CrmRobot *r, const char *entity_type, int64 item_id,
+		   const char *status, const char *error, Jsonb *outputs, const char *detail,
+		   TimestampTz started)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
+	TEXTOID, TEXTOID, JSONBOID, INT4OID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	vals[0] = Int64GetDatum(r->id);
+	if (r->name)
+		vals[1] = CStringGetTextDatum(r->name);
+	else
+		nulls[1] = 'n';
+	vals[2] = CStringGetTextDatum(r->action->name);
+	vals[3] = Int64GetDatum(r->stage_id);
+	vals[4] = CStringGetTextDatum(entity_type);
+	vals[5] = Int64GetDatum(item_id);
+	vals[6] = CStringGetTextDatum(status);
+	if (error)
+		vals[7] = CStringGetTextDatum(error);
+	else
+		nulls[7] = 'n';
+	if (outputs)
+		vals[8] = JsonbPGetDatum(outputs);
+	else if (detail)
+	{
+		JsonbValue	jv;
+		JsonbParseState *st = NULL;
+		JsonbValue *res;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		jv.type = jbvString;
+		jv.val.string.val = "cycle";
+		jv.val.string.len = 5;
+		pushJsonbValue(&st, WJB_KEY, &jv);
+		jv.val.string.val = (char *) detail;
+		jv.val.string.len = strlen(detail);
+		pushJsonbValue(&st, WJB_VALUE, &jv);
+		res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+		vals[8] = JsonbPGetDatum(JsonbValueToJsonb(res));
+		types[8] = JSONBOID;
+	}
+	else
+		nulls[8] = 'n';
+	vals[9] = Int32GetDatum(crm_lineage_depth());
+
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.robot_log (robot_id, name, action, stage_id, entity_type,"
+					  " entity_id, status, error, outputs, depth, started_at, finished_at, detail)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+					  "  CASE WHEN $7 = 'loop_stopped' THEN NULL ELSE $9 END, $10,"
+					  "  CASE WHEN $7 = 'scheduled' THEN NULL ELSE clock_timestamp() END,"
+					  "  CASE WHEN $7 = 'scheduled' THEN NULL ELSE clock_timestamp() END,"
+					  "  CASE WHEN $7 = 'loop_stopped' THEN $9 ELSE NULL END)"
+					  " RETURNING id",
+					  10, types), vals, nulls, false, 1);
+	(void) started;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static void
+log_update(int64 log_id, const char *status, const char *error, Jsonb *outputs)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		vals[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	vals[0] = Int64GetDatum(log_id);
+	vals[1] = CStringGetTextDatum(status);
+	if (error)
+		vals[2] = CStringGetTextDatum(error);
+	else
+		nulls[2] = 'n';
+	if (outputs)
+		vals[3] = JsonbPGetDatum(outputs);
+	else
+		nulls[3] = 'n';
+	crm_exec(crm_plan(&plan,
+					  "UPDATE crm.robot_log SET status = $2, error = $3, outputs = $4,"
+					  " started_at = coalesce(started_at, clock_timestamp()),"
+					  " finished_at = clock_timestamp() WHERE id = $1",
+					  4, types), vals, nulls, false, 0);
+}
+
+/* ---------- running ---------- */
+
+/* What a sequence of robots for one item shares. */
+typedef struct RunState
+{
+	const char *entity_type;
+	int64		item_id;
+	int64		stage_id;
+	CrmEvalContext cx;
+	Jsonb	   *outputs;		/* {"NAME": {...}} of named robots so far */
+	bool		stopped;		/* a robot ended the sequence */
+} RunState;
+
+static Jsonb *
+jsonb_object1(const char *key, Jsonb *value)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *res;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&st, WJB_KEY, &k);
+	v.type = jbvBinary;
+	v.val.binary.data = &value->root;
+	v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+static void
+remember_outputs(RunState *rs, const CrmRobot *r, Jsonb *outputs)
+{
+	Jsonb	   *one;
+
+	if (outputs == NULL || r->name == NULL)
+		return;
+	one = jsonb_object1(r->name, outputs);
+	if (rs->outputs == NULL)
+		rs->outputs = one;
+	else
+		rs->outputs = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+														 JsonbPGetDatum(rs->outputs),
+														 JsonbPGetDatum(one)));
+	rs->cx.robot_outputs = rs->outputs;
+}
+
+/*
+ * Runs one robot now, in a subtransaction: condition, action, log.  With
+ * log_id set, updates that (scheduled) log row instead of inserting one.
+ */
+static void
+run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *cycle = NULL;
+	volatile bool pushed = false;
+
+	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
+	{
+		if (log_id)
+			log_update(log_id, "loop_stopped", cycle, NULL);
+		else
+			log_insert(r, rs->entity_type, rs->item_id, "loop_stopped", NULL, NULL, cycle, 0);
+		return;
+	}
+	pushed = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		CrmActionCall call;
+		Jsonb	   *outputs = NULL;
+		const char *status = "done";
+
+		memset(&call, 0, sizeof(call));
+		call.action = r->action;
+		call.params = r->params;
+		call.cx = &rs->cx;
+		call.robot_id = r->id;
+		call.stage_id = rs->stage_id;
+		call.where = r->where;
+
+		if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
+			status = "skipped";
+		else
+		{
+			r->action->exec(&call);
+			if (call.has_outputs)
+				outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
+			if (call.stop_chain || (r->action->flags & CRM_ACT_STOPS_CHAIN))
+				rs->stopped = true;
+		}
+		if (log_id)
+			log_update(log_id, status, NULL, outputs);
+		else
+			log_insert(r, rs->entity_type, rs->item_id, status, NULL, outputs, NULL, 0);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (outputs)
+		{
+			MemoryContext o = MemoryContextSwitchTo(oldcxt);
+
+			remember_outputs(rs, r, outputs);
+			MemoryContextSwitchTo(o);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+
+		/* the failure is the robot's, not the statement's */
+		if (log_id)
+			log_update(log_id, "failed", edata->message, NULL);
+		else
+			log_insert(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, 0);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	if (pushed)
+		crm_lineage_pop();
+}
+
+/* Encodes robot ids as a jsonb array for a job's chain. */
+static Jsonb *
+job_context(CrmRobot **seq, int from, int to, Jsonb *outputs)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	JsonbValue *res;
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	v.type = jbvString;
+	v.val.string.val = "chain";
+	v.val.string.len = 5;
+	pushJsonbValue(&st, WJB_KEY, &v);
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = from; i < to; i++)
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(seq[i]->id);
+		pushJsonbValue(&st, WJB_ELEM, &v);
+	}
+	pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	if (outputs)
+	{
+		v.type = jbvString;
+		v.val.string.val = "outputs";
+		v.val.string.len = 7;
+		pushJsonbValue(&st, WJB_KEY, &v);
+		v.type = jbvBinary;
+		v.val.binary.data = &outputs->root;
+		v.val.binary.len = VARSIZE(outputs) - VARHDRSZ;
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* The due time of a delayed robot, or false with *why when it has none. */
+static bool
+robot_due(RunState *rs, const CrmRobot *r, TimestampTz *due, char **why)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (r->delay_kind == CRM_DELAY_AFTER)
+	{
+		*due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(now),
+													   IntervalPGetDatum(r->delay_after)));
+		return true;
+	}
+	if (r->delay_kind == CRM_DELAY_AT)
+	{
+		CrmExpr    *e = crm_expr_compile_text(psprintf("{{%s}}", r->delay_field), "delay.at");
+		CrmValue	v = crm_expr_eval(e, &rs->cx);
+
+		if (!crm_value_to_timestamptz(v, due))
+		{
+			*why = psprintf("field \"%s\" of the item holds no date, so the robot has no due time",
+							r->delay_field);
+			return false;
+		}
+		if (r->delay_offset)
+			*due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(*due),
+														   IntervalPGetDatum(r->delay_offset)));
+		return true;
+	}
+	*due = now;
+	return true;
+}
+
+static void
+schedule_job(RunState *rs, const char *kind, const CrmRobot *r, TimestampTz due,
+			 Jsonb *context)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID, TEXTOID, JSONBOID};
+	Datum		vals[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int64		log_id;
+
+	log_id = log_insert(r, rs->entity_type, rs->item_id, "scheduled", NULL, NULL, NULL, 0);
+	vals[0] = CStringGetTextDatum(kind);
+	vals[1] = Int64GetDatum(r->id);
+	vals[2] = Int64GetDatum(log_id);
+	vals[3] = Int64GetDatum(rs->stage_id);
+	vals[4] = CStringGetTextDatum(rs->entity_type);
+	vals[5] = Int64GetDatum(rs->item_id);
+	vals[6] = TimestampTzGetDatum(due);
+	if (r->delay_kind == CRM_DELAY_AT && strcmp(kind, "robot") == 0)
+		vals[7] = CStringGetTextDatum(r->delay_field);
+	else
+		nulls[7] = 'n';
+	vals[8] = JsonbPGetDatum(context);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.job (kind, robot_id, log_id, stage_id, entity_type, entity_id,"
+					  " due_at, due_field, context) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+					  9, types), vals, nulls, false, 0);
+}
+
+/*
+ * Runs a sequence of robots for one item: immediate ones now, delayed ones
+ * (with the robots chained to them) and everything after a wait as jobs.
+ */
+static void
+run_sequence(RunState *rs, CrmRobot **seq, int n)
+{
+	int			i = 0;
+
+	while (i < n && !rs->stopped)
+	{
+		CrmRobot   *r = seq[i];
+		int			chain_end = i + 1;
+
+		CHECK_FOR_INTERRUPTS();
+
+		/* a delayed robot takes the robots chained to it along */
+		while (chain_end < n && seq[chain_end]->after_previous)
+			chain_end++;
+
+		if (strcmp(r->action->name, "wait") == 0 || strcmp(r->action->name, "control") == 0)
+		{
+			/* executed now: they schedule their own job */
+			CrmActionCall call;
+			Interval   *iv = NULL;
+			TimestampTz due;
+			bool		is_wait = strcmp(r->action->name, "wait") == 0;
+
+			memset(&call, 0, sizeof(call));
+			call.action = r->action;
+			call.params = r->params;
+			call.cx = &rs->cx;
+			if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
+			{
+				log_insert(r, rs->entity_type, rs->item_id, "skipped", NULL, NULL, NULL, 0);
+				i++;
+				continue;
+			}
+			if (!crm_param_interval(&call, is_wait ? "for" : "after", &iv))
+				due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+															  DirectFunctionCall3(interval_in, CStringGetDatum("100 years"),
+																				  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+			else
+				due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+															  IntervalPGetDatum(iv)));
+			if (is_wait)
+			{
+				/* every later robot runs when the wait ends */
+				schedule_job(rs, "wait", r, due, job_context(seq, i + 1, n, rs->outputs));
+				return;
+			}
+			schedule_job(rs, "control", r, due, job_context(seq, 0, 0, rs->outputs));
+			i++;
+			continue;
+		}
+
+		if (r->delay_kind != CRM_DELAY_NONE)
+		{
+			TimestampTz due;
+			char	   *why = NULL;
+
+			if (robot_due(rs, r, &due, &why))
+				schedule_job(rs, "robot", r, due, job_context(seq, i + 1, chain_end, rs->outputs));
+			else
+				log_insert(r, rs->entity_type, rs->item_id, "failed", why, NULL, NULL, 0);
+			i = chain_end;
+			continue;
+		}
+
+		run_robot_now(rs, r, 0);
+		i++;
+	}
+}
+
+static void
+runstate_init(RunState *rs, const char *entity_type, int64 item_id, int64 stage_id,
+			  HeapTuple tuple, TupleDesc desc)
+{
+	memset(rs, 0, sizeof(*rs));
+	rs->entity_type = entity_type;
+	rs->item_id = item_id;
+	rs->stage_id = stage_id;
+	crm_eval_context_init(&rs->cx, entity_type, item_id, tuple, desc);
+}
+
+/* Cancels the item's pending robots, waits and controls (leaving a stage). */
+static void
+cancel_pending(const char *entity_type, int64 item_id)
+{
+	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr activities = NULL;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		vals[2];
+
+	vals[0] = CStringGetTextDatum(entity_type);
+	vals[1] = Int64GetDatum(item_id);
+	crm_exec(crm_plan(&plan,
+					  "WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
+					  "  WHERE entity_type = $1 AND entity_id = $2 AND status = 'pending'"
+					  "    AND kind IN ('robot', 'wait', 'control') RETURNING log_id)"
+					  " UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()"
+					  "   FROM j WHERE l.id = j.log_id",
+					  2, types), vals, NULL, false, 0);
+	/* activities marked "complete when the stage changes" */
+	crm_exec(crm_plan(&activities,
+					  "UPDATE crm.activity SET completed = true, status = 'completed'"
+					  " WHERE entity_type = $1 AND entity_id = $2 AND auto_complete AND NOT completed",
+					  2, types), vals, NULL, false, 0);
+}
+
+/* Runs the robots of a stage the item has just entered. */
+static void
+enter_stage(const char *entity_type, int64 item_id, int64 stage_id,
+			HeapTuple tuple, TupleDesc desc)
+{
+	List	   *robots;
+	CrmRobot  **seq;
+	RunState	rs;
+	ListCell   *lc;
+	int			n = 0;
+
+	crm_rule_cache_pin();
+	PG_TRY();
+	{
+		robots = crm_stage_robots(stage_id);
+		if (robots != NIL)
+		{
+			seq = palloc(sizeof(CrmRobot *) * list_length(robots));
+			foreach(lc, robots)
+				seq[n++] = (CrmRobot *) lfirst(lc);
+			runstate_init(&rs, entity_type, item_id, stage_id, tuple, desc);
+			run_sequence(&rs, seq, n);
+		}
+	}
+	PG_FINALLY();
+	{
+		crm_rule_cache_unpin();
+	}
+	PG_END_TRY();
+}
+
+static int64
+tuple_int64(HeapTuple tuple, TupleDesc desc, AttrNumber att, bool *isnull)
+{
+	Datum		d = heap_getattr(tuple, att, desc, isnull);
+
+	return *isnull ? 0 : DatumGetInt64(d);
+}
+
+Datum
+crm_item_after(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	const CrmItemColumns *cols;
+	HeapTuple	tuple;
+	char	   *entity_type;
+	int64		item_id;
+	bool		isnull;
+	Oid			save_userid;
+	int			save_sec;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.item_after() must be an AFTER ROW trigger")));
+
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	cols = crm_item_columns(rel);
+	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	if (cols->id == InvalidAttrNumber || cols->stage_id == InvalidAttrNumber)
+		PG_RETURN_POINTER(NULL);
+	item_id = tuple_int64(tuple, desc, cols->id, &isnull);
+	if (td->tg_trigger->tgnargs > 0)
+		entity_type = td->tg_trigger->tgargs[0];
+	else
+		entity_type = TextDatumGetCString(heap_getattr(tuple, cols->entity_type, desc, &isnull));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		cancel_pending(entity_type, item_id);
+	else
+	{
+		int64		stage_id = tuple_int64(tuple, desc, cols->stage_id, &isnull);
+
+		if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+			cancel_pending(entity_type, item_id);
+		if (!isnull)
+			enter_stage(entity_type, item_id, stage_id, tuple, desc);
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	PG_RETURN_POINTER(NULL);
+}
+
+/* ---------- jobs ---------- */
+
+static CrmRobot *
+find_robot(int64 stage_id, int64 robot_id, List **robots_out)
+{
+	List	   *robots = crm_stage_robots(stage_id);
+	ListCell   *lc;
+
+	*robots_out = robots;
+	foreach(lc, robots)
+	{
+		CrmRobot   *r = (CrmRobot *) lfirst(lc);
+
+		if (r->id == robot_id)
+			return r;
+	}
+	return NULL;
+}
+
+/* The robots named in a job's chain, in order, that still exist. */
+static int
+chain_robots(List *robots, Jsonb *context, CrmRobot ***seq)
+{
+	JsonbValue *chain;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+
+	*seq = palloc(sizeof(CrmRobot *) * (list_length(robots) + 1));
+	if (context == NULL ||
+		(chain = getKeyJsonValueFromContainer(&context->root, "chain", 5, NULL)) == NULL ||
+		chain->type != jbvBinary)
+		return 0;
+	it = JsonbIteratorInit(chain->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		ListCell   *lc;
+		int64		id;
+
+		if (tok != WJB_ELEM || v.type != jbvNumeric)
+			continue;
+		id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+		foreach(lc, robots)
+		{
+			CrmRobot   *r = (CrmRobot *) lfirst(lc);
+
+			if (r->id == id)
+				(*seq)[n++] = r;
+		}
+	}
+	return n;
+}
+
+static Jsonb *
+context_outputs(Jsonb *context)
+{
+	JsonbValue *v;
+
+	if (context == NULL ||
+		(v = getKeyJsonValueFromContainer(&context->root, "outputs", 7, NULL)) == NULL ||
+		v->type != jbvBinary)
+		return NULL;
+	return JsonbValueToJsonb(v);
+}
+
+/*
+ * Executes a due robot job, a finished wait or a stage control.  The item
+ * is still in the stage: leaving it cancels the job.
+ */
+static void
+execute_robot_job(const CrmJob *job)
+{
+	List	   *robots;
+	CrmRobot   *r;
+	CrmRobot  **seq;
+	int			n;
+	RunState	rs;
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_rule_cache_pin();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PG_TRY();
+	{
+		r = find_robot(job->stage_id, job->robot_id, &robots);
+		if (r == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("robot %lld no longer exists or is inactive", (long long) job->robot_id)));
+		runstate_init(&rs, job->entity_type, job->entity_id, job->stage_id, NULL, NULL);
+		rs.outputs = context_outputs(job->context);
+		rs.cx.robot_outputs = rs.outputs;
+
+		if (strcmp(job->kind, "robot") == 0)
+			run_robot_now(&rs, r, job->log_id);
+		else if (strcmp(job->kind, "wait") == 0)
+			log_update(job->log_id, "done", NULL, NULL);
+		else if (strcmp(job->kind, "control") == 0)
+		{
+			CrmActionCall call;
+
+			memset(&call, 0, sizeof(call));
+			call.action = r->action;
+			call.params = r->params;
+			call.cx = &rs.cx;
+			call.robot_id = r->id;
+			call.stage_id = rs.stage_id;
+			call.where = r->where;
+			r->action->exec(&call);
+			log_update(job->log_id, "done", NULL, NULL);
+		}
+		n = chain_robots(robots, job->context, &seq);
+		run_sequence(&rs, seq, n);
+	}
+	PG_FINALLY();
+	{
+		crm_rule_cache_unpin();
+	}
+	PG_END_TRY();
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+void
+crm_robots_init(void)
+{
+	crm_register_job_executor("robot", execute_robot_job);
+	crm_register_job_executor("wait", execute_robot_job);
+	crm_register_job_executor("control", execute_robot_job);
+}

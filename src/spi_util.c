@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * spi_util.c
+ *	  Prepared, kept SPI plans for the engine's fixed statements.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+#include "spi_util.h"
+
+SPIPlanPtr
+crm_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes)
+{
+	SPIPlanPtr	plan;
+
+	if (*slot != NULL)
+		return *slot;
+	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep plan for \"%s\"", sql);
+	*slot = plan;
+	return plan;
+}
+
+/*
+ * read_only is deliberately ignored: a read-only execution would use the
+ * statement's snapshot, and a robot must see what the robots before it (in
+ * the same transaction) wrote.
+ */
+int
+crm_exec(SPIPlanPtr plan, const Datum *values, const char *nulls,
+		 bool read_only, long count)
+{
+	int			ret = SPI_execute_plan(plan, (Datum *) values, nulls, false, count);
+
+	if (ret < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	return ret;
+}

@@ -1,0 +1,75 @@
+-- Robots: error codes of bad definitions, nothing stored on error, loops,
+-- depth, re-entry, privileges.
+BEGIN;
+CREATE EXTENSION crm_automation;
+SELECT plan(24);
+
+INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
+INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
+UPDATE crm.department SET head_id = 1;
+
+-- Bad definitions: SQLSTATE and message.
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'teleport', '{}')$$,
+	'22023', 'unknown action "teleport"', 'unknown action');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'notify', '{"text": "hi"}')$$,
+	'22023', 'missing required parameter "recipients" for action "notify"', 'missing parameter');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'notify', '{"text": "hi", "recipients": 1, "x": 1}')$$,
+	'22023', 'unknown parameter "x" for action "notify"', 'unknown parameter');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'create_activity', '{"subject": "s", "important": "yes"}')$$,
+	'22023', 'parameter "important" must be a boolean, not a string', 'wrong type');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'send_sms', jsonb_build_object('text', repeat('é', 201), 'recipients', '+33611111111'))$$,
+	'22001', 'parameter "text" is 201 characters long; the limit is 200', 'SMS limit counts characters');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "{{no_such_field}}"}')$$,
+	'42703', NULL, 'unknown field');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "=1 +"}')$$,
+	'42601', NULL, 'bad expression');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "x"}', delay => '{"soon": true}')$$,
+	'22023', 'unknown delay key "soon"', 'bad delay');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "x"}', delay => '{"after": "1 hour", "work_time": true}')$$,
+	'0A000', 'delays counted in working time are not supported yet', 'work_time refused, not ignored');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'change_stage', '{"stage": "nowhere"}')$$,
+	'42704', 'parameter "stage" names an unknown stage', 'unknown target stage');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('lead', 'new'), 'copy_deal', '{}')$$,
+	'0A000', 'action "copy_deal" is not available for lead stages', 'deal-only action');
+SELECT throws_ok($$SELECT crm.add_robot(42424242, 'write_log', '{"text": "x"}')$$,
+	'42704', 'stage 42424242 does not exist', 'unknown stage');
+SELECT is((SELECT count(*) FROM crm.robot), 0::bigint, 'no failed definition was stored');
+
+-- A robot loop is stopped with a log entry and the statement succeeds.
+SELECT crm.add_robot(crm.stage('deal', 'preparation'), 'change_stage', '{"stage": "executing"}');
+SELECT crm.add_robot(crm.stage('deal', 'executing'), 'change_stage', '{"stage": "preparation"}');
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (101, 'Loop', 2);
+SELECT lives_ok($$UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 101$$, 'a loop does not fail the statement');
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 101 AND status = 'loop_stopped'), 1::bigint, 'the cycle is logged once');
+SELECT ok((SELECT detail->>'cycle' LIKE '%robot%deal 101%' FROM crm.robot_log WHERE entity_id = 101 AND status = 'loop_stopped'),
+	'the log names the cycle');
+
+-- A later, separate statement is a new chain: the same robots run again.
+SELECT lives_ok($$UPDATE crm.deal SET stage_id = crm.stage('deal', 'new') WHERE id = 101$$, 'leave');
+SELECT lives_ok($$UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 101$$, 're-enter');
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 101 AND status = 'done'), 4::bigint,
+	'legitimate re-entry runs the robots again');
+
+-- crm.max_depth bounds long non-cyclic chains.
+SET crm.max_depth = 1;
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (102, 'Shallow', 2);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 102;
+SELECT ok((SELECT bool_or(detail->>'cycle' LIKE '%crm.max_depth%') FROM crm.robot_log WHERE entity_id = 102),
+	'the depth limit stops the chain with a log entry');
+RESET crm.max_depth;
+
+-- An application role with crm_user moves a deal; robots still write the
+-- log and the outbox, as the extension's owner.
+SELECT crm.add_robot(crm.stage('deal', 'won'), 'webhook', '{"url": "https://example.com/h"}');
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (103, 'App', 2);
+CREATE ROLE crm_test_app;
+GRANT crm_user TO crm_test_app;
+SET ROLE crm_test_app;
+SELECT lives_ok($$UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE id = 103$$, 'crm_user moves a deal');
+SELECT throws_ok($$SELECT * FROM crm.outbox$$, '42501', NULL, 'crm_user cannot read the outbox');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM crm.outbox WHERE entity_id = 103), 1::bigint, 'the robot wrote the outbox message');
+SELECT is((SELECT status FROM crm.robot_log WHERE entity_id = 103), 'done', 'and logged its run');
+
+SELECT * FROM finish();
+ROLLBACK;
