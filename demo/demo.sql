@@ -26,3 +26,32 @@ UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 1;
 UPDATE crm.deal SET stage_id = crm.stage('deal', 'executing') WHERE id = 1;
 UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE id = 1;
 SELECT d.id, d.title, s.code AS stage, s.semantics FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id;
+
+\echo '== Robots on the stages (automation rules)'
+SELECT crm.add_robot(crm.stage('deal', 'preparation'), 'create_task',
+	'{"title": "Prepare the quote for {{title}}", "responsible": "responsible", "deadline": "tomorrow"}',
+	name => 'quote_task') IS NOT NULL AS robot_added;
+SELECT crm.add_robot(crm.stage('deal', 'preparation'), 'notify',
+	'{"text": "{{responsible.name}} prepares {{title}} ({{amount}} {{currency}}), task {=Robot:quote_task.task_id}", "recipients": "supervisor"}',
+	condition => '"{{amount}} >= 1000"') IS NOT NULL AS robot_added;
+SELECT crm.add_robot(crm.stage('deal', 'executing'), 'add_comment',
+	'{"text": "={{title}} & \" is in progress, expected margin \" & round({{amount}} * 0.3, 0)"}') IS NOT NULL AS robot_added;
+SELECT crm.add_robot(crm.stage('deal', 'won'), 'webhook',
+	'{"url": "https://erp.example.com/deals/{{id}}", "body": {"deal": "{{title}}", "client": "{{contact.name}}"}}') IS NOT NULL AS robot_added;
+SELECT crm.add_robot(crm.stage('deal', 'won'), 'add_comment', '{"text": "Ask {{contact.name}} for a review"}',
+	delay => '{"after": "7 days"}') IS NOT NULL AS robot_added;
+
+\echo '== A second deal moves through the same stages; the robots fire'
+INSERT INTO crm.deal (title, responsible_id, contact_id, amount) VALUES ('Standing desks', 2, 1, 12500);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE title = 'Standing desks';
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'executing') WHERE title = 'Standing desks';
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE title = 'Standing desks';
+
+\echo '== What the automation did'
+SELECT a.stage, a.action, a.status FROM crm.deal d, crm.item_automation('deal', d.id) a
+ WHERE d.title = 'Standing desks' ORDER BY a.log_id;
+SELECT title, responsible_id, deadline::date = current_date + 1 AS due_tomorrow FROM crm.task;
+SELECT user_id AS notified, text FROM crm.notification;
+SELECT text AS timeline FROM crm.timeline_comment;
+SELECT channel, status, payload->>'url' AS url, payload->'body' AS body FROM crm.outbox;
+SELECT kind, status, due_at::date - current_date AS due_in_days FROM crm.job;

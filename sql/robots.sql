@@ -126,3 +126,22 @@ SELECT crm.move_robot((SELECT id FROM crm.robot WHERE name = 'docs' AND stage_id
 	crm.stage('deal', 'executing'));
 SELECT crm.delete_robot((SELECT id FROM crm.robot WHERE name = 'docs' AND stage_id = crm.stage('deal', 'executing')));
 SELECT count(*) AS docs_robots FROM crm.robot WHERE name = 'docs';
+
+-- When a job is due, crm.run_next_job() (the worker's call) runs it and the
+-- robots chained after it; a control notifies the supervisor.
+SELECT crm.add_robot(crm.stage('quote', 'sent'), 'add_comment', '{"text": "Follow up on {{title}}"}',
+	delay => '{"after": "1 hour"}', name => 'follow') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('quote', 'sent'), 'write_log', '{"text": "followed up"}',
+	after_previous => true) IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('quote', 'sent'), 'control',
+	'{"after": "3 days", "text": "{{title}} is stuck"}') IS NOT NULL AS added;
+INSERT INTO crm.quote (id, title, responsible_id, stage_id) VALUES (1, 'Offer', 2, crm.stage('quote', 'sent'));
+SELECT crm.run_next_job() IS NULL AS nothing_due_yet;
+UPDATE crm.job SET due_at = now() - interval '1 second' WHERE entity_type = 'quote';
+SELECT crm.run_next_job() IS NOT NULL AS ran, crm.run_next_job() IS NOT NULL AS ran_again,
+       crm.run_next_job() IS NULL AS none_left;
+SELECT kind, status FROM crm.job WHERE entity_type = 'quote' ORDER BY id;
+SELECT text FROM crm.timeline_comment WHERE entity_type = 'quote';
+SELECT text FROM crm.history WHERE entity_type = 'quote';
+SELECT user_id, text FROM crm.notification WHERE entity_type = 'quote';
+SELECT action, status FROM crm.item_automation('quote', 1);
