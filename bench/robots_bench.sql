@@ -25,7 +25,7 @@ BEGIN
 END $$;
 
 -- 1. An update that changes no stage.
-CREATE TABLE plain_deal (LIKE crm.deal INCLUDING DEFAULTS);
+CREATE TABLE plain_deal (LIKE crm.deal INCLUDING ALL);
 INSERT INTO crm.deal (title, responsible_id, amount) SELECT 'd' || g, 1, g FROM generate_series(1, :n) g;
 INSERT INTO plain_deal SELECT * FROM crm.deal;
 VACUUM ANALYZE crm.deal, plain_deal;

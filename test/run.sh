@@ -32,7 +32,7 @@ echo "== pg_regress"
 rm -rf results regression.diffs regression.out
 regress=$(make -s -f Makefile print-regress 2>/dev/null | tr ' ' '\n' | grep -e "$only" | tr "\n" " " || true)
 if [ -n "$regress" ] && make -s installcheck REGRESS="$regress" >/tmp/crm_regress.$$ 2>&1; then :; fi
-cat /tmp/crm_regress.$$
+touch /tmp/crm_regress.$$; cat /tmp/crm_regress.$$
 n_good=$(grep -cE '\.\.\. ok' /tmp/crm_regress.$$ || true)
 n_bad=$(grep -cE '\.\.\. FAILED' /tmp/crm_regress.$$ || true)
 if [ -n "$regress" ] && [ "$n_good" -eq 0 ] && [ "$n_bad" -eq 0 ]; then n_bad=1; fi	# pg_regress did not run
