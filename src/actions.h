@@ -137,6 +137,8 @@ extern void crm_action_output_text(CrmActionCall *call, const char *key, const c
 extern int64 crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull);
 extern const char *crm_item_table(const char *entity_type);
 extern const char *crm_item_prefix(const char *entity_type);
+extern int64 crm_returned_id(void);
+extern Datum crm_int8_array(const int64 *ids, int n);
 
 /* Executors, by family (actions_*.c). */
 extern void crm_exec_add_comment(CrmActionCall *call);

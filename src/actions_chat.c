@@ -17,31 +17,12 @@
 #include "actions.h"
 #include "spi_util.h"
 
-static Datum
-int8_array(int64 *ids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
-}
-
 static int64
 first_or_zero(CrmActionCall *call, const char *param)
 {
 	int64	   *ids;
 
 	return crm_param_users(call, param, &ids) > 0 ? ids[0] : 0;
-}
-
-static int64
-returned_id(void)
-{
-	bool		isnull;
-
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* A text[] of the string elements of a rendered JSON parameter. */
@@ -83,7 +64,7 @@ crm_exec_feed_post(CrmActionCall *call)
 	vals[3] = CStringGetTextDatum(call->cx->entity_type);
 	vals[4] = Int64GetDatum(call->cx->item_id);
 	vals[5] = Int64GetDatum(call->robot_id);
-	vals[6] = int8_array(ids, n);
+	vals[6] = crm_int8_array(ids, n);
 	vals[7] = text_array(crm_param_json(call, "tags"));
 	/* no recipients: a post to everyone */
 	crm_exec(crm_plan(&plan,
@@ -94,7 +75,7 @@ crm_exec_feed_post(CrmActionCall *call)
 					  "  SELECT p.id, u FROM p, unnest($7) u ON CONFLICT DO NOTHING)"
 					  " SELECT id FROM p",
 					  8, types), vals, nulls, false, 1);
-	crm_action_output_int(call, "post_id", returned_id());
+	crm_action_output_int(call, "post_id", crm_returned_id());
 }
 
 void
@@ -124,9 +105,9 @@ crm_exec_create_group_chat(CrmActionCall *call)
 					  "INSERT INTO crm.chat (title, type, owner_id, created_by_automation, entity_type, entity_id, robot_id)"
 					  " VALUES ($1, 'group', $2, true, $3, $4, $5) RETURNING id",
 					  5, types), vals, nulls, false, 1);
-	chat = returned_id();
+	chat = crm_returned_id();
 	mvals[0] = Int64GetDatum(chat);
-	mvals[1] = int8_array(ids, n);
+	mvals[1] = crm_int8_array(ids, n);
 	crm_exec(crm_plan(&members,
 					  "INSERT INTO crm.chat_member (chat_id, user_id) SELECT $1, u FROM unnest($2) u"
 					  " ON CONFLICT DO NOTHING", 2, mtypes), mvals, NULL, false, 0);
@@ -165,7 +146,7 @@ crm_exec_add_chat_members(CrmActionCall *call)
 	Datum		vals[3];
 
 	vals[0] = Int64GetDatum(chat);
-	vals[1] = int8_array(ids, n);
+	vals[1] = crm_int8_array(ids, n);
 	vals[2] = BoolGetDatum(crm_param_bool(call, "show_history", true));
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.chat_member (chat_id, user_id, show_history) SELECT $1, u, $3 FROM unnest($2) u"
@@ -287,7 +268,7 @@ schedule(CrmActionCall *call, const char *type)
 					  " SELECT $6, $4, $5, $8, $7, $7 + interval '1 hour', a.id, $1, $2, $9 FROM a"
 					  " RETURNING activity_id",
 					  9, types), vals, nulls, false, 1);
-	crm_action_output_int(call, "activity_id", returned_id());
+	crm_action_output_int(call, "activity_id", crm_returned_id());
 }
 
 void

@@ -19,14 +19,6 @@
 #include "actions.h"
 #include "spi_util.h"
 
-static int64
-returned_id(void)
-{
-	bool		isnull;
-
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
 static void
 require_type(CrmActionCall *call, const char *a, const char *b)
 {
@@ -82,7 +74,7 @@ pipeline_stage(CrmActionCall *call, const char *entity_type, const char *pipelin
 						pipeline ? pipeline : "(default)", stage ? " stage \"" : "",
 						stage ? stage : "", stage ? "\"" : ""),
 				 errhint("Give a pipeline id or name of the same entity type, and a stage code of it.")));
-	return returned_id();
+	return crm_returned_id();
 }
 
 void
@@ -107,7 +99,7 @@ crm_exec_copy_deal(CrmActionCall *call)
 					  " SELECT title, $2, coalesce($3, responsible_id), amount, currency, contact_id,"
 					  "  company_id, lead_id, begin_date, close_date, fields FROM crm.deal WHERE id = $1"
 					  " RETURNING id", 3, types), vals, nulls, false, 1);
-	crm_action_output_int(call, "deal_id", returned_id());
+	crm_action_output_int(call, "deal_id", crm_returned_id());
 }
 
 void
@@ -153,7 +145,7 @@ crm_exec_create_contact_from_lead(CrmActionCall *call)
 					  "         address, id, responsible_id FROM crm.lead WHERE id = $1 RETURNING id),"
 					  " l AS (UPDATE crm.lead SET contact_id = c.id FROM c WHERE lead.id = $1)"
 					  " SELECT id FROM c", 1, types), vals, NULL, false, 1);
-	crm_action_output_int(call, "contact_id", returned_id());
+	crm_action_output_int(call, "contact_id", crm_returned_id());
 }
 
 void
@@ -175,7 +167,7 @@ crm_exec_create_repeat_lead(CrmActionCall *call)
 					  " SELECT 'Repeat: ' || title, coalesce($2, responsible_id), amount, currency,"
 					  "        contact_id, company_id, 'repeat' FROM crm.deal WHERE id = $1 RETURNING id",
 					  2, types), vals, nulls, false, 1);
-	crm_action_output_int(call, "lead_id", returned_id());
+	crm_action_output_int(call, "lead_id", crm_returned_id());
 }
 
 void
@@ -220,7 +212,7 @@ crm_exec_convert(CrmActionCall *call)
 							  "         address, id, responsible_id FROM crm.lead WHERE id = $1 RETURNING id),"
 							  " l AS (UPDATE crm.lead SET company_id = c.id FROM c WHERE lead.id = $1)"
 							  " SELECT id FROM c", 1, types), vals, NULL, false, 1);
-		id = returned_id();
+		id = crm_returned_id();
 		/* the lead is converted: flagged and moved to its success status */
 		crm_exec(crm_plan(&done_plan,
 						  "UPDATE crm.lead SET converted = true, stage_id = coalesce((SELECT s.id FROM crm.stage s"
@@ -245,7 +237,7 @@ crm_exec_convert(CrmActionCall *call)
 							  " contact_id, company_id) SELECT title, $2, responsible_id, amount, currency, id,"
 							  " contact_id, company_id FROM crm.deal WHERE id = $1 RETURNING id",
 							  2, types), vals, NULL, false, 1);
-		id = returned_id();
+		id = crm_returned_id();
 	}
 	crm_action_output_int(call, psprintf("%s_id", to), id);
 }
@@ -274,7 +266,7 @@ crm_exec_create_document(CrmActionCall *call)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("document template \"%s\" does not exist", template),
 				 errhint("Templates are rows of crm.document_template (id, name, body).")));
-	tid = returned_id();
+	tid = crm_returned_id();
 	name = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	body = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	/* the template's body is itself a template, rendered for the item */
@@ -289,18 +281,7 @@ crm_exec_create_document(CrmActionCall *call)
 	crm_exec(crm_plan(&ins,
 					  "INSERT INTO crm.document (template_id, title, body, entity_type, entity_id, robot_id)"
 					  " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", 6, types), vals, NULL, false, 1);
-	crm_action_output_int(call, "document_id", returned_id());
-}
-
-static Datum
-int8_array(int64 *ids, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(ids[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	crm_action_output_int(call, "document_id", crm_returned_id());
 }
 
 static void
@@ -325,7 +306,7 @@ booking(CrmActionCall *call, bool reserve)
 	(void) crm_param_when(call, "start", &start);
 	(void) crm_param_interval(call, "duration", &duration);
 	vals[0] = CStringGetTextDatum(crm_param_text(call, "service"));
-	vals[1] = int8_array(ids, n);
+	vals[1] = crm_int8_array(ids, n);
 	vals[2] = TimestampTzGetDatum(start);
 	vals[3] = IntervalPGetDatum(duration);
 	vals[4] = field ? CStringGetTextDatum(field) : (Datum) 0;

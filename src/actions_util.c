@@ -9,10 +9,12 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "actions.h"
+#include "rule_cache.h"
 #include "spi_util.h"
 
 /* An integer column of the current item (NULL-aware). */
@@ -29,36 +31,37 @@ crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull)
 	return out;
 }
 
-static char *
-entity_type_column(const char *entity_type, int col)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {TEXTOID};
-	Datum		vals[1];
-	bool		isnull;
-	Datum		d;
-
-	vals[0] = CStringGetTextDatum(entity_type);
-	crm_exec(crm_plan(&plan, "SELECT table_name, id_prefix FROM crm.entity_type WHERE code = $1",
-					  1, types), vals, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown entity type \"%s\"", entity_type)));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-	return TextDatumGetCString(d);
-}
-
 const char *
 crm_item_table(const char *entity_type)
 {
-	return entity_type_column(entity_type, 1);
+	return crm_entity_table(entity_type);
 }
 
 const char *
 crm_item_prefix(const char *entity_type)
 {
-	return entity_type_column(entity_type, 2);
+	return crm_entity_prefix(entity_type);
+}
+
+/* The bigint in the first column of the first row SPI returned. */
+int64
+crm_returned_id(void)
+{
+	bool		isnull;
+
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A bigint[] datum of ids. */
+Datum
+crm_int8_array(const int64 *ids, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, true, TYPALIGN_DOUBLE));
 }
 
 int64

@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 
 #include "expr_int.h"
+#include "rule_cache.h"
 #include "spi_util.h"
 
 extern int	expr_relation_index(const char *name);
@@ -230,29 +231,6 @@ cached_row(EvalCache *cache, const char *key)
 	return NULL;
 }
 
-static char *
-item_table_of(const char *entity_type)
-{
-	static SPIPlanPtr plan = NULL;
-	MemoryContext caller = CurrentMemoryContext;
-	Oid			types[1] = {TEXTOID};
-	Datum		vals[1];
-	char	   *res;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	vals[0] = CStringGetTextDatum(entity_type);
-	crm_exec(crm_plan(&plan, "SELECT table_name FROM crm.entity_type WHERE code = $1", 1, types),
-			 vals, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown entity type \"%s\"", entity_type)));
-	res = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	SPI_finish();
-	return res;
-}
-
 static EvalCache *
 eval_cache(CrmEvalContext *cx)
 {
@@ -279,7 +257,7 @@ item_row(CrmEvalContext *cx, HeapTuple *tuple, TupleDesc *desc)
 	cache = eval_cache(cx);
 	r = cached_row(cache, "item");
 	if (r == NULL)
-		r = load_row(cache, "item", item_table_of(cx->entity_type), cx->item_id);
+		r = load_row(cache, "item", crm_entity_table(cx->entity_type), cx->item_id);
 	if (r->tuple == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

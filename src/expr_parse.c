@@ -26,6 +26,7 @@
 #include "utils/numeric.h"
 
 #include "expr_int.h"
+#include "rule_cache.h"
 #include "spi_util.h"
 
 ExprNode *
@@ -689,30 +690,6 @@ has_column(const char *table, const char *column)
 	return OidIsValid(relid) && get_attnum(relid, lower) != InvalidAttrNumber;
 }
 
-/* The table of an entity type's items (in the caller's memory context). */
-static char *
-entity_table(const char *entity_type)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {TEXTOID};
-	Datum		vals[1];
-	MemoryContext caller = CurrentMemoryContext;
-	char	   *res;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	vals[0] = CStringGetTextDatum(entity_type);
-	crm_exec(crm_plan(&plan, "SELECT table_name FROM crm.entity_type WHERE code = $1", 1, types),
-			 vals, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown entity type \"%s\"", entity_type)));
-	res = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	SPI_finish();
-	return res;
-}
-
 static bool
 custom_field_registered(const char *entity_type, const char *code)
 {
@@ -800,6 +777,6 @@ void
 crm_expr_check(const CrmExpr *e, const char *entity_type, List *robot_names,
 			   bool check_robots, const char *where)
 {
-	check_node(e->root, entity_type, entity_table(entity_type), robot_names,
+	check_node(e->root, entity_type, crm_entity_table(entity_type), robot_names,
 			   check_robots, where ? where : e->where);
 }

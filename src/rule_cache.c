@@ -40,6 +40,13 @@ static const char *const definition_tables[] = {
 };
 #define N_DEFINITION_TABLES lengthof(definition_tables)
 
+typedef struct EntityTypeInfo
+{
+	char		code[CRM_NAME_LEN]; /* hash key */
+	char		table_name[CRM_NAME_LEN];
+	char		prefix[16];
+} EntityTypeInfo;
+
 typedef struct DefaultStage
 {
 	char		entity_type[CRM_NAME_LEN];	/* hash key */
@@ -49,6 +56,7 @@ typedef struct DefaultStage
 static MemoryContext RuleCacheContext = NULL;
 static HTAB *StageHash = NULL;
 static HTAB *DefaultStageHash = NULL;
+static HTAB *EntityTypeHash = NULL;
 static HTAB *ItemColumnsHash = NULL;
 static Oid	definition_relids[N_DEFINITION_TABLES];
 static bool rule_cache_valid = false;
@@ -189,6 +197,7 @@ rule_cache_load(void)
 		MemoryContextReset(RuleCacheContext);
 	StageHash = NULL;
 	DefaultStageHash = NULL;
+	EntityTypeHash = NULL;
 
 	/*
 	 * Marked valid before loading: an invalidation that arrives while we read
@@ -212,8 +221,31 @@ rule_cache_load(void)
 	DefaultStageHash = hash_create("crm default stages", 32, &ctl,
 								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = CRM_NAME_LEN;
+	ctl.entrysize = sizeof(EntityTypeInfo);
+	ctl.hcxt = RuleCacheContext;
+	EntityTypeHash = hash_create("crm entity types", 32, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+
+	ret = SPI_execute("SELECT code, table_name, id_prefix FROM crm.entity_type", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not load crm entity types: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char		key[CRM_NAME_LEN];
+		EntityTypeInfo *et;
+		bool		found;
+
+		memset(key, 0, sizeof(key));
+		strlcpy(key, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), CRM_NAME_LEN);
+		et = hash_search(EntityTypeHash, key, HASH_ENTER, &found);
+		strlcpy(et->table_name, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), CRM_NAME_LEN);
+		strlcpy(et->prefix, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), sizeof(et->prefix));
+	}
 
 	ret = SPI_execute("SELECT s.id, s.pipeline_id, s.sort, s.semantics, s.code,"
 					  "       p.entity_type, p.is_default"
@@ -306,6 +338,35 @@ crm_stage_robots(int64 stage_id)
 		return robots;
 	}
 	return st->robots;
+}
+
+static EntityTypeInfo *
+entity_type_info(const char *entity_type)
+{
+	char		key[CRM_NAME_LEN];
+	EntityTypeInfo *et;
+
+	rule_cache_ensure();
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity_type, CRM_NAME_LEN);
+	et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+	if (et == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown entity type \"%s\"", entity_type)));
+	return et;
+}
+
+char *
+crm_entity_table(const char *entity_type)
+{
+	return pstrdup(entity_type_info(entity_type)->table_name);
+}
+
+char *
+crm_entity_prefix(const char *entity_type)
+{
+	return pstrdup(entity_type_info(entity_type)->prefix);
 }
 
 int64

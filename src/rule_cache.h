@@ -40,6 +40,13 @@ typedef struct CrmStageInfo
  */
 extern const CrmStageInfo *crm_stage_info(int64 stage_id);
 
+/*
+ * The table (in schema crm) and binding prefix of an entity type, palloc'd
+ * in the caller's context; an unknown type is an ERROR.
+ */
+extern char *crm_entity_table(const char *entity_type);
+extern char *crm_entity_prefix(const char *entity_type);
+
 /* First stage of the entity type's default pipeline, or 0 when it has none. */
 extern int64 crm_default_stage(const char *entity_type);
 
