@@ -130,14 +130,14 @@ crm_exec_change_pipeline(CrmActionCall *call)
 	call->stop_chain = true;
 }
 
-void
-crm_exec_create_contact_from_lead(CrmActionCall *call)
+/* Creates a contact from the lead's contact data and links it; returns its id. */
+static int64
+lead_to_contact(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
 
-	require_type(call, "lead", NULL);
 	vals[0] = Int64GetDatum(call->cx->item_id);
 	crm_exec(crm_plan(&plan,
 					  "WITH c AS (INSERT INTO crm.contact (name, phone, email, address, lead_id, responsible_id)"
@@ -145,7 +145,14 @@ crm_exec_create_contact_from_lead(CrmActionCall *call)
 					  "         address, id, responsible_id FROM crm.lead WHERE id = $1 RETURNING id),"
 					  " l AS (UPDATE crm.lead SET contact_id = c.id FROM c WHERE lead.id = $1)"
 					  " SELECT id FROM c", 1, types), vals, NULL, false, 1);
-	crm_action_output_int(call, "contact_id", crm_returned_id());
+	return crm_returned_id();
+}
+
+void
+crm_exec_create_contact_from_lead(CrmActionCall *call)
+{
+	require_type(call, "lead", NULL);
+	crm_action_output_int(call, "contact_id", lead_to_contact(call));
 }
 
 void
@@ -174,7 +181,6 @@ void
 crm_exec_convert(CrmActionCall *call)
 {
 	static SPIPlanPtr deal_plan = NULL;
-	static SPIPlanPtr contact_plan = NULL;
 	static SPIPlanPtr company_plan = NULL;
 	static SPIPlanPtr quote_plan = NULL;
 	static SPIPlanPtr invoice_plan = NULL;
@@ -183,7 +189,7 @@ crm_exec_convert(CrmActionCall *call)
 	char	   *pipeline = crm_param_text(call, "pipeline");
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		vals[2];
-	int64		id;
+	int64		id = 0;
 
 	vals[0] = Int64GetDatum(call->cx->item_id);
 	if (strcmp(to, "deal") == 0 || strcmp(to, "contact") == 0 || strcmp(to, "company") == 0)
@@ -199,12 +205,7 @@ crm_exec_convert(CrmActionCall *call)
 							  "   FROM crm.lead WHERE id = $1 RETURNING id", 2, types), vals, NULL, false, 1);
 		}
 		else if (strcmp(to, "contact") == 0)
-			crm_exec(crm_plan(&contact_plan,
-							  "WITH c AS (INSERT INTO crm.contact (name, phone, email, address, lead_id, responsible_id)"
-							  "  SELECT coalesce(nullif(contact_name, ''), nullif(title, ''), 'Contact'), phone, email,"
-							  "         address, id, responsible_id FROM crm.lead WHERE id = $1 RETURNING id),"
-							  " l AS (UPDATE crm.lead SET contact_id = c.id FROM c WHERE lead.id = $1)"
-							  " SELECT id FROM c", 1, types), vals, NULL, false, 1);
+			id = lead_to_contact(call);
 		else
 			crm_exec(crm_plan(&company_plan,
 							  "WITH c AS (INSERT INTO crm.company (title, phone, email, address, lead_id, responsible_id)"
@@ -212,7 +213,8 @@ crm_exec_convert(CrmActionCall *call)
 							  "         address, id, responsible_id FROM crm.lead WHERE id = $1 RETURNING id),"
 							  " l AS (UPDATE crm.lead SET company_id = c.id FROM c WHERE lead.id = $1)"
 							  " SELECT id FROM c", 1, types), vals, NULL, false, 1);
-		id = crm_returned_id();
+		if (strcmp(to, "contact") != 0)
+			id = crm_returned_id();
 		/* the lead is converted: flagged and moved to its success status */
 		crm_exec(crm_plan(&done_plan,
 						  "UPDATE crm.lead SET converted = true, stage_id = coalesce((SELECT s.id FROM crm.stage s"
