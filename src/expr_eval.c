@@ -810,9 +810,11 @@ eval_binary(const ExprNode *n, CrmEvalContext *cx, const char *where)
 					ereport(ERROR,
 							(errcode(ERRCODE_DIVISION_BY_ZERO),
 							 errmsg("division by zero in %s at position %d", where, n->pos)));
-				return number_value(DatumGetNumeric(DirectFunctionCall2(numeric_div,
-																		NumericGetDatum(need_number(l, n, where)),
-																		NumericGetDatum(d))));
+				/* a quotient keeps no trailing zeros: 4 / 2 is 2, not 2.0000000000000000 */
+				return number_value(DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
+																		DirectFunctionCall2(numeric_div,
+																							NumericGetDatum(need_number(l, n, where)),
+																							NumericGetDatum(d)))));
 			}
 		default:
 			{

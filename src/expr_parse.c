@@ -568,6 +568,33 @@ expr_parse_text(const char *src, const char *where)
 				const char *end = strstr(s + 2, "}}");
 				char	   *inner;
 
+				if (s[2] == '=')
+				{
+					/* an embedded formula may itself hold {{field}}: match nesting */
+					const char *q = s + 2;
+					int			depth = 1;
+
+					end = NULL;
+					while (*q)
+					{
+						if (q[0] == '{' && q[1] == '{')
+						{
+							depth++;
+							q += 2;
+						}
+						else if (q[0] == '}' && q[1] == '}')
+						{
+							if (--depth == 0)
+							{
+								end = q;
+								break;
+							}
+							q += 2;
+						}
+						else
+							q++;
+					}
+				}
 				if (end == NULL)
 					syntax_error(where, src, pos, "unterminated {{ reference");
 				inner = pnstrdup(s + 2, end - (s + 2));

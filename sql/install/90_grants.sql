@@ -38,3 +38,5 @@ REVOKE ALL ON crm.provider_secret FROM PUBLIC;
 -- Robots act as the extension's owner; users read the catalogue and an item's history.
 GRANT SELECT ON crm.robot_actions TO crm_user;
 GRANT EXECUTE ON FUNCTION crm.item_automation(text, bigint), crm._robot_actions() TO crm_user;
+GRANT EXECUTE ON FUNCTION crm.evaluate(text, text, bigint, jsonb),
+	crm.test_condition(jsonb, text, bigint, jsonb), crm.check_expression(text, text) TO crm_user;
