@@ -83,3 +83,12 @@ SELECT (SELECT round(ms::numeric, 1) FROM scale WHERE robots = 10) AS ms_10_else
        (SELECT round(ms::numeric, 1) FROM scale WHERE robots = 10000) AS ms_10000_elsewhere,
        round(((SELECT ms FROM scale WHERE robots = 10000) / (SELECT ms FROM scale WHERE robots = 10))::numeric, 3) AS ratio,
        '<= 1.20' AS goal;
+
+-- 4. One bulk statement: 100,000 deals into a stage with 3 robots (memory stays flat:
+--    each row's work is freed with the after-trigger event).
+TRUNCATE crm.timeline_comment, crm.robot_log;
+DELETE FROM crm.robot WHERE stage_id = crm.stage('deal', 'executing');
+INSERT INTO crm.deal (title, responsible_id, amount) SELECT 'bulk' || g, 1, g FROM generate_series(1, 100000) g;
+SELECT round(time_ms(format('UPDATE crm.deal SET stage_id = %s WHERE title LIKE ''bulk%%''', crm.stage('deal', 'preparation')))::numeric / 1000, 1) AS bulk_100k_seconds,
+       (SELECT count(*) FROM crm.timeline_comment) AS comments,
+       (SELECT pg_size_pretty(sum(total_bytes)) FROM pg_backend_memory_contexts) AS backend_memory_after;

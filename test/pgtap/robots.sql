@@ -2,7 +2,7 @@
 -- depth, re-entry, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(24);
+SELECT plan(26);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -70,6 +70,17 @@ SELECT throws_ok($$SELECT * FROM crm.outbox$$, '42501', NULL, 'crm_user cannot r
 RESET ROLE;
 SELECT is((SELECT count(*) FROM crm.outbox WHERE entity_id = 103), 1::bigint, 'the robot wrote the outbox message');
 SELECT is((SELECT status FROM crm.robot_log WHERE entity_id = 103), 'done', 'and logged its run');
+
+-- A bulk statement runs every robot for every row.
+SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'add_comment', '{"text": "Invoice {{title}}"}');
+SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'write_log', '{"text": "bulk {{id}}"}');
+INSERT INTO crm.deal (title, responsible_id) SELECT 'bulk ' || g, 2 FROM generate_series(1, 2000) g;
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'final_invoice') WHERE title LIKE 'bulk %';
+SELECT is((SELECT count(*) FROM crm.timeline_comment WHERE text LIKE 'Invoice bulk %'), 2000::bigint,
+	'one UPDATE over 2000 deals: every row got its comment');
+SELECT is((SELECT count(*) FROM crm.history h JOIN crm.deal d ON d.id = h.entity_id
+			WHERE d.title LIKE 'bulk %' AND h.text = 'bulk ' || d.id), 2000::bigint,
+	'and every row its own rendered history entry');
 
 SELECT * FROM finish();
 ROLLBACK;
