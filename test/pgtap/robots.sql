@@ -74,7 +74,7 @@ SELECT is((SELECT status FROM crm.robot_log WHERE entity_id = 103), 'done', 'and
 -- A bulk statement runs every robot for every row.
 SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'add_comment', '{"text": "Invoice {{title}}"}');
 SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'write_log', '{"text": "bulk {{id}}"}');
-INSERT INTO crm.deal (title, responsible_id) SELECT 'bulk ' || g, 2 FROM generate_series(1, 2000) g;
+INSERT INTO crm.deal (id, title, responsible_id) SELECT 1000 + g, 'bulk ' || g, 2 FROM generate_series(1, 2000) g;
 UPDATE crm.deal SET stage_id = crm.stage('deal', 'final_invoice') WHERE title LIKE 'bulk %';
 SELECT is((SELECT count(*) FROM crm.timeline_comment WHERE text LIKE 'Invoice bulk %'), 2000::bigint,
 	'one UPDATE over 2000 deals: every row got its comment');
