@@ -676,12 +676,15 @@ runstate_init(RunState *rs, const char *entity_type, int64 item_id, int64 stage_
 	crm_eval_context_init(&rs->cx, entity_type, item_id, tuple, desc);
 }
 
-/* Cancels the item's pending robots, waits and controls (leaving a stage). */
+/*
+ * Leaving a stage, in one statement: cancels the item's pending robots,
+ * waits and controls (and their log rows), and completes the activities
+ * marked "complete when the stage changes".
+ */
 static void
 cancel_pending(const char *entity_type, int64 item_id)
 {
 	static SPIPlanPtr plan = NULL;
-	static SPIPlanPtr activities = NULL;
 	Oid			types[2] = {TEXTOID, INT8OID};
 	Datum		vals[2];
 
@@ -690,14 +693,11 @@ cancel_pending(const char *entity_type, int64 item_id)
 	crm_exec(crm_plan(&plan,
 					  "WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
 					  "  WHERE entity_type = $1 AND entity_id = $2 AND status = 'pending'"
-					  "    AND kind IN ('robot', 'wait', 'control') RETURNING log_id)"
-					  " UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()"
-					  "   FROM j WHERE l.id = j.log_id",
-					  2, types), vals, NULL, false, 0);
-	/* activities marked "complete when the stage changes" */
-	crm_exec(crm_plan(&activities,
-					  "UPDATE crm.activity SET completed = true, status = 'completed'"
-					  " WHERE entity_type = $1 AND entity_id = $2 AND auto_complete AND NOT completed",
+					  "    AND kind IN ('robot', 'wait', 'control') RETURNING log_id),"
+					  " l AS (UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()"
+					  "   FROM j WHERE l.id = j.log_id)"
+					  " UPDATE crm.activity SET completed = true, status = 'completed'"
+					  "  WHERE entity_type = $1 AND entity_id = $2 AND auto_complete AND NOT completed",
 					  2, types), vals, NULL, false, 0);
 }
 

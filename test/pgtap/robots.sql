@@ -2,7 +2,7 @@
 -- depth, re-entry, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(26);
+SELECT plan(28);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -70,6 +70,17 @@ SELECT throws_ok($$SELECT * FROM crm.outbox$$, '42501', NULL, 'crm_user cannot r
 RESET ROLE;
 SELECT is((SELECT count(*) FROM crm.outbox WHERE entity_id = 103), 1::bigint, 'the robot wrote the outbox message');
 SELECT is((SELECT status FROM crm.robot_log WHERE entity_id = 103), 'done', 'and logged its run');
+
+-- Leaving the stage completes the activities marked auto_complete.
+SELECT crm.add_robot(crm.stage('deal', 'prepayment_invoice'), 'create_activity',
+	'{"subject": "Chase the payment", "auto_complete": true}');
+SELECT crm.add_robot(crm.stage('deal', 'prepayment_invoice'), 'create_activity', '{"subject": "Keep open"}');
+INSERT INTO crm.deal (id, title, responsible_id, stage_id) VALUES (104, 'Pay', 2, crm.stage('deal', 'prepayment_invoice'));
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'executing') WHERE id = 104;
+SELECT is((SELECT completed FROM crm.activity WHERE entity_id = 104 AND subject = 'Chase the payment'), true,
+	'an auto_complete activity is completed when the item leaves the stage');
+SELECT is((SELECT completed FROM crm.activity WHERE entity_id = 104 AND subject = 'Keep open'), false,
+	'other activities stay open');
 
 -- A bulk statement runs every robot for every row.
 SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'add_comment', '{"text": "Invoice {{title}}"}');
