@@ -16,7 +16,7 @@ exec 9>/tmp/crm_automation.test.lock
 flock 9
 crm_build_install
 trap crm_cluster_stop EXIT
-crm_cluster_start
+crm_cluster_start "crm.worker_enabled = off"
 
 N=${N:-20000}
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/robots_bench.sql

@@ -20,6 +20,7 @@
 
 #include "crm_automation.h"
 #include "robots.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -138,6 +139,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	crm_robots_init();
+	crm_launcher_init();
 
 	if (process_shared_preload_libraries_in_progress)
 		MarkGUCPrefixReserved("crm");

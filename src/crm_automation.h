@@ -11,6 +11,8 @@
 #ifndef CRM_AUTOMATION_H
 #define CRM_AUTOMATION_H
 
+#define CRM_VERSION "0.1.0"
+
 /* outbound safety */
 extern bool crm_allow_private_networks;
 extern char *crm_allowed_hosts;

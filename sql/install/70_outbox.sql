@@ -1,0 +1,541 @@
+
+-- ---------------------------------------------------------------------------
+-- Delivery: providers API, the worker's claim function, wake-up at commit,
+-- observability views and requeue functions (SPEC §7).
+--
+-- The worker (src/worker.c) claims messages with crm._claim_messages() in a
+-- short transaction, commits, sends them with libcurl, and records each
+-- result in a second short transaction.  A message is done only once it is
+-- sent or dead; a crash at any point leaves it pending or leased, never lost.
+-- ---------------------------------------------------------------------------
+
+-- Lease bookkeeping: when the current lease was taken.  A lease taken before
+-- the server's last start belongs to a worker that no longer exists.
+ALTER TABLE crm.outbox ADD COLUMN claimed_at timestamptz;
+
+-- Endpoints that answered 410 Gone: their further messages are dead.
+CREATE TABLE crm.disabled_endpoint (
+	url			text PRIMARY KEY,
+	reason		text NOT NULL,
+	disabled_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE crm.disabled_endpoint IS
+	'Webhook URLs that answered 410 Gone; delete a row to send to it again';
+
+-- ---------------------------------------------------------------------------
+-- Webhook signatures (Standard Webhooks): v1,<base64 HMAC-SHA256 of
+-- "id.timestamp.body"> with the key of a whsec_ secret (C, signature.c).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm.webhook_signature(secret text, msg_id text, ts bigint, body text)
+	RETURNS text
+	AS 'MODULE_PATHNAME', 'crm_webhook_signature_sql'
+	LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION crm.webhook_signature(text, text, bigint, text) IS
+	'The webhook-signature header value the worker sends for this message id, timestamp and body';
+
+-- ---------------------------------------------------------------------------
+-- Wake-up at commit: a statement trigger marks the transaction, and its
+-- commit sets the database worker's latch (C, launcher.c).  Rolled-back
+-- transactions wake nobody.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm._wake_worker() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'crm_wake_worker_trigger' LANGUAGE C;
+
+CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE ON crm.outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker();
+CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE ON crm.job
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker();
+
+-- Asks the launcher to start this database's worker once the transaction
+-- commits (called at CREATE EXTENSION; harmless to call again).
+CREATE FUNCTION crm.start_worker() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crm_start_worker' LANGUAGE C;
+COMMENT ON FUNCTION crm.start_worker() IS
+	'Asks the launcher to start the delivery worker of this database at commit; false when the library is not preloaded';
+
+-- The worker's state, from shared memory.
+CREATE FUNCTION crm.worker_status(OUT database name, OUT pid integer, OUT state text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'crm_worker_status' LANGUAGE C;
+
+-- ---------------------------------------------------------------------------
+-- Providers
+-- ---------------------------------------------------------------------------
+
+-- Replaces {name} placeholders of a provider template with values, escaped
+-- for the template's format: 'json' (inside a JSON string), 'form'
+-- (application/x-www-form-urlencoded) or 'text' (as is).
+CREATE FUNCTION crm._render_template(tpl text, vars jsonb, format text DEFAULT 'text')
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_key	text;
+	v_val	text;
+	v_out	text := tpl;
+BEGIN
+	IF tpl IS NULL THEN
+		RETURN NULL;
+	END IF;
+	FOR v_key, v_val IN SELECT key, value FROM jsonb_each_text(vars) LOOP
+		v_val := coalesce(v_val, '');
+		IF format = 'json' THEN
+			v_val := substr(to_jsonb(v_val)::text, 2, length(to_jsonb(v_val)::text) - 2);
+		ELSIF format = 'form' THEN
+			SELECT string_agg(CASE WHEN b BETWEEN 48 AND 57 OR b BETWEEN 65 AND 90
+									  OR b BETWEEN 97 AND 122 OR b IN (45, 46, 95, 126)
+								   THEN chr(b) ELSE '%' || upper(lpad(to_hex(b), 2, '0')) END,
+							  '' ORDER BY i)
+			  INTO v_val
+			  FROM (SELECT i, get_byte(convert_to(v_val, 'UTF8'), i) AS b
+					  FROM generate_series(0, octet_length(convert_to(v_val, 'UTF8')) - 1) AS i) s;
+			v_val := coalesce(v_val, '');
+		END IF;
+		v_out := replace(v_out, '{' || v_key || '}', v_val);
+	END LOOP;
+	RETURN v_out;
+END
+$$;
+
+-- Checks a provider definition; raises a clear error or returns nothing.
+CREATE FUNCTION crm._validate_provider(p_channel text, p_name text, p_config jsonb, p_secret text)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_allowed	text[];
+	v_key		text;
+	v_url		text;
+	v_val		jsonb;
+BEGIN
+	IF p_channel IS NULL OR p_channel NOT IN ('webhook', 'email', 'sms', 'robocall') THEN
+		RAISE EXCEPTION 'unknown provider channel "%"', p_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Channels are webhook, email, sms and robocall.';
+	END IF;
+	IF p_name IS NULL OR btrim(p_name) = '' THEN
+		RAISE EXCEPTION 'a provider needs a name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF p_config IS NULL OR jsonb_typeof(p_config) <> 'object' THEN
+		RAISE EXCEPTION 'provider config must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Got %s.', coalesce(jsonb_typeof(p_config), 'NULL'));
+	END IF;
+
+	v_allowed := CASE p_channel
+		WHEN 'webhook' THEN ARRAY['url', 'method', 'headers']
+		WHEN 'email' THEN ARRAY['url', 'username', 'from', 'tls']
+		ELSE ARRAY['url', 'method', 'headers', 'body', 'format']
+	END;
+	FOR v_key IN SELECT jsonb_object_keys(p_config) LOOP
+		IF NOT v_key = ANY (v_allowed) THEN
+			RAISE EXCEPTION 'unknown key "%" in % provider config', v_key, p_channel
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('Allowed keys: %s.', array_to_string(v_allowed, ', '));
+		END IF;
+		IF v_key <> 'headers' AND jsonb_typeof(p_config -> v_key) <> 'string' THEN
+			RAISE EXCEPTION 'key "%" of % provider config must be a string', v_key, p_channel
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+
+	v_url := p_config ->> 'url';
+	IF v_url IS NULL AND p_channel <> 'webhook' THEN
+		RAISE EXCEPTION '% provider config needs a "url"', p_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = CASE WHEN p_channel = 'email'
+							  THEN 'For example {"url": "smtps://smtp.example.com:465", "username": "crm", "from": "crm@example.com"}.'
+							  ELSE 'For example {"url": "https://sms.example.com/send", "body": "{\"to\": \"{to}\", \"text\": \"{text}\"}"}.' END;
+	END IF;
+	IF v_url IS NOT NULL THEN
+		IF p_channel = 'email' AND v_url !~* '^smtps?://[^/\s]+' THEN
+			RAISE EXCEPTION 'e-mail provider url "%" is not an smtp:// or smtps:// URL', v_url
+				USING ERRCODE = 'invalid_parameter_value';
+		ELSIF p_channel <> 'email' AND v_url !~* '^https?://[^/\s]+' THEN
+			RAISE EXCEPTION '% provider url "%" is not an http:// or https:// URL', p_channel, v_url
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END IF;
+	IF p_config ? 'method' AND upper(p_config ->> 'method') NOT IN ('POST', 'PUT', 'PATCH', 'GET', 'DELETE') THEN
+		RAISE EXCEPTION 'unsupported HTTP method "%"', p_config ->> 'method'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use POST, PUT, PATCH, GET or DELETE.';
+	END IF;
+	IF p_config ? 'format' AND p_config ->> 'format' NOT IN ('json', 'form', 'text') THEN
+		RAISE EXCEPTION 'unknown body format "%"', p_config ->> 'format'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use json, form or text.';
+	END IF;
+	IF p_config ? 'tls' AND p_config ->> 'tls' NOT IN ('try', 'required', 'none') THEN
+		RAISE EXCEPTION 'unknown tls mode "%"', p_config ->> 'tls'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use try (STARTTLS when offered), required or none.';
+	END IF;
+	IF p_config ? 'from' AND p_config ->> 'from' !~ '^[^@\s]+@[^@\s]+$' THEN
+		RAISE EXCEPTION 'sender "%" is not an e-mail address', p_config ->> 'from'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF p_config ? 'headers' THEN
+		IF jsonb_typeof(p_config -> 'headers') <> 'object' THEN
+			RAISE EXCEPTION 'provider headers must be a JSON object of strings'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOR v_key, v_val IN SELECT key, value FROM jsonb_each(p_config -> 'headers') LOOP
+			IF jsonb_typeof(v_val) <> 'string' THEN
+				RAISE EXCEPTION 'header "%" must be a string', v_key
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF v_key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR (v_val #>> '{}') ~ '[\r\n]' THEN
+				RAISE EXCEPTION 'header "%" is not a valid HTTP header', v_key
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Header names are tokens; values may not contain CR or LF.';
+			END IF;
+		END LOOP;
+	END IF;
+	IF p_channel = 'webhook' AND p_secret IS NOT NULL THEN
+		IF p_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Generate one with: SELECT ''whsec_'' || encode(gen_random_bytes(24), ''base64'') (pgcrypto), or any 24-64 random bytes in base64.';
+		END IF;
+		BEGIN
+			PERFORM decode(substr(p_secret, 7), 'base64');
+		EXCEPTION WHEN OTHERS THEN
+			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
+				USING ERRCODE = 'invalid_parameter_value';
+		END;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION crm.add_provider(channel text, name text, config jsonb DEFAULT '{}',
+								 secret text DEFAULT NULL, is_default boolean DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_id		bigint;
+	v_default	boolean := is_default;
+BEGIN
+	PERFORM crm._validate_provider(channel, name, config, secret);
+	IF EXISTS (SELECT FROM crm.provider p WHERE p.channel = add_provider.channel AND p.name = add_provider.name) THEN
+		RAISE EXCEPTION '% provider "%" already exists', channel, name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Change it with crm.update_provider.';
+	END IF;
+	-- The first provider of a channel is its default.
+	IF v_default IS NULL THEN
+		v_default := NOT EXISTS (SELECT FROM crm.provider p
+								  WHERE p.channel = add_provider.channel AND p.is_default);
+	ELSIF v_default THEN
+		UPDATE crm.provider p SET is_default = false
+		 WHERE p.channel = add_provider.channel AND p.is_default;
+	END IF;
+	INSERT INTO crm.provider (channel, name, config, is_default)
+	VALUES (channel, name, config, v_default)
+	RETURNING id INTO v_id;
+	IF secret IS NOT NULL THEN
+		INSERT INTO crm.provider_secret (provider_id, secret) VALUES (v_id, secret);
+	END IF;
+	RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean) IS
+	'Adds a webhook, email, sms or robocall provider; the first of a channel becomes its default';
+
+CREATE FUNCTION crm._provider(p_id bigint) RETURNS crm.provider
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v	crm.provider;
+BEGIN
+	SELECT * INTO v FROM crm.provider WHERE id = p_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'provider % does not exist', p_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT id, channel, name FROM crm.provider.';
+	END IF;
+	RETURN v;
+END
+$$;
+
+-- NULL arguments leave a setting as it is; secret => '' removes the secret.
+CREATE FUNCTION crm.update_provider(provider_id bigint, config jsonb DEFAULT NULL,
+									secret text DEFAULT NULL, is_default boolean DEFAULT NULL,
+									active boolean DEFAULT NULL, name text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v	crm.provider := crm._provider(provider_id);
+BEGIN
+	PERFORM crm._validate_provider(v.channel, coalesce(name, v.name), coalesce(config, v.config),
+								   nullif(secret, ''));
+	IF is_default THEN
+		UPDATE crm.provider p SET is_default = false
+		 WHERE p.channel = v.channel AND p.is_default AND p.id <> v.id;
+	END IF;
+	UPDATE crm.provider p
+	   SET config = coalesce(update_provider.config, p.config),
+		   name = coalesce(update_provider.name, p.name),
+		   is_default = coalesce(update_provider.is_default, p.is_default),
+		   active = coalesce(update_provider.active, p.active),
+		   disabled_reason = CASE WHEN update_provider.active THEN NULL ELSE p.disabled_reason END
+	 WHERE p.id = v.id;
+	IF secret = '' THEN
+		DELETE FROM crm.provider_secret s WHERE s.provider_id = v.id;
+	ELSIF secret IS NOT NULL THEN
+		INSERT INTO crm.provider_secret AS s (provider_id, secret) VALUES (v.id, secret)
+		ON CONFLICT (provider_id) DO UPDATE SET secret = excluded.secret;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION crm.delete_provider(provider_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v	crm.provider := crm._provider(provider_id);
+BEGIN
+	IF EXISTS (SELECT FROM crm.outbox o
+				WHERE o.provider_id = v.id AND o.status IN ('pending', 'sending', 'failed')) THEN
+		RAISE EXCEPTION '% provider "%" has messages waiting to be sent', v.channel, v.name
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Wait for them, or disable it with crm.update_provider(id, active => false).';
+	END IF;
+	DELETE FROM crm.provider p WHERE p.id = v.id;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The worker's claim.  Leases up to p_limit due messages (pending, failed
+-- whose next attempt is due, and sending ones whose lease expired or was
+-- taken before the server started) and returns each one ready to send: the
+-- provider resolved, templates rendered, secrets attached.  A message that
+-- cannot be sent comes back with an error, and the worker marks it dead.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN QUERY
+	WITH due AS (
+		SELECT o.id FROM crm.outbox o
+		 WHERE o.status IN ('pending', 'failed') AND o.next_attempt_at <= now()
+		 ORDER BY o.next_attempt_at
+		 LIMIT p_limit
+		 FOR UPDATE SKIP LOCKED
+	), expired AS (
+		SELECT o.id FROM crm.outbox o
+		 WHERE o.status = 'sending'
+		   AND (o.lease_until < now() OR o.claimed_at < pg_postmaster_start_time())
+		 LIMIT p_limit
+		 FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE crm.outbox o
+		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
+			   lease_until = now() + p_lease, updated_at = now()
+		 WHERE o.id IN (SELECT due.id FROM due UNION SELECT expired.id FROM expired)
+		RETURNING o.*
+	), resolved AS (
+		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
+			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret,
+			   (c.channel = 'webhook'
+				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
+		  FROM claimed c
+		  LEFT JOIN crm.provider p
+			ON p.id = coalesce(c.provider_id,
+							   (SELECT d.id FROM crm.provider d
+								 WHERE d.channel = c.channel AND d.is_default))
+		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	), rendered AS (
+		SELECT r.*,
+			   jsonb_build_object(
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t),
+								  r.payload ->> 'number'),
+				   'number', coalesce(r.payload ->> 'number',
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t)),
+				   'text', r.payload ->> 'text',
+				   'message_id', r.idempotency_key,
+				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
+				   'secret', coalesce(r.p_secret, '')) AS vars,
+			   coalesce(r.cfg ->> 'format', 'json') AS fmt
+		  FROM resolved r
+	)
+	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
+		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
+				WHEN r.channel = 'email' THEN r.cfg ->> 'url'
+				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
+		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
+						  r.cfg ->> 'method', 'POST')),
+		   ARRAY(SELECT h.key || ': ' ||
+						CASE WHEN r.channel IN ('sms', 'robocall')
+							 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
+				   FROM (SELECT * FROM jsonb_each_text(coalesce(r.cfg -> 'headers', '{}'))
+						 UNION ALL
+						 SELECT * FROM jsonb_each_text(CASE WHEN r.channel = 'webhook'
+															 THEN coalesce(r.payload -> 'headers', '{}')
+															 ELSE '{}' END)) h),
+		   CASE WHEN r.channel = 'webhook' THEN
+					CASE jsonb_typeof(r.payload -> 'body')
+						WHEN 'string' THEN r.payload ->> 'body'
+						ELSE coalesce((r.payload -> 'body')::text, '') END
+				WHEN r.channel = 'email' THEN r.payload ->> 'body'
+				ELSE crm._render_template(
+						coalesce(r.cfg ->> 'body',
+								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
+											ELSE '{"to": "{to}", "text": "{text}", "id": "{message_id}"}' END),
+						r.vars, r.fmt) END,
+		   r.p_secret,
+		   r.cfg ->> 'username',
+		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
+		   ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'to', '[]'))),
+		   r.payload ->> 'subject',
+		   coalesce((r.payload ->> 'html')::boolean, false),
+		   coalesce(r.cfg ->> 'tls', 'try'),
+		   ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'attachments', '[]'))),
+		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
+				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
+					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
+				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
+					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
+					'the webhook has no url and its provider none'
+				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
+					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
+				WHEN r.channel = 'webhook' AND r.payload ? 'headers' AND jsonb_typeof(r.payload -> 'headers') <> 'object' THEN
+					'webhook headers must be a JSON object'
+				WHEN r.channel = 'webhook'
+					 AND EXISTS (SELECT FROM jsonb_each_text(coalesce(r.payload -> 'headers', '{}')) h
+								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
+					'a header name is not a token or a header value contains CR or LF'
+		   END
+	  FROM rendered r;
+END
+$$;
+
+-- Earliest time a message becomes claimable: its next attempt, or the end
+-- of a lease (both read from partial indexes, whatever the queue's size).
+CREATE FUNCTION crm._next_message_due() RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT least((SELECT min(next_attempt_at) FROM crm.outbox WHERE status IN ('pending', 'failed')),
+				 (SELECT min(lease_until) FROM crm.outbox WHERE status = 'sending'));
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Notifications reach offline users by e-mail (seed 000): a notification for
+-- a user who is offline and has an address also queues an e-mail.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm._notification_email() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_user	crm.user;
+BEGIN
+	SELECT * INTO v_user FROM crm.user WHERE id = NEW.user_id;
+	IF v_user.online OR v_user.email IS NULL OR NOT v_user.active THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO crm.outbox (channel, payload, entity_type, entity_id, robot_id, process_instance_id)
+	VALUES ('email',
+			jsonb_build_object('to', jsonb_build_array(v_user.email),
+							   'subject', 'Notification',
+							   'body', coalesce(NEW.email_text, NEW.text),
+							   'html', false, 'charset', 'utf-8',
+							   'notification_id', NEW.id),
+			NEW.entity_type, NEW.entity_id, NEW.robot_id, NEW.process_instance_id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER email_offline AFTER INSERT ON crm.notification
+	FOR EACH ROW EXECUTE FUNCTION crm._notification_email();
+
+-- ---------------------------------------------------------------------------
+-- Observability
+-- ---------------------------------------------------------------------------
+CREATE VIEW crm.outbox_queue AS
+	SELECT channel, status, count(*) AS messages,
+		   min(created_at) AS oldest, now() - min(created_at) AS oldest_age,
+		   min(next_attempt_at) FILTER (WHERE status IN ('pending', 'failed')) AS next_attempt_at
+	  FROM crm.outbox
+	 WHERE status <> 'sent'
+	 GROUP BY channel, status;
+COMMENT ON VIEW crm.outbox_queue IS 'Messages not yet sent, by channel and status';
+
+CREATE VIEW crm.outbox_stats AS
+	SELECT c.channel,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'pending') AS pending,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sending') AS sending,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'failed') AS failed,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'dead') AS dead,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sent'
+				AND o.sent_at > now() - interval '1 minute') AS sent_last_minute,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sent'
+				AND o.sent_at > now() - interval '1 hour') AS sent_last_hour,
+		   round((SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sent'
+					AND o.sent_at > now() - interval '1 minute') / 60.0, 2) AS per_second,
+		   (SELECT now() - min(o.created_at) FROM crm.outbox o
+			 WHERE o.channel = c.channel AND o.status IN ('pending', 'sending', 'failed')) AS oldest_pending_age
+	  FROM (VALUES ('webhook'), ('email'), ('sms'), ('robocall')) AS c (channel);
+COMMENT ON VIEW crm.outbox_stats IS 'Queue depth, send rate and oldest waiting message per channel';
+
+CREATE VIEW crm.outbox_failures AS
+	SELECT id, channel, status, attempts, response_code, last_error, next_attempt_at,
+		   entity_type, entity_id, robot_id, updated_at
+	  FROM crm.outbox
+	 WHERE status IN ('failed', 'dead')
+	 ORDER BY updated_at DESC;
+COMMENT ON VIEW crm.outbox_failures IS 'Messages whose last attempt failed (retrying) or that were given up, latest first';
+
+CREATE VIEW crm.outbox_dead AS
+	SELECT id, channel, attempts, response_code, last_error, response_excerpt,
+		   entity_type, entity_id, robot_id, created_at, updated_at
+	  FROM crm.outbox
+	 WHERE status = 'dead';
+COMMENT ON VIEW crm.outbox_dead IS 'Messages given up; requeue them with crm.retry_message(id) or crm.retry_dead()';
+
+-- Requeues one failed or dead message for an immediate attempt, with a
+-- fresh count of attempts.
+CREATE FUNCTION crm.retry_message(message_id bigint) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_status	text;
+BEGIN
+	SELECT status INTO v_status FROM crm.outbox WHERE id = message_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox message % does not exist', message_id
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	IF v_status NOT IN ('failed', 'dead') THEN
+		RETURN false;
+	END IF;
+	UPDATE crm.outbox
+	   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
+		   updated_at = now()
+	 WHERE id = message_id;
+	RETURN true;
+END
+$$;
+
+CREATE FUNCTION crm.retry_dead(channel text DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH r AS (
+		UPDATE crm.outbox o
+		   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
+			   updated_at = now()
+		 WHERE o.status = 'dead' AND (retry_dead.channel IS NULL OR o.channel = retry_dead.channel)
+		RETURNING 1)
+	SELECT count(*) FROM r;
+$$;
+COMMENT ON FUNCTION crm.retry_dead(text) IS 'Requeues every dead message (of one channel); returns how many';
+
+-- Deletes sent messages older than crm.outbox_retention; the worker calls it
+-- every few minutes.  Returns how many were deleted.
+CREATE FUNCTION crm.cleanup_outbox(older_than interval DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH d AS (
+		DELETE FROM crm.outbox
+		 WHERE status = 'sent'
+		   AND sent_at < now() - coalesce(older_than, current_setting('crm.outbox_retention')::interval)
+		RETURNING 1)
+	SELECT count(*) FROM d;
+$$;
+
+CREATE INDEX outbox_sent ON crm.outbox (sent_at) WHERE status = 'sent';

@@ -1,0 +1,116 @@
+/*-------------------------------------------------------------------------
+ *
+ * delivery.h
+ *	  Outbox messages in the worker's hands, and the transports that send
+ *	  them.
+ *
+ * outbox.c claims messages (crm._claim_messages) into CrmMessage structs,
+ * each in its own memory context, and records their outcome.  http.c drives
+ * libcurl's multi interface: it builds the request of each message (HTTP for
+ * webhooks, SMS and robocalls; SMTP through smtp.c), guards the addresses
+ * connected to, waits on the sockets and the worker's latch together, and
+ * classifies each finished transfer.  Nothing here runs inside a
+ * transaction while waiting on the network.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CRM_DELIVERY_H
+#define CRM_DELIVERY_H
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+
+typedef enum CrmOutcome
+{
+	CRM_OUT_NONE = 0,
+	CRM_OUT_SENT,				/* delivered */
+	CRM_OUT_RETRY,				/* transient failure: try again later */
+	CRM_OUT_DEAD,				/* final failure */
+	CRM_OUT_GONE,				/* 410: final, and the endpoint is disabled */
+	CRM_OUT_RELEASED			/* not finished at shutdown: back to the queue */
+} CrmOutcome;
+
+typedef struct CrmAttachment
+{
+	char	   *name;
+	char	   *content_type;
+	char	   *data;
+	size_t		len;
+} CrmAttachment;
+
+#define CRM_EXCERPT_MAX 1024
+
+typedef struct CrmMessage
+{
+	MemoryContext cxt;			/* owns the message and its strings */
+
+	/* from crm._claim_messages */
+	int64		id;
+	int			attempts;		/* including this one */
+	char	   *channel;
+	char	   *key;			/* idempotency key, sent as webhook-id */
+	int64		provider_id;	/* 0: none */
+	char	   *url;
+	char	   *method;
+	char	  **headers;		/* "Name: value" */
+	int			nheaders;
+	char	   *body;
+	char	   *secret;
+	char	   *username;
+	char	   *mail_from;
+	char	  **rcpt;
+	int			nrcpt;
+	char	   *subject;
+	bool		html;
+	char	   *tls;
+	CrmAttachment *att;
+	int			natt;
+	char	   *error;			/* cannot be sent: dead without trying */
+
+	/* the transfer (libcurl objects, malloc'd; http.c frees them) */
+	void	   *easy;
+	void	   *header_list;
+	void	   *rcpt_list;
+	void	   *mime;
+	TimestampTz started_at;
+	char		errbuf[256];
+	char		excerpt[CRM_EXCERPT_MAX + 1];
+	int			excerpt_len;
+	long		retry_after;	/* seconds, from Retry-After; -1 none */
+	bool		refused;		/* the address guard refused to connect */
+	char		refused_why[256];
+
+	/* outcome */
+	CrmOutcome	outcome;
+	long		code;			/* HTTP status or SMTP reply code, 0 none */
+	char	   *result_error;
+} CrmMessage;
+
+/* outbox.c: run inside the worker's short transactions */
+extern List *crm_outbox_claim(int limit, int lease_ms, MemoryContext parent);
+extern void crm_outbox_record(CrmMessage *m);
+extern void crm_outbox_release(CrmMessage *m);
+extern double crm_retry_delay(int attempts, long retry_after);
+
+/* http.c: the transfers */
+typedef struct CrmTransport CrmTransport;
+
+extern CrmTransport *crm_transport_create(void);
+extern void crm_transport_start(CrmTransport *t, CrmMessage *m);
+extern int	crm_transport_inflight(CrmTransport *t);
+extern long crm_transport_timeout(CrmTransport *t);
+extern bool crm_transport_wait(CrmTransport *t, long timeout_ms);
+extern List *crm_transport_finished(CrmTransport *t);
+extern List *crm_transport_abandon(CrmTransport *t);
+
+/* smtp.c: an e-mail transfer on an easy handle; false with m->error set */
+extern bool crm_smtp_prepare(CrmMessage *m, void *easy);
+
+/* signature.c */
+extern char *crm_webhook_sign(const char *secret, const char *msg_id, int64 ts,
+							  const char *body, size_t body_len);
+
+/* address guard, shared by HTTP and SMTP (http.c) */
+extern bool crm_address_allowed(CrmMessage *m, const void *sockaddr);
+
+#endif							/* CRM_DELIVERY_H */

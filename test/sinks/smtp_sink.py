@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""A local SMTP sink for the worker's integration tests (aiosmtpd).
+
+    smtp_sink.py PORTFILE LOGFILE
+
+Listens on 127.0.0.1 and appends one JSON line per message to LOGFILE:
+envelope sender, recipients and the raw message.  Recipients whose local
+part starts with "reject" get a permanent 550; "busy" a transient 451.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+from aiosmtpd.controller import Controller
+
+portfile, logfile = sys.argv[1], sys.argv[2]
+
+
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local.startswith("reject"):
+            return "550 5.1.1 no such user"
+        if local.startswith("busy"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        rec = {
+            "time": time.time(),
+            "from": envelope.mail_from,
+            "to": envelope.rcpt_tos,
+            "data": envelope.original_content.decode("utf-8", "replace"),
+        }
+        with open(logfile, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        return "250 Message accepted"
+
+
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()
+ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
+ctl.start()
+with open(portfile + ".tmp", "w") as f:
+    f.write(str(port))
+os.rename(portfile + ".tmp", portfile)
+try:
+    while True:
+        time.sleep(3600)
+finally:
+    ctl.stop()
