@@ -7,6 +7,9 @@
 #   wait_for SQL [SECONDS]                    waits until SQL returns t (bounded)
 #   it_end                                    prints "NAME: N passed, M failed"
 
+# Debian's interpreter: the sinks need its packages (python3-aiosmtpd).
+PY=/usr/bin/python3
+
 IT_PASSED=0
 IT_FAILED=0
 IT_DIR=$(mktemp -d /tmp/crm_it.XXXXXX)
@@ -35,7 +38,7 @@ it_wait_file() {
 }
 
 it_sink_http() {
-	python3 test/sinks/http_sink.py "$IT_DIR/http.port" "$IT_DIR/http.log" >"$IT_DIR/http.out" 2>&1 &
+	"$PY" test/sinks/http_sink.py "$IT_DIR/http.port" "$IT_DIR/http.log" >"$IT_DIR/http.out" 2>&1 &
 	IT_PIDS+=($!)
 	it_wait_file "$IT_DIR/http.port"
 	HTTP_PORT=$(cat "$IT_DIR/http.port")
@@ -44,7 +47,7 @@ it_sink_http() {
 }
 
 it_sink_smtp() {
-	python3 test/sinks/smtp_sink.py "$IT_DIR/smtp.port" "$IT_DIR/smtp.log" >"$IT_DIR/smtp.out" 2>&1 &
+	"$PY" test/sinks/smtp_sink.py "$IT_DIR/smtp.port" "$IT_DIR/smtp.log" >"$IT_DIR/smtp.out" 2>&1 &
 	IT_PIDS+=($!)
 	it_wait_file "$IT_DIR/smtp.port"
 	SMTP_PORT=$(cat "$IT_DIR/smtp.port")

@@ -19,7 +19,7 @@ SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 
 # sink_count PATH_PREFIX: requests received on paths starting with it
 sink_count() {
-	python3 - "$HTTP_LOG" "$1" <<'PY'
+	"$PY" - "$HTTP_LOG" "$1" <<'PY'
 import json, sys
 n = 0
 for line in open(sys.argv[1], encoding="utf-8"):
@@ -47,7 +47,7 @@ q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 10
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE robot_id IS NOT NULL" 10 || true
 check "robot webhook sent" "sent/1" "$(q "SELECT status || '/' || attempts FROM crm.outbox WHERE robot_id IS NOT NULL")"
 KEY=$(q "SELECT idempotency_key FROM crm.outbox WHERE robot_id IS NOT NULL")
-check "signature, headers and body verified by the receiver" "ok" "$(python3 - "$HTTP_LOG" "$KEY" "$SECRET" <<'PY'
+check "signature, headers and body verified by the receiver" "ok" "$("$PY" - "$HTTP_LOG" "$KEY" "$SECRET" <<'PY'
 import base64, hashlib, hmac, json, sys, time
 log, key, secret = sys.argv[1:]
 reqs = [json.loads(l) for l in open(log, encoding="utf-8")]
@@ -74,7 +74,7 @@ echo "# retries"
 id=$(msg "$B/flaky/2/a")
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 15 || true
 check "503 twice then 200: sent on the third attempt" "sent/3" "$(status $id)"
-check "the same webhook-id on every attempt" "1" "$(python3 - "$HTTP_LOG" <<'PY'
+check "the same webhook-id on every attempt" "1" "$("$PY" - "$HTTP_LOG" <<'PY'
 import json, sys
 ids = {json.loads(l)["headers"].get("webhook-id") for l in open(sys.argv[1]) if json.loads(l)["path"].startswith("/flaky/2/a")}
 print(len(ids))
@@ -142,7 +142,7 @@ check "a header value with CR LF is refused, nothing sent" "dead|0" "$(q "SELECT
 echo "# methods and bodies"
 id=$(msg "$B/ok/put" '"plain text"' '{"method": "PUT", "headers": {"Content-Type": "text/plain"}}')
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 10 || true
-check "PUT with a text body and its own content type" "PUT|plain text|text/plain" "$(python3 - "$HTTP_LOG" <<'PY'
+check "PUT with a text body and its own content type" "PUT|plain text|text/plain" "$("$PY" - "$HTTP_LOG" <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
@@ -164,14 +164,14 @@ sleep 1
 t0=$(q "SELECT extract(epoch FROM clock_timestamp())")
 id=$(msg "$B/ok/latency")
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 5 || true
-t1=$(python3 - "$HTTP_LOG" <<'PY'
+t1=$("$PY" - "$HTTP_LOG" <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
     if r["path"] == "/ok/latency": print(r["time"])
 PY
 )
-check "an idle worker sends a committed message within 200 ms" "t" "$(python3 -c "print(str(0 <= $t1 - $t0 < 0.2).lower()[0])")"
+check "an idle worker sends a committed message within 200 ms" "t" "$("$PY" -c "print(str(0 <= $t1 - $t0 < 0.2).lower()[0])")"
 check "a rolled-back message is never sent" "0" "$(psql -X -q -d crm_it -c "BEGIN; INSERT INTO crm.outbox (channel, payload) VALUES ('webhook', '{\"url\": \"$B/ok/rolledback\"}'); ROLLBACK;" >/dev/null; sleep 0.5; sink_count /ok/rolledback)"
 
 echo "# SMS and robocall providers: request templates"
@@ -182,7 +182,7 @@ q "INSERT INTO crm.outbox (channel, payload) VALUES ('sms', '{\"to\": [\"+33 6 1
 q "INSERT INTO crm.outbox (channel, payload) VALUES ('robocall', '{\"number\": \"+1 555\", \"text\": \"Hello & bye\", \"wait_for_result\": true}')" >/dev/null
 wait_for "SELECT count(*) = 2 FROM crm.outbox WHERE channel IN ('sms', 'robocall') AND status = 'sent'" 10 || true
 check "sms and robocall sent" "2" "$(q "SELECT count(*) FROM crm.outbox WHERE channel IN ('sms', 'robocall') AND status = 'sent'")"
-check "sms body is the JSON template, values escaped; secret in the header" "ok" "$(python3 - "$HTTP_LOG" <<'PY'
+check "sms body is the JSON template, values escaped; secret in the header" "ok" "$("$PY" - "$HTTP_LOG" <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
@@ -193,7 +193,7 @@ for l in open(sys.argv[1]):
         print("ok" if good else r)
 PY
 )"
-check "robocall: URL and form body url-encoded" "ok" "$(python3 - "$HTTP_LOG" <<'PY'
+check "robocall: URL and form body url-encoded" "ok" "$("$PY" - "$HTTP_LOG" <<'PY'
 import json, sys
 from urllib.parse import parse_qs
 for l in open(sys.argv[1]):
