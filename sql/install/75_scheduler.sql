@@ -1,0 +1,27 @@
+
+-- ---------------------------------------------------------------------------
+-- Scheduler hooks.  The worker sleeps until the earliest pending job
+-- (crm.next_job_due(), index job_due); these keep due times right when what
+-- they depend on changes, in the same transaction, so the worker's wake-up
+-- at commit sees the new time.
+-- ---------------------------------------------------------------------------
+
+-- A wait robot with until_client_activity ends when the client calls,
+-- writes or messages: the item's pending wait falls due now.
+CREATE FUNCTION crm._end_waits_on_activity() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('ended_by_activity', NEW.id)
+	  FROM crm.robot r
+	 WHERE j.status = 'pending' AND j.kind = 'wait'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND r.id = j.robot_id
+	   AND coalesce((r.params ->> 'until_client_activity')::boolean, false);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER end_waits AFTER INSERT ON crm.activity
+	FOR EACH ROW WHEN (NEW.direction = 'incoming' AND NEW.entity_id IS NOT NULL)
+	EXECUTE FUNCTION crm._end_waits_on_activity();

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The worker as scheduler: delayed robots and stage controls run on time (to
+# the second), a wait ends early on client activity, leaving a stage cancels
+# what was planned; and the worker's life: SIGHUP (crm.worker_enabled),
+# DROP/CREATE EXTENSION, DROP DATABASE without FORCE, restart after a crash.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+. test/integration/common.bash
+
+it_begin worker_jobs "crm.allowed_hosts = '127.0.0.1'"
+it_sink_http
+B=http://127.0.0.1:$HTTP_PORT
+
+q "INSERT INTO crm.department (id, name) VALUES (100, 'Sales')"
+q "INSERT INTO crm.user (id, name, department_id) VALUES (100, 'Boss', 100), (101, 'Seller', 100)"
+q "UPDATE crm.department SET head_id = 100 WHERE id = 100"
+P=$(q "SELECT crm.stage('deal', 'preparation')")
+q "SELECT crm.add_robot($P, 'add_comment', '{\"text\": \"two seconds later\"}', delay => '{\"after\": \"2 seconds\"}')" >/dev/null
+q "SELECT crm.add_robot($P, 'control', '{\"after\": \"3 seconds\", \"text\": \"{{title}} is stuck\"}')" >/dev/null
+q "INSERT INTO crm.deal (id, title, responsible_id) VALUES (100, 'Stays', 101), (101, 'Leaves', 101)"
+
+echo "# delayed robot and control, on time"
+t0=$(q "UPDATE crm.deal SET stage_id = $P WHERE id IN (100, 101) RETURNING extract(epoch FROM clock_timestamp())" | head -1)
+q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'executing') WHERE id = 101" >/dev/null
+wait_for "SELECT count(*) = 1 FROM crm.timeline_comment WHERE text = 'two seconds later'" 10 || true
+wait_for "SELECT count(*) = 1 FROM crm.notification WHERE text = 'Stays is stuck'" 10 || true
+d1=$(q "SELECT round((extract(epoch FROM created_at) - $t0)::numeric, 2) FROM crm.timeline_comment WHERE text = 'two seconds later'")
+d2=$(q "SELECT round((extract(epoch FROM created_at) - $t0)::numeric, 2) FROM crm.notification WHERE text = 'Stays is stuck'")
+echo "# delayed comment after ${d1}s, control after ${d2}s"
+check "the 2-second robot ran within 1 s of its due time" "t" "$(q "SELECT $d1 >= 1.9 AND $d1 < 3.0")"
+check "the 3-second control notified the supervisor within 1 s of its due time" "t|100" \
+	"$(q "SELECT $d2 >= 2.9 AND $d2 < 4.0")|$(q "SELECT user_id FROM crm.notification WHERE text = 'Stays is stuck'")"
+check "the deal that left the stage got neither" "0|0" \
+	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 101")|$(q "SELECT count(*) FROM crm.notification WHERE text LIKE 'Leaves%'")"
+check "their jobs: done for the one that stayed, cancelled for the other" "100:done,done|101:cancelled,cancelled" \
+	"$(q "SELECT string_agg(entity_id || ':' || s, '|' ORDER BY entity_id) FROM (SELECT entity_id, string_agg(status, ',' ORDER BY status) s FROM crm.job GROUP BY entity_id) x")"
+
+echo "# a wait ends early on client activity"
+E=$(q "SELECT crm.stage('deal', 'executing')")
+q "SELECT crm.add_robot($E, 'wait', '{\"for\": \"1 day\", \"until_client_activity\": true}')" >/dev/null
+q "SELECT crm.add_robot($E, 'webhook', '{\"url\": \"$B/ok/after-wait/{{id}}\"}')" >/dev/null
+q "INSERT INTO crm.deal (id, title, responsible_id) VALUES (102, 'Waits', 101)"
+q "UPDATE crm.deal SET stage_id = $E WHERE id = 102"
+sleep 1
+check "the robot after the wait has not run" "0" "$(q "SELECT count(*) FROM crm.outbox WHERE entity_id = 102")"
+q "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, remote_address) VALUES ('deal', 102, 'call', 'incoming', 'Client calls back', '+33 1')"
+wait_for "SELECT count(*) = 1 FROM crm.outbox WHERE entity_id = 102 AND status = 'sent'" 5 || true
+check "the client's call ended the wait: the next robot ran and its webhook was sent" "sent" "$(q "SELECT status FROM crm.outbox WHERE entity_id = 102")"
+
+echo "# SIGHUP: crm.worker_enabled"
+q "ALTER SYSTEM SET crm.worker_enabled = off"
+q "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('webhook', '{\"url\": \"$B/ok/paused\"}') RETURNING id")
+sleep 1
+check "with the worker disabled, a message waits" "pending" "$(q "SELECT status FROM crm.outbox WHERE id = $id")"
+q "ALTER SYSTEM RESET crm.worker_enabled"
+q "SELECT pg_reload_conf()" >/dev/null
+wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 15 || true
+check "enabled again on reload, it is sent" "sent" "$(q "SELECT status FROM crm.outbox WHERE id = $id")"
+
+echo "# the worker's life"
+check "one worker for crm_it, running" "running|1" \
+	"$(q "SELECT state FROM crm.worker_status() WHERE database = 'crm_it'")|$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")
+kill -9 "$pid"
+sleep 0.5
+for i in $(seq 1 100); do
+	psql -X -q -d crm_it -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2
+done
+id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('webhook', '{\"url\": \"$B/ok/after-crash\"}') RETURNING id")
+wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 20 || true
+check "after a worker crash (server reinitialised) a new worker delivers" "sent" "$(q "SELECT status FROM crm.outbox WHERE id = $id")"
+
+q "DROP EXTENSION crm_automation CASCADE"
+wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
+check "DROP EXTENSION: the worker leaves" "0" "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+q "CREATE EXTENSION crm_automation"
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
+check "CREATE EXTENSION: a worker starts at once" "1" "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+
+psql -X -q -d postgres -c "CREATE DATABASE crm_other" >/dev/null
+psql -X -q -d crm_other -c "CREATE EXTENSION crm_automation" >/dev/null
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_other'" 10 || true
+check "a second database gets its own worker" "1" "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_other'")"
+if psql -X -q -d postgres -c "DROP DATABASE crm_other" >/dev/null 2>"$IT_DIR/drop.err"; then r=dropped; else r=$(cat "$IT_DIR/drop.err"); fi
+check "DROP DATABASE (without FORCE) succeeds while its worker was running" "dropped" "$r"
+check "no database without the extension has a worker" "0" \
+	"$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname <> 'crm_it'")"
+
+it_end
