@@ -94,7 +94,7 @@ _PG_init(void)
 							"Outbound requests in flight at once, per database.",
 							NULL,
 							&crm_worker_concurrency,
-							64, 1, 10000,
+							64, 1, 1000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
@@ -103,7 +103,7 @@ _PG_init(void)
 							NULL,
 							&crm_outbox_retention,
 							7 * 24 * 3600, 0, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_S,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("crm.worker_enabled",

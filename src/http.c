@@ -40,7 +40,8 @@
 #include "crm_automation.h"
 #include "delivery.h"
 
-#define MAX_WATCHED 1024
+/* two sockets per transfer at most (happy eyeballs), crm.worker_concurrency <= 1000 */
+#define MAX_WATCHED 2048
 
 typedef struct Watched
 {

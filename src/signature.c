@@ -117,6 +117,7 @@ crm_webhook_signature_sql(PG_FUNCTION_ARGS)
 	if (sig == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("webhook secret is not valid base64 after \"whsec_\"")));
+				 errmsg("webhook secret is not valid base64 after \"whsec_\""),
+				 errhint("A secret is \"whsec_\" followed by the base64 of the key; without the prefix, the text itself is the key.")));
 	PG_RETURN_TEXT_P(cstring_to_text(sig));
 }

@@ -235,9 +235,13 @@ CREATE FUNCTION crm.run_next_job() RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_id bigint;
+	-- A parameter, not clock_timestamp() in the query: a volatile call
+	-- cannot bound the index scan, which would then read every job not yet
+	-- due.  This way a call costs the same with none or millions of them.
+	v_now timestamptz := clock_timestamp();
 BEGIN
 	SELECT id INTO v_id FROM crm.job
-	 WHERE status = 'pending' AND due_at <= clock_timestamp()
+	 WHERE status = 'pending' AND due_at <= v_now
 	 ORDER BY due_at
 	 LIMIT 1
 	 FOR UPDATE SKIP LOCKED;
@@ -253,6 +257,7 @@ BEGIN
 		UPDATE crm.job SET status = 'failed', attempts = attempts + 1,
 						   last_error = SQLERRM, updated_at = now()
 		 WHERE id = v_id;
+		RAISE LOG 'crm_automation: job % failed: %', v_id, SQLERRM;
 	END;
 	RETURN v_id;
 END

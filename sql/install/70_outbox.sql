@@ -106,19 +106,31 @@ DECLARE
 	v_url		text;
 	v_val		jsonb;
 BEGIN
-	IF p_channel IS NULL OR p_channel NOT IN ('webhook', 'email', 'sms', 'robocall') THEN
+	IF p_channel IS NULL THEN
+		RAISE EXCEPTION 'provider channel must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Channels are webhook, email, sms and robocall.';
+	END IF;
+	IF p_channel NOT IN ('webhook', 'email', 'sms', 'robocall') THEN
 		RAISE EXCEPTION 'unknown provider channel "%"', p_channel
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Channels are webhook, email, sms and robocall.';
 	END IF;
-	IF p_name IS NULL OR btrim(p_name) = '' THEN
-		RAISE EXCEPTION 'a provider needs a name'
-			USING ERRCODE = 'invalid_parameter_value';
+	IF p_name IS NULL THEN
+		RAISE EXCEPTION 'provider name must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Robots choose a provider by its name, e.g. {"provider": "erp"}.';
+	END IF;
+	IF btrim(p_name) = '' THEN
+		RAISE EXCEPTION 'provider name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Robots choose a provider by its name, e.g. {"provider": "erp"}.';
 	END IF;
 	IF p_config IS NULL OR jsonb_typeof(p_config) <> 'object' THEN
 		RAISE EXCEPTION 'provider config must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value',
-				  DETAIL = format('Got %s.', coalesce(jsonb_typeof(p_config), 'NULL'));
+				  DETAIL = format('Got %s.', coalesce(jsonb_typeof(p_config), 'NULL')),
+				  HINT = 'For example {"url": "https://erp.example.com/hook"}.';
 	END IF;
 
 	v_allowed := CASE p_channel
@@ -134,7 +146,8 @@ BEGIN
 		END IF;
 		IF v_key <> 'headers' AND jsonb_typeof(p_config -> v_key) <> 'string' THEN
 			RAISE EXCEPTION 'key "%" of % provider config must be a string', v_key, p_channel
-				USING ERRCODE = 'invalid_parameter_value';
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', p_config -> v_key);
 		END IF;
 	END LOOP;
 
@@ -149,10 +162,12 @@ BEGIN
 	IF v_url IS NOT NULL THEN
 		IF p_channel = 'email' AND v_url !~* '^smtps?://[^/\s]+' THEN
 			RAISE EXCEPTION 'e-mail provider url "%" is not an smtp:// or smtps:// URL', v_url
-				USING ERRCODE = 'invalid_parameter_value';
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example smtps://smtp.example.com:465, or smtp://smtp.example.com:587 (STARTTLS).';
 		ELSIF p_channel <> 'email' AND v_url !~* '^https?://[^/\s]+' THEN
 			RAISE EXCEPTION '% provider url "%" is not an http:// or https:// URL', p_channel, v_url
-				USING ERRCODE = 'invalid_parameter_value';
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'The worker speaks only HTTP(S) to webhooks and SMS or call providers.';
 		END IF;
 	END IF;
 	IF p_config ? 'method' AND upper(p_config ->> 'method') NOT IN ('POST', 'PUT', 'PATCH', 'GET', 'DELETE') THEN
@@ -172,17 +187,21 @@ BEGIN
 	END IF;
 	IF p_config ? 'from' AND p_config ->> 'from' !~ '^[^@\s]+@[^@\s]+$' THEN
 		RAISE EXCEPTION 'sender "%" is not an e-mail address', p_config ->> 'from'
-			USING ERRCODE = 'invalid_parameter_value';
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a bare address, e.g. "crm@example.com".';
 	END IF;
 	IF p_config ? 'headers' THEN
 		IF jsonb_typeof(p_config -> 'headers') <> 'object' THEN
 			RAISE EXCEPTION 'provider headers must be a JSON object of strings'
-				USING ERRCODE = 'invalid_parameter_value';
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', p_config -> 'headers'),
+					  HINT = 'For example {"headers": {"Authorization": "Bearer {secret}"}}.';
 		END IF;
 		FOR v_key, v_val IN SELECT key, value FROM jsonb_each(p_config -> 'headers') LOOP
 			IF jsonb_typeof(v_val) <> 'string' THEN
 				RAISE EXCEPTION 'header "%" must be a string', v_key
-					USING ERRCODE = 'invalid_parameter_value';
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('Got %s.', v_val);
 			END IF;
 			IF v_key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR (v_val #>> '{}') ~ '[\r\n]' THEN
 				RAISE EXCEPTION 'header "%" is not a valid HTTP header', v_key
@@ -201,7 +220,8 @@ BEGIN
 			PERFORM decode(substr(p_secret, 7), 'base64');
 		EXCEPTION WHEN OTHERS THEN
 			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
-				USING ERRCODE = 'invalid_parameter_value';
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'The part after "whsec_" does not decode as base64.';
 		END;
 	END IF;
 END
@@ -246,6 +266,11 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v	crm.provider;
 BEGIN
+	IF p_id IS NULL THEN
+		RAISE EXCEPTION 'provider id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'See SELECT id, channel, name FROM crm.provider.';
+	END IF;
 	SELECT * INTO v FROM crm.provider WHERE id = p_id;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'provider % does not exist', p_id
@@ -282,7 +307,7 @@ BEGIN
 		DELETE FROM crm.provider_secret s WHERE s.provider_id = v.id;
 	ELSIF secret IS NOT NULL THEN
 		INSERT INTO crm.provider_secret AS s (provider_id, secret) VALUES (v.id, secret)
-		ON CONFLICT (provider_id) DO UPDATE SET secret = excluded.secret;
+		ON CONFLICT ON CONSTRAINT provider_secret_pkey DO UPDATE SET secret = excluded.secret;
 	END IF;
 END
 $$;
@@ -317,17 +342,17 @@ RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	RETURN QUERY
-	WITH due AS (
-		SELECT o.id FROM crm.outbox o
-		 WHERE o.status IN ('pending', 'failed') AND o.next_attempt_at <= now()
-		 ORDER BY o.next_attempt_at
-		 LIMIT p_limit
-		 FOR UPDATE SKIP LOCKED
-	), expired AS (
+	WITH expired AS (
 		SELECT o.id FROM crm.outbox o
 		 WHERE o.status = 'sending'
 		   AND (o.lease_until < now() OR o.claimed_at < pg_postmaster_start_time())
 		 LIMIT p_limit
+		 FOR UPDATE SKIP LOCKED
+	), due AS (
+		SELECT o.id FROM crm.outbox o
+		 WHERE o.status IN ('pending', 'failed') AND o.next_attempt_at <= now()
+		 ORDER BY o.next_attempt_at
+		 LIMIT greatest(p_limit - (SELECT count(*) FROM expired), 0)
 		 FOR UPDATE SKIP LOCKED
 	), claimed AS (
 		UPDATE crm.outbox o
@@ -498,10 +523,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_status	text;
 BEGIN
+	IF message_id IS NULL THEN
+		RAISE EXCEPTION 'message id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'See SELECT id, last_error FROM crm.outbox_dead.';
+	END IF;
 	SELECT status INTO v_status FROM crm.outbox WHERE id = message_id FOR UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox message % does not exist', message_id
-			USING ERRCODE = 'undefined_object';
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT id, last_error FROM crm.outbox_dead.';
 	END IF;
 	IF v_status NOT IN ('failed', 'dead') THEN
 		RETURN false;
