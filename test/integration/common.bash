@@ -2,6 +2,8 @@
 #
 #   it_begin NAME [postgresql.conf lines...]  starts a cluster, database crm_it
 #   it_sink_http / it_sink_smtp               start a sink; sets HTTP_PORT / SMTP_PORT
+#   it_sink_https                             an HTTPS sink with a self-signed
+#                                             certificate; sets HTTPS_PORT, HTTPS_LOG
 #   q SQL                                     runs SQL in crm_it, prints bare rows
 #   check NAME EXPECTED ACTUAL                one assertion
 #   wait_for SQL [SECONDS]                    waits until SQL returns t (bounded)
@@ -44,6 +46,18 @@ it_sink_http() {
 	HTTP_PORT=$(cat "$IT_DIR/http.port")
 	HTTP_LOG=$IT_DIR/http.log
 	touch "$HTTP_LOG"
+}
+
+it_sink_https() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+		-keyout "$IT_DIR/key.pem" -out "$IT_DIR/cert.pem" >/dev/null 2>&1
+	"$PY" test/sinks/http_sink.py "$IT_DIR/https.port" "$IT_DIR/https.log" "$IT_DIR/cert.pem" "$IT_DIR/key.pem" \
+		>"$IT_DIR/https.out" 2>&1 &
+	IT_PIDS+=($!)
+	it_wait_file "$IT_DIR/https.port"
+	HTTPS_PORT=$(cat "$IT_DIR/https.port")
+	HTTPS_LOG=$IT_DIR/https.log
+	touch "$HTTPS_LOG"
 }
 
 it_sink_smtp() {

@@ -48,6 +48,20 @@ q "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, r
 wait_for "SELECT count(*) = 1 FROM crm.outbox WHERE entity_id = 102 AND status = 'sent'" 5 || true
 check "the client's call ended the wait: the next robot ran and its webhook was sent" "sent" "$(q "SELECT status FROM crm.outbox WHERE entity_id = 102")"
 
+echo "# a failing job is isolated and logged"
+W=$(q "SELECT crm.stage('deal', 'won')")
+q "SELECT crm.add_robot($W, 'add_comment', '{\"text\": \"=\\\"share \\\" & {{amount}} / 0\"}', delay => '{\"after\": \"1 second\"}')" >/dev/null
+q "SELECT crm.add_robot($W, 'add_comment', '{\"text\": \"won {{title}}\"}', delay => '{\"after\": \"1 second\"}')" >/dev/null
+timer=$(q "INSERT INTO crm.job (kind, entity_type, entity_id, due_at) VALUES ('process_timer', 'deal', 100, now() + interval '1 second') RETURNING id")
+q "UPDATE crm.deal SET stage_id = $W WHERE id = 100" >/dev/null
+wait_for "SELECT count(*) = 0 FROM crm.job WHERE status = 'pending' AND entity_id = 100" 10 || true
+check "the robot that divides by zero failed, its neighbour ran" "failed|done|1" \
+	"$(q "SELECT string_agg(l.status, '|' ORDER BY l.id) FROM crm.robot_log l JOIN crm.robot r ON r.id = l.robot_id WHERE r.stage_id = $W AND l.entity_id = 100")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'won Stays'")"
+check "a job without an executor is marked failed with its error" "failed|no executor for job kind \"process_timer\"" \
+	"$(q "SELECT status || '|' || last_error FROM crm.job WHERE id = $timer")"
+check "and the failure is in the server log" "1" \
+	"$(grep -c "crm_automation: job $timer failed: no executor for job kind" "$CRM_CLUSTER_DIR/server.log" || true)"
+
 echo "# SIGHUP: crm.worker_enabled"
 q "ALTER SYSTEM SET crm.worker_enabled = off"
 q "SELECT pg_reload_conf()" >/dev/null
@@ -63,6 +77,8 @@ check "enabled again on reload, it is sent" "sent" "$(q "SELECT status FROM crm.
 echo "# the worker's life"
 check "one worker for crm_it, running" "running|1" \
 	"$(q "SELECT state FROM crm.worker_status() WHERE database = 'crm_it'")|$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+# a sent message older than crm.outbox_retention: the worker deletes it when it starts
+old=$(q "INSERT INTO crm.outbox (channel, payload, status, sent_at) VALUES ('webhook', '{}', 'sent', now() - interval '8 days') RETURNING id")
 pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")
 kill -9 "$pid"
 sleep 0.5
@@ -72,6 +88,8 @@ done
 id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('webhook', '{\"url\": \"$B/ok/after-crash\"}') RETURNING id")
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 20 || true
 check "after a worker crash (server reinitialised) a new worker delivers" "sent" "$(q "SELECT status FROM crm.outbox WHERE id = $id")"
+check "the new worker cleaned up the outbox: sent messages older than 7 days are gone" "0" \
+	"$(q "SELECT count(*) FROM crm.outbox WHERE id = $old")"
 
 q "DROP EXTENSION crm_automation CASCADE"
 wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true

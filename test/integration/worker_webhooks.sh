@@ -133,6 +133,37 @@ for target in 10.1.2.3 169.254.169.254 192.168.0.1 '[::1]' '[fd00::1]'; do
 	check "refused: $target" "dead|t" "$(q "SELECT status || '|' || CASE WHEN last_error LIKE 'refused to connect%' THEN 't' ELSE last_error END FROM crm.outbox WHERE id = $id")"
 done
 
+echo "# the guard checks every address connected to, redirects included"
+id=$(msg "$B/redirect-to/$("$PY" -c "import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=''))" "http://localhost:$HTTP_PORT/ok/rebound")")
+wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true
+check "a redirect from an allowed host to a name resolving to loopback is refused" "dead|t|0" \
+	"$(q "SELECT status || '|' || CASE WHEN last_error LIKE 'refused to connect to localhost: % is a loopback address%' THEN 't' ELSE last_error END FROM crm.outbox WHERE id = $id")|$(sink_count /ok/rebound)"
+
+echo "# protocols: http and https only, redirects included"
+for target in "file:///etc/passwd" "ftp://127.0.0.1:$HTTP_PORT/x" "gopher://127.0.0.1:$HTTP_PORT/x" "dict://127.0.0.1:$HTTP_PORT/x"; do
+	id=$(msg "$target")
+	wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true
+	check "a ${target%%:*} URL is refused, dead at once" "dead/1|t" \
+		"$(status $id)|$(q "SELECT last_error LIKE '%Unsupported protocol%' OR last_error LIKE '%not supported%' FROM crm.outbox WHERE id = $id")"
+	enc=$("$PY" -c "import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], safe=''))" "$target")
+	id=$(msg "$B/redirect-to/$enc")
+	wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true
+	check "a redirect to a ${target%%:*} URL is not followed, dead at once" "dead/1|t" \
+		"$(status $id)|$(q "SELECT last_error LIKE '%Unsupported protocol%' OR last_error LIKE '%not supported%' FROM crm.outbox WHERE id = $id")"
+done
+
+echo "# the response body is capped"
+id=$(msg "$B/big/3000000/a")
+wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 10 || true
+check "a 3 MB answer: sent, 1024 bytes of it kept" "sent/1|1024" "$(status $id)|$(q "SELECT length(response_excerpt) FROM crm.outbox WHERE id = $id")"
+
+echo "# TLS is verified"
+it_sink_https
+id=$(msg "https://127.0.0.1:$HTTPS_PORT/ok/tls")
+wait_for "SELECT status <> 'sending' AND last_error IS NOT NULL FROM crm.outbox WHERE id = $id" 10 || true
+check "a self-signed certificate fails the request (retried later), nothing is sent" "t|0" \
+	"$(q "SELECT status IN ('failed', 'dead') AND last_error ILIKE '%certificate%' FROM crm.outbox WHERE id = $id")|$(wc -l < "$HTTPS_LOG")"
+
 echo "# header injection"
 id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('webhook',
 	jsonb_build_object('url', '$B/ok/inj', 'headers', jsonb_build_object('X-A', E'a\r\nX-B: b'), 'body', '{}'::jsonb)) RETURNING id")

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A local HTTP sink for the worker's integration tests and benchmarks.
 
-    http_sink.py PORTFILE LOGFILE
+    http_sink.py PORTFILE LOGFILE [CERTFILE KEYFILE]
 
-Listens on 127.0.0.1 (a free port, written to PORTFILE once listening) and
-appends one JSON line per request to LOGFILE: time, method, path, headers,
-body.  The path chooses the answer:
+Listens on 127.0.0.1 (a free port, written to PORTFILE once listening;
+HTTPS when given a certificate) and appends one JSON line per request to
+LOGFILE: time, method, path, headers, body.  The path chooses the answer:
 
     /ok/...               200
     /status/CODE/...      CODE
@@ -14,12 +14,16 @@ body.  The path chooses the answer:
     /retry-after/S/...    429 with Retry-After: S for the first request of an id, then 200
     /redirect/...         302 to /ok/...
     /redirect-loop/...    302 to itself
+    /redirect-to/URL      302 to URL (percent-encoded in the path)
+    /big/BYTES/...        200 with a body of BYTES bytes
 """
 import json
+import ssl
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 portfile, logfile = sys.argv[1], sys.argv[2]
 lock = threading.Lock()
@@ -75,6 +79,10 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(302, {"Location": "/ok/" + "/".join(parts[1:])}, b"")
         elif kind == "redirect-loop":
             self.answer(302, {"Location": self.path}, b"")
+        elif kind == "redirect-to":
+            self.answer(302, {"Location": unquote(parts[1])}, b"")
+        elif kind == "big":
+            self.answer(200, None, b"x" * int(parts[1]))
         else:
             self.answer(200)
 
@@ -87,6 +95,10 @@ class Server(ThreadingHTTPServer):
 
 
 srv = Server(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 4:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 with open(portfile + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 import os

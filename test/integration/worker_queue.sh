@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The queue's guarantees with the worker running: a lease left by a dead
+# worker returns the message to the queue when it expires; several claimers
+# drain one outbox together without sending anything twice (SKIP LOCKED, the
+# way more workers per database would); an idle worker sleeps without
+# polling.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+. test/integration/common.bash
+
+it_begin worker_queue "crm.allowed_hosts = '127.0.0.1'" "crm.worker_concurrency = 16"
+it_sink_http
+B=http://127.0.0.1:$HTTP_PORT
+
+worker_pid() {
+	q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'"
+}
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
+
+echo "# a lease left by a dead worker"
+# As if a worker had claimed it, sent nothing and died: status sending,
+# attempt 1, leased for 2 more seconds.
+id=$(q "INSERT INTO crm.outbox (channel, payload, status, attempts, claimed_at, lease_until)
+	VALUES ('webhook', '{\"url\": \"$B/ok/leased\"}', 'sending', 1, now(), now() + interval '2 seconds')
+	RETURNING id")
+lease_end=$(q "SELECT extract(epoch FROM lease_until) FROM crm.outbox WHERE id = $id")
+sleep 1
+check "while leased, it is left alone" "sending|0" "$(q "SELECT status FROM crm.outbox WHERE id = $id")|$(grep -c /ok/leased "$HTTP_LOG" || true)"
+wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 10 || true
+check "once the lease expired, the message went back to the queue and was sent (attempt 2)" "sent/2" \
+	"$(q "SELECT status || '/' || attempts FROM crm.outbox WHERE id = $id")"
+got=$("$PY" - "$HTTP_LOG" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r["path"] == "/ok/leased": print(r["time"])
+PY
+)
+check "the worker woke at the lease's end (within 1 s), not before" "t" \
+	"$("$PY" -c "print('t' if 0 <= $got - $lease_end < 1.0 else '$got - $lease_end')")"
+
+echo "# several claimers drain one outbox"
+# The worker and three SQL sessions running the worker's claim, all at
+# once.  A SQL claimer records its messages as sent without sending them.
+N=3000
+q "ALTER SYSTEM SET crm.worker_enabled = off" && q "SELECT pg_reload_conf()" >/dev/null
+sleep 0.3
+q "INSERT INTO crm.outbox (channel, payload)
+   SELECT 'webhook', jsonb_build_object('url', '$B/ok/multi/' || i) FROM generate_series(1, $N) i"
+claimer() {
+	local ids
+	while :; do
+		ids=$(q "SELECT string_agg(id::text, ',') FROM crm._claim_messages(20, '1 minute')")
+		[ -z "$ids" ] && break
+		echo "$ids" | tr ',' '\n' >>"$IT_DIR/claimed.$1"
+		q "UPDATE crm.outbox SET status = 'sent', sent_at = now(), lease_until = NULL, last_error = 'claimer $1'
+		   WHERE id IN ($ids) AND status = 'sending'" >/dev/null
+	done
+}
+q "ALTER SYSTEM RESET crm.worker_enabled" && q "SELECT pg_reload_conf()" >/dev/null
+claimer 1 & c1=$!
+claimer 2 & c2=$!
+claimer 3 & c3=$!
+wait $c1 $c2 $c3
+wait_for "SELECT count(*) = $N FROM crm.outbox WHERE status = 'sent' AND payload->>'url' LIKE '%/ok/multi/%'" 30 || true
+read -r by_worker dup_worker by_sql dup_sql <<<"$("$PY" - "$HTTP_LOG" "$IT_DIR" <<'PY'
+import glob, json, sys
+worker = [json.loads(l)["path"].rsplit("/", 1)[1] for l in open(sys.argv[1]) if "/ok/multi/" in l]
+sql = []
+for f in glob.glob(sys.argv[2] + "/claimed.*"):
+    sql += [l.strip() for l in open(f) if l.strip()]
+print(len(set(worker)), len(worker) - len(set(worker)), len(set(sql)), len(sql) - len(set(sql)))
+PY
+)"
+ids_by_worker=$(q "SELECT count(*) FROM crm.outbox WHERE payload->>'url' LIKE '%/ok/multi/%' AND last_error IS NULL AND status = 'sent'")
+echo "# the worker sent $by_worker, the SQL claimers took $by_sql"
+check "every message was sent once: by the worker or by one claimer" "$N|0|0" \
+	"$((by_worker + by_sql))|$dup_worker|$dup_sql"
+check "the worker's share is what it recorded; the claimers' rows were never sent by it" "$by_worker" "$ids_by_worker"
+check "each party took part" "t" "$([ "$by_worker" -gt 0 ] && [ "$by_sql" -gt 0 ] && echo t || echo f)"
+
+echo "# an idle worker uses no CPU"
+sleep 1
+pid=$(worker_pid)
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+wakeups() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$pid/status"; }
+c0=$(cpu); w0=$(wakeups)
+sleep 5
+c1=$(cpu); w1=$(wakeups)
+echo "# over 5 s idle: $((c1 - c0)) CPU ticks, $((w1 - w0)) wake-ups"
+check "no CPU time over 5 idle seconds" "0" "$((c1 - c0))"
+check "at most 2 wake-ups over 5 idle seconds (no polling loop)" "t" "$([ $((w1 - w0)) -le 2 ] && echo t || echo f)"
+
+it_end
