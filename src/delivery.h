@@ -87,9 +87,10 @@ typedef struct CrmMessage
 } CrmMessage;
 
 /* outbox.c: run inside the worker's short transactions */
-extern List *crm_outbox_claim(int limit, int lease_ms, MemoryContext parent);
-extern void crm_outbox_record(CrmMessage *m);
-extern void crm_outbox_release(CrmMessage *m);
+extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
+							  MemoryContext parent);
+extern void crm_outbox_record(List *msgs);
+extern void crm_outbox_release(List *msgs);
 extern double crm_retry_delay(int attempts, long retry_after);
 
 /* http.c: the transfers */

@@ -21,6 +21,7 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "crm_automation.h"
@@ -102,15 +103,15 @@ load_attachments(CrmMessage *m, char **ids, int n)
 }
 
 /*
- * Leases up to limit due messages; returns them as CrmMessages, each in its
- * own context under parent.
+ * Leases up to limit due messages (expired leases too when asked); returns
+ * them as CrmMessages, each in its own context under parent.
  */
 List *
-crm_outbox_claim(int limit, int lease_ms, MemoryContext parent)
+crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {INT4OID, INTERVALOID};
-	Datum		vals[2];
+	Oid			types[3] = {INT4OID, INTERVALOID, BOOLOID};
+	Datum		vals[3];
 	List	   *out = NIL;
 	uint64		i;
 
@@ -118,7 +119,8 @@ crm_outbox_claim(int limit, int lease_ms, MemoryContext parent)
 	vals[1] = DirectFunctionCall3(interval_in,
 								  CStringGetDatum(psprintf("%d milliseconds", lease_ms)),
 								  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2)", 2, types),
+	vals[2] = BoolGetDatum(expired);
+	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3)", 3, types),
 			 vals, NULL, false, 0);
 
 	for (i = 0; i < SPI_processed; i++)
@@ -219,74 +221,147 @@ status_of(CrmMessage *m, double *delay, char **error)
 	}
 }
 
-/* Records the outcome of one message, if its lease is still ours. */
-void
-crm_outbox_record(CrmMessage *m)
+static Datum
+array_of(Datum *elems, bool *nulls, int n, Oid type)
 {
-	static SPIPlanPtr plan = NULL;
-	static SPIPlanPtr gone_plan = NULL;
-	Oid			types[7] = {INT8OID, INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, FLOAT8OID};
-	Datum		vals[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	double		delay;
-	char	   *error;
-	const char *status = status_of(m, &delay, &error);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
 
-	vals[0] = Int64GetDatum(m->id);
-	vals[1] = Int32GetDatum(m->attempts);
-	vals[2] = CStringGetTextDatum(status);
-	vals[3] = Int32GetDatum((int32) m->code);
-	nulls[3] = m->code ? ' ' : 'n';
-	vals[4] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	nulls[4] = error ? ' ' : 'n';
-	vals[5] = m->excerpt_len > 0 ? CStringGetTextDatum(m->excerpt) : (Datum) 0;
-	nulls[5] = m->excerpt_len > 0 ? ' ' : 'n';
-	vals[6] = Float8GetDatum(delay);
-	crm_exec(crm_plan(&plan,
-					  "UPDATE crm.outbox"
-					  "   SET status = $3, response_code = $4, last_error = $5,"
-					  "       response_excerpt = $6,"
-					  "       next_attempt_at = CASE WHEN $3 = 'failed'"
-					  "           THEN clock_timestamp() + make_interval(secs => $7)"
-					  "           ELSE next_attempt_at END,"
-					  "       attempts = CASE WHEN $5 = 'interrupted by worker shutdown'"
-					  "           THEN attempts - 1 ELSE attempts END,"
-					  "       sent_at = CASE WHEN $3 = 'sent' THEN clock_timestamp() END,"
-					  "       lease_until = NULL, updated_at = now()"
-					  " WHERE id = $1 AND attempts = $2 AND status = 'sending'",
-					  7, types), vals, nulls, false, 0);
-
-	if (m->outcome == CRM_OUT_GONE)
-	{
-		Oid			gtypes[4] = {TEXTOID, TEXTOID, INT8OID, TEXTOID};
-		Datum		gvals[4];
-		char		gnulls[4] = {' ', ' ', ' ', ' '};
-
-		gvals[0] = CStringGetTextDatum(m->url ? m->url : "");
-		gvals[1] = CStringGetTextDatum(error ? error : "410 Gone");
-		gvals[2] = Int64GetDatum(m->provider_id);
-		gnulls[2] = (m->provider_id && strcmp(m->channel, "webhook") != 0) ? ' ' : 'n';
-		gvals[3] = CStringGetTextDatum(m->channel);
-		crm_exec(crm_plan(&gone_plan,
-						  "WITH d AS (INSERT INTO crm.disabled_endpoint (url, reason)"
-						  "           SELECT $1, $2 WHERE $4 = 'webhook'"
-						  "           ON CONFLICT (url) DO NOTHING RETURNING 1),"
-						  " p AS (UPDATE crm.provider SET active = false, disabled_reason = $2"
-						  "       WHERE id = $3 RETURNING 1)"
-						  " UPDATE crm.outbox SET status = 'dead', updated_at = now(),"
-						  "        last_error = 'endpoint gone: ' || $2"
-						  "  WHERE status IN ('pending', 'failed')"
-						  "    AND ((channel = 'webhook' AND $4 = 'webhook' AND payload ->> 'url' = $1)"
-						  "         OR provider_id = $3)",
-						  4, gtypes), gvals, gnulls, false, 0);
-	}
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, type,
+											  typlen, typbyval, typalign));
 }
 
-/* Gives an unfinished message back to the queue (worker shutdown). */
-void
-crm_outbox_release(CrmMessage *m)
+/* An endpoint answered 410 Gone: its waiting messages die, it is disabled. */
+static void
+disable_endpoint(CrmMessage *m, const char *error)
 {
-	m->outcome = CRM_OUT_RELEASED;
-	m->result_error = "interrupted by worker shutdown";
-	crm_outbox_record(m);
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, TEXTOID};
+	Datum		vals[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	vals[0] = CStringGetTextDatum(m->url ? m->url : "");
+	vals[1] = CStringGetTextDatum(error ? error : "410 Gone");
+	vals[2] = Int64GetDatum(m->provider_id);
+	nulls[2] = (m->provider_id && strcmp(m->channel, "webhook") != 0) ? ' ' : 'n';
+	vals[3] = CStringGetTextDatum(m->channel);
+	crm_exec(crm_plan(&plan,
+					  "WITH d AS (INSERT INTO crm.disabled_endpoint (url, reason)"
+					  "           SELECT $1, $2 WHERE $4 = 'webhook'"
+					  "           ON CONFLICT (url) DO NOTHING RETURNING 1),"
+					  " p AS (UPDATE crm.provider SET active = false, disabled_reason = $2"
+					  "       WHERE id = $3 RETURNING 1)"
+					  " UPDATE crm.outbox SET status = 'dead', updated_at = now(),"
+					  "        last_error = 'endpoint gone: ' || $2"
+					  "  WHERE status IN ('pending', 'failed')"
+					  "    AND ((channel = 'webhook' AND $4 = 'webhook' AND payload ->> 'url' = $1)"
+					  "         OR provider_id = $3)",
+					  4, types), vals, nulls, false, 0);
+}
+
+/*
+ * Records the outcome of finished messages, in one statement whatever
+ * their number: each row only if its lease is still ours (same attempt,
+ * still sending).
+ */
+void
+crm_outbox_record(List *msgs)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, BOOLARRAYOID};
+	int			n = list_length(msgs);
+	Datum	   *ids,
+			   *attempts,
+			   *status,
+			   *codes,
+			   *errors,
+			   *excerpts,
+			   *delays,
+			   *released;
+	bool	   *code_null,
+			   *error_null,
+			   *excerpt_null;
+	Datum		vals[8];
+	ListCell   *lc;
+	int			i = 0;
+
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(Datum) * n);
+	attempts = palloc(sizeof(Datum) * n);
+	status = palloc(sizeof(Datum) * n);
+	codes = palloc(sizeof(Datum) * n);
+	errors = palloc(sizeof(Datum) * n);
+	excerpts = palloc(sizeof(Datum) * n);
+	delays = palloc(sizeof(Datum) * n);
+	released = palloc(sizeof(Datum) * n);
+	code_null = palloc(sizeof(bool) * n);
+	error_null = palloc(sizeof(bool) * n);
+	excerpt_null = palloc(sizeof(bool) * n);
+
+	foreach(lc, msgs)
+	{
+		CrmMessage *m = lfirst(lc);
+		double		delay;
+		char	   *error;
+		const char *st = status_of(m, &delay, &error);
+
+		ids[i] = Int64GetDatum(m->id);
+		attempts[i] = Int32GetDatum(m->attempts);
+		status[i] = CStringGetTextDatum(st);
+		codes[i] = Int32GetDatum((int32) m->code);
+		code_null[i] = m->code == 0;
+		errors[i] = error ? CStringGetTextDatum(error) : (Datum) 0;
+		error_null[i] = error == NULL;
+		excerpts[i] = m->excerpt_len > 0 ? CStringGetTextDatum(m->excerpt) : (Datum) 0;
+		excerpt_null[i] = m->excerpt_len == 0;
+		delays[i] = Float8GetDatum(delay);
+		released[i] = BoolGetDatum(m->outcome == CRM_OUT_RELEASED);
+		i++;
+		if (m->outcome == CRM_OUT_GONE)
+			disable_endpoint(m, error);
+	}
+	vals[0] = array_of(ids, NULL, n, INT8OID);
+	vals[1] = array_of(attempts, NULL, n, INT4OID);
+	vals[2] = array_of(status, NULL, n, TEXTOID);
+	vals[3] = array_of(codes, code_null, n, INT4OID);
+	vals[4] = array_of(errors, error_null, n, TEXTOID);
+	vals[5] = array_of(excerpts, excerpt_null, n, TEXTOID);
+	vals[6] = array_of(delays, NULL, n, FLOAT8OID);
+	vals[7] = array_of(released, NULL, n, BOOLOID);
+	crm_exec(crm_plan_opts(&plan,
+						   "UPDATE crm.outbox o"
+						   "   SET status = r.status, response_code = r.code, last_error = r.error,"
+						   "       response_excerpt = r.excerpt,"
+						   "       next_attempt_at = CASE WHEN r.status = 'failed'"
+						   "           THEN clock_timestamp() + make_interval(secs => r.delay)"
+						   "           ELSE o.next_attempt_at END,"
+						   "       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
+						   "       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
+						   "       lease_until = NULL, updated_at = now()"
+						   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+						   "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
+						   " WHERE o.id = r.id AND o.attempts = r.attempts AND o.status = 'sending'",
+						   8, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
+}
+
+/* Gives unfinished messages back to the queue (worker shutdown). */
+void
+crm_outbox_release(List *msgs)
+{
+	ListCell   *lc;
+
+	foreach(lc, msgs)
+	{
+		CrmMessage *m = lfirst(lc);
+
+		m->outcome = CRM_OUT_RELEASED;
+		m->result_error = "interrupted by worker shutdown";
+	}
+	crm_outbox_record(msgs);
 }

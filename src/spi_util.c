@@ -14,11 +14,23 @@
 SPIPlanPtr
 crm_plan(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes)
 {
+	return crm_plan_opts(slot, sql, nargs, argtypes, 0);
+}
+
+/*
+ * The same, with cursor options: CURSOR_OPT_GENERIC_PLAN for a statement
+ * run very often whose plan does not depend on its arguments' values (the
+ * plan cache would otherwise plan it anew on each call).
+ */
+SPIPlanPtr
+crm_plan_opts(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes,
+			  int cursor_options)
+{
 	SPIPlanPtr	plan;
 
 	if (*slot != NULL)
 		return *slot;
-	plan = SPI_prepare(sql, nargs, (Oid *) argtypes);
+	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, cursor_options);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\": %s", sql,
 			 SPI_result_code_string(SPI_result));

@@ -21,6 +21,9 @@ extern SPIPlanPtr crm_plan(SPIPlanPtr *slot, const char *sql, int nargs,
  * Executes a kept plan with a fresh snapshot (so it sees earlier robots'
  * writes); raises an error on failure.
  */
+extern SPIPlanPtr crm_plan_opts(SPIPlanPtr *slot, const char *sql, int nargs,
+								const Oid *argtypes, int cursor_options);
+
 extern int	crm_exec(SPIPlanPtr plan, const Datum *values, const char *nulls,
 					 bool read_only, long count);
 

@@ -5,19 +5,26 @@
  *
  * One loop, never blocking on anything but its wait:
  *
- *	 1. when woken (a commit set the latch) or when something fell due:
- *		run due jobs, each in its own transaction (crm.run_next_job()),
- *		then claim messages up to crm.worker_concurrency in flight and note
- *		the next time anything falls due (crm._next_wakeup());
- *	 2. hand the claimed messages to libcurl (http.c) and commit nothing
+ *	 1. when woken (a commit set the latch) or when a job fell due: run due
+ *		jobs, each in its own transaction (crm.run_next_job());
+ *	 2. one short transaction, the "exchange": record the transfers that
+ *		finished (one UPDATE for all of them), then lease messages into the
+ *		free transfer slots (crm._claim_messages), and note the next time
+ *		anything falls due (crm._next_message_due()) unless the claim was
+ *		full; commit;
+ *	 3. hand the claimed messages to libcurl (http.c) and commit nothing
  *		while they travel;
- *	 3. record finished transfers in one short transaction;
  *	 4. wait on the latch, the transfers' sockets and the earliest due time.
  *
- * While a backlog remains, it claims again as soon as a quarter of the
- * transfer slots are free.  SIGTERM lets the transfers in flight finish for
- * up to 3 seconds and gives the rest back to the queue; a crash leaves their
- * leases, which the next claim takes back (crm._claim_messages).
+ * Under load each turn records and claims many messages with one commit,
+ * and the transfers go on in the kernel while it commits, so the batches
+ * grow with the load.  The loop's allocations live in a context reset at
+ * the top of each turn; each message has its own context, deleted once its
+ * result is recorded.  SIGTERM lets the transfers in flight finish for up
+ * to 3 seconds and gives the rest back to the queue; a crash leaves their
+ * leases, which a later claim takes back (crm._claim_messages looks for
+ * expired leases about once a second, and at the first claim after a
+ * start).
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +55,7 @@
 #define SHUTDOWN_GRACE_MS	3000
 #define LEASE_MARGIN_MS		30000
 #define IDLE_CHECK_MS		(10 * 60 * 1000)
+#define EXPIRED_CHECK_MS	1000	/* how often a claim looks for expired leases */
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -56,6 +64,7 @@ static bool extension_gone = false;
 static TimestampTz next_job_due = 0;
 static TimestampTz next_msg_due = 0;
 static bool job_backlog = false;
+static TimestampTz last_expired_check = 0;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -145,51 +154,56 @@ step_run_job(void *arg)
 		next_job_due = get_due(2);
 }
 
-typedef struct ClaimStep
+/*
+ * One exchange with the outbox, in one short transaction: record the
+ * transfers that finished, then lease up to limit more messages.  One
+ * commit per turn of the loop, however many messages it covers.
+ */
+typedef struct Exchange
 {
-	int			limit;
+	List	   *finished;		/* to record */
+	int			limit;			/* to claim; 0: none */
+	bool		expired;		/* take back expired leases too */
+	bool		check_extension;
 	MemoryContext cxt;			/* the messages' parent context */
-	MemoryContext list_cxt;		/* where the list of them goes */
+	MemoryContext list_cxt;		/* where the list of claimed ones goes */
 	List	   *claimed;
-} ClaimStep;
+} Exchange;
 
 static void
-step_claim(void *arg)
+step_exchange(void *arg)
 {
-	ClaimStep  *c = arg;
+	Exchange   *x = arg;
 
-	extension_gone = !OidIsValid(get_extension_oid("crm_automation", true));
-	if (extension_gone)
-		return;
-	if (c->limit > 0)
+	if (x->check_extension)
 	{
-		List	   *l = crm_outbox_claim(c->limit, crm_http_timeout + LEASE_MARGIN_MS, c->cxt);
-		MemoryContext old = MemoryContextSwitchTo(c->list_cxt);
-
-		c->claimed = list_copy(l);
-		MemoryContextSwitchTo(old);
+		extension_gone = !OidIsValid(get_extension_oid("crm_automation", true));
+		if (extension_gone)
+			return;
 	}
-	if (SPI_execute("SELECT crm._next_message_due()", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "crm._next_message_due() failed");
-	next_msg_due = get_due(1);
-}
+	crm_outbox_record(x->finished);
+	if (x->limit > 0)
+	{
+		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
+										   x->expired, x->cxt);
+		MemoryContext old = MemoryContextSwitchTo(x->list_cxt);
 
-static void
-step_record(void *arg)
-{
-	ListCell   *lc;
+		x->claimed = list_copy(l);
+		MemoryContextSwitchTo(old);
 
-	foreach(lc, (List *) arg)
-		crm_outbox_record((CrmMessage *) lfirst(lc));
+		/* a full claim means more may wait: no need to look further */
+		if (list_length(x->claimed) >= x->limit)
+			return;
+		if (SPI_execute("SELECT crm._next_message_due()", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "crm._next_message_due() failed");
+		next_msg_due = get_due(1);
+	}
 }
 
 static void
 step_release(void *arg)
 {
-	ListCell   *lc;
-
-	foreach(lc, (List *) arg)
-		crm_outbox_release((CrmMessage *) lfirst(lc));
+	crm_outbox_release((List *) arg);
 }
 
 static void
@@ -207,16 +221,50 @@ free_messages(List *msgs)
 		MemoryContextDelete(((CrmMessage *) lfirst(lc))->cxt);
 }
 
-static void
-record_finished(CrmTransport *t)
+/*
+ * Records what finished and claims up to limit more (0: none), in one
+ * transaction; starts the claimed transfers.  Returns whether the
+ * transaction committed; *full says, after a claim, whether it took all it
+ * could (more may be waiting).
+ */
+static bool
+exchange(CrmTransport *t, int limit, bool check_extension,
+		 MemoryContext msg_cxt, bool *full)
 {
-	List	   *done = crm_transport_finished(t);
+	Exchange	x = {0};
+	ListCell   *lc;
+	bool		ok;
 
-	if (done == NIL)
-		return;
-	(void) in_transaction(step_record, done, "crm_automation: recording deliveries");
-	free_messages(done);
-	list_free(done);
+	x.finished = crm_transport_finished(t);
+	x.limit = limit;
+	x.expired = limit > 0 &&
+		(last_expired_check == 0 ||
+		 TimestampDifferenceExceeds(last_expired_check, GetCurrentTimestamp(), EXPIRED_CHECK_MS));
+	x.check_extension = check_extension;
+	x.cxt = msg_cxt;
+	x.list_cxt = CurrentMemoryContext;
+	if (x.finished == NIL && limit == 0 && !check_extension)
+		return true;
+	ok = in_transaction(step_exchange, &x,
+						limit > 0 ? "crm_automation: claiming messages"
+						: "crm_automation: recording deliveries");
+	free_messages(x.finished);
+	list_free(x.finished);
+	if (!ok)
+	{
+		/* the claim rolled back with the rest: its messages were never ours */
+		free_messages(x.claimed);
+		*full = false;
+		return false;
+	}
+	if (x.expired)
+		last_expired_check = GetCurrentTimestamp();
+	if (limit > 0)
+		*full = list_length(x.claimed) >= limit;
+	foreach(lc, x.claimed)
+		crm_transport_start(t, (CrmMessage *) lfirst(lc));
+	list_free(x.claimed);
+	return true;
 }
 
 /*
@@ -250,18 +298,18 @@ run_jobs(void)
 }
 
 static void
-shutdown_worker(CrmTransport *t)
+shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
 	List	   *left;
+	bool		full;
 
 	while (crm_transport_inflight(t) > 0 && GetCurrentTimestamp() < deadline)
 	{
 		(void) crm_transport_wait(t, 100);
 		ResetLatch(MyLatch);
-		record_finished(t);
 	}
-	record_finished(t);
+	(void) exchange(t, 0, false, msg_cxt, &full);
 	left = crm_transport_abandon(t);
 	if (left != NIL)
 	{
@@ -306,9 +354,8 @@ crm_worker_main(Datum arg)
 		TimestampTz now;
 		TimestampTz wake_at;
 		long		timeout;
-		int			batch = Max(crm_worker_concurrency / 4, 1);
 		int			free_slots;
-		bool		can_claim;
+		bool		want_claim;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
@@ -319,42 +366,23 @@ crm_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		if (crm_worker_enabled)
+		now = GetCurrentTimestamp();
+		if (crm_worker_enabled && (woken || now >= next_job_due) && run_jobs() > 0)
+			woken = true;		/* the jobs may have queued messages */
+
+		/* record what finished and claim into the free slots, together */
+		free_slots = crm_worker_concurrency - crm_transport_inflight(t);
+		want_claim = crm_worker_enabled && free_slots > 0 &&
+			(woken || backlog || now >= next_msg_due);
+		if (!exchange(t, want_claim ? free_slots : 0, woken, msg_cxt, &backlog))
+			next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		else if (want_claim && !backlog && next_msg_due <= now)
 		{
-			now = GetCurrentTimestamp();
-			if ((woken || now >= next_job_due) && run_jobs() > 0)
-				woken = true;	/* the jobs may have queued messages */
-
-			free_slots = crm_worker_concurrency - crm_transport_inflight(t);
-			can_claim = free_slots >= batch ||
-				(free_slots > 0 && crm_transport_inflight(t) == 0);
-			if (can_claim && (woken || backlog || now >= next_msg_due))
-			{
-				ClaimStep	c = {0};
-
-				c.limit = free_slots;
-				c.cxt = msg_cxt;
-				c.list_cxt = loop_cxt;
-				if (!in_transaction(step_claim, &c, "crm_automation: claiming messages"))
-					next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-				else
-				{
-					ListCell   *lc;
-
-					backlog = list_length(c.claimed) >= c.limit;
-					/* due but not claimable (locked by someone): look again soon */
-					if (!backlog && next_msg_due <= now)
-						next_msg_due = TimestampTzPlusMilliseconds(now, 250);
-					foreach(lc, c.claimed)
-						crm_transport_start(t, (CrmMessage *) lfirst(lc));
-					list_free(c.claimed);
-				}
-				if (extension_gone)
-					break;
-			}
+			/* due but not claimable (locked by another claimer): look again soon */
+			next_msg_due = TimestampTzPlusMilliseconds(now, 250);
 		}
-
-		record_finished(t);
+		if (extension_gone)
+			break;
 
 		now = GetCurrentTimestamp();
 		if (last_cleanup == 0 || TimestampDifferenceExceeds(last_cleanup, now, CLEANUP_EVERY_MS))
@@ -364,11 +392,8 @@ crm_worker_main(Datum arg)
 		}
 
 		/* sleep until the latch, a socket, or the earliest due time */
-		free_slots = crm_worker_concurrency - crm_transport_inflight(t);
-		can_claim = free_slots >= batch ||
-			(free_slots > 0 && crm_transport_inflight(t) == 0);
 		wake_at = next_job_due;
-		if (can_claim)
+		if (crm_transport_inflight(t) < crm_worker_concurrency)
 			wake_at = Min(wake_at, backlog ? now : next_msg_due);
 		if (!crm_worker_enabled)
 			timeout = IDLE_CHECK_MS;
@@ -381,11 +406,10 @@ crm_worker_main(Datum arg)
 
 		woken = crm_transport_wait(t, timeout);
 		ResetLatch(MyLatch);
-		record_finished(t);
 	}
 
 	MemoryContextSwitchTo(TopMemoryContext);
-	shutdown_worker(t);
+	shutdown_worker(t, msg_cxt);
 	if (extension_gone)
 	{
 		crm_worker_set_state(dboid, CRM_WORKER_ABSENT);

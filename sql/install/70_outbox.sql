@@ -329,22 +329,31 @@ $$;
 
 -- ---------------------------------------------------------------------------
 -- The worker's claim.  Leases up to p_limit due messages (pending, failed
--- whose next attempt is due, and sending ones whose lease expired or was
--- taken before the server started) and returns each one ready to send: the
--- provider resolved, templates rendered, secrets attached.  A message that
--- cannot be sent comes back with an error, and the worker marks it dead.
+-- whose next attempt is due, and, when p_expired, sending ones whose lease
+-- expired or was taken before the server started) and returns each one
+-- ready to send: the provider resolved, templates rendered, secrets
+-- attached.  A message that cannot be sent comes back with an error, and
+-- the worker marks it dead.
+--
+-- Expired leases are rare (a worker died) and looking for them reads the
+-- lease index, dead entries included, so the worker asks for them about
+-- once a second rather than on every claim.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval)
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true)
 RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
 			   html boolean, tls text, attachments text[], error text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- called many times a second: plan it once (its plan suits any limit)
+SET plan_cache_mode = force_generic_plan
+AS $$
 BEGIN
 	RETURN QUERY
 	WITH expired AS (
 		SELECT o.id FROM crm.outbox o
-		 WHERE o.status = 'sending'
+		 WHERE p_expired AND o.status = 'sending'
 		   AND (o.lease_until < now() OR o.claimed_at < pg_postmaster_start_time())
 		 LIMIT p_limit
 		 FOR UPDATE SKIP LOCKED
@@ -373,7 +382,7 @@ BEGIN
 		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
 	), rendered AS (
 		SELECT r.*,
-			   jsonb_build_object(
+			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
 				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t),
 								  r.payload ->> 'number'),
 				   'number', coalesce(r.payload ->> 'number',
@@ -381,7 +390,7 @@ BEGIN
 				   'text', r.payload ->> 'text',
 				   'message_id', r.idempotency_key,
 				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
-				   'secret', coalesce(r.p_secret, '')) AS vars,
+				   'secret', coalesce(r.p_secret, '')) END AS vars,
 			   coalesce(r.cfg ->> 'format', 'json') AS fmt
 		  FROM resolved r
 	)
@@ -412,11 +421,13 @@ BEGIN
 		   r.p_secret,
 		   r.cfg ->> 'username',
 		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
-		   ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'to', '[]'))),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'to', '[]'))) END,
 		   r.payload ->> 'subject',
 		   coalesce((r.payload ->> 'html')::boolean, false),
 		   coalesce(r.cfg ->> 'tls', 'try'),
-		   ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'attachments', '[]'))),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'attachments', '[]'))) END,
 		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
 				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
 					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)

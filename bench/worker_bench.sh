@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Delivery worker benchmark (issue 4).  Prints figures measured in one run
+# on a throw-away cluster; nothing here is a pass/fail test.
+#
+#   1. Latency at idle: LAT_N (200) signed webhooks committed one at a time,
+#      20 ms apart; the time from just before each commit to nginx's log of
+#      its receipt ($msec).
+#   2. Delivery rate: N (20,000) signed webhooks queued with the worker
+#      paused, then released; rate = N / (last sent_at - release).  Next to
+#      it, the sink's own ceiling: wrk sending the same requests (same body,
+#      same headers, as many connections as crm.worker_concurrency) to the
+#      same nginx.
+#   3. Worker memory (RSS and PSS from /proc, and the memory contexts'
+#      grand total from pg_log_backend_memory_contexts) after the first
+#      10,000 messages and after MEM_N (100,000).
+#   4. Scheduler tick: crm.run_next_job() with no job due, with 0 and with
+#      100,000 jobs in the future.
+#
+# The sink is Debian's nginx (`return 200`), started on 127.0.0.1 by this
+# script in a temporary directory as an unprivileged user, with one worker
+# process; the load generator is Debian's wrk.
+#
+#   N=20000 MEM_N=100000 CONC=64 FSYNC=on bash bench/worker_bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+crm_install_deps nginx wrk
+exec 9>/tmp/crm_automation.test.lock
+flock 9
+crm_build_install
+
+N=${N:-20000}
+MEM_N=${MEM_N:-100000}
+LAT_N=${LAT_N:-200}
+CONC=${CONC:-64}
+FSYNC=${FSYNC:-on}
+
+BENCH_DIR=$(mktemp -d /tmp/crm_bench.XXXXXX)
+chmod 755 "$BENCH_DIR"
+[ "$(id -u)" = 0 ] && chown postgres: "$BENCH_DIR"
+cleanup() {
+	[ -f "$BENCH_DIR/nginx.pid" ] && kill "$(cat "$BENCH_DIR/nginx.pid")" 2>/dev/null || true
+	crm_cluster_stop
+	rm -rf "$BENCH_DIR"
+}
+trap cleanup EXIT
+
+# --- the sink ---------------------------------------------------------------
+PORT=$(crm_free_port)
+LAT_PORT=$(crm_free_port)
+cat >"$BENCH_DIR/nginx.conf" <<EOF
+worker_processes 1;
+pid $BENCH_DIR/nginx.pid;
+error_log $BENCH_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $BENCH_DIR/body;
+	proxy_temp_path $BENCH_DIR/proxy;
+	fastcgi_temp_path $BENCH_DIR/fastcgi;
+	uwsgi_temp_path $BENCH_DIR/uwsgi;
+	scgi_temp_path $BENCH_DIR/scgi;
+	keepalive_requests 100000;
+	log_format receipt '\$http_webhook_id \$msec';
+	server {
+		listen 127.0.0.1:$PORT;
+		location / { return 200 "ok"; }
+	}
+	server {
+		listen 127.0.0.1:$LAT_PORT;
+		access_log $BENCH_DIR/receipts.log receipt;
+		location / { return 200 "ok"; }
+	}
+}
+EOF
+crm_as_owner nginx -p "$BENCH_DIR" -e "$BENCH_DIR/error.log" -c "$BENCH_DIR/nginx.conf"
+for _ in $(seq 1 50); do [ -s "$BENCH_DIR/nginx.pid" ] && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$PORT/" >/dev/null
+
+# --- the cluster ------------------------------------------------------------
+crm_cluster_start "crm.allowed_hosts = '127.0.0.1'" "crm.worker_concurrency = $CONC" \
+	"fsync = $FSYNC" "shared_buffers = 256MB" "max_wal_size = 4GB" "log_min_messages = log" \
+	"log_line_prefix = '[%p] '"
+DB=crm_bench
+psql -X -q -d postgres -c "CREATE DATABASE $DB"
+psql -X -q -d "$DB" -c "CREATE EXTENSION crm_automation"
+q() { psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$DB" -c "$1"; }
+
+SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+q "SELECT crm.add_provider('webhook', 'bench', '{}', '$SECRET')" >/dev/null
+# A deal as a robot's default webhook body carries it (about 500 bytes).
+BODY=$(q "SELECT jsonb_build_object('event', 'robot', 'entity_type', 'deal', 'item', jsonb_build_object(
+	'id', 123456, 'title', 'Office chairs for the new Lyon branch', 'amount', 4800, 'currency', 'EUR',
+	'stage_id', 3, 'pipeline_id', 1, 'responsible_id', 17, 'contact_id', 4211, 'company_id', 97,
+	'created_at', '2024-05-02T09:14:51.123+00:00', 'updated_at', '2024-05-03T16:02:07.456+00:00',
+	'stage_changed_at', '2024-05-03T16:02:07.456+00:00', 'created_by', 17, 'updated_by', 17,
+	'fields', jsonb_build_object('UF_SOURCE', 'web form', 'UF_REGION', 'Auvergne-Rhône-Alpes',
+								 'UF_PRIORITY', 'high', 'UF_SEATS', 42)))::text")
+
+worker_pid() {
+	q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = '$DB'"
+}
+for _ in $(seq 1 100); do [ -n "$(worker_pid)" ] && break; sleep 0.1; done
+WPID=$(worker_pid)
+
+pause_worker() { q "ALTER SYSTEM SET crm.worker_enabled = off" && q "SELECT pg_reload_conf()" >/dev/null; sleep 0.5; }
+# Releases the worker; prints the time of release (epoch seconds).
+release_worker() {
+	q "ALTER SYSTEM RESET crm.worker_enabled"
+	q "SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()"
+}
+queue() {	# queue COUNT URL
+	q "INSERT INTO crm.outbox (channel, provider_id, payload)
+	   SELECT 'webhook', (SELECT id FROM crm.provider WHERE name = 'bench'),
+			  jsonb_build_object('url', '$2', 'body', \$b\$$BODY\$b\$::jsonb)
+		 FROM generate_series(1, $1)"
+}
+sent() { q "SELECT count(*) FROM crm.outbox WHERE status = 'sent'"; }
+wait_sent() {	# wait_sent COUNT [poll seconds]
+	while [ "$(sent)" -lt "$1" ]; do sleep "${2:-0.5}"; done
+}
+# memory KB: "rss pss contexts_bytes"
+memory() {
+	local rss pss before ctx
+	rss=$(awk '/^Rss:/ {print $2}' "/proc/$WPID/smaps_rollup")
+	pss=$(awk '/^Pss:/ {print $2}' "/proc/$WPID/smaps_rollup")
+	before=$(grep -c "^\[$WPID\].*Grand total" "$CRM_CLUSTER_DIR/server.log" || true)
+	q "SELECT pg_log_backend_memory_contexts($WPID)" >/dev/null
+	for _ in $(seq 1 50); do
+		[ "$(grep -c "^\[$WPID\].*Grand total" "$CRM_CLUSTER_DIR/server.log" || true)" -gt "$before" ] && break
+		sleep 0.1
+	done
+	ctx=$(grep "^\[$WPID\].*Grand total" "$CRM_CLUSTER_DIR/server.log" | tail -1 | sed -E 's/.*Grand total: ([0-9]+) bytes.*/\1/')
+	echo "$rss $pss $((ctx / 1024))"
+}
+
+# --- 1. latency at idle ------------------------------------------------------
+echo "1. latency: $LAT_N webhooks committed one at a time" >&2
+sleep 1
+{
+	for i in $(seq 1 "$LAT_N"); do
+		echo "INSERT INTO crm.outbox (channel, provider_id, payload, idempotency_key)
+			  SELECT 'webhook', id, jsonb_build_object('url', 'http://127.0.0.1:$LAT_PORT/hook', 'body', \$b\$$BODY\$b\$::jsonb), 'lat_$i'
+				FROM crm.provider WHERE name = 'bench'
+			  RETURNING idempotency_key, extract(epoch FROM clock_timestamp());"
+		echo "SELECT pg_sleep(0.02);"
+	done
+} >"$BENCH_DIR/latency.sql"
+psql -X -q -t -A -F ' ' -d "$DB" -f "$BENCH_DIR/latency.sql" | grep '^lat_' >"$BENCH_DIR/commits.txt"
+wait_sent "$LAT_N" 0.2
+read -r lat_med lat_p95 lat_max <<<"$(python3 - "$BENCH_DIR/commits.txt" "$BENCH_DIR/receipts.log" <<'PY'
+import sys
+commit = dict(l.split() for l in open(sys.argv[1]))
+got = {}
+for l in open(sys.argv[2]):
+    k, t = l.split()
+    got.setdefault(k, float(t))
+lat = sorted((got[k] - float(c)) * 1000 for k, c in commit.items() if k in got)
+print("%.1f %.1f %.1f" % (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]))
+PY
+)"
+
+# --- 2. delivery rate vs the sink's ceiling ----------------------------------
+echo "2. rate: $N webhooks, then wrk against the same nginx" >&2
+pause_worker
+queue "$N" "http://127.0.0.1:$PORT/hook"
+base=$(sent)
+t0=$(release_worker)
+wait_sent $((base + N / 2)) 0.1
+read -r rss10 pss10 ctx10 <<<"$(memory)"
+mem10_at=$(sent)
+wait_sent $((base + N))
+t1=$(q "SELECT extract(epoch FROM max(sent_at)) FROM crm.outbox")
+ours=$(python3 -c "print(round($N / ($t1 - $t0)))")
+secs=$(python3 -c "print(round($t1 - $t0, 2))")
+
+# The same requests from wrk: same method, body and headers (a signature
+# of the same length; values need not verify), CONC connections.
+SIG=$(q "SELECT crm.webhook_signature('$SECRET', 'msg_00000000000000000000000000000000', 1700000000, \$b\$$BODY\$b\$)")
+python3 - "$BODY" "$SIG" >"$BENCH_DIR/post.lua" <<'PY'
+import json, sys
+body, sig = sys.argv[1], sys.argv[2]
+print('wrk.method = "POST"')
+print('wrk.body = %s' % json.dumps(body, ensure_ascii=False))
+print('wrk.headers["Content-Type"] = "application/json"')
+print('wrk.headers["User-Agent"] = "crm_automation/0.1.0"')
+print('wrk.headers["webhook-id"] = "msg_00000000000000000000000000000000"')
+print('wrk.headers["webhook-timestamp"] = "1700000000"')
+print('wrk.headers["webhook-signature"] = "%s"' % sig)
+PY
+wrk -t 2 -c "$CONC" -d 2s -s "$BENCH_DIR/post.lua" "http://127.0.0.1:$PORT/hook" >/dev/null	# warm-up
+wrk -t 2 -c "$CONC" -d 10s -s "$BENCH_DIR/post.lua" "http://127.0.0.1:$PORT/hook" >"$BENCH_DIR/wrk.txt"
+ceiling=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' "$BENCH_DIR/wrk.txt" | cut -d. -f1)
+ratio=$(python3 -c "print('%.2f' % ($ours / $ceiling))")
+
+# --- 3. memory after MEM_N messages -------------------------------------------
+echo "3. memory: up to $MEM_N messages in all" >&2
+done_so_far=$(sent)
+rest=$((MEM_N - done_so_far))
+pause_worker
+[ "$rest" -gt 0 ] && queue "$rest" "http://127.0.0.1:$PORT/hook"
+release_worker >/dev/null
+wait_sent "$MEM_N"
+sleep 1
+read -r rss100 pss100 ctx100 <<<"$(memory)"
+mem100_at=$(sent)
+
+# --- 4. scheduler tick -------------------------------------------------------
+echo "4. scheduler: crm.run_next_job() with 0 and 100,000 future jobs" >&2
+pause_worker
+tick() {
+	q "DO \$\$
+	   DECLARE t0 timestamptz := clock_timestamp();
+	   BEGIN
+		   FOR i IN 1..2000 LOOP PERFORM crm.run_next_job(); END LOOP;
+		   RAISE NOTICE '%', round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / 2000, 1);
+	   END \$\$" 2>&1 | sed -E 's/.*NOTICE: *//'
+}
+tick0=$(tick)
+q "INSERT INTO crm.job (kind, entity_type, entity_id, due_at)
+   SELECT 'process_timer', 'deal', i, now() + interval '1 day' + make_interval(secs => i)
+	 FROM generate_series(1, 100000) i"
+q "ANALYZE crm.job"
+tick100k=$(tick)
+
+# --- report ------------------------------------------------------------------
+cat <<EOF
+
+crm_automation worker benchmark  (fsync = $FSYNC, crm.worker_concurrency = $CONC, $(nproc) CPUs)
+sink: nginx $(nginx -v 2>&1 | sed 's/.*\///'), 1 worker process, return 200; load generator: wrk, 2 threads
+request: POST, $(printf %s "$BODY" | wc -c)-byte JSON body, Standard Webhooks headers (signed, HMAC-SHA256)
+
+| measure                                                        | figure                     | goal      |
+|----------------------------------------------------------------|----------------------------|-----------|
+| delivery rate, $N webhooks ($secs s)                          | $(printf '%-26s' "$ours /s") |           |
+| sink ceiling: wrk, same requests, $CONC connections            | $(printf '%-26s' "$ceiling /s") |           |
+| ratio ours / ceiling                                           | $(printf '%-26s' "$ratio") | >= 0.5    |
+| latency commit -> receipt at idle, $LAT_N messages: median     | $(printf '%-26s' "$lat_med ms") | <= 20 ms  |
+|   p95 / max                                                    | $(printf '%-26s' "$lat_p95 / $lat_max ms") |           |
+| worker RSS / PSS after $mem10_at messages                      | $(printf '%-26s' "$rss10 / $pss10 kB") |           |
+| worker RSS / PSS after $mem100_at messages                     | $(printf '%-26s' "$rss100 / $pss100 kB") | flat      |
+| worker memory contexts after $mem10_at / $mem100_at           | $(printf '%-26s' "$ctx10 / $ctx100 kB") | flat      |
+| crm.run_next_job(), nothing due, 0 / 100,000 future jobs       | $(printf '%-26s' "$tick0 / $tick100k us") | equal     |
+EOF
