@@ -4,7 +4,8 @@
  *	  Conditions of rules (SPEC §6): a jsonb string holding a boolean
  *	  formula (the leading '=' optional), or the JSON form
  *	  {"all"|"any": [{"field": "amount", "op": ">=", "value": 5000}, ...]}
- *	  with nested all/any groups.  Compiled into the same tree as formulas.
+ *	  with nested all/any groups; "field" may also be a reference such as
+ *	  "{=Event:subject}".  Compiled into the same tree as formulas.
  *
  *-------------------------------------------------------------------------
  */
@@ -125,7 +126,14 @@ compile_leaf(JsonbContainer *obj, const char *where)
 		n->args = palloc(sizeof(ExprNode *) * 2);
 		n->args[1] = value_node(value, where);
 	}
-	n->args[0] = expr_parse_field_path(pnstrdup(field->val.string.val, field->val.string.len), 1, where);
+	/*
+	 * "field" names a field of the item, or is a reference such as
+	 * "{=Event:subject}" (a trigger's payload) or "{{contact.phone}}".
+	 */
+	if (field->val.string.len > 0 && field->val.string.val[0] == '{')
+		n->args[0] = expr_parse_text(pnstrdup(field->val.string.val, field->val.string.len), where);
+	else
+		n->args[0] = expr_parse_field_path(pnstrdup(field->val.string.val, field->val.string.len), 1, where);
 	return n;
 }
 

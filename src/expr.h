@@ -100,6 +100,12 @@ extern void crm_expr_check(const CrmExpr *e, const char *entity_type,
 						   List *robot_names, bool check_robots,
 						   const char *where);
 
+/*
+ * The names read from a namespace ("Event", "Robot", ...): {=Event:key}
+ * gives "key".  A List of char * pointing into the expression.
+ */
+extern List *crm_expr_refs(const CrmExpr *e, const char *ns);
+
 /* Evaluation. */
 extern void crm_eval_context_init(CrmEvalContext *cx, const char *entity_type,
 								  int64 item_id, HeapTuple tuple, TupleDesc desc);

@@ -807,3 +807,23 @@ crm_expr_check(const CrmExpr *e, const char *entity_type, List *robot_names,
 	check_node(e->root, entity_type, crm_entity_table(entity_type), robot_names,
 			   check_robots, where ? where : e->where);
 }
+
+static void
+collect_refs(const ExprNode *n, const char *ns, List **out)
+{
+	int			i;
+
+	if (n->kind == EN_REF && strcmp(n->ns, ns) == 0)
+		*out = lappend(*out, n->name);
+	for (i = 0; i < n->nargs; i++)
+		collect_refs(n->args[i], ns, out);
+}
+
+List *
+crm_expr_refs(const CrmExpr *e, const char *ns)
+{
+	List	   *out = NIL;
+
+	collect_refs(e->root, ns, &out);
+	return out;
+}

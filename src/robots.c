@@ -50,6 +50,7 @@
 #include "rule_cache.h"
 #include "scheduler.h"
 #include "spi_util.h"
+#include "triggers.h"
 
 PG_FUNCTION_INFO_V1(crm_item_after);
 
@@ -244,8 +245,8 @@ crm_robots_load(int64 stage_id)
  * schema crm): they are rules an administrator defined, and an application
  * role that moves a deal need not be able to write the log, jobs or outbox.
  */
-static Oid
-automation_owner(void)
+Oid
+crm_automation_owner(void)
 {
 	Oid			nsp = get_namespace_oid("crm", false);
 	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
@@ -773,7 +774,7 @@ crm_item_after(PG_FUNCTION_ARGS)
 		entity_type = TextDatumGetCString(heap_getattr(tuple, cols->entity_type, desc, &isnull));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -786,7 +787,14 @@ crm_item_after(PG_FUNCTION_ARGS)
 		if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 			cancel_pending(entity_type, item_id);
 		if (!isnull)
+		{
+			/* a move set by a trigger in the BEFORE trigger: logged, on the lineage */
+			bool		by_trigger = crm_triggers_claim_move(entity_type, item_id, stage_id);
+
 			enter_stage(entity_type, item_id, stage_id, tuple, desc);
+			if (by_trigger)
+				crm_lineage_pop();
+		}
 	}
 
 	SPI_finish();
@@ -876,7 +884,7 @@ execute_robot_job(const CrmJob *job)
 	int			save_sec;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	crm_rule_cache_pin();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -38,6 +38,9 @@ typedef struct CrmRobot
 /* Loads and compiles the active robots of a stage, in order (rule_cache.c). */
 extern List *crm_robots_load(int64 stage_id);
 
+/* The role automation acts as: the owner of schema crm. */
+extern Oid	crm_automation_owner(void);
+
 /* Registers the job executors of robots (called from _PG_init). */
 extern void crm_robots_init(void);
 

@@ -24,6 +24,7 @@
 
 #include "crm_automation.h"
 #include "rule_cache.h"
+#include "triggers.h"
 
 PG_FUNCTION_INFO_V1(crm_item_before);
 
@@ -151,6 +152,22 @@ crm_item_before(PG_FUNCTION_ARGS)
 			if (stage_changed && !isnull)
 				check_stage(DatumGetInt64(stage), entity_type,
 							RelationGetRelationName(rel));
+			else if (!stage_changed && !isnull)
+			{
+				/* field_changed / responsible_changed triggers may move it */
+				int64		to = crm_triggers_before_update(rel, entity_type,
+															td->tg_trigtuple, newtuple,
+															cols->id, DatumGetInt64(stage));
+
+				if (to != 0)
+				{
+					colnums[ncols] = cols->stage_id;
+					values[ncols] = Int64GetDatum(to);
+					nulls[ncols] = false;
+					ncols++;
+					stage_changed = true;
+				}
+			}
 		}
 
 		if (stage_changed && !is_insert && cols->stage_changed_at != InvalidAttrNumber)

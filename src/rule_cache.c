@@ -33,6 +33,7 @@
 #include "access/xact.h"
 #include "robots.h"
 #include "rule_cache.h"
+#include "triggers.h"
 
 /* Definition tables whose changes make the cache stale. */
 static const char *const definition_tables[] = {
@@ -45,6 +46,8 @@ typedef struct EntityTypeInfo
 	char		code[CRM_NAME_LEN]; /* hash key */
 	char		table_name[CRM_NAME_LEN];
 	char		prefix[16];
+	bool		triggers_loaded;
+	struct CrmEntityTriggers *triggers; /* triggers.c */
 } EntityTypeInfo;
 
 typedef struct DefaultStage
@@ -245,6 +248,8 @@ rule_cache_load(void)
 		et = hash_search(EntityTypeHash, key, HASH_ENTER, &found);
 		strlcpy(et->table_name, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), CRM_NAME_LEN);
 		strlcpy(et->prefix, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), sizeof(et->prefix));
+		et->triggers_loaded = false;
+		et->triggers = NULL;
 	}
 
 	ret = SPI_execute("SELECT s.id, s.pipeline_id, s.sort, s.semantics, s.code,"
@@ -338,6 +343,40 @@ crm_stage_robots(int64 stage_id)
 		return robots;
 	}
 	return st->robots;
+}
+
+const struct CrmEntityTriggers *
+crm_entity_triggers(const char *entity_type)
+{
+	char		key[CRM_NAME_LEN];
+	EntityTypeInfo *et;
+
+	rule_cache_ensure();
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity_type, CRM_NAME_LEN);
+	et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+	if (et == NULL)
+		return NULL;
+	if (!et->triggers_loaded)
+	{
+		MemoryContext cxt = RuleCacheContext;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		CrmEntityTriggers *triggers = crm_triggers_load(entity_type);
+
+		MemoryContextSwitchTo(old);
+		/* as for robots: store only into the generation we loaded for */
+		if (cxt == RuleCacheContext && rule_cache_valid)
+		{
+			et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+			if (et != NULL)
+			{
+				et->triggers = triggers;
+				et->triggers_loaded = true;
+			}
+		}
+		return triggers;
+	}
+	return et->triggers;
 }
 
 static EntityTypeInfo *

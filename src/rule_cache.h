@@ -2,7 +2,7 @@
  *
  * rule_cache.h
  *	  Backend-local cache of automation definitions: stages and, per stage,
- *	  its robots and triggers.
+ *	  its robots; per entity type, its triggers.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,6 +59,13 @@ extern int64 crm_default_stage(const char *entity_type);
 extern List *crm_stage_robots(int64 stage_id);
 extern void crm_rule_cache_pin(void);
 extern void crm_rule_cache_unpin(void);
+
+/*
+ * The triggers of an entity type (triggers.h), loaded on first use; NULL
+ * for an unknown entity type.  Valid while the cache is pinned, as robots.
+ */
+struct CrmEntityTriggers;
+extern const struct CrmEntityTriggers *crm_entity_triggers(const char *entity_type);
 
 /* Registers the invalidation callback (once per backend). */
 extern void crm_rule_cache_init(void);

@@ -1,0 +1,965 @@
+/*-------------------------------------------------------------------------
+ *
+ * triggers.c
+ *	  Running CRM triggers: an event happened for an item, which trigger (if
+ *	  any) moves it, and to which stage (SPEC §4).
+ *
+ * The triggers of an entity type are loaded once into the rule cache
+ * (crm_triggers_load), grouped by event in stage order, with a bitmask of
+ * the events that have any: a source whose event nobody listens to costs a
+ * hash lookup and no SQL.
+ *
+ * Firing an event for an item (crm_fire_event) considers the active
+ * triggers of the event on the stages of the item's pipeline whose key
+ * parameter fits (a form code, a URL, an application's code), in stage
+ * order.  The first whose condition holds (read on the item and the event's
+ * payload, {=Event:key}) decides:
+ *
+ *	  - its stage is the item's stage: not moved (already_there);
+ *	  - its stage comes before the item's and it does not allow backwards
+ *		moves: skipped, the next trigger may still apply (backwards is
+ *		logged when none does);
+ *	  - else the item moves there (fired): the stage change is recorded in
+ *		crm.history on behalf of on_behalf_of or the responsible user, and
+ *		the UPDATE runs the new stage's robots (robots.c).
+ *
+ * When no trigger's condition holds, condition_false is logged.  One log row
+ * per event and item (crm.robot_log, kind trigger) lists every trigger
+ * checked.  The decision and the move run in a subtransaction: an error (a
+ * condition that divides by zero, a failing UPDATE) is logged as failed and
+ * never aborts the statement that caused the event.
+ *
+ * Field and responsible changes are detected by the items' BEFORE ROW
+ * trigger (crm_triggers_before_update), which sets the new stage in the row
+ * itself; the AFTER ROW trigger that then runs the stage's robots completes
+ * the move (crm_triggers_claim_move).  A trigger is on the lineage (kind 't',
+ * robots.c) while the robots of the stage it moved the item to run, so a
+ * loop through robots and triggers stops with loop_stopped.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+
+#include "robots.h"
+#include "rule_cache.h"
+#include "spi_util.h"
+#include "triggers.h"
+
+/* ---------- loading ---------- */
+
+static char *
+jsonb_string_key(Jsonb *j, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&j->root, key, strlen(key), NULL);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* Index of a watched field, added when new (names compare without case). */
+static int
+watched_index(List **names, const char *field)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, *names)
+	{
+		if (pg_strcasecmp((char *) lfirst(lc), field) == 0)
+			return i;
+		i++;
+	}
+	*names = lappend(*names, pstrdup(field));
+	return i;
+}
+
+static void
+load_fields(CrmTrigger *t, Jsonb *params, List **names)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&params->root, "fields", 6, NULL);
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+
+	if (v == NULL || v->type != jbvBinary)
+		return;
+	t->fields = palloc(sizeof(int) * JsonContainerSize(v->val.binary.data));
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		if (tok == WJB_ELEM && e.type == jbvString)
+			t->fields[t->nfields++] =
+				watched_index(names, pnstrdup(e.val.string.val, e.val.string.len));
+}
+
+/*
+ * Loads the active triggers of an entity type, compiled into the current
+ * memory context (the rule cache's).
+ */
+CrmEntityTriggers *
+crm_triggers_load(const char *entity_type)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext cache_cxt = CurrentMemoryContext;
+	CrmEntityTriggers *ets = palloc0(sizeof(CrmEntityTriggers));
+	List	   *names = NIL;
+	Oid			types[1] = {TEXTOID};
+	Datum		vals[1];
+	ListCell   *lc;
+	uint64		i;
+	int			k;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	vals[0] = CStringGetTextDatum(entity_type);
+	crm_exec(crm_plan(&plan,
+					  "SELECT t.id, t.stage_id, s.pipeline_id, s.sort, t.name, t.event, t.params,"
+					  "       t.condition, t.allow_backwards, t.on_behalf_of"
+					  "  FROM crm.trigger t JOIN crm.stage s ON s.id = t.stage_id"
+					  "  JOIN crm.pipeline p ON p.id = s.pipeline_id"
+					  " WHERE p.entity_type = $1 AND t.active"
+					  " ORDER BY s.sort, s.id, t.sort, t.id",
+					  1, types), vals, NULL, true, 0);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		MemoryContext old = MemoryContextSwitchTo(cache_cxt);
+		CrmTrigger *t = palloc0(sizeof(CrmTrigger));
+		char	   *event = TextDatumGetCString(SPI_getbinval(tup, desc, 6, &isnull));
+		Jsonb	   *params;
+
+		t->event = crm_event_lookup(event);
+		if (t->event == NULL)
+		{
+			elog(WARNING, "trigger %lld has unknown event \"%s\" and is ignored",
+				 (long long) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)), event);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		t->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		t->stage_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		t->pipeline_id = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		t->stage_sort = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		t->name = isnull ? psprintf("trigger %lld", (long long) t->id) : TextDatumGetCString(d);
+		params = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+		if (t->event->key_param)
+			t->key = jsonb_string_key(params, t->event->key_param);
+		if (t->event->id == CRM_EV_FIELD_CHANGED)
+			load_fields(t, params, &names);
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		if (!isnull)
+			t->condition = crm_expr_compile_condition(DatumGetJsonbPCopy(d), "condition");
+		t->allow_backwards = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		t->on_behalf_of = isnull ? 0 : DatumGetInt64(d);
+
+		ets->by_event[t->event->id] = lappend(ets->by_event[t->event->id], t);
+		ets->events |= CRM_EVENT_BIT(t->event->id);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+
+	/* the distinct watched fields, each read once per row */
+	ets->nwatched = list_length(names);
+	ets->watched_names = palloc(sizeof(char *) * Max(ets->nwatched, 1));
+	ets->watched = palloc(sizeof(CrmExpr *) * Max(ets->nwatched, 1));
+	k = 0;
+	foreach(lc, names)
+	{
+		ets->watched_names[k] = (char *) lfirst(lc);
+		ets->watched[k] = crm_expr_compile_text(psprintf("{{%s}}", ets->watched_names[k]),
+												"params.fields");
+		k++;
+	}
+	ets->responsible = crm_expr_compile_text("{{responsible_id}}", "responsible_id");
+	return ets;
+}
+
+/* ---------- items ---------- */
+
+/* Prepared statements on one item table. */
+typedef struct TablePlans
+{
+	char		table[CRM_NAME_LEN];
+	SPIPlanPtr	load;
+	SPIPlanPtr	move;
+} TablePlans;
+
+#define MAX_ITEM_TABLES 16
+static TablePlans table_plans[MAX_ITEM_TABLES];
+static int	n_table_plans = 0;
+
+static TablePlans *
+plans_for(const char *entity_type)
+{
+	char	   *table = crm_entity_table(entity_type);
+	const char *qualified = quote_qualified_identifier("crm", table);
+	Oid			types[2] = {INT8OID, INT8OID};
+	TablePlans *tp = NULL;
+	int			i;
+
+	for (i = 0; i < n_table_plans; i++)
+		if (strcmp(table_plans[i].table, table) == 0)
+			return &table_plans[i];
+	if (n_table_plans >= MAX_ITEM_TABLES)
+		elog(ERROR, "too many item tables for the trigger engine");
+	tp = &table_plans[n_table_plans];
+	memset(tp, 0, sizeof(*tp));
+	/* the table name comes from crm.entity_type; values are parameters */
+	crm_plan(&tp->load, psprintf("SELECT * FROM %s WHERE id = $1 FOR NO KEY UPDATE", qualified),
+			 1, types);
+	crm_plan(&tp->move, psprintf("UPDATE %s SET stage_id = $1 WHERE id = $2", qualified),
+			 2, types);
+	strlcpy(tp->table, table, CRM_NAME_LEN);
+	n_table_plans++;
+	return tp;
+}
+
+/*
+ * Loads and locks the item; false when it does not exist (a smart-process
+ * item of another type does not count).
+ */
+static bool
+load_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *desc)
+{
+	TablePlans *tp = plans_for(entity_type);
+	Datum		vals[1];
+	int			et_att;
+
+	vals[0] = Int64GetDatum(item_id);
+	crm_exec(tp->load, vals, NULL, false, 1);
+	if (SPI_processed == 0)
+		return false;
+	*tuple = SPI_tuptable->vals[0];
+	*desc = SPI_tuptable->tupdesc;
+	et_att = SPI_fnumber(*desc, "entity_type");
+	if (et_att > 0)
+	{
+		char	   *et = SPI_getvalue(*tuple, *desc, et_att);
+
+		if (et == NULL || strcmp(et, entity_type) != 0)
+			return false;
+	}
+	return true;
+}
+
+static int64
+tuple_int8(HeapTuple tuple, TupleDesc desc, const char *column)
+{
+	int			att = SPI_fnumber(desc, column);
+	bool		isnull;
+	Datum		d;
+
+	if (att <= 0)
+		return 0;
+	d = SPI_getbinval(tuple, desc, att, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/* ---------- deciding ---------- */
+
+/* One event for one item. */
+typedef struct EventCall
+{
+	const CrmEventDesc *event;
+	const char *entity_type;
+	int64		item_id;
+	int64		stage_id;		/* where the item is */
+	int64		pipeline_id;
+	int32		stage_sort;
+	HeapTuple	tuple;			/* the item's row */
+	TupleDesc	desc;
+	Jsonb	   *payload;
+	const char *key;
+	const bool *changed;		/* field_changed: per watched field */
+} EventCall;
+
+typedef struct Outcome
+{
+	const char *status;			/* NULL: no trigger applied to the event */
+	const CrmTrigger *trigger;	/* the deciding trigger */
+	char	   *error;			/* failed: the error; loop_stopped: the cycle */
+	int			nchecked;
+	int64	   *checked_ids;
+	const char **checked_results;
+} Outcome;
+
+static bool
+key_fits(const CrmTrigger *t, const EventCall *c)
+{
+	if (t->key == NULL)
+		return true;
+	if (c->key == NULL)
+		return false;
+	/* URLs compare exactly; form, application and service codes without case */
+	if (t->event->id == CRM_EV_LINK_CLICK)
+		return strcmp(t->key, c->key) == 0;
+	return pg_strcasecmp(t->key, c->key) == 0;
+}
+
+static bool
+watches_a_change(const CrmTrigger *t, const bool *changed)
+{
+	int			i;
+
+	for (i = 0; i < t->nfields; i++)
+		if (changed[t->fields[i]])
+			return true;
+	return false;
+}
+
+/* Whether the trigger concerns this event at all (before any condition). */
+static bool
+applies(const CrmTrigger *t, const EventCall *c, bool any_pipeline)
+{
+	if (!any_pipeline && t->pipeline_id != c->pipeline_id)
+		return false;
+	if (!key_fits(t, c))
+		return false;
+	if (t->event->id == CRM_EV_FIELD_CHANGED && !watches_a_change(t, c->changed))
+		return false;
+	return true;
+}
+
+static bool
+any_applies(List *triggers, const EventCall *c)
+{
+	ListCell   *lc;
+
+	foreach(lc, triggers)
+		if (applies((CrmTrigger *) lfirst(lc), c, true))
+			return true;
+	return false;
+}
+
+static void
+note(Outcome *o, const CrmTrigger *t, const char *result, int max)
+{
+	if (o->checked_ids == NULL)
+	{
+		o->checked_ids = palloc(sizeof(int64) * max);
+		o->checked_results = palloc(sizeof(char *) * max);
+	}
+	o->checked_ids[o->nchecked] = t->id;
+	o->checked_results[o->nchecked] = result;
+	o->nchecked++;
+}
+
+static bool
+comes_before(const CrmTrigger *t, const EventCall *c)
+{
+	return t->stage_sort < c->stage_sort ||
+		(t->stage_sort == c->stage_sort && t->stage_id < c->stage_id);
+}
+
+/* The trigger that decides, in stage order (see the file header). */
+static void
+decide(const EventCall *c, List *triggers, Outcome *o)
+{
+	CrmEvalContext cx;
+	ListCell   *lc;
+	const CrmTrigger *first_false = NULL;
+	const CrmTrigger *first_back = NULL;
+	int			max = list_length(triggers);
+
+	crm_eval_context_init(&cx, c->entity_type, c->item_id, c->tuple, c->desc);
+	cx.event = c->payload;
+	foreach(lc, triggers)
+	{
+		const CrmTrigger *t = (CrmTrigger *) lfirst(lc);
+		char	   *cycle = NULL;
+
+		if (!applies(t, c, false))
+			continue;
+		o->trigger = t;			/* blamed if the condition fails */
+		if (t->condition != NULL && !crm_expr_test(t->condition, &cx))
+		{
+			note(o, t, "condition_false", max);
+			if (first_false == NULL)
+				first_false = t;
+			continue;
+		}
+		if (t->stage_id == c->stage_id)
+			o->status = "already_there";
+		else if (!t->allow_backwards && comes_before(t, c))
+		{
+			note(o, t, "backwards", max);
+			if (first_back == NULL)
+				first_back = t;
+			continue;
+		}
+		else if (!crm_lineage_push('t', t->id, c->entity_type, c->item_id, &cycle))
+		{
+			o->status = "loop_stopped";
+			o->error = cycle;
+		}
+		else
+		{
+			crm_lineage_pop();
+			o->status = "fired";
+		}
+		note(o, t, o->status, max);
+		o->trigger = t;
+		return;
+	}
+	if (first_back != NULL)
+	{
+		o->status = "backwards";
+		o->trigger = first_back;
+	}
+	else if (first_false != NULL)
+	{
+		o->status = "condition_false";
+		o->trigger = first_false;
+	}
+	else
+		o->trigger = NULL;
+}
+
+/* ---------- logging ---------- */
+
+static void
+push_key(JsonbParseState **st, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(st, WJB_KEY, &k);
+}
+
+static void
+push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	pushJsonbValue(st, tok, &v);
+}
+
+/* {"event": payload, "from": stage code, "checked": [{"trigger", "result"}], "cycle"} */
+static Jsonb *
+log_detail(const EventCall *c, const Outcome *o)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	const CrmStageInfo *from;
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	if (c->payload != NULL)
+	{
+		push_key(&st, "event");
+		v.type = jbvBinary;
+		v.val.binary.data = &c->payload->root;
+		v.val.binary.len = VARSIZE(c->payload) - VARHDRSZ;
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	from = crm_stage_info(c->stage_id);
+	if (from != NULL)
+	{
+		push_key(&st, "from");
+		push_string(&st, WJB_VALUE, from->code);
+	}
+	push_key(&st, "checked");
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < o->nchecked; i++)
+	{
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_key(&st, "trigger");
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(o->checked_ids[i]);
+		pushJsonbValue(&st, WJB_VALUE, &v);
+		push_key(&st, "result");
+		push_string(&st, WJB_VALUE, o->checked_results[i]);
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	if (o->error != NULL && strcmp(o->status, "loop_stopped") == 0)
+	{
+		push_key(&st, "cycle");
+		push_string(&st, WJB_VALUE, o->error);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+static void
+log_outcome(const char *entity_type, int64 item_id, const CrmEventDesc *event,
+			const CrmTrigger *t, const char *status, const char *error, Jsonb *detail)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
+	TEXTOID, TEXTOID, JSONBOID, INT4OID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	if (t != NULL)
+	{
+		vals[0] = Int64GetDatum(t->id);
+		vals[1] = CStringGetTextDatum(t->name);
+		vals[3] = Int64GetDatum(t->stage_id);
+	}
+	else
+		nulls[0] = nulls[1] = nulls[3] = 'n';
+	vals[2] = CStringGetTextDatum(event->name);
+	vals[4] = CStringGetTextDatum(entity_type);
+	vals[5] = Int64GetDatum(item_id);
+	vals[6] = CStringGetTextDatum(status);
+	if (error != NULL && strcmp(status, "failed") == 0)
+		vals[7] = CStringGetTextDatum(error);
+	else
+		nulls[7] = 'n';
+	vals[8] = JsonbPGetDatum(detail);
+	vals[9] = Int32GetDatum(crm_lineage_depth());
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.robot_log (kind, trigger_id, name, action, stage_id, entity_type,"
+					  " entity_id, status, error, detail, depth, started_at, finished_at)"
+					  " VALUES ('trigger', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+					  "  clock_timestamp(), clock_timestamp())",
+					  10, types), vals, nulls, false, 0);
+}
+
+/* The stage change in the item's history, on behalf of a user. */
+static void
+record_history(const char *entity_type, int64 item_id, int64 from_stage,
+			   const CrmTrigger *t, int64 user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[8] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID};
+	Datum		vals[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	vals[0] = CStringGetTextDatum(entity_type);
+	vals[1] = Int64GetDatum(item_id);
+	vals[2] = Int64GetDatum(user_id);
+	if (user_id == 0)
+		nulls[2] = 'n';
+	vals[3] = Int64GetDatum(from_stage);
+	vals[4] = Int64GetDatum(t->stage_id);
+	vals[5] = CStringGetTextDatum(t->name);
+	vals[6] = CStringGetTextDatum(t->event->name);
+	vals[7] = Int64GetDatum(t->id);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.history (entity_type, entity_id, event_type, user_id, text, details)"
+					  " SELECT $1, $2, 'stage_change', $3,"
+					  "        format('Stage changed from \"%s\" to \"%s\" by trigger \"%s\"',"
+					  "               f.name, t.name, $6),"
+					  "        jsonb_build_object('from', f.code, 'to', t.code, 'trigger_id', $8,"
+					  "                           'event', $7)"
+					  "   FROM crm.stage f, crm.stage t WHERE f.id = $4 AND t.id = $5",
+					  8, types), vals, nulls, false, 0);
+}
+
+static int64
+acting_user(const CrmTrigger *t, int64 responsible_id)
+{
+	return t->on_behalf_of != 0 ? t->on_behalf_of : responsible_id;
+}
+
+/* ---------- moves decided in the BEFORE trigger ---------- */
+
+/* A move set in the row by the BEFORE trigger, completed by the AFTER one. */
+typedef struct PendingMove
+{
+	char		entity_type[CRM_NAME_LEN];
+	int64		item_id;
+	int64		to_stage;
+	int64		from_stage;
+	int64		user_id;
+	CrmTrigger	trigger;		/* a copy: the cache may be reloaded meanwhile */
+	Jsonb	   *detail;
+	SubTransactionId subid;
+} PendingMove;
+
+static List *pending_moves = NIL;	/* in TopTransactionContext */
+static bool callbacks_registered = false;
+
+static void
+triggers_xact_callback(XactEvent event, void *arg)
+{
+	pending_moves = NIL;
+}
+
+/* Moves decided in an aborted subtransaction never happened. */
+static void
+triggers_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	foreach(lc, pending_moves)
+		if (((PendingMove *) lfirst(lc))->subid >= mySubid)
+			pending_moves = foreach_delete_current(pending_moves, lc);
+}
+
+static void
+remember_move(const EventCall *c, const Outcome *o, int64 user_id, Jsonb *detail)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	PendingMove *m = palloc0(sizeof(PendingMove));
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(triggers_xact_callback, NULL);
+		RegisterSubXactCallback(triggers_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	strlcpy(m->entity_type, c->entity_type, CRM_NAME_LEN);
+	m->item_id = c->item_id;
+	m->to_stage = o->trigger->stage_id;
+	m->from_stage = c->stage_id;
+	m->user_id = user_id;
+	m->trigger = *o->trigger;
+	m->trigger.name = pstrdup(o->trigger->name);
+	m->trigger.key = NULL;
+	m->trigger.fields = NULL;
+	m->trigger.condition = NULL;
+	m->detail = DatumGetJsonbPCopy(JsonbPGetDatum(detail));
+	m->subid = GetCurrentSubTransactionId();
+	pending_moves = lappend(pending_moves, m);
+	MemoryContextSwitchTo(old);
+}
+
+/* ---------- running ---------- */
+
+/*
+ * Decides and, outside the BEFORE trigger, moves; logs the outcome.  In
+ * the BEFORE trigger a fired move is remembered and its stage returned in
+ * *move_to.  Returns the outcome.
+ */
+static const char *
+run_event(const EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int			depth = crm_lineage_depth();
+	Outcome		o;
+	int64		responsible_id = tuple_int8(c->tuple, c->desc, "responsible_id");
+	Jsonb	   *detail = NULL;
+	bool		remember = false;
+
+	memset(&o, 0, sizeof(o));
+	*move_to = 0;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		decide(c, triggers, &o);
+		if (o.status != NULL)
+			detail = log_detail(c, &o);
+		if (o.status == NULL)
+			 /* no trigger concerned: nothing to log */ ;
+		else if (strcmp(o.status, "fired") != 0)
+			log_outcome(c->entity_type, c->item_id, c->event, o.trigger, o.status, o.error, detail);
+		else if (in_before_trigger)
+			remember = true;
+		else
+		{
+			TablePlans *tp = plans_for(c->entity_type);
+			Datum		vals[2];
+			char	   *cycle = NULL;
+
+			if (!crm_lineage_push('t', o.trigger->id, c->entity_type, c->item_id, &cycle))
+				elog(ERROR, "lineage refused trigger %lld: %s", (long long) o.trigger->id, cycle);
+			log_outcome(c->entity_type, c->item_id, c->event, o.trigger, "fired", NULL, detail);
+			record_history(c->entity_type, c->item_id, c->stage_id, o.trigger,
+						   acting_user(o.trigger, responsible_id));
+			vals[0] = Int64GetDatum(o.trigger->stage_id);
+			vals[1] = Int64GetDatum(c->item_id);
+			crm_exec(tp->move, vals, NULL, false, 0);
+			crm_lineage_pop();
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		while (crm_lineage_depth() > depth)
+			crm_lineage_pop();
+
+		/* the failure is the trigger's, not the statement's */
+		o.status = "failed";
+		o.error = edata->message;
+		log_outcome(c->entity_type, c->item_id, c->event, o.trigger, "failed", o.error,
+					log_detail(c, &o));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	if (remember)
+	{
+		remember_move(c, &o, acting_user(o.trigger, responsible_id), detail);
+		*move_to = o.trigger->stage_id;
+	}
+	return o.status ? o.status : "no_trigger";
+}
+
+static void
+set_stage_of(EventCall *c)
+{
+	const CrmStageInfo *st = crm_stage_info(c->stage_id);
+
+	if (st == NULL)
+		elog(ERROR, "stage %lld of %s %lld is not cached", (long long) c->stage_id,
+			 c->entity_type, (long long) c->item_id);
+	c->pipeline_id = st->pipeline_id;
+	c->stage_sort = st->sort;
+}
+
+const char *
+crm_fire_event(CrmEventId event, const char *entity_type, int64 item_id,
+			   Jsonb *payload, const char *key, bool missing_ok)
+{
+	const CrmEntityTriggers *ets = crm_entity_triggers(entity_type);
+	const char *result = "no_trigger";
+	EventCall	c;
+	Oid			save_userid;
+	int			save_sec;
+	int64		move_to;
+
+	/* the cheap answer: nobody listens, and the item need not be checked */
+	if (missing_ok && (ets == NULL || !(ets->events & CRM_EVENT_BIT(event))))
+		return result;
+
+	memset(&c, 0, sizeof(c));
+	c.event = crm_event(event);
+	c.entity_type = entity_type;
+	c.item_id = item_id;
+	c.payload = payload;
+	c.key = key;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_rule_cache_pin();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PG_TRY();
+	{
+		List	   *triggers;
+
+		ets = crm_entity_triggers(entity_type);
+		triggers = ets ? ets->by_event[event] : NIL;
+		if (!missing_ok || any_applies(triggers, &c))
+		{
+			if (!load_item(entity_type, item_id, &c.tuple, &c.desc))
+			{
+				if (!missing_ok)
+					ereport(ERROR,
+							(errcode(ERRCODE_NO_DATA_FOUND),
+							 errmsg("%s %lld does not exist", entity_type, (long long) item_id),
+							 errhint("Fire the event for an existing item.")));
+			}
+			else
+			{
+				c.stage_id = tuple_int8(c.tuple, c.desc, "stage_id");
+				if (c.stage_id != 0 && any_applies(triggers, &c))
+				{
+					set_stage_of(&c);
+					result = run_event(&c, triggers, false, &move_to);
+				}
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		crm_rule_cache_unpin();
+	}
+	PG_END_TRY();
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return result;
+}
+
+/* ---------- the items' row triggers ---------- */
+
+/* The same value: same type and the same text (so 1 and 1.0 differ). */
+static bool
+same_value(CrmValue a, CrmValue b)
+{
+	if (a.type != b.type)
+		return false;
+	if (a.type == CRM_VAL_NULL)
+		return true;
+	return strcmp(crm_value_to_cstring(a), crm_value_to_cstring(b)) == 0;
+}
+
+static Jsonb *
+changed_fields_payload(const CrmEntityTriggers *ets, const bool *changed)
+{
+	JsonbParseState *st = NULL;
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_key(&st, "fields");
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < ets->nwatched; i++)
+		if (changed[i])
+			push_string(&st, WJB_ELEM, ets->watched_names[i]);
+	pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+static Jsonb *
+responsible_payload(CrmValue from, CrmValue to)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_key(&st, "from");
+	v.type = from.type == CRM_VAL_NUMBER ? jbvNumeric : jbvNull;
+	v.val.numeric = from.num;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	push_key(&st, "to");
+	v.type = to.type == CRM_VAL_NUMBER ? jbvNumeric : jbvNull;
+	v.val.numeric = to.num;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+#define ITEM_EVENTS (CRM_EVENT_BIT(CRM_EV_FIELD_CHANGED) | CRM_EVENT_BIT(CRM_EV_RESPONSIBLE_CHANGED))
+
+int64
+crm_triggers_before_update(Relation rel, const char *entity_type,
+						   HeapTuple oldtuple, HeapTuple newtuple,
+						   AttrNumber id_att, int64 stage_id)
+{
+	const CrmEntityTriggers *ets = crm_entity_triggers(entity_type);
+	TupleDesc	desc = RelationGetDescr(rel);
+	EventCall	c;
+	CrmEvalContext oldcx;
+	CrmEvalContext newcx;
+	Oid			save_userid;
+	int			save_sec;
+	int64		move_to = 0;
+	bool		isnull;
+
+	/* no trigger on a field or responsible change of this entity type */
+	if (ets == NULL || !(ets->events & ITEM_EVENTS) || id_att == InvalidAttrNumber)
+		return 0;
+
+	memset(&c, 0, sizeof(c));
+	c.entity_type = entity_type;
+	c.item_id = DatumGetInt64(heap_getattr(newtuple, id_att, desc, &isnull));
+	c.stage_id = stage_id;
+	c.tuple = newtuple;
+	c.desc = desc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_rule_cache_pin();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PG_TRY();
+	{
+		ets = crm_entity_triggers(entity_type);
+		set_stage_of(&c);
+		crm_eval_context_init(&oldcx, entity_type, c.item_id, oldtuple, desc);
+		crm_eval_context_init(&newcx, entity_type, c.item_id, newtuple, desc);
+
+		if (ets->events & CRM_EVENT_BIT(CRM_EV_FIELD_CHANGED))
+		{
+			bool	   *changed = palloc0(sizeof(bool) * Max(ets->nwatched, 1));
+			bool		any = false;
+			int			i;
+
+			for (i = 0; i < ets->nwatched; i++)
+			{
+				changed[i] = !same_value(crm_expr_eval(ets->watched[i], &oldcx),
+										 crm_expr_eval(ets->watched[i], &newcx));
+				any |= changed[i];
+			}
+			c.changed = changed;
+			c.event = crm_event(CRM_EV_FIELD_CHANGED);
+			if (any && any_applies(ets->by_event[CRM_EV_FIELD_CHANGED], &c))
+			{
+				c.payload = changed_fields_payload(ets, changed);
+				(void) run_event(&c, ets->by_event[CRM_EV_FIELD_CHANGED], true, &move_to);
+			}
+		}
+		if (move_to == 0 && (ets->events & CRM_EVENT_BIT(CRM_EV_RESPONSIBLE_CHANGED)))
+		{
+			CrmValue	from = crm_expr_eval(ets->responsible, &oldcx);
+			CrmValue	to = crm_expr_eval(ets->responsible, &newcx);
+
+			if (!same_value(from, to))
+			{
+				c.event = crm_event(CRM_EV_RESPONSIBLE_CHANGED);
+				c.changed = NULL;
+				c.payload = responsible_payload(from, to);
+				(void) run_event(&c, ets->by_event[CRM_EV_RESPONSIBLE_CHANGED], true, &move_to);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		crm_rule_cache_unpin();
+	}
+	PG_END_TRY();
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return move_to;
+}
+
+bool
+crm_triggers_claim_move(const char *entity_type, int64 item_id, int64 stage_id)
+{
+	ListCell   *lc;
+	PendingMove *m = NULL;
+	char	   *cycle = NULL;
+	bool		pushed;
+
+	if (pending_moves == NIL)
+		return false;
+	foreach(lc, pending_moves)
+	{
+		PendingMove *p = (PendingMove *) lfirst(lc);
+
+		if (p->item_id == item_id && p->to_stage == stage_id &&
+			strcmp(p->entity_type, entity_type) == 0)
+		{
+			m = p;
+			pending_moves = foreach_delete_current(pending_moves, lc);
+			break;
+		}
+	}
+	if (m == NULL)
+		return false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pushed = crm_lineage_push('t', m->trigger.id, entity_type, item_id, &cycle);
+	log_outcome(entity_type, item_id, m->trigger.event, &m->trigger, "fired", NULL, m->detail);
+	record_history(entity_type, item_id, m->from_stage, &m->trigger, m->user_id);
+	SPI_finish();
+	return pushed;
+}
