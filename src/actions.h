@@ -113,6 +113,9 @@ extern void crm_action_validate(const CrmActionDesc *action, Jsonb *params,
 								int64 stage_id, const char *entity_type,
 								List *robot_names, const char *where);
 
+/* "a string", "an array", ... for messages about a JSON value's type. */
+extern const char *crm_jsonb_type_name(JsonbValue *v);
+
 /* Compiling for the cache. */
 extern CrmCompiledParams *crm_action_compile(const CrmActionDesc *action,
 											 Jsonb *params, const char *where);

@@ -81,8 +81,9 @@ param_names(const CrmActionDesc *action)
 	return buf.len > 0 ? buf.data : pstrdup("none");
 }
 
-static const char *
-jbv_type_name(JsonbValue *v)
+/* "a string", "an array", ... for messages about a JSON value's type. */
+const char *
+crm_jsonb_type_name(JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -106,7 +107,7 @@ type_error(const CrmParamDesc *p, JsonbValue *v, const char *expected)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("parameter \"%s\" must be %s, not %s", p->name, expected, jbv_type_name(v))));
+			 errmsg("parameter \"%s\" must be %s, not %s", p->name, expected, crm_jsonb_type_name(v))));
 }
 
 static char *

@@ -26,6 +26,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
+#include "actions.h"
 #include "rule_cache.h"
 #include "spi_util.h"
 #include "triggers.h"
@@ -78,26 +79,6 @@ find_event_param(const CrmEventDesc *ev, const char *name)
 	return NULL;
 }
 
-static const char *
-jsonb_type_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		default:
-			return "a JSON value";
-	}
-}
-
 static char *
 string_param(JsonbValue *v, const char *name, const char *what)
 {
@@ -105,7 +86,7 @@ string_param(JsonbValue *v, const char *name, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameter \"%s\" must be %s, not %s", name, what,
-						v->type == jbvString ? "an empty string" : jsonb_type_name(v))));
+						v->type == jbvString ? "an empty string" : crm_jsonb_type_name(v))));
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
@@ -144,7 +125,7 @@ check_fields_param(JsonbValue *v, const char *entity_type)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameter \"fields\" must be an array of field names, not %s",
-						jsonb_type_name(v)),
+						crm_jsonb_type_name(v)),
 				 errhint("For example {\"fields\": [\"amount\", \"UF_DELIVERY_DATE\"]}.")));
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
@@ -154,7 +135,7 @@ check_fields_param(JsonbValue *v, const char *entity_type)
 		if (e.type != jbvString || e.val.string.len == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("parameter \"fields\" must hold field names, not %s", jsonb_type_name(&e)),
+					 errmsg("parameter \"fields\" must hold field names, not %s", crm_jsonb_type_name(&e)),
 					 errhint("For example {\"fields\": [\"amount\", \"UF_DELIVERY_DATE\"]}.")));
 		check_watched_field(pnstrdup(e.val.string.val, e.val.string.len), entity_type);
 		n++;

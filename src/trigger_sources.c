@@ -17,9 +17,9 @@
  *	  crm._fire_event(...)		for crm.submit_webform and crm.track_click
  *	  crm.fire_trigger(...)		an application's event (webhook triggers)
  *
- * Each fires through crm_fire_event (triggers.c), which does nothing more
- * than a cache lookup when no trigger of the event exists for the entity
- * type.
+ * Each fires through crm_fire_event / crm_fire_row_event (triggers.c),
+ * which do nothing more than a cache lookup when no trigger of the event
+ * exists for the entity type.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,7 +33,6 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "robots.h"
@@ -46,73 +45,6 @@ PG_FUNCTION_INFO_V1(crm_activity_exceptions);
 PG_FUNCTION_INFO_V1(crm_fire_event_sql);
 PG_FUNCTION_INFO_V1(crm_fire_trigger);
 PG_FUNCTION_INFO_V1(crm_check_tracked_url_sql);
-
-/* A row as a jsonb object: the payload of a row event ({=Event:column}). */
-static Jsonb *
-row_to_jsonb(HeapTuple tuple, TupleDesc desc)
-{
-	JsonbParseState *st = NULL;
-	int			i;
-
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		JsonbValue	k;
-		JsonbValue	v;
-		bool		isnull;
-		Datum		d;
-
-		if (att->attisdropped)
-			continue;
-		k.type = jbvString;
-		k.val.string.val = NameStr(att->attname);
-		k.val.string.len = strlen(NameStr(att->attname));
-		pushJsonbValue(&st, WJB_KEY, &k);
-		d = heap_getattr(tuple, i + 1, desc, &isnull);
-		if (isnull)
-			v.type = jbvNull;
-		else if (att->atttypid == INT8OID || att->atttypid == INT4OID || att->atttypid == INT2OID)
-		{
-			v.type = jbvNumeric;
-			v.val.numeric = int64_to_numeric(att->atttypid == INT8OID ? DatumGetInt64(d) :
-											 att->atttypid == INT4OID ? DatumGetInt32(d) :
-											 DatumGetInt16(d));
-		}
-		else if (att->atttypid == NUMERICOID)
-		{
-			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(d);
-		}
-		else if (att->atttypid == BOOLOID)
-		{
-			v.type = jbvBool;
-			v.val.boolean = DatumGetBool(d);
-		}
-		else if (att->atttypid == JSONBOID)
-		{
-			Jsonb	   *j = DatumGetJsonbP(d);
-
-			v.type = jbvBinary;
-			v.val.binary.data = &j->root;
-			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-		}
-		else
-		{
-			Oid			out;
-			bool		isvarlena;
-			char	   *s;
-
-			getTypeOutputInfo(att->atttypid, &out, &isvarlena);
-			s = OidOutputFunctionCall(out, d);
-			v.type = jbvString;
-			v.val.string.val = s;
-			v.val.string.len = strlen(s);
-		}
-		pushJsonbValue(&st, WJB_VALUE, &v);
-	}
-	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
-}
 
 static char *
 column_text(HeapTuple tuple, TupleDesc desc, const char *column)
@@ -133,15 +65,6 @@ column_int8(HeapTuple tuple, TupleDesc desc, const char *column, bool *isnull)
 		return 0;
 	d = SPI_getbinval(tuple, desc, att, isnull);
 	return *isnull ? 0 : DatumGetInt64(d);
-}
-
-/* Whether anybody listens to the event for the entity type: no SQL. */
-static bool
-listened(CrmEventId event, const char *entity_type)
-{
-	const CrmEntityTriggers *ets = crm_entity_triggers(entity_type);
-
-	return ets != NULL && (ets->events & CRM_EVENT_BIT(event)) != 0;
 }
 
 /* The event of an incoming activity row. */
@@ -192,16 +115,10 @@ crm_event_source(PG_FUNCTION_ARGS)
 		/* the invoice itself, then the deal it bills */
 		int64		id = column_int8(tuple, desc, "id", &isnull);
 		int64		deal_id = column_int8(tuple, desc, "deal_id", &isnull);
-		bool		deal_listens = !isnull && listened(CRM_EV_INVOICE_PAID, "deal");
 
-		if (listened(CRM_EV_INVOICE_PAID, "invoice") || deal_listens)
-		{
-			Jsonb	   *payload = row_to_jsonb(tuple, desc);
-
-			(void) crm_fire_event(CRM_EV_INVOICE_PAID, "invoice", id, payload, NULL, true);
-			if (deal_listens)
-				(void) crm_fire_event(CRM_EV_INVOICE_PAID, "deal", deal_id, payload, NULL, true);
-		}
+		(void) crm_fire_row_event(CRM_EV_INVOICE_PAID, "invoice", id, tuple, desc, NULL);
+		if (!isnull)
+			(void) crm_fire_row_event(CRM_EV_INVOICE_PAID, "deal", deal_id, tuple, desc, NULL);
 	}
 	else
 	{
@@ -225,9 +142,8 @@ crm_event_source(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown event source \"%s\"", kind),
 					 errhint("Sources: activity, invoice_paid, payment, booking.")));
-		if (is_event && entity_type != NULL && !isnull && listened(event, entity_type))
-			(void) crm_fire_event(event, entity_type, item_id, row_to_jsonb(tuple, desc),
-								  key, true);
+		if (is_event && entity_type != NULL && !isnull)
+			(void) crm_fire_row_event(event, entity_type, item_id, tuple, desc, key);
 	}
 	PG_RETURN_POINTER(NULL);
 }

@@ -40,16 +40,23 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "robots.h"
 #include "rule_cache.h"
@@ -196,7 +203,7 @@ crm_triggers_load(const char *entity_type)
 typedef struct TablePlans
 {
 	char		table[CRM_NAME_LEN];
-	SPIPlanPtr	load;
+	SPIPlanPtr	lock;			/* the row, locked for a move */
 	SPIPlanPtr	move;
 } TablePlans;
 
@@ -204,13 +211,20 @@ typedef struct TablePlans
 static TablePlans table_plans[MAX_ITEM_TABLES];
 static int	n_table_plans = 0;
 
+static Oid
+item_relid(const char *entity_type)
+{
+	return get_relname_relid(crm_entity_table(entity_type), get_namespace_oid("crm", false));
+}
+
 static TablePlans *
 plans_for(const char *entity_type)
 {
 	char	   *table = crm_entity_table(entity_type);
 	const char *qualified = quote_qualified_identifier("crm", table);
-	Oid			types[2] = {INT8OID, INT8OID};
+	Oid			types[2] = {INT8OID, TEXTOID};
 	TablePlans *tp = NULL;
+	const char *where;
 	int			i;
 
 	for (i = 0; i < n_table_plans; i++)
@@ -220,41 +234,86 @@ plans_for(const char *entity_type)
 		elog(ERROR, "too many item tables for the trigger engine");
 	tp = &table_plans[n_table_plans];
 	memset(tp, 0, sizeof(*tp));
-	/* the table name comes from crm.entity_type; values are parameters */
-	crm_plan(&tp->load, psprintf("SELECT * FROM %s WHERE id = $1 FOR NO KEY UPDATE", qualified),
-			 1, types);
-	crm_plan(&tp->move, psprintf("UPDATE %s SET stage_id = $1 WHERE id = $2", qualified),
+
+	/*
+	 * The table name comes from crm.entity_type; values are parameters.  A
+	 * table of several entity types (smart processes) is filtered by type.
+	 */
+	where = get_attnum(item_relid(entity_type), "entity_type") != InvalidAttrNumber ?
+		"id = $1 AND entity_type = $2" : "id = $1 AND $2 IS NOT NULL";
+	crm_plan(&tp->lock, psprintf("SELECT * FROM %s WHERE %s FOR NO KEY UPDATE", qualified, where),
 			 2, types);
+	types[1] = INT8OID;
+	crm_plan(&tp->move, psprintf("UPDATE %s SET stage_id = $1 WHERE id = $2", qualified), 2, types);
 	strlcpy(tp->table, table, CRM_NAME_LEN);
 	n_table_plans++;
 	return tp;
 }
 
 /*
- * Loads and locks the item; false when it does not exist (a smart-process
- * item of another type does not count).
+ * Reads the item by its primary key without SQL: every event that some
+ * trigger of the entity type listens to reads the item (its stage says
+ * which triggers apply), most move nothing, and an index lookup costs a
+ * fraction of an executor run.  Like SPI, it sees what this transaction
+ * wrote before.  The tuple and its descriptor are copies in the current
+ * memory context; false when there is no such item.
  */
 static bool
-load_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *desc)
+read_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *desc)
 {
-	TablePlans *tp = plans_for(entity_type);
-	Datum		vals[1];
-	int			et_att;
+	Relation	rel = table_open(item_relid(entity_type), AccessShareLock);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snapshot;
+	bool		found = false;
 
+	if (!OidIsValid(pk))
+		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
+	CommandCounterIncrement();
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(item_id));
+	scan = systable_beginscan(rel, pk, true, snapshot, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		AttrNumber	et = get_attnum(RelationGetRelid(rel), "entity_type");
+
+		*desc = CreateTupleDescCopy(RelationGetDescr(rel));
+		*tuple = heap_copytuple(tup);
+		found = true;
+		if (et != InvalidAttrNumber)
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(*tuple, et, *desc, &isnull);
+
+			found = !isnull && strcmp(TextDatumGetCString(d), entity_type) == 0;
+		}
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/* Reads the item, locked for a move or not; false when it does not exist. */
+static bool
+load_item(const char *entity_type, int64 item_id, bool lock, HeapTuple *tuple, TupleDesc *desc)
+{
+	TablePlans *tp;
+	Datum		vals[2];
+
+	if (!lock)
+		return read_item(entity_type, item_id, tuple, desc);
+	tp = plans_for(entity_type);
 	vals[0] = Int64GetDatum(item_id);
-	crm_exec(tp->load, vals, NULL, false, 1);
+	vals[1] = CStringGetTextDatum(entity_type);
+	crm_exec(tp->lock, vals, NULL, false, 1);
 	if (SPI_processed == 0)
 		return false;
 	*tuple = SPI_tuptable->vals[0];
 	*desc = SPI_tuptable->tupdesc;
-	et_att = SPI_fnumber(*desc, "entity_type");
-	if (et_att > 0)
-	{
-		char	   *et = SPI_getvalue(*tuple, *desc, et_att);
-
-		if (et == NULL || strcmp(et, entity_type) != 0)
-			return false;
-	}
 	return true;
 }
 
@@ -284,7 +343,10 @@ typedef struct EventCall
 	int32		stage_sort;
 	HeapTuple	tuple;			/* the item's row */
 	TupleDesc	desc;
-	Jsonb	   *payload;
+	bool		locked;			/* the row is locked (or being updated) */
+	Jsonb	   *payload;		/* built from source_row when first needed */
+	HeapTuple	source_row;		/* the row that is the event, if any */
+	TupleDesc	source_desc;
 	const char *key;
 	const bool *changed;		/* field_changed: per watched field */
 } EventCall;
@@ -337,13 +399,28 @@ applies(const CrmTrigger *t, const EventCall *c, bool any_pipeline)
 }
 
 static bool
-any_applies(List *triggers, const EventCall *c)
+any_applies(List *triggers, const EventCall *c, bool any_pipeline)
 {
 	ListCell   *lc;
 
 	foreach(lc, triggers)
-		if (applies((CrmTrigger *) lfirst(lc), c, true))
+		if (applies((CrmTrigger *) lfirst(lc), c, any_pipeline))
 			return true;
+	return false;
+}
+
+static bool
+any_condition(List *triggers, const EventCall *c)
+{
+	ListCell   *lc;
+
+	foreach(lc, triggers)
+	{
+		CrmTrigger *t = (CrmTrigger *) lfirst(lc);
+
+		if (t->condition != NULL && applies(t, c, false))
+			return true;
+	}
 	return false;
 }
 
@@ -640,55 +717,125 @@ remember_move(const EventCall *c, const Outcome *o, int64 user_id, Jsonb *detail
 	MemoryContextSwitchTo(old);
 }
 
-/* ---------- running ---------- */
+/* ---------- acting as the automation ---------- */
 
 /*
- * Decides and, outside the BEFORE trigger, moves; logs the outcome.  In
- * the BEFORE trigger a fired move is remembered and its stage returned in
- * *move_to.  Returns the outcome.
+ * Triggers act as the extension's owner (as robots do: an application role
+ * that records a call need not write the log or move items it cannot see),
+ * with the rule cache pinned and SPI connected.  leave_automation after the
+ * PG_FINALLY that unpins.
  */
-static const char *
-run_event(const EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
+typedef struct AutomationScope
+{
+	Oid			userid;
+	int			sec;
+} AutomationScope;
+
+static void
+enter_automation(AutomationScope *scope)
+{
+	GetUserIdAndSecContext(&scope->userid, &scope->sec);
+	SetUserIdAndSecContext(crm_automation_owner(), scope->sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_rule_cache_pin();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+leave_automation(AutomationScope *scope)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(scope->userid, scope->sec);
+}
+
+/* ---------- running ---------- */
+
+/* A row as a jsonb object: the payload of a row event ({=Event:column}). */
+static Jsonb *
+row_to_jsonb(HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *st = NULL;
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		JsonbValue	v;
+		bool		isnull;
+		Datum		d;
+
+		if (att->attisdropped)
+			continue;
+		push_key(&st, NameStr(att->attname));
+		d = heap_getattr(tuple, i + 1, desc, &isnull);
+		if (isnull)
+			v.type = jbvNull;
+		else if (att->atttypid == INT8OID || att->atttypid == INT4OID || att->atttypid == INT2OID)
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric(att->atttypid == INT8OID ? DatumGetInt64(d) :
+											 att->atttypid == INT4OID ? DatumGetInt32(d) :
+											 DatumGetInt16(d));
+		}
+		else if (att->atttypid == NUMERICOID)
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(d);
+		}
+		else if (att->atttypid == BOOLOID)
+		{
+			v.type = jbvBool;
+			v.val.boolean = DatumGetBool(d);
+		}
+		else if (att->atttypid == JSONBOID)
+		{
+			Jsonb	   *j = DatumGetJsonbP(d);
+
+			v.type = jbvBinary;
+			v.val.binary.data = &j->root;
+			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+		}
+		else
+		{
+			Oid			out;
+			bool		isvarlena;
+			char	   *text;
+
+			getTypeOutputInfo(att->atttypid, &out, &isvarlena);
+			text = OidOutputFunctionCall(out, d);
+			v.type = jbvString;
+			v.val.string.val = text;
+			v.val.string.len = strlen(text);
+		}
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * Decides; in a subtransaction when a condition is evaluated, since it may
+ * raise an error (which makes the outcome failed, blaming the trigger being
+ * checked).  Nothing is written here, so the subtransaction gets no
+ * transaction id of its own.
+ */
+static void
+decide_safely(const EventCall *c, List *triggers, Outcome *o)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	int			depth = crm_lineage_depth();
-	Outcome		o;
-	int64		responsible_id = tuple_int8(c->tuple, c->desc, "responsible_id");
-	Jsonb	   *detail = NULL;
-	bool		remember = false;
 
-	memset(&o, 0, sizeof(o));
-	*move_to = 0;
+	if (!any_condition(triggers, c))
+	{
+		decide(c, triggers, o);
+		return;
+	}
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		decide(c, triggers, &o);
-		if (o.status != NULL)
-			detail = log_detail(c, &o);
-		if (o.status == NULL)
-			 /* no trigger concerned: nothing to log */ ;
-		else if (strcmp(o.status, "fired") != 0)
-			log_outcome(c->entity_type, c->item_id, c->event, o.trigger, o.status, o.error, detail);
-		else if (in_before_trigger)
-			remember = true;
-		else
-		{
-			TablePlans *tp = plans_for(c->entity_type);
-			Datum		vals[2];
-			char	   *cycle = NULL;
-
-			if (!crm_lineage_push('t', o.trigger->id, c->entity_type, c->item_id, &cycle))
-				elog(ERROR, "lineage refused trigger %lld: %s", (long long) o.trigger->id, cycle);
-			log_outcome(c->entity_type, c->item_id, c->event, o.trigger, "fired", NULL, detail);
-			record_history(c->entity_type, c->item_id, c->stage_id, o.trigger,
-						   acting_user(o.trigger, responsible_id));
-			vals[0] = Int64GetDatum(o.trigger->stage_id);
-			vals[1] = Int64GetDatum(c->item_id);
-			crm_exec(tp->move, vals, NULL, false, 0);
-			crm_lineage_pop();
-		}
+		decide(c, triggers, o);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -705,22 +852,61 @@ run_event(const EventCall *c, List *triggers, bool in_before_trigger, int64 *mov
 		CurrentResourceOwner = oldowner;
 		while (crm_lineage_depth() > depth)
 			crm_lineage_pop();
-
-		/* the failure is the trigger's, not the statement's */
-		o.status = "failed";
-		o.error = edata->message;
-		log_outcome(c->entity_type, c->item_id, c->event, o.trigger, "failed", o.error,
-					log_detail(c, &o));
-		FreeErrorData(edata);
+		o->status = "failed";
+		o->error = edata->message;
 	}
 	PG_END_TRY();
+}
 
-	if (remember)
+/*
+ * Moves the item, in a subtransaction: the firing's log row, the history
+ * entry, and the UPDATE (whose AFTER trigger runs the stage's robots), with
+ * the trigger on the lineage.  A failure leaves none of it and makes the
+ * outcome failed: the statement that caused the event goes on.
+ */
+static void
+move_item(const EventCall *c, Outcome *o, Jsonb *detail, int64 user_id)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int			depth = crm_lineage_depth();
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
 	{
-		remember_move(c, &o, acting_user(o.trigger, responsible_id), detail);
-		*move_to = o.trigger->stage_id;
+		TablePlans *tp = plans_for(c->entity_type);
+		Datum		vals[2];
+		char	   *cycle = NULL;
+
+		if (!crm_lineage_push('t', o->trigger->id, c->entity_type, c->item_id, &cycle))
+			elog(ERROR, "lineage refused trigger %lld: %s", (long long) o->trigger->id, cycle);
+		log_outcome(c->entity_type, c->item_id, c->event, o->trigger, "fired", NULL, detail);
+		record_history(c->entity_type, c->item_id, c->stage_id, o->trigger, user_id);
+		vals[0] = Int64GetDatum(o->trigger->stage_id);
+		vals[1] = Int64GetDatum(c->item_id);
+		crm_exec(tp->move, vals, NULL, false, 0);
+		crm_lineage_pop();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
 	}
-	return o.status ? o.status : "no_trigger";
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		while (crm_lineage_depth() > depth)
+			crm_lineage_pop();
+		o->status = "failed";
+		o->error = edata->message;
+	}
+	PG_END_TRY();
 }
 
 static void
@@ -735,57 +921,89 @@ set_stage_of(EventCall *c)
 	c->stage_sort = st->sort;
 }
 
-const char *
-crm_fire_event(CrmEventId event, const char *entity_type, int64 item_id,
-			   Jsonb *payload, const char *key, bool missing_ok)
+/*
+ * Decides, moves (outside the BEFORE trigger) and logs.  In the BEFORE
+ * trigger a fired move is remembered and its stage returned in *move_to.
+ * A decision to move taken on the row as read is taken again on the row
+ * locked, so that concurrent events for one item move it once.
+ */
+static const char *
+run_event(EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
 {
-	const CrmEntityTriggers *ets = crm_entity_triggers(entity_type);
+	Outcome		o;
+	Jsonb	   *detail;
+	int64		user_id;
+
+	memset(&o, 0, sizeof(o));
+	*move_to = 0;
+	if (c->payload == NULL && c->source_row != NULL)
+		c->payload = row_to_jsonb(c->source_row, c->source_desc);
+	decide_safely(c, triggers, &o);
+	if (o.status == NULL)
+		return "no_trigger";
+
+	if (strcmp(o.status, "fired") == 0 && !c->locked)
+	{
+		if (!load_item(c->entity_type, c->item_id, true, &c->tuple, &c->desc))
+			return "no_trigger";	/* deleted meanwhile */
+		c->locked = true;
+		c->stage_id = tuple_int8(c->tuple, c->desc, "stage_id");
+		set_stage_of(c);
+		return run_event(c, triggers, in_before_trigger, move_to);
+	}
+
+	detail = log_detail(c, &o);
+	user_id = o.trigger ? acting_user(o.trigger, tuple_int8(c->tuple, c->desc, "responsible_id")) : 0;
+	if (strcmp(o.status, "fired") == 0 && in_before_trigger)
+	{
+		remember_move(c, &o, user_id, detail);
+		*move_to = o.trigger->stage_id;
+	}
+	else if (strcmp(o.status, "fired") == 0)
+	{
+		move_item(c, &o, detail, user_id);
+		if (strcmp(o.status, "failed") == 0)
+			log_outcome(c->entity_type, c->item_id, c->event, o.trigger, "failed", o.error, detail);
+	}
+	else
+		log_outcome(c->entity_type, c->item_id, c->event, o.trigger, o.status, o.error, detail);
+	return o.status;
+}
+
+static const char *
+fire(EventCall *c, bool missing_ok)
+{
+	const CrmEntityTriggers *ets = crm_entity_triggers(c->entity_type);
 	const char *result = "no_trigger";
-	EventCall	c;
-	Oid			save_userid;
-	int			save_sec;
+	AutomationScope scope;
 	int64		move_to;
 
 	/* the cheap answer: nobody listens, and the item need not be checked */
-	if (missing_ok && (ets == NULL || !(ets->events & CRM_EVENT_BIT(event))))
+	if (missing_ok && (ets == NULL || !(ets->events & CRM_EVENT_BIT(c->event->id))))
 		return result;
 
-	memset(&c, 0, sizeof(c));
-	c.event = crm_event(event);
-	c.entity_type = entity_type;
-	c.item_id = item_id;
-	c.payload = payload;
-	c.key = key;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	crm_rule_cache_pin();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	enter_automation(&scope);
 	PG_TRY();
 	{
 		List	   *triggers;
 
-		ets = crm_entity_triggers(entity_type);
-		triggers = ets ? ets->by_event[event] : NIL;
-		if (!missing_ok || any_applies(triggers, &c))
+		ets = crm_entity_triggers(c->entity_type);
+		triggers = ets ? ets->by_event[c->event->id] : NIL;
+		if (!missing_ok || any_applies(triggers, c, true))
 		{
-			if (!load_item(entity_type, item_id, &c.tuple, &c.desc))
+			if (!load_item(c->entity_type, c->item_id, false, &c->tuple, &c->desc))
 			{
 				if (!missing_ok)
 					ereport(ERROR,
 							(errcode(ERRCODE_NO_DATA_FOUND),
-							 errmsg("%s %lld does not exist", entity_type, (long long) item_id),
+							 errmsg("%s %lld does not exist", c->entity_type, (long long) c->item_id),
 							 errhint("Fire the event for an existing item.")));
 			}
-			else
+			else if ((c->stage_id = tuple_int8(c->tuple, c->desc, "stage_id")) != 0)
 			{
-				c.stage_id = tuple_int8(c.tuple, c.desc, "stage_id");
-				if (c.stage_id != 0 && any_applies(triggers, &c))
-				{
-					set_stage_of(&c);
-					result = run_event(&c, triggers, false, &move_to);
-				}
+				set_stage_of(c);
+				if (any_applies(triggers, c, false))
+					result = run_event(c, triggers, false, &move_to);
 			}
 		}
 	}
@@ -794,9 +1012,39 @@ crm_fire_event(CrmEventId event, const char *entity_type, int64 item_id,
 		crm_rule_cache_unpin();
 	}
 	PG_END_TRY();
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	leave_automation(&scope);
 	return result;
+}
+
+const char *
+crm_fire_event(CrmEventId event, const char *entity_type, int64 item_id,
+			   Jsonb *payload, const char *key, bool missing_ok)
+{
+	EventCall	c;
+
+	memset(&c, 0, sizeof(c));
+	c.event = crm_event(event);
+	c.entity_type = entity_type;
+	c.item_id = item_id;
+	c.payload = payload;
+	c.key = key;
+	return fire(&c, missing_ok);
+}
+
+const char *
+crm_fire_row_event(CrmEventId event, const char *entity_type, int64 item_id,
+				   HeapTuple row, TupleDesc rowdesc, const char *key)
+{
+	EventCall	c;
+
+	memset(&c, 0, sizeof(c));
+	c.event = crm_event(event);
+	c.entity_type = entity_type;
+	c.item_id = item_id;
+	c.source_row = row;
+	c.source_desc = rowdesc;
+	c.key = key;
+	return fire(&c, true);
 }
 
 /* ---------- the items' row triggers ---------- */
@@ -828,21 +1076,31 @@ changed_fields_payload(const CrmEntityTriggers *ets, const bool *changed)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
+static void
+push_user_id(JsonbParseState **st, const char *key, CrmValue v)
+{
+	JsonbValue	jv;
+	int64		id;
+
+	push_key(st, key);
+	if (crm_value_to_int64(v, &id))
+	{
+		jv.type = jbvNumeric;
+		jv.val.numeric = int64_to_numeric(id);
+	}
+	else
+		jv.type = jbvNull;
+	pushJsonbValue(st, WJB_VALUE, &jv);
+}
+
 static Jsonb *
 responsible_payload(CrmValue from, CrmValue to)
 {
 	JsonbParseState *st = NULL;
-	JsonbValue	v;
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_key(&st, "from");
-	v.type = from.type == CRM_VAL_NUMBER ? jbvNumeric : jbvNull;
-	v.val.numeric = from.num;
-	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_key(&st, "to");
-	v.type = to.type == CRM_VAL_NUMBER ? jbvNumeric : jbvNull;
-	v.val.numeric = to.num;
-	pushJsonbValue(&st, WJB_VALUE, &v);
+	push_user_id(&st, "from", from);
+	push_user_id(&st, "to", to);
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
@@ -858,8 +1116,7 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 	EventCall	c;
 	CrmEvalContext oldcx;
 	CrmEvalContext newcx;
-	Oid			save_userid;
-	int			save_sec;
+	AutomationScope scope;
 	int64		move_to = 0;
 	bool		isnull;
 
@@ -873,12 +1130,9 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 	c.stage_id = stage_id;
 	c.tuple = newtuple;
 	c.desc = desc;
+	c.locked = true;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	crm_rule_cache_pin();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	enter_automation(&scope);
 	PG_TRY();
 	{
 		ets = crm_entity_triggers(entity_type);
@@ -900,7 +1154,7 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 			}
 			c.changed = changed;
 			c.event = crm_event(CRM_EV_FIELD_CHANGED);
-			if (any && any_applies(ets->by_event[CRM_EV_FIELD_CHANGED], &c))
+			if (any && any_applies(ets->by_event[CRM_EV_FIELD_CHANGED], &c, false))
 			{
 				c.payload = changed_fields_payload(ets, changed);
 				(void) run_event(&c, ets->by_event[CRM_EV_FIELD_CHANGED], true, &move_to);
@@ -925,8 +1179,7 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 		crm_rule_cache_unpin();
 	}
 	PG_END_TRY();
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	leave_automation(&scope);
 	return move_to;
 }
 

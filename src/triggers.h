@@ -150,6 +150,15 @@ extern const char *crm_fire_event(CrmEventId event, const char *entity_type,
 								  bool missing_ok);
 
 /*
+ * The same for an event that is a row (an activity, a payment, ...): its
+ * payload, the row's columns, is built only if some trigger considers it.
+ * A missing item fires nothing.
+ */
+extern const char *crm_fire_row_event(CrmEventId event, const char *entity_type,
+									  int64 item_id, HeapTuple row, TupleDesc rowdesc,
+									  const char *key);
+
+/*
  * Hooks of the item row triggers.  crm_triggers_before_update (BEFORE
  * UPDATE, row_trigger.c) fires field_changed and responsible_changed from
  * the old and new rows and returns the stage the item moves to, 0 for none;

@@ -386,7 +386,7 @@ BEGIN
 				coalesce(v_lead.amount, 0), coalesce(v_lead.currency, 'USD'),
 				coalesce(v_lead.source, 'webform:' || f.code), v_custom)
 		RETURNING id INTO v_id;
-		et := crm._entity_type('lead');
+		et := crm._entity_type('lead'::text);
 	ELSE
 		et := crm._entity_type(submit_webform.entity_type);
 		IF NOT crm._item_exists(et, v_id) THEN
