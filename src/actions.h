@@ -127,7 +127,8 @@ extern char *crm_param_text(CrmActionCall *call, const char *name);	/* NULL if a
 extern bool crm_param_bool(CrmActionCall *call, const char *name, bool dflt);
 extern bool crm_param_int(CrmActionCall *call, const char *name, int64 *out);
 extern int	crm_param_users(CrmActionCall *call, const char *name, int64 **ids);
-extern List *crm_param_addresses(CrmActionCall *call, const char *name, bool phones);	/* char * */
+extern List *crm_param_addresses(CrmActionCall *call, const char *name, bool phones,
+								 const char *separators);	/* char * */
 extern Jsonb *crm_param_json(CrmActionCall *call, const char *name);	/* rendered */
 extern bool crm_param_interval(CrmActionCall *call, const char *name, Interval **out);
 extern bool crm_param_when(CrmActionCall *call, const char *name, TimestampTz *out);

@@ -105,6 +105,7 @@ static const CrmParamDesc p_send_email[] = {
 	{"body", CRM_P_TEXT, true, NULL, 0, "body (template)"},
 	{"html", CRM_P_BOOL, false, NULL, 0, "the body is HTML"},
 	{"attachments", CRM_P_FILES, false, NULL, 0, "drive file ids"},
+	{"separator", CRM_P_TEXT, false, NULL, 8, "characters separating several addresses in one value (default \",\")"},
 	{"provider", CRM_P_TEXT, false, NULL, 0, "name of an e-mail provider (default: the channel's default)"},
 	END_PARAMS
 };

@@ -204,8 +204,9 @@ crm_exec_outbound(CrmActionCall *call)
 	}
 	else if (strcmp(action, "send_email") == 0)
 	{
-		List	   *from = crm_param_addresses(call, "from", false);
-		List	   *to = crm_param_addresses(call, "to", false);
+		char	   *sep = crm_param_text(call, "separator");
+		List	   *from = crm_param_addresses(call, "from", false, NULL);
+		List	   *to = crm_param_addresses(call, "to", false, sep ? sep : ",");
 
 		channel = "email";
 		if (to == NIL)
@@ -224,7 +225,7 @@ crm_exec_outbound(CrmActionCall *call)
 	}
 	else if (strcmp(action, "send_sms") == 0)
 	{
-		List	   *to = crm_param_addresses(call, "recipients", true);
+		List	   *to = crm_param_addresses(call, "recipients", true, ",;");
 
 		channel = "sms";
 		if (to == NIL)

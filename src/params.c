@@ -997,56 +997,81 @@ crm_param_users(CrmActionCall *call, const char *name, int64 **ids)
 	return n;
 }
 
-List *
-crm_param_addresses(CrmActionCall *call, const char *name, bool phones)
+/* One rendered recipient: an address, or a user reference resolved to one. */
+static List *
+add_address(CrmActionCall *call, char *s, bool phones, List *result)
 {
 	static SPIPlanPtr user_plan = NULL;
+	Oid			t[1] = {INT8OID};
+	int64	   *ids;
+	int			n = 0;
+	int			cap = 4;
+	int			i;
+
+	if (*s == '\0')
+		return result;
+	if ((!phones && looks_like_email(s)) || (phones && !all_digits(s) && looks_like_phone(s)))
+		return lappend(result, s);
+	if (phones && all_digits(s) && strlen(s) > 7)
+		return lappend(result, s);	/* a long number is a phone, not a user id */
+	ids = palloc(sizeof(int64) * cap);
+	resolve_user_ref(call, s, &ids, &n, &cap);
+	for (i = 0; i < n; i++)
+	{
+		Datum		val[1];
+		bool		isnull;
+
+		val[0] = Int64GetDatum(ids[i]);
+		crm_exec(crm_plan(&user_plan, "SELECT email, phone FROM crm.user WHERE id = $1", 1, t),
+				 val, NULL, true, 1);
+		if (SPI_processed > 0)
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										  phones ? 2 : 1, &isnull);
+
+			if (!isnull)
+				result = lappend(result, TextDatumGetCString(d));
+		}
+	}
+	return result;
+}
+
+/*
+ * The recipients a parameter names for this item.  With separators (seed
+ * 000's "address separator"), a rendered value holding several addresses,
+ * such as a field "a@example.com; b@example.com", is split on any of
+ * those characters.
+ */
+List *
+crm_param_addresses(CrmActionCall *call, const char *name, bool phones,
+					const char *separators)
+{
 	const CrmCompiledParam *c = crm_param(call, name);
 	List	   *result = NIL;
 	ListCell   *lc;
-	Oid			t[1] = {INT8OID};
 
 	if (!c->present)
 		return NIL;
 	foreach(lc, c->items)
 	{
-		char	   *s = crm_expr_render((CrmExpr *) lfirst(lc), call->cx);
-		int64	   *ids;
-		int			n = 0;
-		int			cap = 4;
-		int			i;
+		char	   *s = pstrdup(crm_expr_render((CrmExpr *) lfirst(lc), call->cx));
+		char	   *save = NULL;
+		char	   *tok;
 
-		s = pstrdup(s);
-		if (*s == '\0')
-			continue;
-		if ((!phones && looks_like_email(s)) || (phones && !all_digits(s) && looks_like_phone(s)))
+		if (separators == NULL || *separators == '\0')
 		{
-			result = lappend(result, s);
+			result = add_address(call, s, phones, result);
 			continue;
 		}
-		if (phones && all_digits(s) && strlen(s) > 7)
+		for (tok = strtok_r(s, separators, &save); tok; tok = strtok_r(NULL, separators, &save))
 		{
-			result = lappend(result, s);	/* a long number is a phone, not a user id */
-			continue;
-		}
-		ids = palloc(sizeof(int64) * cap);
-		resolve_user_ref(call, s, &ids, &n, &cap);
-		for (i = 0; i < n; i++)
-		{
-			Datum		val[1];
-			bool		isnull;
+			char	   *end = tok + strlen(tok);
 
-			val[0] = Int64GetDatum(ids[i]);
-			crm_exec(crm_plan(&user_plan, "SELECT email, phone FROM crm.user WHERE id = $1", 1, t),
-					 val, NULL, true, 1);
-			if (SPI_processed > 0)
-			{
-				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											  phones ? 2 : 1, &isnull);
-
-				if (!isnull)
-					result = lappend(result, TextDatumGetCString(d));
-			}
+			while (*tok == ' ' || *tok == '\t')
+				tok++;
+			while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+				*--end = '\0';
+			result = add_address(call, tok, phones, result);
 		}
 	}
 	return result;

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "utils/plancache.h"
 
 #include "spi_util.h"
 
@@ -45,11 +46,36 @@ crm_plan_opts(SPIPlanPtr *slot, const char *sql, int nargs, const Oid *argtypes,
  * statement's snapshot, and a robot must see what the robots before it (in
  * the same transaction) wrote.
  */
+/*
+ * A row count stops the executor early.  That suits a SELECT, but a
+ * data-modifying statement stopped at its first RETURNING row never fires
+ * its AFTER STATEMENT triggers (the worker's wake-up at commit, the rule
+ * cache's invalidation): those always run to their end.
+ */
+static bool
+plan_modifies(SPIPlanPtr plan)
+{
+	ListCell   *lc;
+
+	foreach(lc, SPI_plan_get_plan_sources(plan))
+	{
+		CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+
+		if (ps->commandTag != CMDTAG_SELECT)
+			return true;
+	}
+	return false;
+}
+
 int
 crm_exec(SPIPlanPtr plan, const Datum *values, const char *nulls,
 		 bool read_only, long count)
 {
-	int			ret = SPI_execute_plan(plan, (Datum *) values, nulls, false, count);
+	int			ret;
+
+	if (count > 0 && plan_modifies(plan))
+		count = 0;
+	ret = SPI_execute_plan(plan, (Datum *) values, nulls, false, count);
 
 	if (ret < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));

@@ -13,6 +13,10 @@
 -- the server's last start belongs to a worker that no longer exists.
 ALTER TABLE crm.outbox ADD COLUMN claimed_at timestamptz;
 
+-- Every message is updated twice (claimed, then its result): room on its
+-- page keeps the new versions next to the old ones.
+ALTER TABLE crm.outbox SET (fillfactor = 50);
+
 -- Endpoints that answered 410 Gone: their further messages are dead.
 CREATE TABLE crm.disabled_endpoint (
 	url			text PRIMARY KEY,

@@ -52,6 +52,24 @@ print("ok" if not problems else "; ".join(problems))
 PY
 )"
 
+echo "# several addresses in one value: the address separator (seed 000)"
+q "INSERT INTO crm.contact (id, name, email) VALUES (101, 'Two Desks', 'ana@example.org, ben@example.org'), (102, 'Three Desks', 'cy@example.org;dee@example.org ; eve@example.org')"
+q "SELECT crm.add_robot(crm.stage('deal', 'executing'), 'send_email', '{\"to\": \"{{contact.email}}\", \"subject\": \"s\", \"body\": \"b\"}')" >/dev/null
+q "SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'send_email', '{\"to\": \"{{contact.email}}\", \"separator\": \";\", \"subject\": \"s\", \"body\": \"b\"}')" >/dev/null
+q "INSERT INTO crm.deal (id, title, responsible_id, contact_id, stage_id) VALUES (101, 'D1', 100, 101, crm.stage('deal', 'executing')), (102, 'D2', 100, 102, crm.stage('deal', 'final_invoice'))"
+check "the default separator is a comma; \";\" when the robot says so" \
+	'101:["ana@example.org", "ben@example.org"]|102:["cy@example.org", "dee@example.org", "eve@example.org"]' \
+	"$(q "SELECT string_agg(entity_id || ':' || (payload->'to')::text, '|' ORDER BY entity_id) FROM crm.outbox WHERE entity_id IN (101, 102)")"
+wait_for "SELECT count(*) = 2 FROM crm.outbox WHERE entity_id IN (101, 102) AND status = 'sent'" 10 || true
+check "both e-mails were sent" "sent|sent" "$(q "SELECT string_agg(status || coalesce(' ' || last_error, ''), '|' ORDER BY entity_id) FROM crm.outbox WHERE entity_id IN (101, 102)")"
+check "each went out as one e-mail to all its recipients" "ok" "$("$PY" - "$SMTP_LOG" <<'PY'
+import json, sys
+tos = sorted(sorted(json.loads(l)["to"]) for l in open(sys.argv[1], encoding="utf-8"))
+want = [["ana@example.org", "ben@example.org"], ["cy@example.org", "dee@example.org", "eve@example.org"]]
+print("ok" if all(w in tos for w in want) else tos)
+PY
+)"
+
 echo "# refusals"
 id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('email', '{\"to\": [\"reject@example.com\"], \"subject\": \"s\", \"body\": \"b\"}') RETURNING id")
 wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true

@@ -36,6 +36,15 @@ check "the deal that left the stage got neither" "0|0" \
 check "their jobs: done for the one that stayed, cancelled for the other" "100:done,done|101:cancelled,cancelled" \
 	"$(q "SELECT string_agg(entity_id || ':' || s, '|' ORDER BY entity_id) FROM (SELECT entity_id, string_agg(status, ',' ORDER BY status) s FROM crm.job GROUP BY entity_id) x")"
 
+echo "# a deal created in a stage: its delayed robot runs on time too"
+F=$(q "SELECT crm.stage('deal', 'final_invoice')")
+q "SELECT crm.add_robot($F, 'add_comment', '{\"text\": \"created two seconds ago\"}', delay => '{\"after\": \"2 seconds\"}')" >/dev/null
+sleep 1
+t0=$(q "INSERT INTO crm.deal (id, title, responsible_id, stage_id) VALUES (103, 'Created', 101, $F) RETURNING extract(epoch FROM clock_timestamp())")
+wait_for "SELECT count(*) = 1 FROM crm.timeline_comment WHERE text = 'created two seconds ago'" 10 || true
+d3=$(q "SELECT round((extract(epoch FROM created_at) - $t0)::numeric, 2) FROM crm.timeline_comment WHERE text = 'created two seconds ago'")
+check "the 2-second robot of a new deal ran within 1 s of its due time" "t" "$(q "SELECT ${d3:-99} >= 1.9 AND ${d3:-99} < 3.0")"
+
 echo "# a wait ends early on client activity"
 E=$(q "SELECT crm.stage('deal', 'executing')")
 q "SELECT crm.add_robot($E, 'wait', '{\"for\": \"1 day\", \"until_client_activity\": true}')" >/dev/null

@@ -203,6 +203,20 @@ for l in open(sys.argv[1]):
 PY
 )
 check "an idle worker sends a committed message within 200 ms" "t" "$("$PY" -c "print(str(0 <= $t1 - $t0 < 0.2).lower()[0])")"
+q "SELECT crm.add_robot(crm.stage('deal', 'won'), 'webhook', '{\"url\": \"$B/ok/created/{{id}}\"}')" >/dev/null
+sleep 1
+t0=$(q "SELECT extract(epoch FROM clock_timestamp())")
+q "INSERT INTO crm.deal (id, title, stage_id) VALUES (101, 'Won at once', crm.stage('deal', 'won'))"
+wait_for "SELECT status = 'sent' FROM crm.outbox WHERE entity_id = 101" 5 || true
+t1=$("$PY" - "$HTTP_LOG" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r["path"] == "/ok/created/101": print(r["time"])
+PY
+)
+check "a deal created in a stage: its robot's webhook arrives within 200 ms (the robot's INSERT wakes the worker)" "t" \
+	"$("$PY" -c "print(str(0 <= ${t1:-99} - $t0 < 0.2).lower()[0])")"
 check "a rolled-back message is never sent" "0" "$(psql -X -q -d crm_it -c "BEGIN; INSERT INTO crm.outbox (channel, payload) VALUES ('webhook', '{\"url\": \"$B/ok/rolledback\"}'); ROLLBACK;" >/dev/null; sleep 0.5; sink_count /ok/rolledback)"
 
 echo "# SMS and robocall providers: request templates"
