@@ -36,8 +36,14 @@ SELECT crm.add_robot(crm.stage('deal', 'preparation'), 'notify',
 	condition => '"{{amount}} >= 1000"') IS NOT NULL AS robot_added;
 SELECT crm.add_robot(crm.stage('deal', 'executing'), 'add_comment',
 	'{"text": "={{title}} & \" is in progress, expected margin \" & round({{amount}} * 0.3, 0)"}') IS NOT NULL AS robot_added;
+-- The ERP is a local sink started by demo/run.sh (:sink_url); its provider
+-- signs every webhook (Standard Webhooks, whsec_ secret).
+SELECT crm.add_provider('webhook', 'erp', '{"headers": {"X-Source": "crm-demo"}}',
+	'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') IS NOT NULL AS provider_added;
 SELECT crm.add_robot(crm.stage('deal', 'won'), 'webhook',
-	'{"url": "https://erp.example.com/deals/{{id}}", "body": {"deal": "{{title}}", "client": "{{contact.name}}"}}') IS NOT NULL AS robot_added;
+	jsonb_build_object('url', :'sink_url' || '/deals/{{id}}', 'provider', 'erp',
+					   'body', jsonb_build_object('deal', '{{title}}', 'client', '{{contact.name}}', 'amount', '{{amount}}')))
+	IS NOT NULL AS robot_added;
 SELECT crm.add_robot(crm.stage('deal', 'won'), 'add_comment', '{"text": "Ask {{contact.name}} for a review"}',
 	delay => '{"after": "7 days"}') IS NOT NULL AS robot_added;
 
@@ -53,5 +59,17 @@ SELECT a.stage, a.action, a.status FROM crm.deal d, crm.item_automation('deal', 
 SELECT title, responsible_id, deadline::date = current_date + 1 AS due_tomorrow FROM crm.task;
 SELECT user_id AS notified, text FROM crm.notification;
 SELECT text AS timeline FROM crm.timeline_comment;
-SELECT channel, status, payload->>'url' AS url, payload->'body' AS body FROM crm.outbox;
+SELECT channel, status, payload->>'url' AS url, payload->'body' AS body FROM crm.outbox ORDER BY id;
 SELECT kind, status, due_at::date - current_date AS due_in_days FROM crm.job;
+
+\echo '== The worker delivers the webhook after commit (waiting up to 5 s)'
+DO $$
+BEGIN
+	FOR i IN 1..50 LOOP
+		EXIT WHEN NOT EXISTS (SELECT FROM crm.outbox WHERE channel = 'webhook' AND status IN ('pending', 'sending'));
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT channel, status, attempts, response_code, response_excerpt, last_error
+  FROM crm.outbox ORDER BY id;
+SELECT channel, pending, sending, failed, dead, sent_last_minute FROM crm.outbox_stats;
