@@ -73,3 +73,18 @@ END $$;
 SELECT channel, status, attempts, response_code, response_excerpt, last_error
   FROM crm.outbox ORDER BY id;
 SELECT channel, pending, sending, failed, dead, sent_last_minute FROM crm.outbox_stats;
+
+\echo '== Triggers: events move a deal (a client''s call, then an application''s event)'
+SELECT crm.add_trigger(crm.stage('deal', 'preparation'), 'incoming_call', name => 'Client called') IS NOT NULL AS trigger_added;
+SELECT crm.add_trigger(crm.stage('deal', 'executing'), 'webhook', '{"code": "contract.signed"}',
+	condition => '"{=Event:total} >= {{amount}}"', name => 'Contract signed') IS NOT NULL AS trigger_added;
+INSERT INTO crm.deal (title, responsible_id, contact_id, amount) VALUES ('Meeting tables', 2, 1, 3200);
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address, subject)
+SELECT 'deal', id, 'call', 'incoming', '+33 6 12 34 56 78', 'Question on the tables'
+  FROM crm.deal WHERE title = 'Meeting tables';
+SELECT crm.fire_trigger('contract.signed', 'deal', id, '{"total": 3200}') AS outcome
+  FROM crm.deal WHERE title = 'Meeting tables';
+SELECT a.kind, a.name, a.action, a.stage, a.status FROM crm.deal d, crm.item_automation('deal', d.id) a
+ WHERE d.title = 'Meeting tables' ORDER BY a.log_id;
+SELECT h.user_id, h.text FROM crm.history h JOIN crm.deal d ON d.id = h.entity_id
+ WHERE d.title = 'Meeting tables' AND h.event_type = 'stage_change' ORDER BY h.id;

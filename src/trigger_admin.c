@@ -392,7 +392,7 @@ crm_validate_trigger(PG_FUNCTION_ARGS)
 				 errmsg("unknown event \"%s\"", event_name),
 				 errdetail("Events: %s.", crm_event_names()),
 				 errhint("See SELECT event, parameters FROM crm.trigger_events; for the list.")));
-	if ((ev->flags & CRM_EV_INVOICES_AND_DEALS) &&
+	if ((ev->flags & CRM_EVF_INVOICES_AND_DEALS) &&
 		strcmp(entity_type, "invoice") != 0 && strcmp(entity_type, "deal") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

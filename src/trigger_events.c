@@ -97,7 +97,7 @@ static const CrmEventDesc events[] = {
 		"resource_booking", NULL},
 	{CRM_EV_INVOICE_PAID, "invoice_paid", "payment", "Invoice paid",
 		"an invoice was paid: fires for the invoice and for its deal",
-		"crm.invoice.paid becoming true", CRM_EV_INVOICES_AND_DEALS, p_none, NULL, "invoice", NULL},
+		"crm.invoice.paid becoming true", CRM_EVF_INVOICES_AND_DEALS, p_none, NULL, "invoice", NULL},
 	{CRM_EV_PAYMENT, "payment", "payment", "Payment received",
 		"a payment was received for the item",
 		"INSERT into crm.payment bound to the item", 0, p_none, NULL, "payment", NULL},
@@ -210,7 +210,7 @@ crm_trigger_events(PG_FUNCTION_ARGS)
 		values[2] = CStringGetTextDatum(e->title);
 		values[3] = CStringGetTextDatum(e->description);
 		values[4] = CStringGetTextDatum(e->source);
-		values[5] = CStringGetTextDatum((e->flags & CRM_EV_INVOICES_AND_DEALS) ?
+		values[5] = CStringGetTextDatum((e->flags & CRM_EVF_INVOICES_AND_DEALS) ?
 										"invoice, deal" : "lead, deal, quote, invoice, smart processes");
 		values[6] = params_jsonb(e->params);
 		if (e->payload_table)

@@ -68,7 +68,7 @@ typedef struct CrmEventParam
 
 typedef enum CrmEventFlags
 {
-	CRM_EV_INVOICES_AND_DEALS = 1 << 0	/* only on invoice and deal stages */
+	CRM_EVF_INVOICES_AND_DEALS = 1 << 0	/* only on invoice and deal stages */
 } CrmEventFlags;
 
 typedef struct CrmEventDesc
