@@ -814,28 +814,24 @@ row_to_jsonb(HeapTuple tuple, TupleDesc desc)
 }
 
 /*
- * Decides; in a subtransaction when a condition is evaluated, since it may
- * raise an error (which makes the outcome failed, blaming the trigger being
- * checked).  Nothing is written here, so the subtransaction gets no
- * transaction id of its own.
+ * Runs a step in a subtransaction.  An error rolls back what the step wrote
+ * and makes the outcome failed, with the error, blaming o->trigger: the
+ * statement that caused the event goes on.
  */
+typedef void (*EventStep) (const EventCall *c, Outcome *o, void *arg);
+
 static void
-decide_safely(const EventCall *c, List *triggers, Outcome *o)
+run_isolated(EventStep step, const EventCall *c, Outcome *o, void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	int			depth = crm_lineage_depth();
 
-	if (!any_condition(triggers, c))
-	{
-		decide(c, triggers, o);
-		return;
-	}
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		decide(c, triggers, o);
+		step(c, o, arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -858,55 +854,62 @@ decide_safely(const EventCall *c, List *triggers, Outcome *o)
 	PG_END_TRY();
 }
 
+static void
+decide_step(const EventCall *c, Outcome *o, void *arg)
+{
+	decide(c, (List *) arg, o);
+}
+
 /*
- * Moves the item, in a subtransaction: the firing's log row, the history
- * entry, and the UPDATE (whose AFTER trigger runs the stage's robots), with
- * the trigger on the lineage.  A failure leaves none of it and makes the
- * outcome failed: the statement that caused the event goes on.
+ * Decides; in a subtransaction when a condition is evaluated, since it may
+ * raise an error.  Nothing is written there, so the subtransaction gets no
+ * transaction id of its own.
  */
+static void
+decide_safely(const EventCall *c, List *triggers, Outcome *o)
+{
+	if (any_condition(triggers, c))
+		run_isolated(decide_step, c, o, triggers);
+	else
+		decide(c, triggers, o);
+}
+
+typedef struct MoveArgs
+{
+	Jsonb	   *detail;
+	int64		user_id;
+} MoveArgs;
+
+/*
+ * The move: the firing's log row, the history entry, and the UPDATE (whose
+ * AFTER trigger runs the stage's robots), with the trigger on the lineage.
+ */
+static void
+move_step(const EventCall *c, Outcome *o, void *arg)
+{
+	MoveArgs   *m = (MoveArgs *) arg;
+	TablePlans *tp = plans_for(c->entity_type);
+	Datum		vals[2];
+	char	   *cycle = NULL;
+
+	if (!crm_lineage_push('t', o->trigger->id, c->entity_type, c->item_id, &cycle))
+		elog(ERROR, "lineage refused trigger %lld: %s", (long long) o->trigger->id, cycle);
+	log_outcome(c->entity_type, c->item_id, c->event, o->trigger, "fired", NULL, m->detail);
+	record_history(c->entity_type, c->item_id, c->stage_id, o->trigger, m->user_id);
+	vals[0] = Int64GetDatum(o->trigger->stage_id);
+	vals[1] = Int64GetDatum(c->item_id);
+	crm_exec(tp->move, vals, NULL, false, 0);
+	crm_lineage_pop();
+}
+
 static void
 move_item(const EventCall *c, Outcome *o, Jsonb *detail, int64 user_id)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	int			depth = crm_lineage_depth();
+	MoveArgs	m;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		TablePlans *tp = plans_for(c->entity_type);
-		Datum		vals[2];
-		char	   *cycle = NULL;
-
-		if (!crm_lineage_push('t', o->trigger->id, c->entity_type, c->item_id, &cycle))
-			elog(ERROR, "lineage refused trigger %lld: %s", (long long) o->trigger->id, cycle);
-		log_outcome(c->entity_type, c->item_id, c->event, o->trigger, "fired", NULL, detail);
-		record_history(c->entity_type, c->item_id, c->stage_id, o->trigger, user_id);
-		vals[0] = Int64GetDatum(o->trigger->stage_id);
-		vals[1] = Int64GetDatum(c->item_id);
-		crm_exec(tp->move, vals, NULL, false, 0);
-		crm_lineage_pop();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		while (crm_lineage_depth() > depth)
-			crm_lineage_pop();
-		o->status = "failed";
-		o->error = edata->message;
-	}
-	PG_END_TRY();
+	m.detail = detail;
+	m.user_id = user_id;
+	run_isolated(move_step, c, o, &m);
 }
 
 static void

@@ -3,7 +3,7 @@
 -- privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(82);
+SELECT plan(85);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES
@@ -149,6 +149,26 @@ SELECT results_eq($$SELECT status, error LIKE '%division by zero%' FROM crm.robo
 	$$VALUES ('failed', true)$$, 'the failure is logged with its error');
 SELECT is((SELECT count(*) FROM crm.activity WHERE entity_id = 1), 1::bigint, 'the activity is recorded');
 SELECT crm.delete_trigger(:broken);
+
+-- A move that fails (here an application's own trigger refuses it) is
+-- logged as failed, leaves no history, and the event's caller goes on.
+CREATE FUNCTION pg_temp.no_lost() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.stage_id = crm.stage('deal', 'lost') THEN
+		RAISE EXCEPTION 'deals are not lost here';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER no_lost BEFORE UPDATE ON crm.deal FOR EACH ROW EXECUTE FUNCTION pg_temp.no_lost();
+SELECT crm.add_trigger(crm.stage('deal', 'lost'), 'webhook', '{"code": "give.up"}') AS give_up \gset
+SELECT is(crm.fire_trigger('give.up', 'deal', 1), 'failed', 'a failing move is reported as failed');
+SELECT results_eq($$SELECT status, error FROM crm.robot_log WHERE trigger_id = $$ || :give_up,
+	$$VALUES ('failed'::text, 'deals are not lost here'::text)$$, 'and logged with its error');
+SELECT ok((SELECT s.code <> 'lost' FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 1)
+		  AND NOT EXISTS (SELECT FROM crm.history WHERE entity_id = 1 AND event_type = 'stage_change'),
+	'the deal did not move and no stage change is in the history');
+DROP TRIGGER no_lost ON crm.deal;
+SELECT crm.delete_trigger(:give_up);
 
 -- A trigger on another pipeline's stage does not pull the deal over.
 SELECT crm.add_pipeline('deal', 'Wholesale') AS wholesale \gset
