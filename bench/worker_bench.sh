@@ -14,7 +14,7 @@
 #      grand total from pg_log_backend_memory_contexts) after the first
 #      10,000 messages and after MEM_N (100,000).
 #      Next to them, the database's share alone: the same claims and
-#      records run from one SQL session with nothing sent.
+#      records run from one SQL session with nothing sent, then from two.
 #   4. Scheduler tick: crm.run_next_job() with no job due, with 0 and with
 #      100,000 jobs in the future.
 #
@@ -183,11 +183,12 @@ per_commit=$(python3 -c "print(round($N / max($(commits) - $c0, 1), 1))")
 ours=$(python3 -c "print(round($N / ($t1 - $t0)))")
 secs=$(python3 -c "print(round($t1 - $t0, 2))")
 
-# The database's share: the same claims and records from one SQL session,
-# with nothing sent (64 messages a claim, as the worker's slots allow).
-pause_worker
-queue "$N" "http://127.0.0.1:$PORT/hook"
-bookkeeping=$(q "DO \$\$
+# The database's share: the same claims and records from SQL sessions, with
+# nothing sent ($CONC messages a claim, as the worker's slots allow); one
+# session, then two at once (SKIP LOCKED keeps their claims apart): what
+# more workers per database would get from more cores.
+bookkeeping_session() {	# prints "messages seconds"
+	q "DO \$\$
 	DECLARE
 		ids bigint[];
 		t0 timestamptz := clock_timestamp();
@@ -203,8 +204,20 @@ bookkeeping=$(q "DO \$\$
 			 WHERE id = ANY (ids) AND status = 'sending';
 			n := n + cardinality(ids);
 		END LOOP;
-		RAISE NOTICE '%', round(n / extract(epoch FROM clock_timestamp() - t0));
-	END \$\$" 2>&1 | sed -E 's/.*NOTICE: *//')
+		RAISE NOTICE '% %', n, extract(epoch FROM clock_timestamp() - t0);
+	END \$\$" 2>&1 | sed -E 's/.*NOTICE: *//'
+}
+pause_worker
+queue "$N" "http://127.0.0.1:$PORT/hook"
+read -r n1 s1 <<<"$(bookkeeping_session)"
+bookkeeping=$(python3 -c "print(round($n1 / $s1))")
+queue "$N" "http://127.0.0.1:$PORT/hook"
+bookkeeping_session >"$BENCH_DIR/bk1" & b1=$!
+bookkeeping_session >"$BENCH_DIR/bk2" & b2=$!
+wait $b1 $b2
+bookkeeping2=$(python3 -c "
+a = open('$BENCH_DIR/bk1').read().split(); b = open('$BENCH_DIR/bk2').read().split()
+print(round((int(a[0]) + int(b[0])) / max(float(a[1]), float(b[1]))))")
 q "DELETE FROM crm.outbox WHERE response_excerpt = 'bookkeeping'" >/dev/null
 
 # The same requests from wrk: same method, body and headers (a signature
@@ -271,6 +284,7 @@ row "sink ceiling: wrk, same requests, $CONC connections" "$ceiling /s" ""
 row "ratio ours / ceiling" "$ratio" ">= 0.5"
 row "outbox bookkeeping alone (claim + record, nothing sent)" "$bookkeeping /s" ""
 row "  its ratio to the ceiling" "$ratio_db" ""
+row "  the same from two sessions at once" "$bookkeeping2 /s" ""
 row "latency commit -> receipt at idle, $LAT_N messages: median" "$lat_med ms" "<= 20 ms"
 row "  p95 / max" "$lat_p95 / $lat_max ms" ""
 row "worker heap (RssAnon) after $mem10_at / $mem100_at messages" "$anon10 / $anon100 kB" "flat"
