@@ -2,8 +2,9 @@
 # The queue's guarantees with the worker running: a lease left by a dead
 # worker returns the message to the queue when it expires; several claimers
 # drain one outbox together without sending anything twice (SKIP LOCKED, the
-# way more workers per database would); an idle worker sleeps without
-# polling.
+# way more workers per database would); no transaction is held while
+# requests travel, and a fast shutdown gives them back to the queue; an idle
+# worker sleeps without polling.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -79,6 +80,20 @@ check "every message was sent once: by the worker or by one claimer" "$N|0|0" \
 	"$((by_worker + by_sql))|$dup_worker|$dup_sql"
 check "the worker's share is what it recorded; the claimers' rows were never sent by it" "$by_worker" "$ids_by_worker"
 check "each party took part" "t" "$([ "$by_worker" -gt 0 ] && [ "$by_sql" -gt 0 ] && echo t || echo f)"
+
+echo "# shutdown: transfers in flight finish or go back to the queue"
+q "INSERT INTO crm.outbox (channel, payload) SELECT 'webhook', jsonb_build_object('url', '$B/slow/5/stop' || i) FROM generate_series(1, 3) i"
+for _ in $(seq 1 50); do [ "$(grep -c '/slow/5/stop' "$HTTP_LOG" || true)" -ge 3 ] && break; sleep 0.1; done
+check "while its requests travel, the worker holds no transaction" "idle||" \
+	"$(q "SELECT state || '|' || coalesce(xact_start::text, '') || '|' || coalesce(backend_xid::text, '') FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+check "the three are sending, attempt 1" "sending/1 sending/1 sending/1" \
+	"$(q "SELECT string_agg(status || '/' || attempts, ' ' ORDER BY id) FROM crm.outbox WHERE payload->>'url' LIKE '%/slow/5/stop%'")"
+crm_cluster_restart -m fast
+wait_for "SELECT count(*) = 3 FROM crm.outbox WHERE payload->>'url' LIKE '%/slow/5/stop%' AND status = 'sent'" 20 || true
+check "stopped mid-request (SIGTERM), they went back to the queue and were sent after the restart, the interrupted attempt not counted" \
+	"sent/1 sent/1 sent/1|6" \
+	"$(q "SELECT string_agg(status || '/' || attempts, ' ' ORDER BY id) FROM crm.outbox WHERE payload->>'url' LIKE '%/slow/5/stop%'")|$(grep -c '/slow/5/stop' "$HTTP_LOG")"
+wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
 
 echo "# an idle worker uses no CPU"
 sleep 1
