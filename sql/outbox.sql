@@ -106,6 +106,11 @@ UPDATE crm.outbox SET lease_until = now() - interval '1 second' WHERE id = 1;
 SELECT array_agg(id ORDER BY id) AS claimed FROM crm._claim_messages(3, '1 minute');
 SELECT array_agg(id ORDER BY id) AS claimed FROM crm._claim_messages(3, '1 minute');
 
+-- Retries wait crm.retry_base_delay (30 s), doubling with each attempt up
+-- to crm.retry_max_delay (6 h), with jitter: between half the delay and the
+-- delay.  After crm.max_attempts (10) the message is dead.
+SELECT attempt, wait_min, wait_max FROM crm.retry_schedule();
+
 -- A failed message waits for its next attempt; the worker sleeps until the
 -- earliest time anything falls due (a retry or the end of a lease).
 BEGIN;

@@ -20,7 +20,9 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/array.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -181,19 +183,68 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 /*
  * Backoff before attempt n+1: crm.retry_base_delay doubling with each
  * attempt, capped by crm.retry_max_delay, with "equal jitter" (half fixed,
- * half random) so that a burst of failures does not retry in lockstep.  A
- * Retry-After from the server wins, within the cap.
+ * half random) so that a burst of failures does not retry in lockstep.
+ * *lo and *hi bound it, in seconds.
  */
-double
-crm_retry_delay(int attempts, long retry_after)
+static void
+retry_bounds(int attempts, double *lo, double *hi)
 {
 	double		d = (double) crm_retry_base_delay * pow(2.0, Max(attempts - 1, 0));
 
 	d = Min(d, (double) crm_retry_max_delay);
-	d = d / 2.0 + pg_prng_double(&pg_global_prng_state) * d / 2.0;
+	*lo = d / 2.0;
+	*hi = d;
+}
+
+/* The delay before the next attempt; a Retry-After from the server wins, within the cap. */
+double
+crm_retry_delay(int attempts, long retry_after)
+{
+	double		lo;
+	double		hi;
+
 	if (retry_after >= 0)
-		d = Min((double) retry_after, (double) crm_retry_max_delay);
-	return d;
+		return Min((double) retry_after, (double) crm_retry_max_delay);
+	retry_bounds(attempts, &lo, &hi);
+	return lo + pg_prng_double(&pg_global_prng_state) * (hi - lo);
+}
+
+static Interval *
+seconds_interval(double secs)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) (secs * USECS_PER_SEC);
+	return iv;
+}
+
+PG_FUNCTION_INFO_V1(crm_retry_schedule);
+
+/*
+ * crm.retry_schedule(): for each failed attempt that is retried under the
+ * current settings, the shortest and longest wait before the next one.
+ */
+Datum
+crm_retry_schedule(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (n = 1; n < crm_max_attempts; n++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		double		lo;
+		double		hi;
+
+		retry_bounds(n, &lo, &hi);
+		values[0] = Int32GetDatum(n);
+		values[1] = IntervalPGetDatum(seconds_interval(lo));
+		values[2] = IntervalPGetDatum(seconds_interval(hi));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
 }
 
 static const char *

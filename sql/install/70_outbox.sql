@@ -531,6 +531,13 @@ CREATE VIEW crm.outbox_dead AS
 	 WHERE status = 'dead';
 COMMENT ON VIEW crm.outbox_dead IS 'Messages given up; requeue them with crm.retry_message(id) or crm.retry_dead()';
 
+-- The retry delays under the current settings (C, outbox.c).
+CREATE FUNCTION crm.retry_schedule(OUT attempt integer, OUT wait_min interval, OUT wait_max interval)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'crm_retry_schedule' LANGUAGE C STABLE;
+COMMENT ON FUNCTION crm.retry_schedule() IS
+	'For each failed attempt that is retried, the shortest and longest wait before the next (crm.retry_base_delay doubling, capped by crm.retry_max_delay, with jitter); the last of crm.max_attempts is final';
+
 -- Requeues one failed or dead message for an immediate attempt, with a
 -- fresh count of attempts.
 CREATE FUNCTION crm.retry_message(message_id bigint) RETURNS boolean

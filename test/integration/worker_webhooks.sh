@@ -83,6 +83,9 @@ PY
 check "three requests reached the sink" "3" "$(sink_count /flaky/2/a)"
 
 id=$(msg "$B/status/503/b")
+wait_for "SELECT status = 'failed' FROM crm.outbox WHERE id = $id" 10 || true
+check "after a failure the next attempt waits between half and all of the delay (jitter)" "t" \
+	"$(q "SELECT next_attempt_at - updated_at BETWEEN interval '0.45 s' AND interval '1.05 s' FROM crm.outbox WHERE id = $id")"
 wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 15 || true
 check "always 503: dead after crm.max_attempts" "dead/3" "$(status $id)"
 check "dead message says why" "t" "$(q "SELECT last_error LIKE 'gave up after 3 attempts: HTTP 503%' FROM crm.outbox WHERE id = $id")"
