@@ -16,6 +16,7 @@
 
 #include "actions.h"
 #include "crm_automation.h"
+#include "rowsink.h"
 #include "spi_util.h"
 
 static int64
@@ -42,64 +43,80 @@ first_user(CrmActionCall *call, const char *param, bool required)
 	return 0;
 }
 
+/*
+ * Comments, history entries and notifications are written through sinks:
+ * nothing in a robot sequence reads them back, so a batch of moves writes
+ * each table's rows in one statement (rowsink.c).
+ */
+static CrmRowSink comment_sink = {
+	"crm.timeline_comment", 5,
+	{"entity_type", "entity_id", "author_id", "text", "robot_id"},
+	{TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID}
+};
+
+static CrmRowSink history_sink = {
+	"crm.history", 5,
+	{"entity_type", "entity_id", "event_type", "text", "robot_id"},
+	{TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID}
+};
+
+static CrmRowSink notification_sink = {
+	"crm.notification", 7,
+	{"user_id", "sender_id", "kind", "text", "entity_type", "entity_id", "robot_id"},
+	{INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID}
+};
+
 void
 crm_exec_add_comment(CrmActionCall *call)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID};
 	Datum		vals[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		nulls[5] = {false, false, false, false, false};
 	int64		author = first_user(call, "author", false);
 
 	vals[0] = CStringGetTextDatum(call->cx->entity_type);
 	vals[1] = Int64GetDatum(call->cx->item_id);
 	vals[2] = Int64GetDatum(author);
-	nulls[2] = author ? ' ' : 'n';
+	nulls[2] = (author == 0);
 	vals[3] = CStringGetTextDatum(crm_param_text(call, "text"));
 	vals[4] = Int64GetDatum(call->robot_id);
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.timeline_comment (entity_type, entity_id, author_id, text, robot_id)"
-					  " VALUES ($1, $2, $3, $4, $5)", 5, types), vals, nulls, false, 0);
+	nulls[4] = (call->robot_id == 0);
+	crm_sink_add(&comment_sink, vals, nulls);
 }
 
 void
 crm_exec_write_log(CrmActionCall *call)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, INT8OID};
-	Datum		vals[4];
+	Datum		vals[5];
+	bool		nulls[5] = {false, false, false, false, false};
 
 	vals[0] = CStringGetTextDatum(call->cx->entity_type);
 	vals[1] = Int64GetDatum(call->cx->item_id);
-	vals[2] = CStringGetTextDatum(crm_param_text(call, "text"));
-	vals[3] = Int64GetDatum(call->robot_id);
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.history (entity_type, entity_id, event_type, text, robot_id)"
-					  " VALUES ($1, $2, 'info', $3, $4)", 4, types), vals, NULL, false, 0);
+	vals[2] = CStringGetTextDatum("info");
+	vals[3] = CStringGetTextDatum(crm_param_text(call, "text"));
+	vals[4] = Int64GetDatum(call->robot_id);
+	nulls[4] = (call->robot_id == 0);
+	crm_sink_add(&history_sink, vals, nulls);
 }
 
 static void
 notify_users(CrmActionCall *call, int64 *ids, int n, int64 sender, const char *text)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID};
-	Datum		vals[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		vals[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
 	int			i;
 
 	vals[1] = Int64GetDatum(sender);
-	nulls[1] = sender ? ' ' : 'n';
-	vals[2] = CStringGetTextDatum(text);
-	vals[3] = CStringGetTextDatum(call->cx->entity_type);
-	vals[4] = Int64GetDatum(call->cx->item_id);
-	vals[5] = Int64GetDatum(call->robot_id);
+	nulls[1] = (sender == 0);
+	vals[2] = CStringGetTextDatum(sender ? "personal" : "system");
+	vals[3] = CStringGetTextDatum(text);
+	vals[4] = CStringGetTextDatum(call->cx->entity_type);
+	vals[5] = Int64GetDatum(call->cx->item_id);
+	vals[6] = Int64GetDatum(call->robot_id);
+	nulls[6] = (call->robot_id == 0);
 	for (i = 0; i < n; i++)
 	{
 		vals[0] = Int64GetDatum(ids[i]);
-		crm_exec(crm_plan(&plan,
-						  "INSERT INTO crm.notification (user_id, sender_id, kind, text, entity_type, entity_id, robot_id)"
-						  " VALUES ($1, $2, CASE WHEN $2 IS NULL THEN 'system' ELSE 'personal' END, $3, $4, $5, $6)",
-						  6, types), vals, nulls, false, 0);
+		crm_sink_add(&notification_sink, vals, nulls);
 	}
 }
 

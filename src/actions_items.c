@@ -255,15 +255,16 @@ crm_exec_change_responsible(CrmActionCall *call)
 		chosen = cand[pg_prng_uint64_range(&pg_global_prng_state, 0, nc - 1)];
 	else
 	{
-		/* rotate: the robot's completed runs so far pick the next in turn */
-		bool		isnull;
+		/* rotate: the robot's turns so far pick the next candidate */
 		int64		k;
 
 		vals[0] = Int64GetDatum(call->robot_id);
 		crm_exec(crm_plan(&turns,
-						  "SELECT count(*) FROM crm.robot_log WHERE robot_id = $1 AND status = 'done'",
-						  1, types), vals, NULL, true, 1);
-		k = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+						  "INSERT INTO crm.robot_turn AS t (robot_id, turns) VALUES ($1, 1)"
+						  " ON CONFLICT (robot_id) DO UPDATE SET turns = t.turns + 1"
+						  " RETURNING turns - 1",
+						  1, types), vals, NULL, false, 1);
+		k = crm_returned_id();
 		chosen = cand[k % nc];
 	}
 	sql = psprintf("UPDATE %s SET responsible_id = $1 WHERE id = $2", item_table(call));

@@ -7,6 +7,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -17,7 +18,10 @@
 #include "rule_cache.h"
 #include "spi_util.h"
 
-/* An integer column of the current item (NULL-aware). */
+/*
+ * An integer column of the current item (NULL-aware): read from the row the
+ * caller holds when it has one, else through the expression language.
+ */
 int64
 crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull)
 {
@@ -25,6 +29,24 @@ crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull)
 	CrmValue	v;
 	int64		out = 0;
 
+	if (cx->tuple != NULL && cx->desc != NULL)
+	{
+		int			att = SPI_fnumber(cx->desc, column);
+
+		if (att > 0)
+		{
+			Oid			type = TupleDescAttr(cx->desc, att - 1)->atttypid;
+			Datum		d;
+
+			if (type == INT8OID || type == INT4OID)
+			{
+				d = heap_getattr(cx->tuple, att, cx->desc, isnull);
+				if (*isnull)
+					return 0;
+				return type == INT8OID ? DatumGetInt64(d) : (int64) DatumGetInt32(d);
+			}
+		}
+	}
 	e = crm_expr_compile_text(psprintf("{{%s}}", column), column);
 	v = crm_expr_eval(e, cx);
 	*isnull = !crm_value_to_int64(v, &out);

@@ -3,17 +3,18 @@
  * robots.c
  *	  Running a stage's robots when an item enters it.
  *
- * crm_item_after (AFTER INSERT, and AFTER UPDATE when stage_id changes, FOR
- * EACH ROW) cancels what the item's old stage had pending and plans the new
- * stage's robots, in the transaction that moved the item, so a rolled-back
- * move plans nothing:
+ * When items enter a stage (stage_entry.c hands over a statement's stage
+ * changes in batches), crm_robots_run_entries cancels what the items' old
+ * stages had pending and plans the new stages' robots, in the transaction
+ * that moved the items, so a rolled-back move plans nothing:
  *
  *	  - a robot with a delay, and the robots chained to it by after_previous,
  *		become a job (crm.job) the worker runs when due;
  *	  - a wait makes every later robot a job that runs when the wait ends;
- *	  - every other robot runs at once, in order, each in a subtransaction of
- *		its own: a failing robot is logged and the application's statement
- *		still succeeds.
+ *	  - every other robot runs at once, in order.  A failing robot is logged
+ *		and the application's statement still succeeds: a batch runs in one
+ *		subtransaction, and if anything in it fails it is rolled back and
+ *		replayed "carefully", each robot in a subtransaction of its own.
  *
  * Every run is logged in crm.robot_log.  Outputs of named robots feed later
  * ones ({=Robot:NAME.key}).
@@ -47,12 +48,11 @@
 
 #include "crm_automation.h"
 #include "robots.h"
+#include "rowsink.h"
 #include "rule_cache.h"
 #include "scheduler.h"
 #include "spi_util.h"
 #include "triggers.h"
-
-PG_FUNCTION_INFO_V1(crm_item_after);
 
 /* ---------- lineage ---------- */
 
@@ -141,6 +141,14 @@ int
 crm_lineage_depth(void)
 {
 	return lineage_len;
+}
+
+/* Back to an earlier depth, after an error skipped the pops. */
+void
+crm_lineage_restore(int depth)
+{
+	if (depth >= 0 && depth < lineage_len)
+		lineage_len = depth;
 }
 
 /* ---------- loading ---------- */
@@ -261,17 +269,86 @@ crm_automation_owner(void)
 
 /* ---------- logging ---------- */
 
+/*
+ * The log row of a run.  Rows of finished runs go through a sink (written in
+ * the batch's INSERT when a batch is open); a scheduled run's row is written
+ * at once, since its job refers to it.
+ */
+static CrmRowSink log_sink = {
+	"crm.robot_log", 13,
+	{"robot_id", "name", "action", "stage_id", "entity_type", "entity_id", "status",
+	"error", "outputs", "detail", "depth", "planned_at", "finished_at"},
+	{INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID,
+	TEXTOID, JSONBOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
+static Jsonb *
+cycle_detail(const char *cycle)
+{
+	JsonbValue	jv;
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jv.type = jbvString;
+	jv.val.string.val = "cycle";
+	jv.val.string.len = 5;
+	pushJsonbValue(&st, WJB_KEY, &jv);
+	jv.val.string.val = (char *) cycle;
+	jv.val.string.len = strlen(cycle);
+	pushJsonbValue(&st, WJB_VALUE, &jv);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * Logs a run of robot r for an item.  started is when the run began (0: now);
+ * cycle is the loop that stopped it.
+ */
+static void
+log_run(const CrmRobot *r, const char *entity_type, int64 item_id,
+		const char *status, const char *error, Jsonb *outputs, const char *cycle,
+		TimestampTz started)
+{
+	Datum		vals[13];
+	bool		nulls[13];
+	TimestampTz now = GetCurrentTimestamp();
+
+	memset(nulls, 0, sizeof(nulls));
+	vals[0] = Int64GetDatum(r->id);
+	if (r->name)
+		vals[1] = CStringGetTextDatum(r->name);
+	else
+		nulls[1] = true;
+	vals[2] = CStringGetTextDatum(r->action->name);
+	vals[3] = Int64GetDatum(r->stage_id);
+	vals[4] = CStringGetTextDatum(entity_type);
+	vals[5] = Int64GetDatum(item_id);
+	vals[6] = CStringGetTextDatum(status);
+	if (error)
+		vals[7] = CStringGetTextDatum(error);
+	else
+		nulls[7] = true;
+	if (outputs)
+		vals[8] = JsonbPGetDatum(outputs);
+	else
+		nulls[8] = true;
+	if (cycle)
+		vals[9] = JsonbPGetDatum(cycle_detail(cycle));
+	else
+		nulls[9] = true;
+	vals[10] = Int32GetDatum(crm_lineage_depth());
+	vals[11] = TimestampTzGetDatum(started ? started : now);
+	vals[12] = TimestampTzGetDatum(now);
+	crm_sink_add(&log_sink, vals, nulls);
+}
+
+/* The log row of a scheduled run; returns its id for the job. */
 static int64
-log_insert(const CrmRobot *r, const char *entity_type, int64 item_id,
-		   const char *status, const char *error, Jsonb *outputs, const char *detail,
-		   TimestampTz started)
+log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
-	TEXTOID, TEXTOID, JSONBOID, INT4OID};
-	Datum		vals[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	bool		isnull;
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, INT4OID};
+	Datum		vals[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	vals[0] = Int64GetDatum(r->id);
 	if (r->name)
@@ -282,47 +359,13 @@ log_insert(const CrmRobot *r, const char *entity_type, int64 item_id,
 	vals[3] = Int64GetDatum(r->stage_id);
 	vals[4] = CStringGetTextDatum(entity_type);
 	vals[5] = Int64GetDatum(item_id);
-	vals[6] = CStringGetTextDatum(status);
-	if (error)
-		vals[7] = CStringGetTextDatum(error);
-	else
-		nulls[7] = 'n';
-	if (outputs)
-		vals[8] = JsonbPGetDatum(outputs);
-	else if (detail)
-	{
-		JsonbValue	jv;
-		JsonbParseState *st = NULL;
-		JsonbValue *res;
-
-		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-		jv.type = jbvString;
-		jv.val.string.val = "cycle";
-		jv.val.string.len = 5;
-		pushJsonbValue(&st, WJB_KEY, &jv);
-		jv.val.string.val = (char *) detail;
-		jv.val.string.len = strlen(detail);
-		pushJsonbValue(&st, WJB_VALUE, &jv);
-		res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-		vals[8] = JsonbPGetDatum(JsonbValueToJsonb(res));
-		types[8] = JSONBOID;
-	}
-	else
-		nulls[8] = 'n';
-	vals[9] = Int32GetDatum(crm_lineage_depth());
-
+	vals[6] = Int32GetDatum(crm_lineage_depth());
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.robot_log (robot_id, name, action, stage_id, entity_type,"
-					  " entity_id, status, error, outputs, depth, started_at, finished_at, detail)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-					  "  CASE WHEN $7 = 'loop_stopped' THEN NULL ELSE $9 END, $10,"
-					  "  CASE WHEN $7 = 'scheduled' THEN NULL ELSE clock_timestamp() END,"
-					  "  CASE WHEN $7 = 'scheduled' THEN NULL ELSE clock_timestamp() END,"
-					  "  CASE WHEN $7 = 'loop_stopped' THEN $9 ELSE NULL END)"
+					  " entity_id, status, depth) VALUES ($1, $2, $3, $4, $5, $6, 'scheduled', $7)"
 					  " RETURNING id",
-					  10, types), vals, nulls, false, 1);
-	(void) started;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+					  7, types), vals, nulls, false, 1);
+	return crm_returned_id();
 }
 
 static void
@@ -361,6 +404,7 @@ typedef struct RunState
 	CrmEvalContext cx;
 	Jsonb	   *outputs;		/* {"NAME": {...}} of named robots so far */
 	bool		stopped;		/* a robot ended the sequence */
+	bool		careful;		/* each robot in a subtransaction of its own */
 } RunState;
 
 static Jsonb *
@@ -402,8 +446,47 @@ remember_outputs(RunState *rs, const CrmRobot *r, Jsonb *outputs)
 }
 
 /*
- * Runs one robot now, in a subtransaction: condition, action, log.  With
- * log_id set, updates that (scheduled) log row instead of inserting one.
+ * One run of a robot: condition, action, outputs, log.  With log_id set,
+ * updates that (scheduled) log row instead of logging a new one.
+ */
+static void
+robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
+{
+	CrmActionCall call;
+	Jsonb	   *outputs = NULL;
+	const char *status = "done";
+
+	memset(&call, 0, sizeof(call));
+	call.action = r->action;
+	call.params = r->params;
+	call.cx = &rs->cx;
+	call.robot_id = r->id;
+	call.stage_id = rs->stage_id;
+	call.where = r->where;
+
+	if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
+		status = "skipped";
+	else
+	{
+		r->action->exec(&call);
+		if (call.has_outputs)
+			outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
+		if (call.stop_chain || (r->action->flags & CRM_ACT_STOPS_CHAIN))
+			rs->stopped = true;
+	}
+	if (log_id)
+		log_update(log_id, status, NULL, outputs);
+	else
+		log_run(r, rs->entity_type, rs->item_id, status, NULL, outputs, NULL, started);
+	if (outputs)
+		remember_outputs(rs, r, outputs);
+}
+
+/*
+ * Runs one robot now.  Carefully, it runs in a subtransaction of its own: a
+ * failure rolls back its effects and is logged, and the sequence goes on.
+ * Otherwise (a batch that will be replayed carefully if anything fails) an
+ * error propagates to the batch.  A query cancel always propagates.
  */
 static void
 run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
@@ -411,59 +494,32 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	char	   *cycle = NULL;
-	volatile bool pushed = false;
+	TimestampTz started = GetCurrentTimestamp();
 
 	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
 	{
 		if (log_id)
 			log_update(log_id, "loop_stopped", cycle, NULL);
 		else
-			log_insert(r, rs->entity_type, rs->item_id, "loop_stopped", NULL, NULL, cycle, 0);
+			log_run(r, rs->entity_type, rs->item_id, "loop_stopped", NULL, NULL, cycle, started);
 		return;
 	}
-	pushed = true;
+
+	if (!rs->careful)
+	{
+		robot_body(rs, r, log_id, started);
+		crm_lineage_pop();
+		return;
+	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		CrmActionCall call;
-		Jsonb	   *outputs = NULL;
-		const char *status = "done";
-
-		memset(&call, 0, sizeof(call));
-		call.action = r->action;
-		call.params = r->params;
-		call.cx = &rs->cx;
-		call.robot_id = r->id;
-		call.stage_id = rs->stage_id;
-		call.where = r->where;
-
-		if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
-			status = "skipped";
-		else
-		{
-			r->action->exec(&call);
-			if (call.has_outputs)
-				outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
-			if (call.stop_chain || (r->action->flags & CRM_ACT_STOPS_CHAIN))
-				rs->stopped = true;
-		}
-		if (log_id)
-			log_update(log_id, status, NULL, outputs);
-		else
-			log_insert(r, rs->entity_type, rs->item_id, status, NULL, outputs, NULL, 0);
-
+		robot_body(rs, r, log_id, started);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		if (outputs)
-		{
-			MemoryContext o = MemoryContextSwitchTo(oldcxt);
-
-			remember_outputs(rs, r, outputs);
-			MemoryContextSwitchTo(o);
-		}
 	}
 	PG_CATCH();
 	{
@@ -475,18 +531,20 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+		crm_lineage_pop();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
 
 		/* the failure is the robot's, not the statement's */
 		if (log_id)
 			log_update(log_id, "failed", edata->message, NULL);
 		else
-			log_insert(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, 0);
+			log_run(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, started);
 		FreeErrorData(edata);
+		return;
 	}
 	PG_END_TRY();
-
-	if (pushed)
-		crm_lineage_pop();
+	crm_lineage_pop();
 }
 
 /* Encodes robot ids as a jsonb array for a job's chain. */
@@ -571,7 +629,7 @@ schedule_job(RunState *rs, const char *kind, const CrmRobot *r, TimestampTz due,
 	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		log_id;
 
-	log_id = log_insert(r, rs->entity_type, rs->item_id, "scheduled", NULL, NULL, NULL, 0);
+	log_id = log_scheduled(r, rs->entity_type, rs->item_id);
 	vals[0] = CStringGetTextDatum(kind);
 	vals[1] = Int64GetDatum(r->id);
 	vals[2] = Int64GetDatum(log_id);
@@ -624,7 +682,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 			call.cx = &rs->cx;
 			if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
 			{
-				log_insert(r, rs->entity_type, rs->item_id, "skipped", NULL, NULL, NULL, 0);
+				log_run(r, rs->entity_type, rs->item_id, "skipped", NULL, NULL, NULL, 0);
 				i++;
 				continue;
 			}
@@ -656,7 +714,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 			if (robot_due(rs, r, &due, &why))
 				schedule_job(rs, "robot", r, due, job_context(seq, i + 1, chain_end, rs->outputs));
 			else
-				log_insert(r, rs->entity_type, rs->item_id, "failed", why, NULL, NULL, 0);
+				log_run(r, rs->entity_type, rs->item_id, "failed", why, NULL, NULL, 0);
 			i = chain_end;
 			continue;
 		}
@@ -678,128 +736,119 @@ runstate_init(RunState *rs, const char *entity_type, int64 item_id, int64 stage_
 }
 
 /*
- * Leaving a stage, in one statement: cancels the item's pending robots,
- * waits and controls (and their log rows), and completes the activities
- * marked "complete when the stage changes".
+ * Items that left a stage, in one statement: cancels their pending robots,
+ * waits and controls (and the log rows of those), and completes the
+ * activities marked "complete when the stage changes".
  */
 static void
-cancel_pending(const char *entity_type, int64 item_id)
+cancel_pending(const CrmStageEntry *entries, int n)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTOID, INT8OID};
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
 	Datum		vals[2];
+	Datum	   *types_d = palloc(sizeof(Datum) * n);
+	Datum	   *ids_d = palloc(sizeof(Datum) * n);
+	int			i,
+				k = 0;
 
-	vals[0] = CStringGetTextDatum(entity_type);
-	vals[1] = Int64GetDatum(item_id);
+	for (i = 0; i < n; i++)
+	{
+		if (!entries[i].left)
+			continue;
+		types_d[k] = CStringGetTextDatum(entries[i].entity_type);
+		ids_d[k] = Int64GetDatum(entries[i].item_id);
+		k++;
+	}
+	if (k == 0)
+		return;
+	vals[0] = PointerGetDatum(construct_array(types_d, k, TEXTOID, -1, false, TYPALIGN_INT));
+	vals[1] = PointerGetDatum(construct_array(ids_d, k, INT8OID, 8, true, TYPALIGN_DOUBLE));
 	crm_exec(crm_plan(&plan,
-					  "WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
-					  "  WHERE entity_type = $1 AND entity_id = $2 AND status = 'pending'"
-					  "    AND kind IN ('robot', 'wait', 'control') RETURNING log_id),"
+					  "WITH items AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i (entity_type, entity_id)),"
+					  " j AS (UPDATE crm.job j SET status = 'cancelled', updated_at = now() FROM items i"
+					  "  WHERE j.entity_type = i.entity_type AND j.entity_id = i.entity_id"
+					  "    AND j.status = 'pending' AND j.kind IN ('robot', 'wait', 'control')"
+					  "  RETURNING j.log_id),"
 					  " l AS (UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()"
 					  "   FROM j WHERE l.id = j.log_id)"
-					  " UPDATE crm.activity SET completed = true, status = 'completed'"
-					  "  WHERE entity_type = $1 AND entity_id = $2 AND auto_complete AND NOT completed",
+					  " UPDATE crm.activity a SET completed = true, status = 'completed' FROM items i"
+					  "  WHERE a.entity_type = i.entity_type AND a.entity_id = i.entity_id"
+					  "    AND a.auto_complete AND NOT a.completed",
 					  2, types), vals, NULL, false, 0);
 }
 
-/* Runs the robots of a stage the item has just entered. */
+/* Runs the robots of the stage an item has just entered. */
 static void
-enter_stage(const char *entity_type, int64 item_id, int64 stage_id,
-			HeapTuple tuple, TupleDesc desc)
+enter_stage(const CrmStageEntry *e, bool careful)
 {
-	List	   *robots;
+	List	   *robots = crm_stage_robots(e->stage_id);
 	CrmRobot  **seq;
 	RunState	rs;
 	ListCell   *lc;
 	int			n = 0;
 
+	if (robots == NIL)
+		return;
+	seq = palloc(sizeof(CrmRobot *) * list_length(robots));
+	foreach(lc, robots)
+		seq[n++] = (CrmRobot *) lfirst(lc);
+	runstate_init(&rs, e->entity_type, e->item_id, e->stage_id, e->tuple, e->desc);
+	rs.careful = careful;
+	run_sequence(&rs, seq, n);
+}
+
+/*
+ * An entered stage: a move made by a trigger is logged and puts the trigger
+ * on the lineage while the stage's robots run.
+ */
+static void
+enter(const CrmStageEntry *e, bool careful)
+{
+	bool		by_trigger = false;
+
+	if (e->trigger_move != NULL)
+		by_trigger = crm_triggers_begin_move(e->trigger_move);
+	enter_stage(e, careful);
+	if (by_trigger)
+		crm_lineage_pop();
+}
+
+/*
+ * Runs what a batch of stage changes calls for: first every cancellation
+ * (one statement), then the robots of each entered stage, item by item in
+ * the order the rows changed.  The caller is connected to SPI and acts as
+ * the automation owner.
+ */
+void
+crm_robots_run_entries(const CrmStageEntry *entries, int n, bool careful)
+{
+	MemoryContext item_cxt;
+	MemoryContext old;
+	int			i;
+
+	cancel_pending(entries, n);
+
+	item_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm robots of an item",
+									 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(item_cxt);
 	crm_rule_cache_pin();
 	PG_TRY();
 	{
-		robots = crm_stage_robots(stage_id);
-		if (robots != NIL)
+		for (i = 0; i < n; i++)
 		{
-			seq = palloc(sizeof(CrmRobot *) * list_length(robots));
-			foreach(lc, robots)
-				seq[n++] = (CrmRobot *) lfirst(lc);
-			runstate_init(&rs, entity_type, item_id, stage_id, tuple, desc);
-			run_sequence(&rs, seq, n);
+			CHECK_FOR_INTERRUPTS();
+			if (entries[i].stage_id != 0)
+				enter(&entries[i], careful);
+			MemoryContextReset(item_cxt);
 		}
 	}
 	PG_FINALLY();
 	{
 		crm_rule_cache_unpin();
+		MemoryContextSwitchTo(old);
 	}
 	PG_END_TRY();
-}
-
-static int64
-tuple_int64(HeapTuple tuple, TupleDesc desc, AttrNumber att, bool *isnull)
-{
-	Datum		d = heap_getattr(tuple, att, desc, isnull);
-
-	return *isnull ? 0 : DatumGetInt64(d);
-}
-
-Datum
-crm_item_after(PG_FUNCTION_ARGS)
-{
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	Relation	rel;
-	TupleDesc	desc;
-	const CrmItemColumns *cols;
-	HeapTuple	tuple;
-	char	   *entity_type;
-	int64		item_id;
-	bool		isnull;
-	Oid			save_userid;
-	int			save_sec;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("crm.item_after() must be an AFTER ROW trigger")));
-
-	rel = td->tg_relation;
-	desc = RelationGetDescr(rel);
-	cols = crm_item_columns(rel);
-	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
-	if (cols->id == InvalidAttrNumber || cols->stage_id == InvalidAttrNumber)
-		PG_RETURN_POINTER(NULL);
-	item_id = tuple_int64(tuple, desc, cols->id, &isnull);
-	if (td->tg_trigger->tgnargs > 0)
-		entity_type = td->tg_trigger->tgargs[0];
-	else
-		entity_type = TextDatumGetCString(heap_getattr(tuple, cols->entity_type, desc, &isnull));
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		cancel_pending(entity_type, item_id);
-	else
-	{
-		int64		stage_id = tuple_int64(tuple, desc, cols->stage_id, &isnull);
-
-		if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-			cancel_pending(entity_type, item_id);
-		if (!isnull)
-		{
-			/* a move set by a trigger in the BEFORE trigger: logged, on the lineage */
-			bool		by_trigger = crm_triggers_claim_move(entity_type, item_id, stage_id);
-
-			enter_stage(entity_type, item_id, stage_id, tuple, desc);
-			if (by_trigger)
-				crm_lineage_pop();
-		}
-	}
-
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	PG_RETURN_POINTER(NULL);
+	MemoryContextDelete(item_cxt);
 }
 
 /* ---------- jobs ---------- */
@@ -896,6 +945,7 @@ execute_robot_job(const CrmJob *job)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("robot %lld no longer exists or is inactive", (long long) job->robot_id)));
 		runstate_init(&rs, job->entity_type, job->entity_id, job->stage_id, NULL, NULL);
+		rs.careful = true;
 		rs.outputs = context_outputs(job->context);
 		rs.cx.robot_outputs = rs.outputs;
 

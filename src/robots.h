@@ -9,6 +9,8 @@
 #define CRM_ROBOTS_H
 
 #include "actions.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 
 typedef enum CrmDelayKind
@@ -35,6 +37,33 @@ typedef struct CrmRobot
 	char	   *where;			/* "robot \"name\"" or "robot 12", for messages */
 } CrmRobot;
 
+/*
+ * An item that entered and/or left a stage, as the row trigger saw it
+ * (stage_entry.c gathers them per statement).
+ */
+typedef struct CrmStageEntry
+{
+	const char *entity_type;
+	int64		item_id;
+	int64		stage_id;		/* the stage entered, 0 when none (deleted) */
+	bool		left;			/* it left a stage: cancel what was pending */
+	HeapTuple	tuple;			/* the row as it entered, or NULL */
+	TupleDesc	desc;
+	struct CrmTriggerMove *trigger_move;	/* the trigger that moved it, or NULL */
+} CrmStageEntry;
+
+/*
+ * Runs a batch of entries: every cancellation in one statement, then the
+ * robots of each entered stage.  careful: each robot in a subtransaction of
+ * its own (a failure is logged and the rest goes on); otherwise errors
+ * propagate, for the caller to roll back and replay carefully.  The caller
+ * is connected to SPI and acts as crm_automation_owner().
+ */
+extern void crm_robots_run_entries(const CrmStageEntry *entries, int n, bool careful);
+
+/* Robots act with the privileges of the owner of schema crm. */
+extern Oid	crm_automation_owner(void);
+
 /* Loads and compiles the active robots of a stage, in order (rule_cache.c). */
 extern List *crm_robots_load(int64 stage_id);
 
@@ -49,5 +78,6 @@ extern bool crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
 							 int64 item_id, char **cycle);
 extern void crm_lineage_pop(void);
 extern int	crm_lineage_depth(void);
+extern void crm_lineage_restore(int depth);
 
 #endif							/* CRM_ROBOTS_H */

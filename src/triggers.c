@@ -1186,16 +1186,12 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 	return move_to;
 }
 
-bool
-crm_triggers_claim_move(const char *entity_type, int64 item_id, int64 stage_id)
+CrmTriggerMove *
+crm_triggers_take_move(const char *entity_type, int64 item_id, int64 stage_id)
 {
 	ListCell   *lc;
-	PendingMove *m = NULL;
-	char	   *cycle = NULL;
-	bool		pushed;
+	PendingMove *m;
 
-	if (pending_moves == NIL)
-		return false;
 	foreach(lc, pending_moves)
 	{
 		PendingMove *p = (PendingMove *) lfirst(lc);
@@ -1203,19 +1199,28 @@ crm_triggers_claim_move(const char *entity_type, int64 item_id, int64 stage_id)
 		if (p->item_id == item_id && p->to_stage == stage_id &&
 			strcmp(p->entity_type, entity_type) == 0)
 		{
-			m = p;
 			pending_moves = foreach_delete_current(pending_moves, lc);
-			break;
+			m = palloc(sizeof(PendingMove));
+			memcpy(m, p, sizeof(PendingMove));
+			m->detail = p->detail ? DatumGetJsonbPCopy(JsonbPGetDatum(p->detail)) : NULL;
+			return (CrmTriggerMove *) m;
 		}
 	}
-	if (m == NULL)
-		return false;
+	return NULL;
+}
+
+bool
+crm_triggers_begin_move(const CrmTriggerMove *move)
+{
+	const PendingMove *m = (const PendingMove *) move;
+	char	   *cycle = NULL;
+	bool		pushed;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	pushed = crm_lineage_push('t', m->trigger.id, entity_type, item_id, &cycle);
-	log_outcome(entity_type, item_id, m->trigger.event, &m->trigger, "fired", NULL, m->detail);
-	record_history(entity_type, item_id, m->from_stage, &m->trigger, m->user_id);
+	pushed = crm_lineage_push('t', m->trigger.id, m->entity_type, m->item_id, &cycle);
+	log_outcome(m->entity_type, m->item_id, m->trigger.event, &m->trigger, "fired", NULL, m->detail);
+	record_history(m->entity_type, m->item_id, m->from_stage, &m->trigger, m->user_id);
 	SPI_finish();
 	return pushed;
 }

@@ -162,14 +162,19 @@ extern const char *crm_fire_row_event(CrmEventId event, const char *entity_type,
  * Hooks of the item row triggers.  crm_triggers_before_update (BEFORE
  * UPDATE, row_trigger.c) fires field_changed and responsible_changed from
  * the old and new rows and returns the stage the item moves to, 0 for none;
- * the move is completed by crm_triggers_claim_move (AFTER, robots.c), which
- * logs it, records it in the history and puts the trigger on the lineage
- * while the stage's robots run (then call crm_lineage_pop).
+ * the AFTER ROW trigger takes the decided move with the stage change
+ * (crm_triggers_take_move, stage_entry.c), and when the stage's robots are
+ * about to run, crm_triggers_begin_move (robots.c) logs it, records it in
+ * the history and puts the trigger on the lineage while they run (then call
+ * crm_lineage_pop when it returned true).
  */
+typedef struct CrmTriggerMove CrmTriggerMove;
+
 extern int64 crm_triggers_before_update(Relation rel, const char *entity_type,
 										HeapTuple oldtuple, HeapTuple newtuple,
 										AttrNumber id_att, int64 stage_id);
-extern bool crm_triggers_claim_move(const char *entity_type, int64 item_id,
-									int64 stage_id);
+extern CrmTriggerMove *crm_triggers_take_move(const char *entity_type, int64 item_id,
+											  int64 stage_id);
+extern bool crm_triggers_begin_move(const CrmTriggerMove *move);
 
 #endif							/* CRM_TRIGGERS_H */

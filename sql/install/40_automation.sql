@@ -81,6 +81,13 @@ CREATE TABLE crm.robot_log (
 CREATE INDEX ON crm.robot_log (entity_type, entity_id, id);
 CREATE INDEX ON crm.robot_log (robot_id);
 
+-- Turns of robots that rotate (change_responsible with mode "rotate"): the
+-- next candidate in turn, counted per robot.
+CREATE TABLE crm.robot_turn (
+	robot_id	bigint PRIMARY KEY REFERENCES crm.robot ON DELETE CASCADE,
+	turns		bigint NOT NULL DEFAULT 0
+);
+
 -- Scheduled work: delayed robots, waits, stage controls, process timers.
 -- The worker claims due rows (SKIP LOCKED) in due_at order.
 CREATE TABLE crm.job (

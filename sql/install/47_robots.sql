@@ -7,9 +7,13 @@
 
 CREATE FUNCTION crm.item_after() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'crm_item_after' LANGUAGE C;
+CREATE FUNCTION crm.item_after_statement() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'crm_item_after_statement' LANGUAGE C;
 
 -- Robots run when an item enters a stage: on insert, and when stage_id
 -- changes (the WHEN clause keeps every other update free of the engine).
+-- The row triggers only note the change; the statement trigger runs what
+-- its statement noted, in batches (stage_entry.c).
 DO $$
 DECLARE
 	t text;
@@ -22,6 +26,8 @@ BEGIN
 							EXECUTE FUNCTION crm.item_after(%L)', t, t);
 		EXECUTE format('CREATE TRIGGER item_gone AFTER DELETE ON crm.%I
 							FOR EACH ROW EXECUTE FUNCTION crm.item_after(%L)', t, t);
+		EXECUTE format('CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.%I
+							FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement()', t);
 	END LOOP;
 END
 $$;
@@ -32,6 +38,13 @@ CREATE TRIGGER item_move AFTER UPDATE ON crm.item
 	EXECUTE FUNCTION crm.item_after();
 CREATE TRIGGER item_gone AFTER DELETE ON crm.item
 	FOR EACH ROW EXECUTE FUNCTION crm.item_after();
+CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.item
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
+
+-- Leaving a stage completes its auto_complete activities: a small index
+-- finds the few that are still open.
+CREATE INDEX activity_auto_complete ON crm.activity (entity_type, entity_id)
+	WHERE auto_complete AND NOT completed;
 
 -- The supervisor of a user: the head of their department, or for a head,
 -- the head of the nearest parent department with another head.

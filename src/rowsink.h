@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * rowsink.h
+ *	  Rows the engine writes, one at a time or gathered into batches.
+ *
+ * A sink is one INSERT of the engine (a timeline comment, a history entry,
+ * a notification, a robot log row) described by its table and columns.
+ * crm_sink_add() writes a row at once, or, while a deferring batch is open,
+ * keeps it and writes it with every other row of that sink in one INSERT ...
+ * SELECT FROM unnest(...) when the batch is flushed.  Only rows that nothing
+ * reads back before the batch ends may go through a sink: the batch is
+ * flushed inside the subtransaction that produced its rows, so an error
+ * while flushing rolls them back with everything else of the batch.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CRM_ROWSINK_H
+#define CRM_ROWSINK_H
+
+#include "executor/spi.h"
+
+#define CRM_SINK_MAX_COLS 16
+
+typedef struct CrmRowSink
+{
+	const char *table;			/* schema-qualified */
+	int			natts;
+	const char *columns[CRM_SINK_MAX_COLS];
+	Oid			types[CRM_SINK_MAX_COLS];
+	/* filled on first use */
+	SPIPlanPtr	plan;
+	int16		typlen[CRM_SINK_MAX_COLS];
+	bool		typbyval[CRM_SINK_MAX_COLS];
+	char		typalign[CRM_SINK_MAX_COLS];
+} CrmRowSink;
+
+/*
+ * Adds a row (natts values; nulls[i] true for NULL).  The values are copied
+ * when the row is kept, so the caller may free them.
+ */
+extern void crm_sink_add(CrmRowSink *sink, const Datum *values, const bool *nulls);
+
+/*
+ * Batches nest.  A deferring batch keeps rows until crm_sink_flush(); an
+ * immediate one makes crm_sink_add() write at once even inside an outer
+ * deferring batch.  crm_sink_pop() discards what was not flushed.  Both are
+ * also undone by (sub)transaction abort.
+ */
+extern void crm_sink_push(bool deferring);
+extern void crm_sink_flush(void);
+extern void crm_sink_pop(void);
+extern int	crm_sink_depth(void);
+extern void crm_sink_pop_to(int depth);
+
+#endif							/* CRM_ROWSINK_H */
