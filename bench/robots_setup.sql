@@ -49,8 +49,8 @@ CREATE FUNCTION base_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE r record;
 BEGIN
 	FOR r IN SELECT text FROM base_rule WHERE stage_id = NEW.stage_id ORDER BY sort LOOP
-		INSERT INTO base_comment (entity_type, entity_id, text)
-		VALUES ('deal', NEW.id, replace(replace(r.text, '{{title}}', NEW.title), '{{amount}}', NEW.amount::text));
+		INSERT INTO base_comment (entity_type, entity_id, author_id, text)
+		VALUES ('deal', NEW.id, NEW.responsible_id, replace(replace(r.text, '{{title}}', NEW.title), '{{amount}}', NEW.amount::text));
 	END LOOP;
 	RETURN NULL;
 END $$;

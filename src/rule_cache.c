@@ -63,6 +63,28 @@ static HTAB *EntityTypeHash = NULL;
 static HTAB *ItemColumnsHash = NULL;
 static Oid	definition_relids[N_DEFINITION_TABLES];
 static bool rule_cache_valid = false;
+
+/*
+ * The row triggers look up the same entity type row after row: the last
+ * one found is kept (it lives in RuleCacheContext, forgotten on reload).
+ */
+static EntityTypeInfo *last_entity_type = NULL;
+
+static EntityTypeInfo *
+find_entity_type(const char *entity_type)
+{
+	char		key[CRM_NAME_LEN];
+	EntityTypeInfo *et;
+
+	if (last_entity_type != NULL && strcmp(last_entity_type->code, entity_type) == 0)
+		return last_entity_type;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity_type, CRM_NAME_LEN);
+	et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+	if (et != NULL)
+		last_entity_type = et;
+	return et;
+}
 static bool callback_registered = false;
 
 /*
@@ -200,6 +222,7 @@ rule_cache_load(void)
 		MemoryContextReset(RuleCacheContext);
 	StageHash = NULL;
 	DefaultStageHash = NULL;
+	last_entity_type = NULL;
 	EntityTypeHash = NULL;
 
 	/*
@@ -348,13 +371,10 @@ crm_stage_robots(int64 stage_id)
 const struct CrmEntityTriggers *
 crm_entity_triggers(const char *entity_type)
 {
-	char		key[CRM_NAME_LEN];
 	EntityTypeInfo *et;
 
 	rule_cache_ensure();
-	memset(key, 0, sizeof(key));
-	strlcpy(key, entity_type, CRM_NAME_LEN);
-	et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+	et = find_entity_type(entity_type);
 	if (et == NULL)
 		return NULL;
 	if (!et->triggers_loaded)
@@ -367,7 +387,7 @@ crm_entity_triggers(const char *entity_type)
 		/* as for robots: store only into the generation we loaded for */
 		if (cxt == RuleCacheContext && rule_cache_valid)
 		{
-			et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+			et = find_entity_type(entity_type);
 			if (et != NULL)
 			{
 				et->triggers = triggers;
@@ -382,13 +402,10 @@ crm_entity_triggers(const char *entity_type)
 static EntityTypeInfo *
 entity_type_info(const char *entity_type)
 {
-	char		key[CRM_NAME_LEN];
 	EntityTypeInfo *et;
 
 	rule_cache_ensure();
-	memset(key, 0, sizeof(key));
-	strlcpy(key, entity_type, CRM_NAME_LEN);
-	et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+	et = find_entity_type(entity_type);
 	if (et == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -78,7 +78,7 @@ CREATE TABLE crm.robot_log (
 	finished_at timestamptz,
 	CHECK (kind = 'trigger' OR robot_id IS NOT NULL)
 );
-CREATE INDEX ON crm.robot_log (entity_type, entity_id, id);
+CREATE INDEX ON crm.robot_log (entity_id);	-- an item's history (crm.item_automation)
 -- (no index on robot_id: a robot's history is an admin query, every run pays for an index)
 
 -- Turns of robots that rotate (change_responsible with mode "rotate"): the
