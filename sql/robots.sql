@@ -145,3 +145,13 @@ SELECT text FROM crm.timeline_comment WHERE entity_type = 'quote';
 SELECT text FROM crm.history WHERE entity_type = 'quote';
 SELECT user_id, text FROM crm.notification WHERE entity_type = 'quote';
 SELECT action, status FROM crm.item_automation('quote', 1);
+
+-- Row triggers note stage changes; the statement trigger item_batch runs
+-- them.  With it disabled, the changes could not be automated: the
+-- transaction refuses to commit rather than silently skip its robots.
+ALTER TABLE crm.quote DISABLE TRIGGER item_batch;
+BEGIN;
+INSERT INTO crm.quote (id, title, stage_id) VALUES (2, 'Unserved', crm.stage('quote', 'sent'));
+COMMIT;
+ALTER TABLE crm.quote ENABLE TRIGGER item_batch;
+SELECT count(*) AS unserved_quotes FROM crm.quote WHERE id = 2;

@@ -108,7 +108,12 @@ crm_update_fields(CrmActionCall *call, const char *table, int64 id)
 		char	   *field = (char *) lfirst(ln);
 		CrmExpr    *e = (CrmExpr *) lfirst(le);
 		CrmValue	v;
-		char	   *type = column_type(table, field);
+		char	   *type;
+
+		/* "fields.UF_X" and "UF_X" name the same custom field */
+		if (pg_strncasecmp(field, "fields.", 7) == 0)
+			field += 7;
+		type = column_type(table, field);
 
 		if (e == NULL)
 			v.type = CRM_VAL_NULL;

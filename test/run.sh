@@ -59,6 +59,7 @@ done
 # A file that died or broke its plan fails without a subtest count.
 if [ -n "$tap_files" ] && ! grep -q '^Result: PASS' /tmp/crm_prove.$$ && [ "$tap_failed" -eq 0 ]; then tap_failed=1; fi
 rm -f /tmp/crm_prove.$$
+[ "$tap_failed" -gt "$tap_total" ] && tap_total=$tap_failed
 passed=$((passed + tap_total - tap_failed))
 failed=$((failed + tap_failed))
 

@@ -233,5 +233,5 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 		   coalesce(l.outputs, l.detail), l.planned_at, l.finished_at
 	  FROM crm.robot_log l LEFT JOIN crm.stage s ON s.id = l.stage_id
 	 WHERE l.entity_type = item_automation.entity_type AND l.entity_id = item_automation.item_id
-	 ORDER BY l.id;
+	 ORDER BY l.planned_at, l.id;
 $$;

@@ -203,8 +203,8 @@ SELECT crm.add_robot(crm.stage('deal', 'prepayment_invoice'), 'add_comment', '{"
 INSERT INTO crm.deal (id, title, responsible_id) VALUES (20, 'Chain', 2);
 SELECT is(crm.fire_trigger('go', 'deal', 20), 'fired', 'the first trigger fires');
 SELECT results_eq($$SELECT kind, action, stage, status FROM crm.item_automation('deal', 20)$$,
-	$$VALUES ('trigger', 'webhook', 'preparation', 'fired'), ('trigger', 'responsible_changed', 'prepayment_invoice', 'fired'),
-	         ('robot', 'add_comment', 'prepayment_invoice', 'done'), ('robot', 'change_responsible', 'preparation', 'done')$$,
+	$$VALUES ('trigger', 'webhook', 'preparation', 'fired'), ('robot', 'change_responsible', 'preparation', 'done'),
+	         ('trigger', 'responsible_changed', 'prepayment_invoice', 'fired'), ('robot', 'add_comment', 'prepayment_invoice', 'done')$$,
 	'trigger -> stage -> robot -> trigger -> stage -> robot');
 SELECT results_eq($$SELECT s.code, d.responsible_id FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 20$$,
 	$$VALUES ('prepayment_invoice'::text, 3::bigint)$$, 'the deal ends with Ola in prepayment_invoice');
