@@ -155,3 +155,21 @@ INSERT INTO crm.quote (id, title, stage_id) VALUES (2, 'Unserved', crm.stage('qu
 COMMIT;
 ALTER TABLE crm.quote ENABLE TRIGGER item_batch;
 SELECT count(*) AS unserved_quotes FROM crm.quote WHERE id = 2;
+
+-- A delay tied to a date field follows the field: when the close date
+-- moves, the job moves with it; other changes leave it alone; an emptied
+-- date fails the job, with the reason in the item's history.
+SELECT crm.add_pipeline('deal', 'Renewals') IS NOT NULL AS added;
+SELECT crm.add_stage((SELECT id FROM crm.pipeline WHERE name = 'Renewals'), 'renewal', 'Renewal') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('deal', 'renewal', 'Renewals'), 'add_comment', '{"text": "Renewal due tomorrow"}',
+	delay => '{"at": "close_date", "offset": "-1 day"}', name => 'eve') IS NOT NULL AS added;
+INSERT INTO crm.deal (id, title, responsible_id, close_date, stage_id)
+	VALUES (50, 'Support plan', 1, '2030-06-10', crm.stage('deal', 'renewal', 'Renewals'));
+SELECT to_char(due_at, 'YYYY-MM-DD') AS due FROM crm.job WHERE entity_type = 'deal' AND entity_id = 50;
+UPDATE crm.deal SET close_date = '2030-07-01' WHERE id = 50;
+SELECT to_char(due_at, 'YYYY-MM-DD') AS due_after_move FROM crm.job WHERE entity_type = 'deal' AND entity_id = 50;
+UPDATE crm.deal SET title = 'Support plan 2030' WHERE id = 50;
+SELECT to_char(due_at, 'YYYY-MM-DD') AS due_after_rename FROM crm.job WHERE entity_type = 'deal' AND entity_id = 50;
+UPDATE crm.deal SET close_date = NULL WHERE id = 50;
+SELECT status, last_error FROM crm.job WHERE entity_type = 'deal' AND entity_id = 50;
+SELECT name, status, error FROM crm.item_automation('deal', 50);

@@ -623,10 +623,10 @@ schedule_job(RunState *rs, const char *kind, const CrmRobot *r, TimestampTz due,
 			 Jsonb *context)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[9] = {TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID,
-	TIMESTAMPTZOID, TEXTOID, JSONBOID};
-	Datum		vals[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID, TEXTOID, JSONBOID, INTERVALOID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
 	int64		log_id;
 
 	log_id = log_scheduled(r, rs->entity_type, rs->item_id);
@@ -638,14 +638,23 @@ schedule_job(RunState *rs, const char *kind, const CrmRobot *r, TimestampTz due,
 	vals[5] = Int64GetDatum(rs->item_id);
 	vals[6] = TimestampTzGetDatum(due);
 	if (r->delay_kind == CRM_DELAY_AT && strcmp(kind, "robot") == 0)
+	{
+		/* the due time follows the field (due_dates.c) */
 		vals[7] = CStringGetTextDatum(r->delay_field);
+		if (r->delay_offset)
+		{
+			vals[9] = IntervalPGetDatum(r->delay_offset);
+			nulls[9] = ' ';
+		}
+	}
 	else
 		nulls[7] = 'n';
 	vals[8] = JsonbPGetDatum(context);
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.job (kind, robot_id, log_id, stage_id, entity_type, entity_id,"
-					  " due_at, due_field, context) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-					  9, types), vals, nulls, false, 0);
+					  " due_at, due_field, context, due_offset)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+					  10, types), vals, nulls, false, 0);
 }
 
 /*

@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "crm_automation.h"
+#include "due_dates.h"
 #include "rule_cache.h"
 #include "triggers.h"
 
@@ -166,6 +167,16 @@ crm_item_before(PG_FUNCTION_ARGS)
 					nulls[ncols] = false;
 					ncols++;
 					stage_changed = true;
+				}
+				else if (cols->id != InvalidAttrNumber)
+				{
+					/* delays tied to a date field follow it */
+					bool		idnull;
+					Datum		id = heap_getattr(newtuple, cols->id, desc, &idnull);
+
+					if (!idnull)
+						crm_due_dates_follow(entity_type, DatumGetInt64(id),
+											 td->tg_trigtuple, newtuple, desc);
 				}
 			}
 		}

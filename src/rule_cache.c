@@ -31,6 +31,7 @@
 #include "utils/rel.h"
 
 #include "access/xact.h"
+#include "due_dates.h"
 #include "robots.h"
 #include "rule_cache.h"
 #include "triggers.h"
@@ -46,9 +47,13 @@ typedef struct EntityTypeInfo
 	char		code[CRM_NAME_LEN]; /* hash key */
 	char		table_name[CRM_NAME_LEN];
 	char		prefix[16];
-	bool		triggers_loaded;
-	struct CrmEntityTriggers *triggers; /* triggers.c */
+	/* loaded on first use: the triggers (triggers.c), the due-date fields (due_dates.c) */
+	bool		loaded[2];
+	void	   *data[2];
 } EntityTypeInfo;
+
+#define ENTITY_TRIGGERS 0
+#define ENTITY_DUE_FIELDS 1
 
 typedef struct DefaultStage
 {
@@ -271,8 +276,8 @@ rule_cache_load(void)
 		et = hash_search(EntityTypeHash, key, HASH_ENTER, &found);
 		strlcpy(et->table_name, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), CRM_NAME_LEN);
 		strlcpy(et->prefix, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), sizeof(et->prefix));
-		et->triggers_loaded = false;
-		et->triggers = NULL;
+		memset(et->loaded, 0, sizeof(et->loaded));
+		memset(et->data, 0, sizeof(et->data));
 	}
 
 	ret = SPI_execute("SELECT s.id, s.pipeline_id, s.sort, s.semantics, s.code,"
@@ -368,35 +373,64 @@ crm_stage_robots(int64 stage_id)
 	return st->robots;
 }
 
-const struct CrmEntityTriggers *
-crm_entity_triggers(const char *entity_type)
+/*
+ * What an entity type keeps besides its row, loaded on first use by loader
+ * into the cache's context.
+ */
+static void *
+entity_data(const char *entity_type, int slot, void *(*loader) (const char *))
 {
 	EntityTypeInfo *et;
+	MemoryContext cxt;
+	MemoryContext old;
+	void	   *data;
 
 	rule_cache_ensure();
 	et = find_entity_type(entity_type);
 	if (et == NULL)
 		return NULL;
-	if (!et->triggers_loaded)
-	{
-		MemoryContext cxt = RuleCacheContext;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		CrmEntityTriggers *triggers = crm_triggers_load(entity_type);
+	if (et->loaded[slot])
+		return et->data[slot];
 
-		MemoryContextSwitchTo(old);
-		/* as for robots: store only into the generation we loaded for */
-		if (cxt == RuleCacheContext && rule_cache_valid)
+	cxt = RuleCacheContext;
+	old = MemoryContextSwitchTo(cxt);
+	data = loader(entity_type);
+	MemoryContextSwitchTo(old);
+	/* as for robots: store only into the generation we loaded for */
+	if (cxt == RuleCacheContext && rule_cache_valid)
+	{
+		et = find_entity_type(entity_type);
+		if (et != NULL)
 		{
-			et = find_entity_type(entity_type);
-			if (et != NULL)
-			{
-				et->triggers = triggers;
-				et->triggers_loaded = true;
-			}
+			et->data[slot] = data;
+			et->loaded[slot] = true;
 		}
-		return triggers;
 	}
-	return et->triggers;
+	return data;
+}
+
+static void *
+load_triggers(const char *entity_type)
+{
+	return crm_triggers_load(entity_type);
+}
+
+const struct CrmEntityTriggers *
+crm_entity_triggers(const char *entity_type)
+{
+	return entity_data(entity_type, ENTITY_TRIGGERS, load_triggers);
+}
+
+static void *
+load_due_fields(const char *entity_type)
+{
+	return crm_due_fields_load(entity_type);
+}
+
+const struct CrmDueFields *
+crm_entity_due_fields(const char *entity_type)
+{
+	return entity_data(entity_type, ENTITY_DUE_FIELDS, load_due_fields);
 }
 
 static EntityTypeInfo *

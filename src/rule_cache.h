@@ -67,6 +67,13 @@ extern void crm_rule_cache_unpin(void);
 struct CrmEntityTriggers;
 extern const struct CrmEntityTriggers *crm_entity_triggers(const char *entity_type);
 
+/*
+ * The date fields that delays of the entity type's robots follow
+ * (due_dates.h), loaded on first use; NULL for an unknown entity type.
+ */
+struct CrmDueFields;
+extern const struct CrmDueFields *crm_entity_due_fields(const char *entity_type);
+
 /* Registers the invalidation callback (once per backend). */
 extern void crm_rule_cache_init(void);
 

@@ -45,6 +45,18 @@ wait_for "SELECT count(*) = 1 FROM crm.timeline_comment WHERE text = 'created tw
 d3=$(q "SELECT round((extract(epoch FROM created_at) - $t0)::numeric, 2) FROM crm.timeline_comment WHERE text = 'created two seconds ago'")
 check "the 2-second robot of a new deal ran within 1 s of its due time" "t" "$(q "SELECT ${d3:-99} >= 1.9 AND ${d3:-99} < 3.0")"
 
+echo "# a delay tied to a date field follows it: moved from next year to in two seconds"
+W=$(q "SELECT crm.stage('deal', 'prepayment_invoice')")
+q "SELECT crm.add_field('deal', 'UF_DUE', 'Due', 'datetime')" >/dev/null
+q "SELECT crm.add_robot($W, 'add_comment', '{\"text\": \"on the due date\"}', delay => '{\"at\": \"fields.UF_DUE\"}')" >/dev/null
+q "INSERT INTO crm.deal (id, title, responsible_id, stage_id, fields) VALUES (104, 'Dated', 101, $W, jsonb_build_object('UF_DUE', now() + interval '1 year'))"
+sleep 1
+check "planned for next year, nothing yet" "0" "$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 104")"
+t0=$(q "UPDATE crm.deal SET fields = jsonb_build_object('UF_DUE', clock_timestamp() + interval '2 seconds') WHERE id = 104 RETURNING extract(epoch FROM clock_timestamp())")
+wait_for "SELECT count(*) = 1 FROM crm.timeline_comment WHERE entity_id = 104" 10 || true
+d4=$(q "SELECT round((extract(epoch FROM created_at) - $t0)::numeric, 2) FROM crm.timeline_comment WHERE entity_id = 104")
+check "the moved job ran within 1 s of its new due time" "t" "$(q "SELECT ${d4:-99} >= 1.9 AND ${d4:-99} < 3.0")"
+
 echo "# a wait ends early on client activity"
 E=$(q "SELECT crm.stage('deal', 'executing')")
 q "SELECT crm.add_robot($E, 'wait', '{\"for\": \"1 day\", \"until_client_activity\": true}')" >/dev/null
