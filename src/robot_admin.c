@@ -73,6 +73,8 @@ check_delay(Jsonb *delay, const char *entity_type)
 	JsonbIteratorToken tok;
 	bool		has_after = false;
 	bool		has_at = false;
+	bool		work_time = false;
+	Interval   *after = NULL;
 
 	if (!JB_ROOT_IS_OBJECT(delay) || JB_ROOT_IS_SCALAR(delay))
 		ereport(ERROR,
@@ -116,23 +118,37 @@ check_delay(Jsonb *delay, const char *entity_type)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("delay.work_time must be a boolean")));
-			if (v.val.boolean)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("delays counted in working time are not supported yet"),
-						 errhint("Use a calendar delay such as {\"after\": \"3 hours\"}.")));
+			work_time = v.val.boolean;
 		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown delay key \"%s\"", key),
-					 errhint("A delay has \"after\", or \"at\" with an optional \"offset\"; \"work_time\" is optional.")));
+					 errhint("A delay has \"after\" (with an optional \"work_time\"), or \"at\" with an optional \"offset\".")));
 	}
 	if (has_after == has_at)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("delay needs exactly one of \"after\" and \"at\""),
 				 errhint("For example {\"after\": \"2 days\"} or {\"at\": \"close_date\", \"offset\": \"-1 day\"}.")));
+	if (work_time && has_at)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("delay.work_time applies to \"after\" delays, not to \"at\""),
+				 errhint("A date field's time is kept as it is; use {\"after\": \"3 hours\", \"work_time\": true} to count working hours.")));
+	if (work_time)
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(&delay->root, "after", 5, NULL);
+
+		after = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+													  CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+													  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		if (after->month != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a delay in working time counts days and hours, not months"),
+					 errhint("Write \"20 days\" rather than \"1 month\".")));
+	}
 }
 
 static void

@@ -52,6 +52,7 @@
 #include "rule_cache.h"
 #include "scheduler.h"
 #include "spi_util.h"
+#include "work_time.h"
 #include "triggers.h"
 
 /* ---------- lineage ---------- */
@@ -169,6 +170,9 @@ parse_delay(CrmRobot *r, Jsonb *delay)
 															   ObjectIdGetDatum(InvalidOid),
 															   Int32GetDatum(-1)));
 	}
+	if ((v = getKeyJsonValueFromContainer(&delay->root, "work_time", 9, NULL)) != NULL &&
+		v->type == jbvBool)
+		r->delay_work_time = v->val.boolean;
 	if ((v = getKeyJsonValueFromContainer(&delay->root, "at", 2, NULL)) != NULL &&
 		v->type == jbvString)
 	{
@@ -590,6 +594,11 @@ robot_due(RunState *rs, const CrmRobot *r, TimestampTz *due, char **why)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
+	if (r->delay_kind == CRM_DELAY_AFTER && r->delay_work_time)
+	{
+		*due = crm_work_time_add(crm_work_schedule(), now, r->delay_after);
+		return true;
+	}
 	if (r->delay_kind == CRM_DELAY_AFTER)
 	{
 		*due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,

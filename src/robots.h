@@ -31,6 +31,7 @@ typedef struct CrmRobot
 	CrmExpr    *condition;		/* NULL: always */
 	CrmDelayKind delay_kind;
 	Interval   *delay_after;
+	bool		delay_work_time;	/* delay_after counted in working time */
 	char	   *delay_field;
 	Interval   *delay_offset;
 	bool		after_previous;

@@ -35,10 +35,12 @@
 #include "robots.h"
 #include "rule_cache.h"
 #include "triggers.h"
+#include "work_time.h"
 
 /* Definition tables whose changes make the cache stale. */
 static const char *const definition_tables[] = {
-	"entity_type", "pipeline", "stage", "user_field", "robot", "trigger"
+	"entity_type", "pipeline", "stage", "user_field", "robot", "trigger",
+	"work_schedule", "holiday"
 };
 #define N_DEFINITION_TABLES lengthof(definition_tables)
 
@@ -74,6 +76,9 @@ static bool rule_cache_valid = false;
  * one found is kept (it lives in RuleCacheContext, forgotten on reload).
  */
 static EntityTypeInfo *last_entity_type = NULL;
+
+/* The working-time schedule, loaded on first use. */
+static CrmWorkSchedule *work_schedule = NULL;
 
 static EntityTypeInfo *
 find_entity_type(const char *entity_type)
@@ -228,6 +233,7 @@ rule_cache_load(void)
 	StageHash = NULL;
 	DefaultStageHash = NULL;
 	last_entity_type = NULL;
+	work_schedule = NULL;
 	EntityTypeHash = NULL;
 
 	/*
@@ -532,4 +538,23 @@ crm_definitions_changed(PG_FUNCTION_ARGS)
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	PG_RETURN_POINTER(NULL);
+}
+
+const CrmWorkSchedule *
+crm_work_schedule(void)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	CrmWorkSchedule *ws;
+
+	rule_cache_ensure();
+	if (work_schedule != NULL)
+		return work_schedule;
+	cxt = RuleCacheContext;
+	old = MemoryContextSwitchTo(cxt);
+	ws = crm_work_schedule_load();
+	MemoryContextSwitchTo(old);
+	if (cxt == RuleCacheContext && rule_cache_valid)
+		work_schedule = ws;
+	return ws;
 }

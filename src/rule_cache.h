@@ -74,6 +74,10 @@ extern const struct CrmEntityTriggers *crm_entity_triggers(const char *entity_ty
 struct CrmDueFields;
 extern const struct CrmDueFields *crm_entity_due_fields(const char *entity_type);
 
+/* The working-time schedule (work_time.h), loaded on first use. */
+struct CrmWorkSchedule;
+extern const struct CrmWorkSchedule *crm_work_schedule(void);
+
 /* Registers the invalidation callback (once per backend). */
 extern void crm_rule_cache_init(void);
 

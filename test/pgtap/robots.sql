@@ -25,8 +25,8 @@ SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment',
 	'42601', NULL, 'bad expression');
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "x"}', delay => '{"soon": true}')$$,
 	'22023', 'unknown delay key "soon"', 'bad delay');
-SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "x"}', delay => '{"after": "1 hour", "work_time": true}')$$,
-	'0A000', 'delays counted in working time are not supported yet', 'work_time refused, not ignored');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "x"}', delay => '{"at": "close_date", "work_time": true}')$$,
+	'0A000', 'delay.work_time applies to "after" delays, not to "at"', 'work_time on a date-field delay refused');
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'change_stage', '{"stage": "nowhere"}')$$,
 	'42704', 'parameter "stage" names an unknown stage', 'unknown target stage');
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('lead', 'new'), 'copy_deal', '{}')$$,
