@@ -6,9 +6,9 @@
  * Moving thousands of items into a stage writes thousands of comments and
  * log rows.  One INSERT per row pays the executor's start-up, constraint
  * compilation and plan lookup each time; a batch writes each table's rows
- * with a single INSERT ... SELECT FROM unnest($1, $2, ...) of arrays built
- * here, so those costs are paid once per batch.  The same prepared
- * statement, with one-element arrays, writes single rows.
+ * with a single INSERT ... SELECT FROM unnest($1) of an array of records
+ * built here, so those costs are paid once per batch.  The same prepared
+ * statement, with a one-element array, writes single rows.
  *
  * Batches form a stack that follows the engine's nesting (a robot's action
  * can move another item, whose robots run in a batch of their own).  Each
@@ -19,12 +19,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
-#include "utils/datum.h"
-#include "utils/lsyscache.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "rowsink.h"
@@ -32,14 +33,13 @@
 
 #define MAX_BATCH_DEPTH 256
 
-/* The rows of one sink kept in a batch, column by column. */
+/* The rows of one sink kept in a batch, as records. */
 typedef struct SinkRows
 {
 	CrmRowSink *sink;
 	int			n;
 	int			cap;
-	Datum	   *values[CRM_SINK_MAX_COLS];
-	bool	   *nulls[CRM_SINK_MAX_COLS];
+	Datum	   *rows;
 } SinkRows;
 
 typedef struct SinkBatch
@@ -142,50 +142,59 @@ crm_sink_depth(void)
 	return depth;
 }
 
-/* Prepares the sink's statement on first use. */
+/*
+ * Prepares the sink's statement on first use: the rows travel as one array
+ * of records, which unnest() turns back into rows with a single copy each.
+ */
 static SPIPlanPtr
 sink_plan(CrmRowSink *sink)
 {
 	StringInfoData sql;
-	Oid			argtypes[CRM_SINK_MAX_COLS];
+	Oid			argtypes[1] = {RECORDARRAYOID};
+	MemoryContext old;
+	TupleDesc	desc;
 	int			i;
 
 	if (sink->plan != NULL)
 		return sink->plan;
 	Assert(sink->natts > 0 && sink->natts <= CRM_SINK_MAX_COLS);
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	desc = CreateTemplateTupleDesc(sink->natts);
+	for (i = 0; i < sink->natts; i++)
+		TupleDescInitEntry(desc, i + 1, sink->columns[i], sink->types[i], -1, 0);
+	sink->desc = BlessTupleDesc(desc);
+	MemoryContextSwitchTo(old);
+
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (", sink->table);
 	for (i = 0; i < sink->natts; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", sink->columns[i]);
-	appendStringInfoString(&sql, ") SELECT * FROM unnest(");
+	appendStringInfoString(&sql, ") SELECT * FROM unnest($1) AS r (");
 	for (i = 0; i < sink->natts; i++)
-	{
-		appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
-		argtypes[i] = get_array_type(sink->types[i]);
-		if (!OidIsValid(argtypes[i]))
-			elog(ERROR, "type %u has no array type", sink->types[i]);
-		get_typlenbyvalalign(sink->types[i], &sink->typlen[i],
-							 &sink->typbyval[i], &sink->typalign[i]);
-	}
+		appendStringInfo(&sql, "%s%s %s", i ? ", " : "", sink->columns[i],
+						 format_type_be(sink->types[i]));
 	appendStringInfoChar(&sql, ')');
-	return crm_plan(&sink->plan, sql.data, sink->natts, argtypes);
+	return crm_plan(&sink->plan, sql.data, 1, argtypes);
 }
 
-/* Executes the sink's INSERT for n rows given column by column. */
+/* Executes the sink's INSERT for n rows. */
 static void
-sink_write(CrmRowSink *sink, int n, Datum **values, bool **nulls)
+sink_write(CrmRowSink *sink, int n, Datum *rows)
 {
-	SPIPlanPtr	plan = sink_plan(sink);
-	Datum		args[CRM_SINK_MAX_COLS];
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int			i;
+	Datum		arg = PointerGetDatum(construct_array(rows, n, RECORDOID, -1, false,
+													  TYPALIGN_DOUBLE));
 
-	for (i = 0; i < sink->natts; i++)
-		args[i] = PointerGetDatum(construct_md_array(values[i], nulls[i], 1, dims, lbs,
-													 sink->types[i], sink->typlen[i],
-													 sink->typbyval[i], sink->typalign[i]));
-	crm_exec(plan, args, NULL, false, 0);
+	crm_exec(sink_plan(sink), &arg, NULL, false, 0);
+}
+
+/* A row as a record of the sink's blessed type. */
+static Datum
+sink_row(CrmRowSink *sink, const Datum *values, const bool *nulls)
+{
+	HeapTuple	tup = heap_form_tuple(sink->desc, (Datum *) values, (bool *) nulls);
+
+	return HeapTupleGetDatum(tup);
 }
 
 static SinkRows *
@@ -215,20 +224,13 @@ crm_sink_add(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	SinkBatch  *b = depth > 0 ? batches[depth - 1] : NULL;
 	SinkRows   *r;
 	MemoryContext old;
-	int			i;
 
 	(void) sink_plan(sink);
 	if (b == NULL || !b->deferring)
 	{
-		Datum	   *v[CRM_SINK_MAX_COLS];
-		bool	   *nl[CRM_SINK_MAX_COLS];
+		Datum		row = sink_row(sink, values, nulls);
 
-		for (i = 0; i < sink->natts; i++)
-		{
-			v[i] = (Datum *) &values[i];
-			nl[i] = (bool *) &nulls[i];
-		}
-		sink_write(sink, 1, v, nl);
+		sink_write(sink, 1, &row);
 		return;
 	}
 
@@ -236,24 +238,11 @@ crm_sink_add(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	old = MemoryContextSwitchTo(b->cxt);
 	if (r->n == r->cap)
 	{
-		int			cap = r->cap ? r->cap * 2 : 64;
-
-		for (i = 0; i < sink->natts; i++)
-		{
-			r->values[i] = r->cap ? repalloc(r->values[i], sizeof(Datum) * cap)
-				: palloc(sizeof(Datum) * cap);
-			r->nulls[i] = r->cap ? repalloc(r->nulls[i], sizeof(bool) * cap)
-				: palloc(sizeof(bool) * cap);
-		}
-		r->cap = cap;
+		r->cap = r->cap ? r->cap * 2 : 64;
+		r->rows = r->rows ? repalloc(r->rows, sizeof(Datum) * r->cap)
+			: palloc(sizeof(Datum) * r->cap);
 	}
-	for (i = 0; i < sink->natts; i++)
-	{
-		r->nulls[i][r->n] = nulls[i];
-		r->values[i][r->n] = nulls[i] ? (Datum) 0 :
-			datumCopy(values[i], sink->typbyval[i], sink->typlen[i]);
-	}
-	r->n++;
+	r->rows[r->n++] = sink_row(sink, values, nulls);
 	MemoryContextSwitchTo(old);
 }
 
@@ -280,7 +269,7 @@ crm_sink_flush(void)
 			SinkRows   *r = (SinkRows *) lfirst(lc);
 
 			if (r->n > 0)
-				sink_write(r->sink, r->n, r->values, r->nulls);
+				sink_write(r->sink, r->n, r->rows);
 		}
 	}
 	PG_FINALLY();

@@ -7,7 +7,7 @@
  * a notification, a robot log row) described by its table and columns.
  * crm_sink_add() writes a row at once, or, while a deferring batch is open,
  * keeps it and writes it with every other row of that sink in one INSERT ...
- * SELECT FROM unnest(...) when the batch is flushed.  Only rows that nothing
+ * SELECT FROM unnest($1) of an array of records when the batch is flushed.  Only rows that nothing
  * reads back before the batch ends may go through a sink: the batch is
  * flushed inside the subtransaction that produced its rows, so an error
  * while flushing rolls them back with everything else of the batch.
@@ -17,6 +17,7 @@
 #ifndef CRM_ROWSINK_H
 #define CRM_ROWSINK_H
 
+#include "access/tupdesc.h"
 #include "executor/spi.h"
 
 #define CRM_SINK_MAX_COLS 16
@@ -29,9 +30,7 @@ typedef struct CrmRowSink
 	Oid			types[CRM_SINK_MAX_COLS];
 	/* filled on first use */
 	SPIPlanPtr	plan;
-	int16		typlen[CRM_SINK_MAX_COLS];
-	bool		typbyval[CRM_SINK_MAX_COLS];
-	char		typalign[CRM_SINK_MAX_COLS];
+	TupleDesc	desc;			/* a blessed record of the columns */
 } CrmRowSink;
 
 /*

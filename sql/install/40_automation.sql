@@ -65,8 +65,9 @@ CREATE TABLE crm.robot_log (
 	entity_type text NOT NULL,
 	entity_id	bigint NOT NULL,
 	status		text NOT NULL
-				CHECK (status IN ('scheduled', 'running', 'done', 'skipped', 'failed',
-								  'cancelled', 'loop_stopped',
+				-- the most frequent first: every log row is checked
+				CHECK (status IN ('done', 'skipped', 'scheduled', 'failed', 'cancelled',
+								  'loop_stopped', 'running',
 								  'fired', 'condition_false', 'backwards', 'already_there')),
 	error		text,
 	outputs		jsonb,

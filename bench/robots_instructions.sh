@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The robot engine's two speed ratios (issue 3) counted in CPU instructions
+# with valgrind's callgrind instead of seconds: the same count for the same
+# build and data whatever else the machine is doing, so the ratios can be
+# compared from run to run.  Same statements and baselines as
+# bench/robots_bench.sh (bench/robots_setup.sql), N deals (default 5,000).
+#
+# Each statement runs in a single-user backend started from a copy of the
+# prepared cluster, after a warm-up statement on one row that fills the
+# backend's caches as a long-lived connection has them; the instructions of
+# the same backend running only the warm-up are subtracted.
+#
+#   N=5000 bash bench/robots_instructions.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+crm_install_deps valgrind
+exec 9>/tmp/crm_automation.test.lock
+flock 9
+crm_build_install
+
+N=${N:-5000}
+W=$(mktemp -d /tmp/crm_icount.XXXXXX)
+chmod 777 "$W"
+trap 'crm_cluster_stop; rm -rf "$W"' EXIT
+crm_cluster_start "crm.worker_enabled = off"
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/robots_setup.sql >/dev/null
+psql -X -q -d postgres -c "CHECKPOINT" >/dev/null
+crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -m fast -w stop >/dev/null
+crm_as_owner cp -a "$CRM_CLUSTER_DIR/data" "$W/prepared"
+
+# count NAME SQL...: instructions of a single-user backend running the
+# statements, one per line.
+count() {
+	local name=$1
+	shift
+	crm_as_owner rm -rf "$W/data"
+	crm_as_owner cp -a "$W/prepared" "$W/data"
+	printf '%s\n' "$@" >"$W/$name.sql"
+	chmod 644 "$W/$name.sql"
+	crm_as_owner valgrind --tool=callgrind --callgrind-out-file="$W/$name.cg" \
+		"$(crm_pg_bindir)/postgres" --single -D "$W/data" postgres <"$W/$name.sql" >"$W/$name.out" 2>&1
+	if grep -q ERROR "$W/$name.out"; then
+		grep ERROR "$W/$name.out" >&2
+		exit 1
+	fi
+	awk '/^summary:/ {print $2}' "$W/$name.cg"
+}
+
+# measure NAME WARMUP SQL: millions of instructions of SQL after WARMUP.
+measure() {
+	local with without
+	with=$(count "$1" "$2" "$3")
+	without=$(count "$1_warmup" "$2")
+	python3 -c "print(($with - $without) / 1e6)"
+}
+
+prep="(SELECT id FROM crm.stage WHERE code = 'preparation' AND pipeline_id = (SELECT id FROM crm.pipeline WHERE entity_type = 'deal' AND is_default))"
+nostage_engine=$(measure nostage_engine "UPDATE crm.deal SET amount = amount + 1 WHERE id = 1" \
+	"UPDATE crm.deal SET amount = amount + 1 WHERE id > 1")
+nostage_base=$(measure nostage_base "UPDATE same_deal SET amount = amount + 1 WHERE id = 1" \
+	"UPDATE same_deal SET amount = amount + 1 WHERE id > 1")
+move_engine=$(measure move_engine "UPDATE crm.deal SET stage_id = $prep WHERE id = 1" \
+	"UPDATE crm.deal SET stage_id = $prep WHERE id > 1")
+move_base=$(measure move_base "UPDATE base_deal SET stage_id = $prep WHERE id = 1" \
+	"UPDATE base_deal SET stage_id = $prep WHERE id > 1")
+
+row() { python3 -c "print(f'{\"$1\":<58} {$2:>10.1f} {$3:>10.1f} {$2 / $3:>7.3f} $4')"; }
+echo "Instructions (millions) for $N deals, warm backend"
+printf '%-58s %10s %10s %7s %s\n' case engine baseline ratio goal
+row "1. UPDATE changing no stage vs identical table" "$nostage_engine" "$nostage_base" "<= 1.10"
+row "2. move into a stage with 3 add_comment robots vs PL/pgSQL" "$move_engine" "$move_base" "<= 1.00"
