@@ -83,9 +83,15 @@ SELECT channel, status, count(*) FROM crm.outbox GROUP BY 1, 2 ORDER BY 1, 2;
 -- a lease, and each message ready to send (provider resolved, templates
 -- rendered, the secret attached).  A message that cannot be sent comes back
 -- with an error, and the worker marks it dead without trying.
+-- The claim changes no indexed column: each lease is a HOT update (the new
+-- row version on the same page, no index entries).
+BEGIN;
+SELECT n_tup_hot_upd AS hot_before FROM pg_stat_xact_user_tables WHERE relid = 'crm.outbox'::regclass \gset
 SELECT id, channel, attempts, idempotency_key AS key, provider_id AS provider, url, method, headers, body,
 	   secret, username, mail_from, rcpt, subject, html, tls, attachments, error
   FROM crm._claim_messages(10, '1 minute') ORDER BY id \gx
+SELECT n_tup_hot_upd - :hot_before AS hot_updates FROM pg_stat_xact_user_tables WHERE relid = 'crm.outbox'::regclass;
+COMMIT;
 SELECT id, status, attempts, lease_until BETWEEN now() + interval '59 seconds' AND now() + interval '61 seconds' AS leased_1_min
   FROM crm.outbox ORDER BY id;
 
@@ -97,7 +103,8 @@ UPDATE crm.outbox SET lease_until = now() - interval '1 second' WHERE id = 1;
 UPDATE crm.outbox SET claimed_at = pg_postmaster_start_time() - interval '1 second' WHERE id = 2;
 SELECT id, attempts FROM crm._claim_messages(10, '1 minute') ORDER BY id;
 
--- A claim takes at most its limit, expired leases included, oldest due first.
+-- A claim takes at most its limit, oldest due first; a message whose lease
+-- expired is back in its place in the queue (1 was due after 10-14).
 INSERT INTO crm.outbox (id, channel, payload, idempotency_key, next_attempt_at)
 SELECT i, 'webhook', jsonb_build_object('url', 'https://c.example.com/' || i), 'msg_' || i,
 	   now() - make_interval(secs => 100 - i)

@@ -19,6 +19,7 @@
 
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "storage/itemptr.h"
 
 typedef enum CrmOutcome
 {
@@ -46,6 +47,7 @@ typedef struct CrmMessage
 
 	/* from crm._claim_messages */
 	int64		id;
+	ItemPointerData row_version;	/* the row as the claim left it */
 	int			attempts;		/* including this one */
 	char	   *channel;
 	char	   *key;			/* idempotency key, sent as webhook-id */

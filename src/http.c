@@ -42,11 +42,15 @@
 
 /* two sockets per transfer at most (happy eyeballs), crm.worker_concurrency <= 1000 */
 #define MAX_WATCHED 2048
+/* easy handles kept for reuse (their buffers survive curl_easy_reset) */
+#define MAX_IDLE	1000
 
 typedef struct Watched
 {
 	curl_socket_t fd;
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+	int			pos;			/* its event in the wait set; -1: not there yet */
+	bool		changed;		/* what changed since the set was last adjusted */
 } Watched;
 
 struct CrmTransport
@@ -57,9 +61,13 @@ struct CrmTransport
 	TimestampTz timer_set_at;
 	Watched		watched[MAX_WATCHED];
 	int			nwatched;
+	WaitEventSet *set;			/* latch, postmaster death, watched sockets */
+	bool		rebuild;		/* a socket came or went: build the set anew */
+	CURL	   *idle[MAX_IDLE];	/* easy handles to reuse */
+	int			nidle;
 	List	   *active;			/* messages in flight */
 	List	   *finished;		/* done, not yet handed back */
-	MemoryContext cxt;			/* holds the two lists */
+	MemoryContext cxt;			/* holds the two lists and the wait set */
 };
 
 /* ---------------------------------------------------------------------------
@@ -258,6 +266,12 @@ on_header(char *data, size_t size, size_t nmemb, void *clientp)
 	return n;
 }
 
+/*
+ * libcurl's socket callback.  It only notes what to watch: the wait set is
+ * adjusted in crm_transport_wait, outside libcurl, since that may raise an
+ * ERROR.  Sockets come and go with connections (rarely, with keep-alive);
+ * what is watched on one changes with each request on it.
+ */
 static int
 on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp)
 {
@@ -270,7 +284,10 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp)
 	if (what == CURL_POLL_REMOVE)
 	{
 		if (i < t->nwatched)
+		{
 			t->watched[i] = t->watched[--t->nwatched];
+			t->rebuild = true;
+		}
 		return 0;
 	}
 	if (i == t->nwatched)
@@ -278,8 +295,12 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp)
 		if (t->nwatched >= MAX_WATCHED)
 			return -1;
 		t->nwatched++;
+		t->watched[i].fd = fd;
+		t->watched[i].pos = -1;
+		t->rebuild = true;
 	}
-	t->watched[i].fd = fd;
+	else if (t->watched[i].what != what)
+		t->watched[i].changed = true;
 	t->watched[i].what = what;
 	return 0;
 }
@@ -436,10 +457,19 @@ finish_now(CrmTransport *t, CrmMessage *m, CrmOutcome outcome, const char *error
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Frees what a transfer allocated; its easy handle is reset and kept for
+ * the next message (t may be NULL: then it is freed).
+ */
 static void
-free_transfer(CrmMessage *m)
+free_transfer(CrmTransport *t, CrmMessage *m)
 {
-	if (m->easy)
+	if (m->easy && t && t->nidle < MAX_IDLE)
+	{
+		curl_easy_reset((CURL *) m->easy);
+		t->idle[t->nidle++] = (CURL *) m->easy;
+	}
+	else if (m->easy)
 		curl_easy_cleanup((CURL *) m->easy);
 	if (m->header_list)
 		curl_slist_free_all((struct curl_slist *) m->header_list);
@@ -462,7 +492,7 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 		finish_now(t, m, CRM_OUT_DEAD, m->error);
 		return;
 	}
-	easy = curl_easy_init();
+	easy = t->nidle > 0 ? t->idle[--t->nidle] : curl_easy_init();
 	if (easy == NULL)
 	{
 		finish_now(t, m, CRM_OUT_RETRY, "could not create a libcurl handle");
@@ -490,14 +520,14 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 
 	if (!ok)
 	{
-		free_transfer(m);
+		free_transfer(t, m);
 		finish_now(t, m, CRM_OUT_DEAD, m->error);
 		return;
 	}
 	m->started_at = GetCurrentTimestamp();
 	if (curl_multi_add_handle(t->multi, easy) != CURLM_OK)
 	{
-		free_transfer(m);
+		free_transfer(t, m);
 		finish_now(t, m, CRM_OUT_RETRY, "could not start the transfer");
 		return;
 	}
@@ -596,13 +626,59 @@ collect(CrmTransport *t)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &m);
 		classify(m, msg->data.result);
 		curl_multi_remove_handle(t->multi, msg->easy_handle);
-		free_transfer(m);
+		free_transfer(t, m);
 		t->inflight--;
 		old = MemoryContextSwitchTo(t->cxt);
 		t->active = list_delete_ptr(t->active, m);
 		t->finished = lappend(t->finished, m);
 		MemoryContextSwitchTo(old);
 	}
+}
+
+static uint32
+wait_events(int what)
+{
+	uint32		ev = 0;
+
+	if (what & CURL_POLL_IN)
+		ev |= WL_SOCKET_READABLE;
+	if (what & CURL_POLL_OUT)
+		ev |= WL_SOCKET_WRITEABLE;
+	return ev;
+}
+
+/*
+ * Brings the wait set up to date with what libcurl asked to watch: built
+ * anew when a socket came or went, else only the changed sockets adjusted.
+ */
+static void
+adjust_wait_set(CrmTransport *t)
+{
+	int			i;
+
+	if (t->set == NULL || t->rebuild)
+	{
+		if (t->set)
+			FreeWaitEventSet(t->set);
+		t->set = NULL;
+		t->set = CreateWaitEventSet(t->cxt, t->nwatched + 2);
+		AddWaitEventToSet(t->set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(t->set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (i = 0; i < t->nwatched; i++)
+		{
+			t->watched[i].pos = AddWaitEventToSet(t->set, wait_events(t->watched[i].what),
+												  t->watched[i].fd, NULL, NULL);
+			t->watched[i].changed = false;
+		}
+		t->rebuild = false;
+		return;
+	}
+	for (i = 0; i < t->nwatched; i++)
+		if (t->watched[i].changed)
+		{
+			ModifyWaitEvent(t->set, t->watched[i].pos, wait_events(t->watched[i].what), NULL);
+			t->watched[i].changed = false;
+		}
 }
 
 /*
@@ -612,7 +688,6 @@ collect(CrmTransport *t)
 bool
 crm_transport_wait(CrmTransport *t, long timeout_ms)
 {
-	WaitEventSet *set;
 	WaitEvent	events[64];
 	long		curl_timeout = crm_transport_timeout(t);
 	int			running;
@@ -624,21 +699,8 @@ crm_transport_wait(CrmTransport *t, long timeout_ms)
 	if (curl_timeout >= 0 && (timeout_ms < 0 || curl_timeout < timeout_ms))
 		timeout_ms = curl_timeout;
 
-	set = CreateWaitEventSet(CurrentMemoryContext, t->nwatched + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (i = 0; i < t->nwatched; i++)
-	{
-		uint32		ev = 0;
-
-		if (t->watched[i].what & CURL_POLL_IN)
-			ev |= WL_SOCKET_READABLE;
-		if (t->watched[i].what & CURL_POLL_OUT)
-			ev |= WL_SOCKET_WRITEABLE;
-		AddWaitEventToSet(set, ev, t->watched[i].fd, NULL, NULL);
-	}
-	n = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
-	FreeWaitEventSet(set);
+	adjust_wait_set(t);
+	n = WaitEventSetWait(t->set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
 
 	for (i = 0; i < n; i++)
 	{
@@ -691,7 +753,7 @@ crm_transport_abandon(CrmTransport *t)
 		CrmMessage *m = lfirst(lc);
 
 		curl_multi_remove_handle(t->multi, (CURL *) m->easy);
-		free_transfer(m);
+		free_transfer(t, m);
 	}
 	t->active = NIL;
 	t->inflight = 0;

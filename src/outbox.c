@@ -30,21 +30,28 @@
 #include "delivery.h"
 #include "spi_util.h"
 
-static char *
-get_text(HeapTuple tup, TupleDesc desc, const char *col)
+/* The claim's result columns, in the order of crm._claim_messages. */
+enum
 {
-	int			n = SPI_fnumber(desc, col);
+	C_ID = 1, C_CHANNEL, C_ATTEMPTS, C_KEY, C_PROVIDER, C_URL, C_METHOD, C_HEADERS, C_BODY,
+	C_SECRET, C_USERNAME, C_MAIL_FROM, C_RCPT, C_SUBJECT, C_HTML, C_TLS, C_ATTACHMENTS,
+	C_ERROR, C_ROW_VERSION, C_NCOLS = C_ROW_VERSION
+};
+
+static char *
+get_text(HeapTuple tup, TupleDesc desc, int col)
+{
 	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 static char **
-get_text_array(HeapTuple tup, TupleDesc desc, const char *col, int *n)
+get_text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
 {
 	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, col), &isnull);
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
 	Datum	   *elems;
 	bool	   *nulls;
 	int			nelems;
@@ -94,8 +101,8 @@ load_attachments(CrmMessage *m, char **ids, int n)
 		}
 		tup = SPI_tuptable->vals[0];
 		desc = SPI_tuptable->tupdesc;
-		m->att[m->natt].name = get_text(tup, desc, "name");
-		m->att[m->natt].content_type = get_text(tup, desc, "content_type");
+		m->att[m->natt].name = get_text(tup, desc, 1);
+		m->att[m->natt].content_type = get_text(tup, desc, 2);
 		content = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
 		m->att[m->natt].len = VARSIZE_ANY_EXHDR(content);
 		m->att[m->natt].data = palloc(m->att[m->natt].len + 1);
@@ -125,6 +132,9 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3)", 3, types),
 			 vals, NULL, false, 0);
 
+	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS)
+		elog(ERROR, "crm._claim_messages returned %d columns, expected %d",
+			 SPI_tuptable->tupdesc->natts, C_NCOLS);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -140,26 +150,28 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 
 		m->cxt = cxt;
 		m->retry_after = -1;
-		m->id = DatumGetInt64(SPI_getbinval(tup, desc, SPI_fnumber(desc, "id"), &isnull));
-		m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, SPI_fnumber(desc, "attempts"), &isnull));
-		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "provider_id"), &isnull);
+		m->id = DatumGetInt64(SPI_getbinval(tup, desc, C_ID, &isnull));
+		m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, C_ATTEMPTS, &isnull));
+		d = SPI_getbinval(tup, desc, C_PROVIDER, &isnull);
 		m->provider_id = isnull ? 0 : DatumGetInt64(d);
-		m->channel = get_text(tup, desc, "channel");
-		m->key = get_text(tup, desc, "idempotency_key");
-		m->url = get_text(tup, desc, "url");
-		m->method = get_text(tup, desc, "method");
-		m->headers = get_text_array(tup, desc, "headers", &m->nheaders);
-		m->body = get_text(tup, desc, "body");
-		m->secret = get_text(tup, desc, "secret");
-		m->username = get_text(tup, desc, "username");
-		m->mail_from = get_text(tup, desc, "mail_from");
-		m->rcpt = get_text_array(tup, desc, "rcpt", &m->nrcpt);
-		m->subject = get_text(tup, desc, "subject");
-		d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "html"), &isnull);
+		m->channel = get_text(tup, desc, C_CHANNEL);
+		m->key = get_text(tup, desc, C_KEY);
+		m->url = get_text(tup, desc, C_URL);
+		m->method = get_text(tup, desc, C_METHOD);
+		m->headers = get_text_array(tup, desc, C_HEADERS, &m->nheaders);
+		m->body = get_text(tup, desc, C_BODY);
+		m->secret = get_text(tup, desc, C_SECRET);
+		m->username = get_text(tup, desc, C_USERNAME);
+		m->mail_from = get_text(tup, desc, C_MAIL_FROM);
+		m->rcpt = get_text_array(tup, desc, C_RCPT, &m->nrcpt);
+		m->subject = get_text(tup, desc, C_SUBJECT);
+		d = SPI_getbinval(tup, desc, C_HTML, &isnull);
 		m->html = !isnull && DatumGetBool(d);
-		m->tls = get_text(tup, desc, "tls");
-		m->error = get_text(tup, desc, "error");
-		att_ids = get_text_array(tup, desc, "attachments", &natt);
+		m->tls = get_text(tup, desc, C_TLS);
+		m->error = get_text(tup, desc, C_ERROR);
+		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
+		d = SPI_getbinval(tup, desc, C_ROW_VERSION, &isnull);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(d), &m->row_version);
 		if (m->body == NULL)
 			m->body = pstrdup("");
 		MemoryContextSwitchTo(old);
@@ -306,7 +318,7 @@ disable_endpoint(CrmMessage *m, const char *error)
 					  "           ON CONFLICT (url) DO NOTHING RETURNING 1),"
 					  " p AS (UPDATE crm.provider SET active = false, disabled_reason = $2"
 					  "       WHERE id = $3 RETURNING 1)"
-					  " UPDATE crm.outbox SET status = 'dead', updated_at = now(),"
+					  " UPDATE crm.outbox SET status = 'dead', next_attempt_at = 'infinity', updated_at = now(),"
 					  "        last_error = 'endpoint gone: ' || $2"
 					  "  WHERE status IN ('pending', 'failed')"
 					  "    AND ((channel = 'webhook' AND $4 = 'webhook' AND payload ->> 'url' = $1)"
@@ -317,16 +329,21 @@ disable_endpoint(CrmMessage *m, const char *error)
 /*
  * Records the outcome of finished messages, in one statement whatever
  * their number: each row only if its lease is still ours (same attempt,
- * still sending).
+ * still sending).  Rows are found by the version the claim wrote
+ * (row_version), checked against the id: if the lease expired and another
+ * claimer took the message, that version is gone and nothing is recorded.
+ * A dead message's next attempt is 'infinity', which takes it out of
+ * outbox_due.
  */
 void
 crm_outbox_record(List *msgs)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	Oid			types[9] = {TIDARRAYOID, INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 	TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, BOOLARRAYOID};
 	int			n = list_length(msgs);
-	Datum	   *ids,
+	Datum	   *tids,
+			   *ids,
 			   *attempts,
 			   *status,
 			   *codes,
@@ -337,12 +354,13 @@ crm_outbox_record(List *msgs)
 	bool	   *code_null,
 			   *error_null,
 			   *excerpt_null;
-	Datum		vals[8];
+	Datum		vals[9];
 	ListCell   *lc;
 	int			i = 0;
 
 	if (n == 0)
 		return;
+	tids = palloc(sizeof(Datum) * n);
 	ids = palloc(sizeof(Datum) * n);
 	attempts = palloc(sizeof(Datum) * n);
 	status = palloc(sizeof(Datum) * n);
@@ -362,6 +380,7 @@ crm_outbox_record(List *msgs)
 		char	   *error;
 		const char *st = status_of(m, &delay, &error);
 
+		tids[i] = PointerGetDatum(&m->row_version);
 		ids[i] = Int64GetDatum(m->id);
 		attempts[i] = Int32GetDatum(m->attempts);
 		status[i] = CStringGetTextDatum(st);
@@ -377,28 +396,31 @@ crm_outbox_record(List *msgs)
 		if (m->outcome == CRM_OUT_GONE)
 			disable_endpoint(m, error);
 	}
-	vals[0] = array_of(ids, NULL, n, INT8OID);
-	vals[1] = array_of(attempts, NULL, n, INT4OID);
-	vals[2] = array_of(status, NULL, n, TEXTOID);
-	vals[3] = array_of(codes, code_null, n, INT4OID);
-	vals[4] = array_of(errors, error_null, n, TEXTOID);
-	vals[5] = array_of(excerpts, excerpt_null, n, TEXTOID);
-	vals[6] = array_of(delays, NULL, n, FLOAT8OID);
-	vals[7] = array_of(released, NULL, n, BOOLOID);
+	vals[0] = array_of(tids, NULL, n, TIDOID);
+	vals[1] = array_of(ids, NULL, n, INT8OID);
+	vals[2] = array_of(attempts, NULL, n, INT4OID);
+	vals[3] = array_of(status, NULL, n, TEXTOID);
+	vals[4] = array_of(codes, code_null, n, INT4OID);
+	vals[5] = array_of(errors, error_null, n, TEXTOID);
+	vals[6] = array_of(excerpts, excerpt_null, n, TEXTOID);
+	vals[7] = array_of(delays, NULL, n, FLOAT8OID);
+	vals[8] = array_of(released, NULL, n, BOOLOID);
 	crm_exec(crm_plan_opts(&plan,
 						   "UPDATE crm.outbox o"
 						   "   SET status = r.status, response_code = r.code, last_error = r.error,"
 						   "       response_excerpt = r.excerpt,"
-						   "       next_attempt_at = CASE WHEN r.status = 'failed'"
-						   "           THEN clock_timestamp() + make_interval(secs => r.delay)"
+						   "       next_attempt_at = CASE r.status"
+						   "           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
+						   "           WHEN 'dead' THEN 'infinity'"
 						   "           ELSE o.next_attempt_at END,"
 						   "       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
 						   "       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
 						   "       lease_until = NULL, updated_at = now()"
-						   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
-						   "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
-						   " WHERE o.id = r.id AND o.attempts = r.attempts AND o.status = 'sending'",
-						   8, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
+						   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+						   "       AS r (row_version, id, attempts, status, code, error, excerpt, delay, released)"
+						   " WHERE o.ctid = r.row_version AND o.id = r.id AND o.attempts = r.attempts"
+						   "   AND o.status = 'sending'",
+						   9, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
 }
 
 /* Gives unfinished messages back to the queue (worker shutdown). */

@@ -22,9 +22,9 @@
  * the top of each turn; each message has its own context, deleted once its
  * result is recorded.  SIGTERM lets the transfers in flight finish for up
  * to 3 seconds and gives the rest back to the queue; a crash leaves their
- * leases, which a later claim takes back (crm._claim_messages looks for
- * expired leases about once a second, and at the first claim after a
- * start).
+ * leases, which a later claim takes back (every claim reads past the
+ * messages being sent and takes those whose lease ended, or was taken
+ * before the server started).
  *
  *-------------------------------------------------------------------------
  */
@@ -42,6 +42,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -55,7 +56,6 @@
 #define SHUTDOWN_GRACE_MS	3000
 #define LEASE_MARGIN_MS		30000
 #define IDLE_CHECK_MS		(10 * 60 * 1000)
-#define EXPIRED_CHECK_MS	1000	/* how often a claim looks for expired leases */
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -64,7 +64,6 @@ static bool extension_gone = false;
 static TimestampTz next_job_due = 0;
 static TimestampTz next_msg_due = 0;
 static bool job_backlog = false;
-static TimestampTz last_expired_check = 0;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -163,7 +162,6 @@ typedef struct Exchange
 {
 	List	   *finished;		/* to record */
 	int			limit;			/* to claim; 0: none */
-	bool		expired;		/* take back expired leases too */
 	bool		check_extension;
 	MemoryContext cxt;			/* the messages' parent context */
 	MemoryContext list_cxt;		/* where the list of claimed ones goes */
@@ -185,7 +183,7 @@ step_exchange(void *arg)
 	if (x->limit > 0)
 	{
 		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
-										   x->expired, x->cxt);
+										   true, x->cxt);
 		MemoryContext old = MemoryContextSwitchTo(x->list_cxt);
 
 		x->claimed = list_copy(l);
@@ -237,9 +235,6 @@ exchange(CrmTransport *t, int limit, bool check_extension,
 
 	x.finished = crm_transport_finished(t);
 	x.limit = limit;
-	x.expired = limit > 0 &&
-		(last_expired_check == 0 ||
-		 TimestampDifferenceExceeds(last_expired_check, GetCurrentTimestamp(), EXPIRED_CHECK_MS));
 	x.check_extension = check_extension;
 	x.cxt = msg_cxt;
 	x.list_cxt = CurrentMemoryContext;
@@ -257,8 +252,6 @@ exchange(CrmTransport *t, int limit, bool check_extension,
 		*full = false;
 		return false;
 	}
-	if (x.expired)
-		last_expired_check = GetCurrentTimestamp();
 	if (limit > 0)
 		*full = list_length(x.claimed) >= limit;
 	foreach(lc, x.claimed)
@@ -335,6 +328,13 @@ crm_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	crm_worker_attach(dboid);
 	pgstat_report_appname("crm_automation worker");
+
+	/*
+	 * Short statements, many times a second: compiling them (when a large
+	 * outbox lifts the planner's estimates above jit_above_cost) would cost
+	 * far more than it saves.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	(void) in_transaction(step_check_extension, NULL, "crm_automation: starting");
 	if (extension_gone)

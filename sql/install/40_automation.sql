@@ -165,8 +165,13 @@ CREATE TABLE crm.outbox (
 	updated_at	timestamptz NOT NULL DEFAULT now(),
 	sent_at		timestamptz
 );
-CREATE INDEX outbox_due ON crm.outbox (next_attempt_at) WHERE status IN ('pending', 'failed');
-CREATE INDEX outbox_lease ON crm.outbox (lease_until) WHERE status = 'sending';
+-- Messages not yet done, by due time: pending, failed, and sending ones
+-- (their lease may expire).  A dead message's next attempt is 'infinity'.
+-- No index names status or the lease, which the claim changes: the claim
+-- is a HOT update (crm._claim_messages).
+CREATE INDEX outbox_due ON crm.outbox (next_attempt_at)
+	WHERE sent_at IS NULL AND next_attempt_at < 'infinity';
+CREATE INDEX outbox_sent ON crm.outbox (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX ON crm.outbox (entity_type, entity_id);
 
 -- Business-process templates and their persistent instances.

@@ -14,7 +14,8 @@
 ALTER TABLE crm.outbox ADD COLUMN claimed_at timestamptz;
 
 -- Every message is updated twice (claimed, then its result): room on its
--- page keeps the new versions next to the old ones.
+-- page keeps the new versions next to the old ones (the claim's is a HOT
+-- update: see outbox_due).
 ALTER TABLE crm.outbox SET (fillfactor = 50);
 
 -- Endpoints that answered 410 Gone: their further messages are dead.
@@ -334,45 +335,53 @@ $$;
 -- ---------------------------------------------------------------------------
 -- The worker's claim.  Leases up to p_limit due messages (pending, failed
 -- whose next attempt is due, and, when p_expired, sending ones whose lease
--- expired or was taken before the server started) and returns each one
--- ready to send: the provider resolved, templates rendered, secrets
--- attached.  A message that cannot be sent comes back with an error, and
--- the worker marks it dead.
+-- expired or was taken before the server started), oldest due first, and
+-- returns each one ready to send: the provider resolved, templates
+-- rendered, secrets attached, and the version of the row the lease wrote
+-- (the worker records the result through it).  A message that cannot be
+-- sent comes back with an error, and the worker marks it dead.
 --
--- Expired leases are rare (a worker died) and looking for them reads the
--- lease index, dead entries included, so the worker asks for them about
--- once a second rather than on every claim.
+-- Every message is updated twice, claimed and then recorded; the claim
+-- changes no indexed column (see outbox_due), so PostgreSQL writes its new
+-- version on the same page without index entries (a HOT update).  Messages
+-- being sent stay in outbox_due at their due time: the claim reads past
+-- them (at most the requests in flight) and takes back those whose lease
+-- ended, in the same pass.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true)
 RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
-			   html boolean, tls text, attachments text[], error text)
+			   html boolean, tls text, attachments text[], error text, row_version tid)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
--- called many times a second: plan it once (its plan suits any limit)
+-- called many times a second: plan it once.  A generic plan does not know
+-- the limit and, with many messages due, would rather read the whole table
+-- and sort it: the claim reads outbox_due in order, whatever the statistics.
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
 AS $$
 BEGIN
 	RETURN QUERY
-	WITH expired AS (
-		SELECT o.id FROM crm.outbox o
-		 WHERE p_expired AND o.status = 'sending'
-		   AND (o.lease_until < now() OR o.claimed_at < pg_postmaster_start_time())
-		 LIMIT p_limit
-		 FOR UPDATE SKIP LOCKED
-	), due AS (
-		SELECT o.id FROM crm.outbox o
-		 WHERE o.status IN ('pending', 'failed') AND o.next_attempt_at <= now()
-		 ORDER BY o.next_attempt_at
-		 LIMIT greatest(p_limit - (SELECT count(*) FROM expired), 0)
-		 FOR UPDATE SKIP LOCKED
-	), claimed AS (
+	WITH claimed AS (
+		-- rows locked by the subquery keep their place (ctid) until we update
+		-- them: the update reads them by address, whatever the statistics say
 		UPDATE crm.outbox o
 		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
 			   lease_until = now() + p_lease, updated_at = now()
-		 WHERE o.id IN (SELECT due.id FROM due UNION SELECT expired.id FROM expired)
-		RETURNING o.*
+		 WHERE o.ctid = ANY (ARRAY(
+				SELECT d.ctid FROM crm.outbox d
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				 ORDER BY d.next_attempt_at
+				 LIMIT p_limit
+				 FOR UPDATE SKIP LOCKED))
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.ctid
 	), resolved AS (
 		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
 			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret,
@@ -395,7 +404,9 @@ BEGIN
 				   'message_id', r.idempotency_key,
 				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
 				   'secret', coalesce(r.p_secret, '')) END AS vars,
-			   coalesce(r.cfg ->> 'format', 'json') AS fmt
+			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
+			   -- most webhooks have no headers of their own: skip the subqueries then
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers
 		  FROM resolved r
 	)
 	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
@@ -404,14 +415,16 @@ BEGIN
 				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
 		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
 						  r.cfg ->> 'method', 'POST')),
-		   ARRAY(SELECT h.key || ': ' ||
-						CASE WHEN r.channel IN ('sms', 'robocall')
-							 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
-				   FROM (SELECT * FROM jsonb_each_text(coalesce(r.cfg -> 'headers', '{}'))
-						 UNION ALL
-						 SELECT * FROM jsonb_each_text(CASE WHEN r.channel = 'webhook'
-															 THEN coalesce(r.payload -> 'headers', '{}')
-															 ELSE '{}' END)) h),
+		   CASE WHEN r.own_headers OR r.cfg ? 'headers' THEN
+			   ARRAY(SELECT h.key || ': ' ||
+							CASE WHEN r.channel IN ('sms', 'robocall')
+								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
+					   FROM (SELECT * FROM jsonb_each_text(coalesce(r.cfg -> 'headers', '{}'))
+							 UNION ALL
+							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
+																 THEN r.payload -> 'headers'
+																 ELSE '{}' END)) h)
+				ELSE '{}' END,
 		   CASE WHEN r.channel = 'webhook' THEN
 					CASE jsonb_typeof(r.payload -> 'body')
 						WHEN 'string' THEN r.payload ->> 'body'
@@ -443,21 +456,27 @@ BEGIN
 					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
 				WHEN r.channel = 'webhook' AND r.payload ? 'headers' AND jsonb_typeof(r.payload -> 'headers') <> 'object' THEN
 					'webhook headers must be a JSON object'
-				WHEN r.channel = 'webhook'
-					 AND EXISTS (SELECT FROM jsonb_each_text(coalesce(r.payload -> 'headers', '{}')) h
+				WHEN r.own_headers
+					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
 								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
 					'a header name is not a token or a header value contains CR or LF'
-		   END
+		   END,
+		   r.ctid
 	  FROM rendered r;
 END
 $$;
 
 -- Earliest time a message becomes claimable: its next attempt, or the end
--- of a lease (both read from partial indexes, whatever the queue's size).
+-- of a lease (both read from outbox_due: a lease is only ever taken on a
+-- message already due, so leased messages lie before now() in it).
 CREATE FUNCTION crm._next_message_due() RETURNS timestamptz
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT least((SELECT min(next_attempt_at) FROM crm.outbox WHERE status IN ('pending', 'failed')),
-				 (SELECT min(lease_until) FROM crm.outbox WHERE status = 'sending'));
+	SELECT least((SELECT min(next_attempt_at) FROM crm.outbox
+				   WHERE sent_at IS NULL AND next_attempt_at < 'infinity'
+					 AND status IN ('pending', 'failed')),
+				 (SELECT min(lease_until) FROM crm.outbox
+				   WHERE sent_at IS NULL AND next_attempt_at < 'infinity'
+					 AND next_attempt_at <= now() AND status = 'sending'));
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -591,4 +610,3 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	SELECT count(*) FROM d;
 $$;
 
-CREATE INDEX outbox_sent ON crm.outbox (sent_at) WHERE status = 'sent';

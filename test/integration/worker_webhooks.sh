@@ -94,6 +94,8 @@ id=$(msg "$B/status/404/c")
 wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true
 check "404 is final: dead after one attempt" "dead/1" "$(status $id)"
 check "its response code and excerpt are kept" "404|ok" "$(q "SELECT response_code || '|' || response_excerpt FROM crm.outbox WHERE id = $id")"
+check "a dead message has no next attempt (it leaves the queue's index)" "infinity" \
+	"$(q "SELECT next_attempt_at FROM crm.outbox WHERE id = $id")"
 
 id=$(msg "$B/status/429/d")
 sleep 1.5
