@@ -17,7 +17,7 @@ CREATE TABLE crm.work_schedule (
 );
 COMMENT ON TABLE crm.work_schedule IS
 	'The working week: ISO days (1 Monday .. 7 Sunday), the working day''s start and end, read in time_zone.';
-INSERT INTO crm.work_schedule DEFAULT VALUES;
+-- its single row is default data (60_defaults.sql)
 
 CREATE TABLE crm.holiday (
 	day			date PRIMARY KEY,
