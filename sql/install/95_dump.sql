@@ -12,7 +12,7 @@
 -- Restoring (README, "Backup and restore") runs with
 -- session_replication_role = replica: the dumped rows come back as they
 -- were, without the engine's triggers (no robots run again, no timestamps
--- or authors rewritten, foreign keys not checked row by row, so the
+-- or authors rewritten, foreign keys not checked, so the
 -- user <-> department cycle loads), and CREATE EXTENSION then creates no
 -- default rows (60_defaults.sql): the dump holds the default pipelines,
 -- stages and working week as the administrators left them.
