@@ -18,7 +18,20 @@
  *
  * Under load each turn records and claims many messages with one commit,
  * and the transfers go on in the kernel while it commits, so the batches
- * grow with the load.  The loop's allocations live in a context reset at
+ * grow with the load.
+ *
+ * The exchange commits without waiting for its WAL to reach the disk
+ * (synchronous_commit off, for that transaction only; jobs commit as
+ * configured).  Losing such a commit in a crash loses no message: a lost
+ * claim leaves the message pending, a lost result leaves it leased by a
+ * worker of the previous server, which the first claim after the restart
+ * takes back.  Either way the message is sent again with the same
+ * webhook-id, so what a crash can cost is duplicates, never a message.
+ * To keep them bounded, results not yet known durable never exceed
+ * crm.worker_concurrency: past that the worker flushes the WAL itself
+ * (usually the WAL writer has already done so).  A crash therefore re-sends
+ * at most twice crm.worker_concurrency messages: those in flight and those
+ * whose result was not yet on disk.  The loop's allocations live in a context reset at
  * the top of each turn; each message has its own context, deleted once its
  * result is recorded.  SIGTERM lets the transfers in flight finish for up
  * to 3 seconds and gives the rest back to the queue; a crash leaves their
@@ -31,6 +44,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -64,6 +78,10 @@ static bool extension_gone = false;
 static TimestampTz next_job_due = 0;
 static TimestampTz next_msg_due = 0;
 static bool job_backlog = false;
+
+/* results recorded by commits that may not be on disk yet, and the last one's end */
+static int	results_unflushed = 0;
+static XLogRecPtr results_lsn = InvalidXLogRecPtr;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -179,6 +197,10 @@ step_exchange(void *arg)
 		if (extension_gone)
 			return;
 	}
+
+	/* see the header comment: a lost commit here costs a re-send only */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	crm_outbox_record(x->finished);
 	if (x->limit > 0)
 	{
@@ -202,6 +224,27 @@ static void
 step_release(void *arg)
 {
 	crm_outbox_release((List *) arg);
+}
+
+/*
+ * Notes n results committed without waiting for the disk, and flushes the
+ * WAL once those not yet known durable reach crm.worker_concurrency, so a
+ * crash never re-sends more than that on their account.
+ */
+static void
+results_committed(int n)
+{
+	if (n == 0)
+		return;
+	results_unflushed += n;
+	results_lsn = XactLastCommitEnd;
+	if (GetFlushRecPtr(NULL) >= results_lsn)
+		results_unflushed = 0;
+	else if (results_unflushed >= crm_worker_concurrency)
+	{
+		XLogFlush(results_lsn);
+		results_unflushed = 0;
+	}
 }
 
 static void
@@ -243,6 +286,8 @@ exchange(CrmTransport *t, int limit, bool check_extension,
 	ok = in_transaction(step_exchange, &x,
 						limit > 0 ? "crm_automation: claiming messages"
 						: "crm_automation: recording deliveries");
+	if (ok)
+		results_committed(list_length(x.finished));
 	free_messages(x.finished);
 	list_free(x.finished);
 	if (!ok)
