@@ -25,33 +25,13 @@ chmod 777 "$W"
 trap 'crm_cluster_stop; rm -rf "$W"' EXIT
 crm_cluster_start "crm.worker_enabled = off"
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/robots_setup.sql >/dev/null
-psql -X -q -d postgres -c "CHECKPOINT" >/dev/null
-crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -m fast -w stop >/dev/null
-crm_as_owner cp -a "$CRM_CLUSTER_DIR/data" "$W/prepared"
-
-# count NAME SQL...: instructions of a single-user backend running the
-# statements, one per line.
-count() {
-	local name=$1
-	shift
-	crm_as_owner rm -rf "$W/data"
-	crm_as_owner cp -a "$W/prepared" "$W/data"
-	printf '%s\n' "$@" >"$W/$name.sql"
-	chmod 644 "$W/$name.sql"
-	crm_as_owner valgrind --tool=callgrind --callgrind-out-file="$W/$name.cg" \
-		"$(crm_pg_bindir)/postgres" --single -D "$W/data" postgres <"$W/$name.sql" >"$W/$name.out" 2>&1
-	if grep -q ERROR "$W/$name.out"; then
-		grep ERROR "$W/$name.out" >&2
-		exit 1
-	fi
-	awk '/^summary:/ {print $2}' "$W/$name.cg"
-}
+crm_icount_prepare "$W"
 
 # measure NAME WARMUP SQL: millions of instructions of SQL after WARMUP.
 measure() {
 	local with without
-	with=$(count "$1" "$2" "$3")
-	without=$(count "$1_warmup" "$2")
+	with=$(crm_icount "$W" "$1" "$2" "$3")
+	without=$(crm_icount "$W" "$1_warmup" "$2")
 	python3 -c "print(($with - $without) / 1e6)"
 }
 

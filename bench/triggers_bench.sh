@@ -9,6 +9,7 @@
 #     b. 5 of the 50 listen to calls on the deal's pipeline, with conditions
 #        that do not hold: each call is an event, decided and logged.
 #   And, for scale, what a call costs when it moves the deal (c).
+# bench/triggers_instructions.sh counts the same cases in instructions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,4 +21,4 @@ trap crm_cluster_stop EXIT
 crm_cluster_start "crm.worker_enabled = off"
 
 N=${N:-5000}
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/triggers_bench.sql
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/triggers_setup.sql -f bench/triggers_bench.sql

@@ -4,6 +4,7 @@
 #   crm_build_install    builds and installs the extension
 #   crm_cluster_start    starts a throw-away cluster (sets PGHOST, PGPORT,
 #                        PGUSER, CRM_CLUSTER_DIR); crm_cluster_stop removes it
+#   crm_icount           instructions of statements in a single-user backend
 #
 # initdb and postgres refuse to run as root, so as root the cluster belongs to
 # the unprivileged "postgres" user (created by the postgresql package).
@@ -95,4 +96,36 @@ crm_cluster_stop() {
 	crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
 	rm -rf "$CRM_CLUSTER_DIR"
 	CRM_CLUSTER_DIR=
+}
+
+# Instruction counts (bench/*_instructions.sh), noise-free on a shared box.
+# crm_icount_prepare DIR: stops the running cluster and keeps a copy of it as
+# DIR/prepared.  crm_icount DIR NAME SQL...: runs the statements, one per
+# line, in a single-user backend on a fresh copy of it under callgrind and
+# prints its instruction count (the file DIR/NAME.cg; also copied into
+# $CALLGRIND_KEEP when set).
+crm_icount_prepare() {
+	psql -X -q -d postgres -c "CHECKPOINT" >/dev/null
+	crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -m fast -w stop >/dev/null
+	crm_as_owner cp -a "$CRM_CLUSTER_DIR/data" "$1/prepared"
+}
+
+crm_icount() {
+	local dir=$1 name=$2
+	shift 2
+	crm_as_owner rm -rf "$dir/data"
+	crm_as_owner cp -a "$dir/prepared" "$dir/data"
+	printf '%s\n' "$@" >"$dir/$name.sql"
+	chmod 644 "$dir/$name.sql"
+	crm_as_owner valgrind --tool=callgrind --callgrind-out-file="$dir/$name.cg" \
+		"$(crm_pg_bindir)/postgres" --single -D "$dir/data" postgres <"$dir/$name.sql" >"$dir/$name.out" 2>&1
+	if grep -q ERROR "$dir/$name.out"; then
+		grep ERROR "$dir/$name.out" >&2
+		return 1
+	fi
+	if [ -n "${CALLGRIND_KEEP:-}" ]; then
+		mkdir -p "$CALLGRIND_KEEP"
+		cp "$dir/$name.cg" "$CALLGRIND_KEEP/"
+	fi
+	awk '/^summary:/ {print $2}' "$dir/$name.cg"
 }

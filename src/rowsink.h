@@ -7,7 +7,8 @@
  * a notification, a robot log row) described by its table and columns.
  * crm_sink_add() writes a row at once, or, while a deferring batch is open,
  * keeps it and writes it with every other row of that sink in one INSERT ...
- * SELECT FROM unnest($1) of an array of records when the batch is flushed.  Only rows that nothing
+ * SELECT FROM unnest($1) of an array of records when the batch is flushed
+ * (a single row with INSERT ... VALUES, which starts faster).  Only rows that nothing
  * reads back before the batch ends may go through a sink: the batch is
  * flushed inside the subtransaction that produced its rows, so an error
  * while flushing rolls them back with everything else of the batch.
@@ -28,9 +29,11 @@ typedef struct CrmRowSink
 	int			natts;
 	const char *columns[CRM_SINK_MAX_COLS];
 	Oid			types[CRM_SINK_MAX_COLS];
+	bool		append;			/* single rows may skip the INSERT (rowappend.c) */
 	/* filled on first use */
 	SPIPlanPtr	plan;
 	TupleDesc	desc;			/* a blessed record of the columns */
+	SPIPlanPtr	plan_one;		/* INSERT ... VALUES of a single row */
 } CrmRowSink;
 
 /*
@@ -38,6 +41,13 @@ typedef struct CrmRowSink
  * when the row is kept, so the caller may free them.
  */
 extern void crm_sink_add(CrmRowSink *sink, const Datum *values, const bool *nulls);
+
+/*
+ * Appends one row of an append sink to its table as the INSERT would, without
+ * running one (rowappend.c); false when the table does not qualify or the
+ * current user may not insert: then the caller runs the INSERT.
+ */
+extern bool crm_row_append(CrmRowSink *sink, const Datum *values, const bool *nulls);
 
 /*
  * Batches nest.  A deferring batch keeps rows until crm_sink_flush(); an

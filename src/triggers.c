@@ -25,7 +25,10 @@
  *
  * When no trigger's condition holds, condition_false is logged.  One log row
  * per event and item (crm.robot_log, kind trigger) lists every trigger
- * checked.  The decision and the move run in a subtransaction: an error (a
+ * checked; it goes through a row sink that appends it without an INSERT
+ * statement (rowappend.c), since most events are decided and logged one per
+ * statement.  The event's payload is built as jsonb only when a condition
+ * reads it; otherwise the source row goes straight into the log row.  The decision and the move run in a subtransaction: an error (a
  * condition that divides by zero, a failing UPDATE) is logged as failed and
  * never aborts the statement that caused the event.
  *
@@ -59,6 +62,7 @@
 #include "utils/snapmgr.h"
 
 #include "robots.h"
+#include "rowsink.h"
 #include "rule_cache.h"
 #include "spi_util.h"
 #include "triggers.h"
@@ -170,7 +174,10 @@ crm_triggers_load(const char *entity_type)
 			load_fields(t, params, &names);
 		d = SPI_getbinval(tup, desc, 8, &isnull);
 		if (!isnull)
+		{
 			t->condition = crm_expr_compile_condition(DatumGetJsonbPCopy(d), "condition");
+			t->reads_event = crm_expr_refs(t->condition, "Event") != NIL;
+		}
 		t->allow_backwards = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
 		d = SPI_getbinval(tup, desc, 10, &isnull);
 		t->on_behalf_of = isnull ? 0 : DatumGetInt64(d);
@@ -424,6 +431,22 @@ any_condition(List *triggers, const EventCall *c)
 	return false;
 }
 
+/* Whether a condition to evaluate reads the payload (so it must be built). */
+static bool
+any_reads_event(List *triggers, const EventCall *c)
+{
+	ListCell   *lc;
+
+	foreach(lc, triggers)
+	{
+		CrmTrigger *t = (CrmTrigger *) lfirst(lc);
+
+		if (t->reads_event && applies(t, c, false))
+			return true;
+	}
+	return false;
+}
+
 static void
 note(Outcome *o, const CrmTrigger *t, const char *result, int max)
 {
@@ -532,6 +555,185 @@ push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s)
 	pushJsonbValue(st, tok, &v);
 }
 
+/*
+ * How to push the columns of a row type: in jsonb's key order (shorter
+ * names first, then bytewise), so that the object needs no sorting when it
+ * ends (sorting was a fifth of deciding an incoming call), with the output
+ * function of each column kept.  A few row types are kept per backend; the
+ * entry is rebuilt when the columns' number or types change, and a renamed
+ * column only makes jsonb sort again.
+ */
+typedef struct RowKeys
+{
+	Oid			typeid;
+	int			natts;
+	int			n;				/* columns not dropped */
+	int		   *order;			/* attribute indexes in key order */
+	Oid		   *types;			/* atttypid of every attribute */
+	Oid		   *outputs;		/* output function of every attribute */
+} RowKeys;
+
+#define MAX_ROW_KEYS 8
+static RowKeys row_keys[MAX_ROW_KEYS];
+static int	next_row_keys = 0;
+
+static int
+key_order_cmp(const void *a, const void *b, void *arg)
+{
+	TupleDesc	desc = (TupleDesc) arg;
+	const char *x = NameStr(TupleDescAttr(desc, *(const int *) a)->attname);
+	const char *y = NameStr(TupleDescAttr(desc, *(const int *) b)->attname);
+	size_t		lx = strlen(x);
+	size_t		ly = strlen(y);
+
+	if (lx != ly)
+		return lx < ly ? -1 : 1;
+	return memcmp(x, y, lx);
+}
+
+static bool
+row_keys_fit(const RowKeys *k, TupleDesc desc)
+{
+	int			i;
+
+	if (k->order == NULL || k->typeid != desc->tdtypeid || k->natts != desc->natts)
+		return false;
+	for (i = 0; i < desc->natts; i++)
+		if (k->types[i] != TupleDescAttr(desc, i)->atttypid)
+			return false;
+	return true;
+}
+
+static const RowKeys *
+row_keys_for(TupleDesc desc)
+{
+	RowKeys    *k = NULL;
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < MAX_ROW_KEYS; i++)
+		if (row_keys[i].typeid == desc->tdtypeid && row_keys[i].order != NULL)
+		{
+			k = &row_keys[i];
+			if (row_keys_fit(k, desc))
+				return k;
+			break;
+		}
+	if (k == NULL)
+	{
+		k = &row_keys[next_row_keys];
+		next_row_keys = (next_row_keys + 1) % MAX_ROW_KEYS;
+	}
+	if (k->order != NULL)
+	{
+		pfree(k->order);
+		pfree(k->types);
+		pfree(k->outputs);
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	k->typeid = desc->tdtypeid;
+	k->natts = desc->natts;
+	k->order = palloc(sizeof(int) * Max(desc->natts, 1));
+	k->types = palloc(sizeof(Oid) * Max(desc->natts, 1));
+	k->outputs = palloc(sizeof(Oid) * Max(desc->natts, 1));
+	MemoryContextSwitchTo(old);
+	k->n = 0;
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		bool		isvarlena;
+
+		k->types[i] = att->atttypid;
+		k->outputs[i] = InvalidOid;
+		if (att->attisdropped)
+			continue;
+		getTypeOutputInfo(att->atttypid, &k->outputs[i], &isvarlena);
+		k->order[k->n++] = i;
+	}
+	qsort_arg(k->order, k->n, sizeof(int), key_order_cmp, desc);
+	return k;
+}
+
+/*
+ * A row as a jsonb object, the payload of a row event ({=Event:column}),
+ * pushed as a value into *st (the object when *st is at the top).
+ */
+static JsonbValue *
+push_row(JsonbParseState **st, HeapTuple tuple, TupleDesc desc)
+{
+	const RowKeys *keys = desc->tdtypeid != RECORDOID ? row_keys_for(desc) : NULL;
+	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	int			n = keys ? keys->n : desc->natts;
+	int			k;
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	for (k = 0; k < n; k++)
+	{
+		int			i = keys ? keys->order[k] : k;
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		JsonbValue	v;
+		Datum		d = values[i];
+
+		if (att->attisdropped)
+			continue;
+		push_key(st, NameStr(att->attname));
+		if (nulls[i])
+			v.type = jbvNull;
+		else if (att->atttypid == INT8OID || att->atttypid == INT4OID || att->atttypid == INT2OID)
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric(att->atttypid == INT8OID ? DatumGetInt64(d) :
+											 att->atttypid == INT4OID ? DatumGetInt32(d) :
+											 DatumGetInt16(d));
+		}
+		else if (att->atttypid == NUMERICOID)
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = DatumGetNumeric(d);
+		}
+		else if (att->atttypid == BOOLOID)
+		{
+			v.type = jbvBool;
+			v.val.boolean = DatumGetBool(d);
+		}
+		else if (att->atttypid == JSONBOID)
+		{
+			Jsonb	   *j = DatumGetJsonbP(d);
+
+			v.type = jbvBinary;
+			v.val.binary.data = &j->root;
+			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
+		}
+		else
+		{
+			Oid			out;
+			bool		isvarlena;
+			char	   *text;
+
+			if (keys)
+				out = keys->outputs[i];
+			else
+				getTypeOutputInfo(att->atttypid, &out, &isvarlena);
+			text = OidOutputFunctionCall(out, d);
+			v.type = jbvString;
+			v.val.string.val = text;
+			v.val.string.len = strlen(text);
+		}
+		pushJsonbValue(st, WJB_VALUE, &v);
+	}
+	return pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+static Jsonb *
+row_to_jsonb(HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *st = NULL;
+
+	return JsonbValueToJsonb(push_row(&st, tuple, desc));
+}
+
 /* {"event": payload, "from": stage code, "checked": [{"trigger", "result"}], "cycle"} */
 static Jsonb *
 log_detail(const EventCall *c, const Outcome *o)
@@ -549,6 +751,12 @@ log_detail(const EventCall *c, const Outcome *o)
 		v.val.binary.data = &c->payload->root;
 		v.val.binary.len = VARSIZE(c->payload) - VARHDRSZ;
 		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	else if (c->source_row != NULL)
+	{
+		/* no condition read it: the row goes straight into the log */
+		push_key(&st, "event");
+		push_row(&st, c->source_row, c->source_desc);
 	}
 	from = crm_stage_info(c->stage_id);
 	if (from != NULL)
@@ -578,40 +786,50 @@ log_detail(const EventCall *c, const Outcome *o)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
+/*
+ * A decision's log row goes through the robots' row sink (rowsink.c): with
+ * their rows in the batch's INSERT when the event happens inside a batch of
+ * robots, else at once.
+ */
+static CrmRowSink log_sink = {
+	"crm.robot_log", 14,
+	{"kind", "trigger_id", "name", "action", "stage_id", "entity_type", "entity_id",
+	"status", "error", "detail", "depth", "planned_at", "started_at", "finished_at"},
+	{TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
+	TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	true
+};
+
 static void
 log_outcome(const char *entity_type, int64 item_id, const CrmEventDesc *event,
 			const CrmTrigger *t, const char *status, const char *error, Jsonb *detail)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
-	TEXTOID, TEXTOID, JSONBOID, INT4OID};
-	Datum		vals[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		vals[14];
+	bool		nulls[14];
+	TimestampTz now = GetCurrentTimestamp();
 
+	memset(nulls, 0, sizeof(nulls));
+	vals[0] = CStringGetTextDatum("trigger");
 	if (t != NULL)
 	{
-		vals[0] = Int64GetDatum(t->id);
-		vals[1] = CStringGetTextDatum(t->name);
-		vals[3] = Int64GetDatum(t->stage_id);
+		vals[1] = Int64GetDatum(t->id);
+		vals[2] = CStringGetTextDatum(t->name);
+		vals[4] = Int64GetDatum(t->stage_id);
 	}
 	else
-		nulls[0] = nulls[1] = nulls[3] = 'n';
-	vals[2] = CStringGetTextDatum(event->name);
-	vals[4] = CStringGetTextDatum(entity_type);
-	vals[5] = Int64GetDatum(item_id);
-	vals[6] = CStringGetTextDatum(status);
+		nulls[1] = nulls[2] = nulls[4] = true;
+	vals[3] = CStringGetTextDatum(event->name);
+	vals[5] = CStringGetTextDatum(entity_type);
+	vals[6] = Int64GetDatum(item_id);
+	vals[7] = CStringGetTextDatum(status);
 	if (error != NULL && strcmp(status, "failed") == 0)
-		vals[7] = CStringGetTextDatum(error);
+		vals[8] = CStringGetTextDatum(error);
 	else
-		nulls[7] = 'n';
-	vals[8] = JsonbPGetDatum(detail);
-	vals[9] = Int32GetDatum(crm_lineage_depth());
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.robot_log (kind, trigger_id, name, action, stage_id, entity_type,"
-					  " entity_id, status, error, detail, depth, started_at, finished_at)"
-					  " VALUES ('trigger', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-					  "  clock_timestamp(), clock_timestamp())",
-					  10, types), vals, nulls, false, 0);
+		nulls[8] = true;
+	vals[9] = JsonbPGetDatum(detail);
+	vals[10] = Int32GetDatum(crm_lineage_depth());
+	vals[11] = vals[12] = vals[13] = TimestampTzGetDatum(now);
+	crm_sink_add(&log_sink, vals, nulls);
 }
 
 /* The stage change in the item's history, on behalf of a user. */
@@ -750,69 +968,6 @@ leave_automation(AutomationScope *scope)
 
 /* ---------- running ---------- */
 
-/* A row as a jsonb object: the payload of a row event ({=Event:column}). */
-static Jsonb *
-row_to_jsonb(HeapTuple tuple, TupleDesc desc)
-{
-	JsonbParseState *st = NULL;
-	int			i;
-
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		JsonbValue	v;
-		bool		isnull;
-		Datum		d;
-
-		if (att->attisdropped)
-			continue;
-		push_key(&st, NameStr(att->attname));
-		d = heap_getattr(tuple, i + 1, desc, &isnull);
-		if (isnull)
-			v.type = jbvNull;
-		else if (att->atttypid == INT8OID || att->atttypid == INT4OID || att->atttypid == INT2OID)
-		{
-			v.type = jbvNumeric;
-			v.val.numeric = int64_to_numeric(att->atttypid == INT8OID ? DatumGetInt64(d) :
-											 att->atttypid == INT4OID ? DatumGetInt32(d) :
-											 DatumGetInt16(d));
-		}
-		else if (att->atttypid == NUMERICOID)
-		{
-			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(d);
-		}
-		else if (att->atttypid == BOOLOID)
-		{
-			v.type = jbvBool;
-			v.val.boolean = DatumGetBool(d);
-		}
-		else if (att->atttypid == JSONBOID)
-		{
-			Jsonb	   *j = DatumGetJsonbP(d);
-
-			v.type = jbvBinary;
-			v.val.binary.data = &j->root;
-			v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-		}
-		else
-		{
-			Oid			out;
-			bool		isvarlena;
-			char	   *text;
-
-			getTypeOutputInfo(att->atttypid, &out, &isvarlena);
-			text = OidOutputFunctionCall(out, d);
-			v.type = jbvString;
-			v.val.string.val = text;
-			v.val.string.len = strlen(text);
-		}
-		pushJsonbValue(&st, WJB_VALUE, &v);
-	}
-	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
-}
-
 /*
  * Runs a step in a subtransaction.  An error rolls back what the step wrote
  * and makes the outcome failed, with the error, blaming o->trigger: the
@@ -939,7 +1094,7 @@ run_event(EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
 
 	memset(&o, 0, sizeof(o));
 	*move_to = 0;
-	if (c->payload == NULL && c->source_row != NULL)
+	if (c->payload == NULL && c->source_row != NULL && any_reads_event(triggers, c))
 		c->payload = row_to_jsonb(c->source_row, c->source_desc);
 	decide_safely(c, triggers, &o);
 	if (o.status == NULL)

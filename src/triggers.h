@@ -119,6 +119,7 @@ typedef struct CrmTrigger
 	int			nfields;		/* field_changed: indexes into the watched list */
 	int		   *fields;
 	CrmExpr    *condition;		/* NULL: always */
+	bool		reads_event;	/* the condition reads the payload, {=Event:key} */
 	bool		allow_backwards;
 	int64		on_behalf_of;	/* 0: the item's responsible user */
 } CrmTrigger;

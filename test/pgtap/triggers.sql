@@ -1,9 +1,9 @@
 -- Triggers: bad definitions and calls (SQLSTATE, message, nothing stored),
 -- runtime failures, loops through robots, chains, pipelines, several rows,
--- privileges.
+-- the decision log, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(85);
+SELECT plan(90);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES
@@ -243,6 +243,47 @@ SELECT is((SELECT (fields->>'UF_A')::int FROM crm.deal WHERE id = 30), 2, 'each 
 UPDATE crm.deal SET fields = fields || '{"UF_A": 10}' WHERE id = 30;
 SELECT is((SELECT count(*) FROM crm.robot_log WHERE trigger_id = :a_trigger AND status = 'fired'), 2::bigint,
 	'legitimate re-entry fires again');
+
+-- ---------- the decision log ----------
+-- A decision's log row is appended without an INSERT statement (rowappend.c),
+-- but as one would be: a column added to crm.robot_log later gets its
+-- default, a rolled-back savepoint takes the row back, a CHECK constraint or
+-- a trigger an administrator adds to the log applies to it.
+INSERT INTO crm.deal (id, title, responsible_id, amount) VALUES (70, 'Log', 2, 5);
+SELECT crm.add_trigger(crm.stage('deal', 'won'), 'missed_call', condition => '"{{amount}} > 1000"',
+	name => 'Big missed call');
+ALTER TABLE crm.robot_log ADD COLUMN note text;
+ALTER TABLE crm.robot_log ALTER COLUMN note SET DEFAULT 'from the default';
+SAVEPOINT before_call;
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
+ROLLBACK TO SAVEPOINT before_call;
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'), 0::bigint,
+	'a call rolled back to a savepoint leaves no log row');
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
+SELECT results_eq($$SELECT status, name, note FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'$$,
+	$$VALUES ('condition_false', 'Big missed call', 'from the default')$$,
+	'the log row has the default of a column added since the last one');
+ALTER TABLE crm.robot_log DROP COLUMN note;
+ALTER TABLE crm.robot_log ADD CONSTRAINT no_false CHECK (status <> 'condition_false') NOT VALID;
+SELECT throws_ok($$INSERT INTO crm.activity (entity_type, entity_id, type, direction, status)
+	VALUES ('deal', 70, 'call', 'incoming', 'missed')$$,
+	'23514', 'new row for relation "robot_log" violates check constraint "no_false"',
+	'a CHECK constraint added to the log applies to decisions');
+ALTER TABLE crm.robot_log DROP CONSTRAINT no_false;
+CREATE TABLE log_seen (status text);
+CREATE FUNCTION log_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO log_seen VALUES (NEW.status);
+	RETURN NEW;
+END $$;
+CREATE TRIGGER seen AFTER INSERT ON crm.robot_log FOR EACH ROW EXECUTE FUNCTION log_seen();
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
+SELECT results_eq($$SELECT status FROM log_seen$$, $$VALUES ('condition_false')$$,
+	'a trigger on the log sees the decision');
+DROP TRIGGER seen ON crm.robot_log;
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'), 3::bigint,
+	'every decision since is logged once');
 
 -- ---------- privileges ----------
 -- An application role records calls and submissions; triggers act as the
