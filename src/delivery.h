@@ -48,6 +48,7 @@ typedef struct CrmMessage
 	/* from crm._claim_messages */
 	int64		id;
 	ItemPointerData row_version;	/* the row as the claim left it */
+	TimestampTz claimed_at;		/* the lease's start */
 	int			attempts;		/* including this one */
 	char	   *channel;
 	char	   *key;			/* idempotency key, sent as webhook-id */
@@ -104,6 +105,7 @@ extern int	crm_transport_inflight(CrmTransport *t);
 extern long crm_transport_timeout(CrmTransport *t);
 extern bool crm_transport_wait(CrmTransport *t, long timeout_ms);
 extern List *crm_transport_finished(CrmTransport *t);
+extern int	crm_transport_nfinished(CrmTransport *t);
 extern List *crm_transport_abandon(CrmTransport *t);
 
 /* smtp.c: an e-mail transfer on an easy handle; false with m->error set */

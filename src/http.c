@@ -741,6 +741,13 @@ crm_transport_finished(CrmTransport *t)
 	return l;
 }
 
+/* How many finished messages wait to be handed back. */
+int
+crm_transport_nfinished(CrmTransport *t)
+{
+	return list_length(t->finished);
+}
+
 /* Stops every transfer in flight and returns their messages (shutdown). */
 List *
 crm_transport_abandon(CrmTransport *t)

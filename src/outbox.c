@@ -16,6 +16,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -149,6 +150,7 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 		Datum		d;
 
 		m->cxt = cxt;
+		m->claimed_at = GetCurrentTransactionStartTimestamp();	/* the claim's now() */
 		m->retry_after = -1;
 		m->id = DatumGetInt64(SPI_getbinval(tup, desc, C_ID, &isnull));
 		m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, C_ATTEMPTS, &isnull));

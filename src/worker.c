@@ -7,18 +7,24 @@
  *
  *	 1. when woken (a commit set the latch) or when a job fell due: run due
  *		jobs, each in its own transaction (crm.run_next_job());
- *	 2. one short transaction, the "exchange": record the transfers that
- *		finished (one UPDATE for all of them), then lease messages into the
- *		free transfer slots (crm._claim_messages), and note the next time
+ *	 2. fill the free transfer slots from the messages claimed ahead;
+ *	 3. one short transaction, the "exchange", when there is enough to do:
+ *		record the transfers that finished (one UPDATE for all of them), then
+ *		lease more messages (crm._claim_messages), and note the next time
  *		anything falls due (crm._next_message_due()) unless the claim was
  *		full; commit;
- *	 3. hand the claimed messages to libcurl (http.c) and commit nothing
- *		while they travel;
- *	 4. wait on the latch, the transfers' sockets and the earliest due time.
+ *	 4. hand the claimed messages to libcurl (http.c) as slots free up, and
+ *		commit nothing while they travel;
+ *	 5. wait on the latch, the transfers' sockets and the earliest due time.
  *
- * Under load each turn records and claims many messages with one commit,
- * and the transfers go on in the kernel while it commits, so the batches
- * grow with the load.
+ * Each exchange has a fixed cost, so the loop makes them count: it claims
+ * when fewer than half the slots' worth of messages are ready, as many as
+ * fill the free slots and twice the slots ahead, and records results once
+ * a slots' worth finished (or 20 ms after the first, or when nothing else
+ * is in flight).  A message claimed ahead starts only while its lease
+ * outlasts its whole transfer by START_MARGIN_MS; one that waited longer
+ * for a slot (slow endpoints holding them all) goes back to the queue
+ * unsent.
  *
  * The exchange commits without waiting for its WAL to reach the disk
  * (synchronous_commit off, for that transaction only; jobs commit as
@@ -27,17 +33,21 @@
  * worker of the previous server, which the first claim after the restart
  * takes back.  Either way the message is sent again with the same
  * webhook-id, so what a crash can cost is duplicates, never a message.
- * To keep them bounded, results not yet known durable never exceed
- * crm.worker_concurrency: past that the worker flushes the WAL itself
- * (usually the WAL writer has already done so).  A crash therefore re-sends
- * at most twice crm.worker_concurrency messages: those in flight and those
- * whose result was not yet on disk.  The loop's allocations live in a context reset at
- * the top of each turn; each message has its own context, deleted once its
- * result is recorded.  SIGTERM lets the transfers in flight finish for up
- * to 3 seconds and gives the rest back to the queue; a crash leaves their
- * leases, which a later claim takes back (every claim reads past the
- * messages being sent and takes those whose lease ended, or was taken
- * before the server started).
+ * To keep them bounded, no result stays off the disk longer than
+ * RESULTS_DURABLE_MS: past that the worker flushes the WAL itself (usually
+ * the WAL writer has done so long before).  A crash of the machine
+ * therefore re-sends at most the messages in flight and those recorded in
+ * the last 100 ms; a crash of PostgreSQL alone keeps the WAL already handed
+ * to the kernel and re-sends only those recorded in the WAL not yet
+ * written.
+ *
+ * The loop's allocations live in a context reset at the top of each turn;
+ * each message has its own context, deleted once its result is recorded.
+ * SIGTERM lets the transfers in flight finish for up to 3 seconds and gives
+ * the rest, and the messages claimed ahead, back to the queue; a crash
+ * leaves their leases, which a later claim takes back (every claim reads
+ * past the messages being sent and takes those whose lease ended, or was
+ * taken before the server started).
  *
  *-------------------------------------------------------------------------
  */
@@ -70,6 +80,10 @@
 #define SHUTDOWN_GRACE_MS	3000
 #define LEASE_MARGIN_MS		30000
 #define IDLE_CHECK_MS		(10 * 60 * 1000)
+#define RESULTS_DURABLE_MS	100		/* longest a result may stay off the disk */
+#define RECORD_DELAY_MS		20		/* longest a result waits for others to share its commit */
+#define START_MARGIN_MS		5000	/* a leased message starts only while its lease outlasts
+									 * the transfer by this much */
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -79,8 +93,19 @@ static TimestampTz next_job_due = 0;
 static TimestampTz next_msg_due = 0;
 static bool job_backlog = false;
 
-/* results recorded by commits that may not be on disk yet, and the last one's end */
-static int	results_unflushed = 0;
+/*
+ * Messages claimed ahead, not yet started (oldest due first), and those
+ * given back unsent because they waited too long; both in worker_cxt.
+ */
+static List *ready = NIL;
+static List *unsent = NIL;
+static MemoryContext worker_cxt = NULL;
+
+/*
+ * Results committed without waiting for the disk: when the oldest of those
+ * not known to be on disk was committed (0: none), and the last one's end.
+ */
+static TimestampTz results_unflushed_since = 0;
 static XLogRecPtr results_lsn = InvalidXLogRecPtr;
 
 static void
@@ -227,24 +252,35 @@ step_release(void *arg)
 }
 
 /*
- * Notes n results committed without waiting for the disk, and flushes the
- * WAL once those not yet known durable reach crm.worker_concurrency, so a
- * crash never re-sends more than that on their account.
+ * Flushes the WAL when results committed without waiting for the disk may
+ * still not be there RESULTS_DURABLE_MS after the oldest of them (the WAL
+ * writer has usually flushed them long before).
  */
+static void
+results_make_durable(void)
+{
+	if (results_unflushed_since == 0)
+		return;
+	if (GetFlushRecPtr(NULL) >= results_lsn)
+		results_unflushed_since = 0;
+	else if (TimestampDifferenceExceeds(results_unflushed_since, GetCurrentTimestamp(),
+										RESULTS_DURABLE_MS))
+	{
+		XLogFlush(results_lsn);
+		results_unflushed_since = 0;
+	}
+}
+
+/* Notes that the exchange just committed recorded n results. */
 static void
 results_committed(int n)
 {
 	if (n == 0)
 		return;
-	results_unflushed += n;
 	results_lsn = XactLastCommitEnd;
-	if (GetFlushRecPtr(NULL) >= results_lsn)
-		results_unflushed = 0;
-	else if (results_unflushed >= crm_worker_concurrency)
-	{
-		XLogFlush(results_lsn);
-		results_unflushed = 0;
-	}
+	if (results_unflushed_since == 0)
+		results_unflushed_since = GetCurrentTimestamp();
+	results_make_durable();
 }
 
 static void
@@ -263,20 +299,63 @@ free_messages(List *msgs)
 }
 
 /*
+ * Starts ready messages in the free transfer slots.  A message leased so
+ * long ago that its transfer could outlast the lease (all the slots were
+ * held by slow endpoints) is given back unsent instead: once its lease
+ * expired, a claim could take it again.
+ */
+static void
+start_ready(CrmTransport *t)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old = MemoryContextSwitchTo(worker_cxt);
+	ListCell   *lc;
+	int			taken = 0;
+
+	foreach(lc, ready)
+	{
+		CrmMessage *m = lfirst(lc);
+
+		if (crm_transport_inflight(t) >= crm_worker_concurrency)
+			break;
+		taken++;
+		if (TimestampDifferenceExceeds(m->claimed_at, now, LEASE_MARGIN_MS - START_MARGIN_MS))
+		{
+			m->outcome = CRM_OUT_RELEASED;
+			m->result_error = "waited too long for a free transfer slot: back to the queue";
+			unsent = lappend(unsent, m);
+		}
+		else
+			crm_transport_start(t, m);
+	}
+	ready = list_delete_first_n(ready, taken);
+	MemoryContextSwitchTo(old);
+}
+
+/* Results waiting to be recorded. */
+static int
+results_waiting(CrmTransport *t)
+{
+	return crm_transport_nfinished(t) + list_length(unsent);
+}
+
+/*
  * Records what finished and claims up to limit more (0: none), in one
- * transaction; starts the claimed transfers.  Returns whether the
- * transaction committed; *full says, after a claim, whether it took all it
- * could (more may be waiting).
+ * transaction; the claimed messages join the ready ones and start as slots
+ * allow.  Returns whether the transaction committed; *full says, after a
+ * claim, whether it took all it could (more may be waiting).
  */
 static bool
 exchange(CrmTransport *t, int limit, bool check_extension,
 		 MemoryContext msg_cxt, bool *full)
 {
 	Exchange	x = {0};
-	ListCell   *lc;
+	MemoryContext old;
 	bool		ok;
 
-	x.finished = crm_transport_finished(t);
+	x.finished = list_concat(crm_transport_finished(t), unsent);
+	list_free(unsent);
+	unsent = NIL;
 	x.limit = limit;
 	x.check_extension = check_extension;
 	x.cxt = msg_cxt;
@@ -299,9 +378,11 @@ exchange(CrmTransport *t, int limit, bool check_extension,
 	}
 	if (limit > 0)
 		*full = list_length(x.claimed) >= limit;
-	foreach(lc, x.claimed)
-		crm_transport_start(t, (CrmMessage *) lfirst(lc));
+	old = MemoryContextSwitchTo(worker_cxt);
+	ready = list_concat(ready, x.claimed);
+	MemoryContextSwitchTo(old);
 	list_free(x.claimed);
+	start_ready(t);
 	return true;
 }
 
@@ -348,7 +429,8 @@ shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
 		ResetLatch(MyLatch);
 	}
 	(void) exchange(t, 0, false, msg_cxt, &full);
-	left = crm_transport_abandon(t);
+	left = list_concat(crm_transport_abandon(t), ready);
+	ready = NIL;
 	if (left != NIL)
 	{
 		(void) in_transaction(step_release, left, "crm_automation: releasing messages");
@@ -366,6 +448,8 @@ crm_worker_main(Datum arg)
 	TimestampTz last_cleanup = 0;
 	bool		woken = true;	/* do everything once at start */
 	bool		backlog = false;
+	bool		check_pending = true;	/* woken: look for DROP EXTENSION */
+	TimestampTz first_result_at = 0;	/* when the oldest result waiting finished */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -392,15 +476,18 @@ crm_worker_main(Datum arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker loop", ALLOCSET_DEFAULT_SIZES);
 	msg_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker messages", ALLOCSET_DEFAULT_SIZES);
+	worker_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker queues", ALLOCSET_SMALL_SIZES);
 	t = crm_transport_create();
 
 	while (!got_sigterm)
 	{
 		TimestampTz now;
-		TimestampTz wake_at;
+		TimestampTz wake_at = DT_NOEND;
 		long		timeout;
-		int			free_slots;
+		int			room;
 		bool		want_claim;
+		bool		want_record;
+		int			waiting;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
@@ -414,17 +501,43 @@ crm_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (crm_worker_enabled && (woken || now >= next_job_due) && run_jobs() > 0)
 			woken = true;		/* the jobs may have queued messages */
+		if (woken)
+			check_pending = true;
 
-		/* record what finished and claim into the free slots, together */
-		free_slots = crm_worker_concurrency - crm_transport_inflight(t);
-		want_claim = crm_worker_enabled && free_slots > 0 &&
+		/*
+		 * Fill the free slots from the messages claimed ahead.  Claim when
+		 * fewer than half the slots' worth are ready, enough for the free
+		 * slots and twice the slots ahead; record results once the slots'
+		 * worth finished, or RECORD_DELAY_MS after the first, or at once when
+		 * nothing else is in flight.  Each commit thus covers about as many
+		 * messages as there are slots, whatever the order they finish in.
+		 */
+		start_ready(t);
+		room = 3 * crm_worker_concurrency - crm_transport_inflight(t) - list_length(ready);
+		want_claim = crm_worker_enabled && room > 0 &&
+			list_length(ready) <= crm_worker_concurrency / 2 &&
 			(woken || backlog || now >= next_msg_due);
-		if (!exchange(t, want_claim ? free_slots : 0, woken, msg_cxt, &backlog))
-			next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-		else if (want_claim && !backlog && next_msg_due <= now)
+		waiting = results_waiting(t);
+		if (waiting > 0 && first_result_at == 0)
+			first_result_at = now;
+		want_record = waiting >= crm_worker_concurrency ||
+			(waiting > 0 && (crm_transport_inflight(t) == 0 ||
+							 TimestampDifferenceExceeds(first_result_at, now, RECORD_DELAY_MS)));
+		if (want_claim || want_record ||
+			(check_pending && crm_transport_inflight(t) == 0 && ready == NIL))
 		{
-			/* due but not claimable (locked by another claimer): look again soon */
-			next_msg_due = TimestampTzPlusMilliseconds(now, 250);
+			if (!exchange(t, want_claim ? room : 0, check_pending, msg_cxt, &backlog))
+				next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			else
+			{
+				check_pending = false;
+				if (want_claim && !backlog && next_msg_due <= now)
+				{
+					/* due but not claimable (locked by another claimer): look again soon */
+					next_msg_due = TimestampTzPlusMilliseconds(now, 250);
+				}
+			}
+			first_result_at = 0;
 		}
 		if (extension_gone)
 			break;
@@ -436,13 +549,27 @@ crm_worker_main(Datum arg)
 			last_cleanup = now;
 		}
 
-		/* sleep until the latch, a socket, or the earliest due time */
-		wake_at = next_job_due;
-		if (crm_transport_inflight(t) < crm_worker_concurrency)
-			wake_at = Min(wake_at, backlog ? now : next_msg_due);
-		if (!crm_worker_enabled)
-			timeout = IDLE_CHECK_MS;
-		else if (job_backlog || wake_at <= now)
+		/*
+		 * Sleep until the latch, a socket, the earliest due time, or the time
+		 * to record the results waiting.
+		 */
+		if (crm_worker_enabled)
+		{
+			wake_at = next_job_due;
+			if (list_length(ready) <= crm_worker_concurrency / 2)
+				wake_at = Min(wake_at, backlog ? now : next_msg_due);
+		}
+		results_make_durable();
+		if (results_unflushed_since != 0)
+			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(results_unflushed_since,
+															   RESULTS_DURABLE_MS));
+		if (results_waiting(t) > 0)
+		{
+			if (first_result_at == 0)
+				first_result_at = now;
+			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(first_result_at, RECORD_DELAY_MS));
+		}
+		if ((crm_worker_enabled && job_backlog) || wake_at <= now)
 			timeout = 0;
 		else if (wake_at == DT_NOEND)
 			timeout = IDLE_CHECK_MS;

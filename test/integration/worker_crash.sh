@@ -3,9 +3,9 @@
 # with "pg_ctl stop -m immediate" while they are being delivered, restarted,
 # and every message still reaches the sink (distinct webhook-ids), each
 # marked sent, with duplicates bounded: the requests that were in flight
-# (crm.worker_concurrency) and the results whose commit had not reached the
-# disk (the worker records results without waiting for the disk but never
-# lets more than crm.worker_concurrency of them be pending: worker.c).
+# (crm.worker_concurrency) and the results whose commit PostgreSQL had not
+# yet written (the worker records results without waiting for the disk:
+# worker.c); a few WAL pages' worth, well under crm.worker_concurrency.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -46,7 +46,7 @@ PY
 dups=$((total - distinct))
 echo "# received $total requests, $distinct distinct webhook-ids, $dups duplicates"
 check "the sink received every message (distinct webhook-ids)" "$N" "$distinct"
-check "duplicates are bounded by the in-flight window and the results not yet on disk (2 x $CONC)" "t" \
+check "duplicates are bounded by the in-flight window and the results not yet written (2 x $CONC)" "t" \
 	"$([ "$dups" -le $((2 * CONC)) ] && echo t || echo f)"
 check "each message's webhook-id is its idempotency key" "$N" "$(q "SELECT count(*) FROM crm.outbox WHERE idempotency_key LIKE 'msg_%'")"
 
