@@ -226,6 +226,15 @@ step_exchange(void *arg)
 	/* see the header comment: a lost commit here costs a re-send only */
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
+
+	/*
+	 * The record finds each row by its address (a TID scan).  Its plan is
+	 * made once, often while the outbox is nearly empty, when reading the
+	 * whole table looks as cheap; kept as the outbox grows, it would read
+	 * every row for every batch.
+	 */
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	crm_outbox_record(x->finished);
 	if (x->limit > 0)
 	{
