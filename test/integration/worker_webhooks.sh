@@ -101,6 +101,11 @@ id=$(msg "$B/status/429/d")
 sleep 1.5
 check "429 is retried" "t" "$(q "SELECT attempts >= 2 OR status = 'failed' FROM crm.outbox WHERE id = $id")"
 
+id=$(msg "$B/status/408/d2")
+wait_for "SELECT status = 'failed' FROM crm.outbox WHERE id = $id" 10 || true
+check "408 Request Timeout is retried: failed with a next attempt, not dead" "failed/1|HTTP 408|true" \
+	"$(status $id)|$(q "SELECT last_error || '|' || (next_attempt_at > updated_at) FROM crm.outbox WHERE id = $id")"
+
 id=$(msg "$B/retry-after/1/e")
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 10 || true
 check "Retry-After honoured, then sent" "sent/2" "$(status $id)"
