@@ -283,7 +283,8 @@ static CrmRowSink log_sink = {
 	{"robot_id", "name", "action", "stage_id", "entity_type", "entity_id", "status",
 	"error", "outputs", "detail", "depth", "planned_at", "finished_at"},
 	{INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID,
-	TEXTOID, JSONBOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+	TEXTOID, JSONBOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	true
 };
 
 static Jsonb *

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * rowappend.c
- *	  Appending a sink's single rows to its table without an INSERT
- *	  statement.
+ *	  Appending a sink's rows, written alone or a few at a time, to its
+ *	  table without an INSERT statement.
  *
  * A row written at once through a sink (rowsink.c) is otherwise one INSERT
  * statement: the executor starts, builds a projection of every column and
@@ -10,7 +10,9 @@
  * engine writes a log row for each event it decides (an incoming call ...),
  * one statement each, so for a sink that asks for it (CrmRowSink.append)
  * this does what that INSERT does with what it needs prepared once, as
- * COPY FROM does once per statement:
+ * COPY FROM does once per statement.  The robots' log rows of a statement
+ * that moved a few items (up to 64 rows) are appended the same way; a
+ * larger batch pays for its INSERT's start:
  *
  *	  - the INSERT privilege of the current user is checked;
  *	  - the columns the sink does not write get their defaults (an identity

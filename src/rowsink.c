@@ -210,26 +210,45 @@ sink_write_one(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	crm_exec(sink->plan_one, values, spi_nulls, false, 0);
 }
 
+/*
+ * Up to this many rows of an append sink are appended one by one; more go
+ * in one INSERT, whose start is then paid for by enough rows.
+ */
+#define SINK_APPEND_MAX 64
+
 /* Executes the sink's INSERT for n rows (records of the sink's type). */
 static void
 sink_write(CrmRowSink *sink, int n, Datum *rows)
 {
 	Datum		arg;
 
-	if (n == 1)
+	if (n == 1 || (sink->append && n <= SINK_APPEND_MAX))
 	{
-		HeapTupleHeader rec = DatumGetHeapTupleHeader(rows[0]);
-		HeapTupleData tup;
 		Datum		values[CRM_SINK_MAX_COLS];
 		bool		nulls[CRM_SINK_MAX_COLS];
+		int			i;
 
-		tup.t_len = HeapTupleHeaderGetDatumLength(rec);
-		ItemPointerSetInvalid(&tup.t_self);
-		tup.t_tableOid = InvalidOid;
-		tup.t_data = rec;
-		heap_deform_tuple(&tup, sink->desc, values, nulls);
-		sink_write_one(sink, values, nulls);
-		return;
+		for (i = 0; i < n; i++)
+		{
+			HeapTupleHeader rec = DatumGetHeapTupleHeader(rows[i]);
+			HeapTupleData tup;
+
+			tup.t_len = HeapTupleHeaderGetDatumLength(rec);
+			ItemPointerSetInvalid(&tup.t_self);
+			tup.t_tableOid = InvalidOid;
+			tup.t_data = rec;
+			heap_deform_tuple(&tup, sink->desc, values, nulls);
+			if (n == 1)
+				sink_write_one(sink, values, nulls);
+			else if (!crm_row_append(sink, values, nulls))
+			{
+				if (i == 0)
+					break;		/* the table does not qualify: one INSERT */
+				sink_write_one(sink, values, nulls);
+			}
+		}
+		if (i == n)
+			return;
 	}
 	arg = PointerGetDatum(construct_array(rows, n, RECORDOID, -1, false, TYPALIGN_DOUBLE));
 	crm_exec(sink_plan(sink), &arg, NULL, false, 0);

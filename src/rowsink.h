@@ -29,7 +29,8 @@ typedef struct CrmRowSink
 	int			natts;
 	const char *columns[CRM_SINK_MAX_COLS];
 	Oid			types[CRM_SINK_MAX_COLS];
-	bool		append;			/* single rows may skip the INSERT (rowappend.c) */
+	bool		append;			/* rows written alone or in small batches may
+								 * skip the INSERT (rowappend.c) */
 	/* filled on first use */
 	SPIPlanPtr	plan;
 	TupleDesc	desc;			/* a blessed record of the columns */

@@ -5,7 +5,7 @@
 -- and a cancelled statement is cancelled.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(17);
+SELECT plan(21);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, department_id) VALUES (1, 'Mia', 1), (2, 'Sam', 1), (3, 'Ugo', 1);
@@ -104,6 +104,39 @@ END
 $$;
 RESET statement_timeout;
 SELECT is((SELECT sqlstate FROM cancelled), '57014', 'a statement timeout during robots cancels the statement');
+
+-- A statement moving a few deals appends their robots' log rows without an
+-- INSERT (rowappend.c), as an INSERT would: a rolled-back savepoint takes
+-- them back, a trigger an administrator puts on the log sees them.
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'new') WHERE id IN (10, 11, 12, 13, 14);
+SELECT count(*) AS log_before FROM crm.robot_log WHERE entity_id IN (10, 11, 12) \gset
+SAVEPOINT few;
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id IN (10, 11, 12);
+ROLLBACK TO SAVEPOINT few;
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id IN (10, 11, 12)), :log_before::bigint,
+	'a move of three deals rolled back to a savepoint leaves no log row');
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id IN (10, 11, 12);
+SELECT results_eq($$SELECT entity_id, name, status FROM crm.robot_log
+	WHERE entity_id IN (10, 11, 12) ORDER BY id DESC LIMIT 9$$,
+	$$VALUES (12::bigint, 'last', 'done'), (12, 'ratio', 'done'), (12, 'first', 'done'),
+		(11, 'last', 'done'), (11, 'ratio', 'done'), (11, 'first', 'done'),
+		(10, 'last', 'done'), (10, 'ratio', 'done'), (10, 'first', 'done')$$,
+	'a move of three deals logs each robot for each deal once, in order');
+CREATE TABLE log_seen (entity_id bigint, name text);
+CREATE FUNCTION log_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO log_seen VALUES (NEW.entity_id, NEW.name);
+	RETURN NEW;
+END $$;
+CREATE TRIGGER seen AFTER INSERT ON crm.robot_log FOR EACH ROW EXECUTE FUNCTION log_seen();
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id IN (13, 14);
+SELECT results_eq($$SELECT entity_id, name FROM log_seen ORDER BY name, entity_id$$,
+	$$VALUES (13::bigint, 'first'), (14, 'first'), (13, 'last'), (14, 'last'), (13, 'ratio'), (14, 'ratio')$$,
+	'a trigger on the log sees the robots of a few moved deals');
+DROP TRIGGER seen ON crm.robot_log;
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id IN (13, 14)
+	AND id > (SELECT max(id) - 6 FROM crm.robot_log)), 6::bigint,
+	'and each is logged once');
 
 -- Robots act as the extension's owner, also in batches.
 SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 5 AND status = 'failed'), 0::bigint,
