@@ -9,7 +9,8 @@
 #      paused, then released; rate = N / (last sent_at - release).  Next to
 #      it, the sink's own ceiling: wrk sending the same requests (same body,
 #      same headers, as many connections as crm.worker_concurrency) to the
-#      same nginx.
+#      same nginx.  Also the CPU time the workers and nginx spent per
+#      message meanwhile (from /proc).
 #   3. Worker memory (RSS and PSS from /proc, and the memory contexts'
 #      grand total from pg_log_backend_memory_contexts) after the first
 #      10,000 messages and after MEM_N (100,000).
@@ -22,7 +23,9 @@
 # script in a temporary directory as an unprivileged user, with one worker
 # process; the load generator is Debian's wrk.
 #
-#   N=20000 MEM_N=100000 CONC=64 FSYNC=on bash bench/worker_bench.sh
+#   N=20000 MEM_N=100000 CONC=64 WORKERS=2 FSYNC=on bash bench/worker_bench.sh
+#
+# WORKERS is crm.workers_per_database.  MEM_N=0 skips phase 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -35,6 +38,7 @@ N=${N:-20000}
 MEM_N=${MEM_N:-100000}
 LAT_N=${LAT_N:-200}
 CONC=${CONC:-64}
+WORKERS=${WORKERS:-2}
 FSYNC=${FSYNC:-on}
 
 BENCH_DIR=$(mktemp -d /tmp/crm_bench.XXXXXX)
@@ -81,6 +85,7 @@ curl -sf "http://127.0.0.1:$PORT/" >/dev/null
 
 # --- the cluster ------------------------------------------------------------
 crm_cluster_start "crm.allowed_hosts = '127.0.0.1'" "crm.worker_concurrency = $CONC" \
+	"crm.workers_per_database = $WORKERS" \
 	"fsync = $FSYNC" "shared_buffers = 256MB" "max_wal_size = 4GB" "log_min_messages = log" \
 	"log_line_prefix = '[%p] '"
 DB=crm_bench
@@ -99,11 +104,15 @@ BODY=$(q "SELECT jsonb_build_object('event', 'robot', 'entity_type', 'deal', 'it
 	'fields', jsonb_build_object('UF_SOURCE', 'web form', 'UF_REGION', 'Auvergne-Rhône-Alpes',
 								 'UF_PRIORITY', 'high', 'UF_SEATS', 42)))::text")
 
-worker_pid() {
-	q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = '$DB'"
+worker_pids() {
+	q "SELECT pid FROM crm.worker_status() WHERE database = '$DB' AND state = 'running' ORDER BY worker"
 }
-for _ in $(seq 1 100); do [ -n "$(worker_pid)" ] && break; sleep 0.1; done
-WPID=$(worker_pid)
+for _ in $(seq 1 100); do [ "$(worker_pids | wc -l)" -ge "$WORKERS" ] && break; sleep 0.1; done
+WPIDS=$(worker_pids)
+WPID=$(echo "$WPIDS" | head -1)	# memory: the first worker's (they all do the same)
+NGINX_PIDS=$(pgrep -P "$(cat "$BENCH_DIR/nginx.pid")" || true)
+# CPU ticks (user + system) of the given processes
+ticks() { local p s=0; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $s; }
 
 pause_worker() { q "ALTER SYSTEM SET crm.worker_enabled = off" && q "SELECT pg_reload_conf()" >/dev/null; sleep 0.5; }
 # Releases the worker; prints the time of release (epoch seconds).
@@ -173,11 +182,18 @@ pause_worker
 queue "$N" "http://127.0.0.1:$PORT/hook"
 base=$(sent)
 c0=$(commits)
+# shellcheck disable=SC2086
+wt0=$(ticks $WPIDS); nt0=$(ticks $NGINX_PIDS)
 t0=$(release_worker)
 wait_sent $((base + N / 2)) 0.1
 read -r anon10 shmem10 pss10 ctx10 <<<"$(memory)"
 mem10_at=$(sent)
 wait_sent $((base + N))
+# shellcheck disable=SC2086
+wt1=$(ticks $WPIDS); nt1=$(ticks $NGINX_PIDS)
+hz=$(getconf CLK_TCK)
+worker_us=$(python3 -c "print(round(($wt1 - $wt0) * 1e6 / $hz / $N, 1))")
+nginx_us=$(python3 -c "print(round(($nt1 - $nt0) * 1e6 / $hz / $N, 1))")
 t1=$(q "SELECT extract(epoch FROM max(sent_at)) FROM crm.outbox")
 per_commit=$(python3 -c "print(round($N / max($(commits) - $c0, 1), 1))")
 ours=$(python3 -c "print(round($N / ($t1 - $t0)))")
@@ -273,7 +289,7 @@ tick100k=$(tick)
 ratio_db=$(python3 -c "print('%.2f' % ($bookkeeping / $ceiling))")
 row() { printf '| %-62s | %-24s | %-9s |\n' "$1" "$2" "$3"; }
 echo
-echo "crm_automation worker benchmark: fsync = $FSYNC, crm.worker_concurrency = $CONC, $(nproc) CPUs"
+echo "crm_automation worker benchmark: fsync = $FSYNC, crm.worker_concurrency = $CONC, crm.workers_per_database = $WORKERS, $(nproc) CPUs"
 echo "sink: nginx $(nginx -v 2>&1 | sed 's/.*\///'), 1 worker process, return 200; load generator: wrk, 2 threads"
 echo "requests: POST, $(printf %s "$BODY" | wc -c)-byte JSON body, Standard Webhooks headers, signed (HMAC-SHA256)"
 echo
@@ -282,6 +298,7 @@ row "--------------------------------------------------------------" "----------
 row "delivery rate, $N webhooks (${secs} s, $per_commit per commit)" "$ours /s" ""
 row "sink ceiling: wrk, same requests, $CONC connections" "$ceiling /s" ""
 row "ratio ours / ceiling" "$ratio" ">= 0.5"
+row "CPU per message meanwhile: the workers / nginx" "$worker_us / $nginx_us us" ""
 row "outbox bookkeeping alone (claim + record, nothing sent)" "$bookkeeping /s" ""
 row "  its ratio to the ceiling" "$ratio_db" ""
 row "  the same from two sessions at once" "$bookkeeping2 /s" ""

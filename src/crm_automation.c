@@ -31,6 +31,7 @@ int			crm_retry_base_delay = 30;
 int			crm_retry_max_delay = 6 * 3600;
 int			crm_http_timeout = 30000;
 int			crm_worker_concurrency = 64;
+int			crm_workers_per_database = 2;
 int			crm_outbox_retention = 7 * 24 * 3600;
 bool		crm_worker_enabled = true;
 int			crm_max_depth = 16;
@@ -95,6 +96,14 @@ _PG_init(void)
 							NULL,
 							&crm_worker_concurrency,
 							64, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("crm.workers_per_database",
+							"Delivery workers per database, sharing crm.worker_concurrency.",
+							"They claim from the same outbox (FOR UPDATE SKIP LOCKED); the first also runs due jobs.",
+							&crm_workers_per_database,
+							2, 1, CRM_MAX_WORKERS_PER_DATABASE,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -23,6 +23,7 @@ extern int	crm_retry_base_delay;	/* seconds */
 extern int	crm_retry_max_delay;	/* seconds */
 extern int	crm_http_timeout;		/* milliseconds */
 extern int	crm_worker_concurrency;
+extern int	crm_workers_per_database;
 extern int	crm_outbox_retention;	/* seconds */
 extern bool crm_worker_enabled;
 

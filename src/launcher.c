@@ -4,17 +4,24 @@
  *	  Shared state of the workers, the launcher, and waking them up.
  *
  * The launcher is a static background worker connected to no database.  It
- * scans pg_database (as autovacuum does) and starts one dynamic worker per
+ * scans pg_database (as autovacuum does) and starts a dynamic worker per
  * connectable database; a worker that finds no crm_automation in its
- * database marks its slot ABSENT and leaves.  CREATE EXTENSION (through
+ * database marks its slot ABSENT and leaves.  Once that first worker runs,
+ * the launcher starts its siblings, up to crm.workers_per_database (never
+ * more than crm.worker_concurrency): they claim from the same outbox, and
+ * only the first runs due jobs.  CREATE EXTENSION (through
  * crm.start_worker() at the end of the install script) and CREATE DATABASE
  * poke the launcher; otherwise it rescans every 30 seconds.  Workers are
  * registered never to be restarted by the postmaster: the launcher restarts
- * them itself, so that after a crash there is exactly one per database.
+ * them itself, so that after a crash there is exactly one per database and
+ * rank.  A worker whose rank is no longer wanted (the setting was lowered)
+ * leaves at its next reload.
  *
- * A transaction that inserts into crm.outbox or crm.job sets the worker's
- * latch when it commits (never when it aborts), so a committed message is
- * picked up at once and an idle worker sleeps without polling.
+ * A transaction that inserts into crm.outbox or crm.job sets the latch of
+ * one of its database's workers when it commits (never when it aborts): the
+ * first one running.  A worker whose claim was full (more messages wait)
+ * sets its next sibling's latch, so a burst draws every worker in, while a
+ * trickle of messages wakes only one and the others sleep without polling.
  *
  * DROP DATABASE waits for nobody to be connected: a utility hook asks the
  * database's worker to leave first.
@@ -56,21 +63,29 @@
 #define LAUNCHER_NAP_MS		30000	/* rescan of pg_database */
 #define RESTART_DELAY_MS	5000	/* between two starts of a failing worker */
 
+/* One worker of a database. */
 typedef struct CrmWorkerSlot
 {
-	Oid			dboid;
 	CrmWorkerState state;
 	pid_t		pid;
 	PGPROC	   *proc;
-	bool		recheck;		/* CREATE EXTENSION: look again */
 	TimestampTz changed_at;
 } CrmWorkerSlot;
+
+/* A database and its workers, by rank (0 runs the jobs). */
+typedef struct CrmDatabaseSlot
+{
+	Oid			dboid;
+	bool		used;
+	bool		recheck;		/* CREATE EXTENSION: look again */
+	CrmWorkerSlot workers[CRM_MAX_WORKERS_PER_DATABASE];
+} CrmDatabaseSlot;
 
 typedef struct CrmShared
 {
 	slock_t		mutex;
 	PGPROC	   *launcher;
-	CrmWorkerSlot slots[CRM_MAX_DATABASES];
+	CrmDatabaseSlot slots[CRM_MAX_DATABASES];
 } CrmShared;
 
 static CrmShared *crm_shared = NULL;
@@ -81,11 +96,16 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* per-transaction requests, acted upon at commit */
 static bool wake_at_commit = false;
+static bool wake_all_at_commit = false;
 static bool start_at_commit = false;
 static bool xact_callback_registered = false;
 
-/* the launcher's handles of the workers it started, by slot */
-static BackgroundWorkerHandle *handles[CRM_MAX_DATABASES];
+/* the launcher's handles of the workers it started, by slot and rank */
+static BackgroundWorkerHandle *handles[CRM_MAX_DATABASES][CRM_MAX_WORKERS_PER_DATABASE];
+
+/* in a database worker: its slot and rank (-1: not a worker) */
+static int	my_slot = -1;
+static int	my_rank = -1;
 
 static const char *const state_names[] = {
 	"free", "starting", "running", "absent", "stopped", "dropping"
@@ -124,8 +144,7 @@ slot_of(Oid dboid)
 	int			i;
 
 	for (i = 0; i < CRM_MAX_DATABASES; i++)
-		if (crm_shared->slots[i].state != CRM_WORKER_FREE &&
-			crm_shared->slots[i].dboid == dboid)
+		if (crm_shared->slots[i].used && crm_shared->slots[i].dboid == dboid)
 			return i;
 	return -1;
 }
@@ -134,18 +153,28 @@ static int
 slot_alloc(Oid dboid)
 {
 	int			i;
+	int			r;
 
 	for (i = 0; i < CRM_MAX_DATABASES; i++)
 	{
-		if (crm_shared->slots[i].state == CRM_WORKER_FREE)
+		if (!crm_shared->slots[i].used)
 		{
-			memset(&crm_shared->slots[i], 0, sizeof(CrmWorkerSlot));
+			memset(&crm_shared->slots[i], 0, sizeof(CrmDatabaseSlot));
 			crm_shared->slots[i].dboid = dboid;
-			crm_shared->slots[i].state = CRM_WORKER_STOPPED;
+			crm_shared->slots[i].used = true;
+			for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
 			return i;
 		}
 	}
 	return -1;
+}
+
+/* How many workers each database runs: the setting, within the slots. */
+int
+crm_workers_wanted(void)
+{
+	return Max(Min(crm_workers_per_database, crm_worker_concurrency), 1);
 }
 
 static void
@@ -164,10 +193,49 @@ wake_launcher(void)
  * Wake-up at commit
  * ---------------------------------------------------------------------------
  */
+
+/*
+ * Sets the latch of the first running worker of a database whose rank is
+ * from (wrapping around), other than the caller; or of every one.
+ */
+static void
+wake_workers(Oid dboid, int from, bool all)
+{
+	PGPROC	   *procs[CRM_MAX_WORKERS_PER_DATABASE];
+	int			n = 0;
+	int			wanted = crm_workers_wanted();
+	int			i;
+	int			k;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dboid);
+	for (k = 0; i >= 0 && k < CRM_MAX_WORKERS_PER_DATABASE; k++)
+	{
+		int			r = (from + k) % CRM_MAX_WORKERS_PER_DATABASE;
+		PGPROC	   *proc = crm_shared->slots[i].workers[r].proc;
+
+		if (proc == NULL || proc == MyProc || (!all && r >= wanted))
+			continue;
+		procs[n++] = proc;
+		if (!all)
+			break;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	for (k = 0; k < n; k++)
+		SetLatch(&procs[k]->procLatch);
+}
+
+/* A worker whose claim was full draws its next sibling in. */
+void
+crm_worker_wake_next(void)
+{
+	if (crm_shared != NULL && my_rank >= 0 && crm_workers_wanted() > 1)
+		wake_workers(MyDatabaseId, my_rank + 1, false);
+}
+
 static void
 crm_xact_callback(XactEvent event, void *arg)
 {
-	PGPROC	   *proc = NULL;
 	int			i;
 
 	switch (event)
@@ -176,17 +244,11 @@ crm_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (crm_shared == NULL)
 				break;
-			if (wake_at_commit)
-			{
-				SpinLockAcquire(&crm_shared->mutex);
-				i = slot_of(MyDatabaseId);
-				if (i >= 0)
-					proc = crm_shared->slots[i].proc;
-				SpinLockRelease(&crm_shared->mutex);
-				/* the worker's own commits need no wake-up */
-				if (proc && proc != MyProc)
-					SetLatch(&proc->procLatch);
-			}
+			/* the workers' own commits need no wake-up */
+			if (wake_all_at_commit)
+				wake_workers(MyDatabaseId, 0, true);
+			else if (wake_at_commit && my_rank < 0)
+				wake_workers(MyDatabaseId, 0, false);
 			if (start_at_commit)
 			{
 				SpinLockAcquire(&crm_shared->mutex);
@@ -206,6 +268,7 @@ crm_xact_callback(XactEvent event, void *arg)
 			return;
 	}
 	wake_at_commit = false;
+	wake_all_at_commit = false;
 	start_at_commit = false;
 }
 
@@ -257,33 +320,45 @@ Datum
 crm_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	CrmWorkerSlot copy[CRM_MAX_DATABASES];
+	CrmDatabaseSlot *copy;
+	int			wanted = crm_workers_wanted();
 	int			i;
+	int			r;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (crm_shared == NULL)
 		PG_RETURN_VOID();
 
+	copy = palloc(sizeof(crm_shared->slots));
 	SpinLockAcquire(&crm_shared->mutex);
-	memcpy(copy, crm_shared->slots, sizeof(copy));
+	memcpy(copy, crm_shared->slots, sizeof(crm_shared->slots));
 	SpinLockRelease(&crm_shared->mutex);
 
 	for (i = 0; i < CRM_MAX_DATABASES; i++)
 	{
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
 		char	   *name;
 
-		if (copy[i].state == CRM_WORKER_FREE)
+		if (!copy[i].used)
 			continue;
 		name = get_database_name(copy[i].dboid);
 		if (name == NULL)
 			continue;
-		values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
-		values[1] = Int32GetDatum(copy[i].pid);
-		nulls[1] = copy[i].pid == 0;
-		values[2] = CStringGetTextDatum(state_names[copy[i].state]);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		{
+			CrmWorkerSlot *w = &copy[i].workers[r];
+			Datum		values[4];
+			bool		nulls[4] = {false, false, false, false};
+
+			/* ranks no longer wanted, once gone, are not workers any more */
+			if (r >= wanted && w->pid == 0)
+				continue;
+			values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
+			values[1] = Int32GetDatum(r);
+			values[2] = Int32GetDatum(w->pid);
+			nulls[2] = w->pid == 0;
+			values[3] = CStringGetTextDatum(state_names[w->state]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
 	PG_RETURN_VOID();
 }
@@ -292,66 +367,86 @@ crm_worker_status(PG_FUNCTION_ARGS)
  * Workers' side of the slots
  * ---------------------------------------------------------------------------
  */
+
+/* This worker's slot, if it still holds it; the caller holds the mutex. */
+static CrmWorkerSlot *
+my_worker_slot(void)
+{
+	CrmWorkerSlot *w;
+
+	if (my_slot < 0)
+		return NULL;
+	w = &crm_shared->slots[my_slot].workers[my_rank];
+	return w->pid == MyProcPid ? w : NULL;
+}
+
 static void
 worker_detach(int code, Datum arg)
 {
-	Oid			dboid = DatumGetObjectId(arg);
-	int			i;
+	CrmWorkerSlot *w;
 
 	SpinLockAcquire(&crm_shared->mutex);
-	i = slot_of(dboid);
-	if (i >= 0 && crm_shared->slots[i].pid == MyProcPid)
+	w = my_worker_slot();
+	if (w)
 	{
-		if (crm_shared->slots[i].state == CRM_WORKER_RUNNING ||
-			crm_shared->slots[i].state == CRM_WORKER_STARTING)
-			crm_shared->slots[i].state = CRM_WORKER_STOPPED;
-		crm_shared->slots[i].pid = 0;
-		crm_shared->slots[i].proc = NULL;
-		crm_shared->slots[i].changed_at = GetCurrentTimestamp();
+		if (w->state == CRM_WORKER_RUNNING || w->state == CRM_WORKER_STARTING)
+			w->state = CRM_WORKER_STOPPED;
+		w->pid = 0;
+		w->proc = NULL;
+		w->changed_at = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	wake_launcher();
 }
 
 void
-crm_worker_attach(Oid dboid)
+crm_worker_attach(Oid dboid, int rank)
 {
 	int			i;
 
+	if (rank < 0 || rank >= CRM_MAX_WORKERS_PER_DATABASE)
+		elog(ERROR, "crm_automation worker of rank %d", rank);
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
 	if (i < 0)
 		i = slot_alloc(dboid);
 	if (i >= 0)
 	{
-		crm_shared->slots[i].pid = MyProcPid;
-		crm_shared->slots[i].proc = MyProc;
-		crm_shared->slots[i].state = CRM_WORKER_STARTING;
-		crm_shared->slots[i].changed_at = GetCurrentTimestamp();
+		CrmWorkerSlot *w = &crm_shared->slots[i].workers[rank];
+
+		w->pid = MyProcPid;
+		w->proc = MyProc;
+		w->state = CRM_WORKER_STARTING;
+		w->changed_at = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	if (i < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("crm_automation serves at most %d databases", CRM_MAX_DATABASES)));
-	before_shmem_exit(worker_detach, ObjectIdGetDatum(dboid));
+	my_slot = i;
+	my_rank = rank;
+	before_shmem_exit(worker_detach, (Datum) 0);
 }
 
 void
-crm_worker_set_state(Oid dboid, CrmWorkerState state)
+crm_worker_set_state(CrmWorkerState state)
 {
-	int			i;
+	CrmWorkerSlot *w;
 
 	SpinLockAcquire(&crm_shared->mutex);
-	i = slot_of(dboid);
-	if (i >= 0 && crm_shared->slots[i].pid == MyProcPid)
+	w = my_worker_slot();
+	if (w)
 	{
 		/* a DROP DATABASE in progress keeps its mark */
-		if (crm_shared->slots[i].state != CRM_WORKER_DROPPING)
-			crm_shared->slots[i].state = state;
-		crm_shared->slots[i].changed_at = GetCurrentTimestamp();
+		if (w->state != CRM_WORKER_DROPPING)
+			w->state = state;
+		w->changed_at = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&crm_shared->mutex);
+	/* the first worker running: the launcher starts its siblings */
+	if (state == CRM_WORKER_RUNNING && my_rank == 0 && crm_workers_wanted() > 1)
+		wake_launcher();
 }
 
 /* ---------------------------------------------------------------------------
@@ -359,36 +454,46 @@ crm_worker_set_state(Oid dboid, CrmWorkerState state)
  * ---------------------------------------------------------------------------
  */
 static void
-stop_worker_for_drop(const char *dbname)
+stop_workers_for_drop(const char *dbname)
 {
 	Oid			dboid = get_database_oid(dbname, true);
-	pid_t		pid = 0;
+	pid_t		pids[CRM_MAX_WORKERS_PER_DATABASE];
 	int			i;
+	int			r;
 	int			waited;
+	bool		any = false;
 
 	if (!OidIsValid(dboid) || crm_shared == NULL)
 		return;
 
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
-	if (i >= 0)
+	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 	{
-		crm_shared->slots[i].state = CRM_WORKER_DROPPING;
-		crm_shared->slots[i].changed_at = GetCurrentTimestamp();
-		pid = crm_shared->slots[i].pid;
+		pids[r] = 0;
+		if (i < 0)
+			continue;
+		crm_shared->slots[i].workers[r].state = CRM_WORKER_DROPPING;
+		crm_shared->slots[i].workers[r].changed_at = GetCurrentTimestamp();
+		pids[r] = crm_shared->slots[i].workers[r].pid;
+		any |= pids[r] != 0;
 	}
 	SpinLockRelease(&crm_shared->mutex);
-	if (pid == 0)
+	if (!any)
 		return;
 
-	kill(pid, SIGTERM);
-	/* wait up to 10 s for it to leave; dropdb itself then waits 5 s more */
+	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		if (pids[r] != 0)
+			kill(pids[r], SIGTERM);
+	/* wait up to 10 s for them to leave; dropdb itself then waits 5 s more */
 	for (waited = 0; waited < 1000; waited++)
 	{
-		bool		gone;
+		bool		gone = true;
 
 		SpinLockAcquire(&crm_shared->mutex);
-		gone = (crm_shared->slots[i].pid != pid);
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			if (pids[r] != 0 && crm_shared->slots[i].workers[r].pid == pids[r])
+				gone = false;
 		SpinLockRelease(&crm_shared->mutex);
 		if (gone)
 			break;
@@ -405,7 +510,7 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	Node	   *parsetree = pstmt->utilityStmt;
 
 	if (IsA(parsetree, DropdbStmt))
-		stop_worker_for_drop(((DropdbStmt *) parsetree)->dbname);
+		stop_workers_for_drop(((DropdbStmt *) parsetree)->dbname);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
@@ -419,9 +524,9 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	if (IsA(parsetree, DropStmt) &&
 		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 	{
-		/* the worker notices at its next wake-up that its extension is gone */
+		/* the workers notice at their next wake-up that the extension is gone */
 		ensure_xact_callback();
-		wake_at_commit = true;
+		wake_all_at_commit = true;
 	}
 	else if (IsA(parsetree, CreatedbStmt))
 		wake_launcher();
@@ -464,9 +569,10 @@ database_list(void)
 }
 
 static bool
-start_worker(int slot, Oid dboid)
+start_worker(int slot, int rank, Oid dboid)
 {
 	BackgroundWorker w;
+	BackgroundWorkerHandle **handle = &handles[slot][rank];
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -474,15 +580,19 @@ start_worker(int slot, Oid dboid)
 	w.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "crm_automation");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "crm_worker_main");
-	snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", dboid);
+	if (rank == 0)
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", dboid);
+	else
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", dboid, rank);
 	snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation worker");
 	w.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(w.bgw_extra, &rank, sizeof(rank));
 	w.bgw_notify_pid = MyProcPid;
 
-	if (handles[slot])
-		pfree(handles[slot]);
-	handles[slot] = NULL;
-	if (!RegisterDynamicBackgroundWorker(&w, &handles[slot]))
+	if (*handle)
+		pfree(*handle);
+	*handle = NULL;
+	if (!RegisterDynamicBackgroundWorker(&w, handle))
 	{
 		ereport(LOG,
 				(errmsg("crm_automation: no background worker slot left for database %u", dboid),
@@ -492,6 +602,58 @@ start_worker(int slot, Oid dboid)
 	return true;
 }
 
+/*
+ * Whether the worker of a slot and rank should start now; *nap shortens to
+ * when it should be looked at again.  The caller holds the mutex.
+ */
+static bool
+should_start(int slot, int rank, TimestampTz now, long *nap)
+{
+	CrmDatabaseSlot *d = &crm_shared->slots[slot];
+	CrmWorkerSlot *s = &d->workers[rank];
+	pid_t		pid;
+	bool		start = false;
+
+	/* siblings follow the first worker, once it found the extension */
+	if (rank > 0 && d->workers[0].state != CRM_WORKER_RUNNING)
+		return false;
+
+	switch (s->state)
+	{
+		case CRM_WORKER_STOPPED:
+			if (TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS) ||
+				s->changed_at == 0 || d->recheck)
+				start = true;
+			else
+				*nap = Min(*nap, RESTART_DELAY_MS);
+			break;
+		case CRM_WORKER_ABSENT:
+			/* the first worker runs: the extension is back */
+			start = d->recheck || rank > 0;
+			break;
+		case CRM_WORKER_STARTING:
+			/* registered but never attached (e.g. could not connect) */
+			if (s->pid == 0 && handles[slot][rank] != NULL &&
+				GetBackgroundWorkerPid(handles[slot][rank], &pid) == BGWH_STOPPED)
+				start = TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS);
+			else if (s->pid == 0 && handles[slot][rank] == NULL)
+				start = TimestampDifferenceExceeds(s->changed_at, now, 10000);
+			if (!start && s->pid == 0)
+				*nap = Min(*nap, RESTART_DELAY_MS);
+			break;
+		case CRM_WORKER_DROPPING:
+			/* the database survived: DROP DATABASE failed */
+			if (s->pid == 0 && TimestampDifferenceExceeds(s->changed_at, now, 10000))
+				start = true;
+			else
+				*nap = Min(*nap, 10000);
+			break;
+		default:
+			break;
+	}
+	return start;
+}
+
 /* One pass: start what should run.  Returns the delay until the next pass. */
 static long
 launcher_pass(void)
@@ -499,87 +661,57 @@ launcher_pass(void)
 	List	   *dbs = database_list();
 	TimestampTz now = GetCurrentTimestamp();
 	long		nap = LAUNCHER_NAP_MS;
+	int			wanted = crm_workers_wanted();
 	int			i;
+	int			r;
 	ListCell   *lc;
 
 	/* forget databases that are gone */
 	SpinLockAcquire(&crm_shared->mutex);
 	for (i = 0; i < CRM_MAX_DATABASES; i++)
 	{
-		CrmWorkerSlot *s = &crm_shared->slots[i];
+		CrmDatabaseSlot *d = &crm_shared->slots[i];
+		bool		live = false;
 
-		if (s->state != CRM_WORKER_FREE && s->pid == 0 &&
-			!list_member_oid(dbs, s->dboid))
-			s->state = CRM_WORKER_FREE;
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			live |= d->workers[r].pid != 0;
+		if (d->used && !live && !list_member_oid(dbs, d->dboid))
+			d->used = false;
 	}
 	SpinLockRelease(&crm_shared->mutex);
 
 	foreach(lc, dbs)
 	{
 		Oid			dboid = lfirst_oid(lc);
-		bool		start = false;
-		pid_t		pid;
+		bool		start[CRM_MAX_WORKERS_PER_DATABASE];
 
 		SpinLockAcquire(&crm_shared->mutex);
 		i = slot_of(dboid);
 		if (i < 0)
-		{
 			i = slot_alloc(dboid);
-			if (i >= 0)
-				crm_shared->slots[i].changed_at = 0;
-		}
-		if (i >= 0)
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		{
-			CrmWorkerSlot *s = &crm_shared->slots[i];
-
-			switch (s->state)
+			start[r] = i >= 0 && r < wanted && should_start(i, r, now, &nap);
+			if (start[r])
 			{
-				case CRM_WORKER_STOPPED:
-					if (TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS) ||
-						s->changed_at == 0 || s->recheck)
-						start = true;
-					else
-						nap = Min(nap, RESTART_DELAY_MS);
-					break;
-				case CRM_WORKER_ABSENT:
-					start = s->recheck;
-					break;
-				case CRM_WORKER_STARTING:
-					/* registered but never attached (e.g. could not connect) */
-					if (s->pid == 0 && handles[i] != NULL &&
-						GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
-						start = TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS);
-					else if (s->pid == 0 && handles[i] == NULL)
-						start = TimestampDifferenceExceeds(s->changed_at, now, 10000);
-					if (!start && s->pid == 0)
-						nap = Min(nap, RESTART_DELAY_MS);
-					break;
-				case CRM_WORKER_DROPPING:
-					/* the database survived: DROP DATABASE failed */
-					if (s->pid == 0 && TimestampDifferenceExceeds(s->changed_at, now, 10000))
-						start = true;
-					else
-						nap = Min(nap, 10000);
-					break;
-				default:
-					break;
-			}
-			if (start)
-			{
-				s->state = CRM_WORKER_STARTING;
-				s->recheck = false;
-				s->changed_at = now;
+				crm_shared->slots[i].workers[r].state = CRM_WORKER_STARTING;
+				crm_shared->slots[i].workers[r].changed_at = now;
 			}
 		}
+		if (i >= 0 && start[0])
+			crm_shared->slots[i].recheck = false;
 		SpinLockRelease(&crm_shared->mutex);
 
-		if (start && !start_worker(i, dboid))
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		{
-			SpinLockAcquire(&crm_shared->mutex);
-			crm_shared->slots[i].state = CRM_WORKER_STOPPED;
-			crm_shared->slots[i].changed_at = now;
-			SpinLockRelease(&crm_shared->mutex);
-			nap = Min(nap, RESTART_DELAY_MS);
+			if (start[r] && !start_worker(i, r, dboid))
+			{
+				SpinLockAcquire(&crm_shared->mutex);
+				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
+				crm_shared->slots[i].workers[r].changed_at = now;
+				SpinLockRelease(&crm_shared->mutex);
+				nap = Min(nap, RESTART_DELAY_MS);
+			}
 		}
 	}
 	list_free(dbs);

@@ -1,12 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The per-database worker: runs due jobs and delivers the outbox.
+ *	  The per-database workers: deliver the outbox; the first runs due jobs.
+ *
+ * A database has crm.workers_per_database of them (launcher.c), each with
+ * its rank and its share of crm.worker_concurrency, the "slots" below.  They
+ * claim from the same outbox (SKIP LOCKED keeps their claims apart); rank 0
+ * alone runs jobs and the cleanup.  A claim that came back full means more
+ * messages wait: the worker then wakes the next rank, so a burst draws every
+ * worker in.
  *
  * One loop, never blocking on anything but its wait:
  *
- *	 1. when woken (a commit set the latch) or when a job fell due: run due
- *		jobs, each in its own transaction (crm.run_next_job());
+ *	 1. rank 0, when woken (a commit set the latch) or when a job fell due:
+ *		run due jobs, each in its own transaction (crm.run_next_job());
  *	 2. fill the free transfer slots from the messages claimed ahead;
  *	 3. one short transaction, the "exchange", when there is enough to do:
  *		record the transfers that finished (one UPDATE for all of them), then
@@ -86,6 +93,13 @@
 									 * the transfer by this much */
 
 static volatile sig_atomic_t got_sigterm = false;
+
+/*
+ * This worker's rank among its database's workers (0 runs the jobs and
+ * the cleanup) and its share of crm.worker_concurrency.
+ */
+static int	rank = 0;
+static int	slots = 1;
 
 /* set by the steps, read by the loop */
 static bool extension_gone = false;
@@ -292,6 +306,22 @@ results_committed(int n)
 	results_make_durable();
 }
 
+/*
+ * This worker's share of crm.worker_concurrency: the workers of a database
+ * split it, the first ones taking the remainder.  False when its rank is no
+ * longer wanted (the settings changed): it then leaves.
+ */
+static bool
+share_slots(void)
+{
+	int			n = crm_workers_wanted();
+
+	if (rank >= n)
+		return false;
+	slots = crm_worker_concurrency / n + (rank < crm_worker_concurrency % n ? 1 : 0);
+	return true;
+}
+
 static void
 step_cleanup(void *arg)
 {
@@ -325,7 +355,7 @@ start_ready(CrmTransport *t)
 	{
 		CrmMessage *m = lfirst(lc);
 
-		if (crm_transport_inflight(t) >= crm_worker_concurrency)
+		if (crm_transport_inflight(t) >= slots)
 			break;
 		taken++;
 		if (TimestampDifferenceExceeds(m->claimed_at, now, LEASE_MARGIN_MS - START_MARGIN_MS))
@@ -464,7 +494,8 @@ crm_worker_main(Datum arg)
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	crm_worker_attach(dboid);
+	memcpy(&rank, MyBgworkerEntry->bgw_extra, sizeof(rank));
+	crm_worker_attach(dboid, rank);
 	pgstat_report_appname("crm_automation worker");
 
 	/*
@@ -477,11 +508,11 @@ crm_worker_main(Datum arg)
 	(void) in_transaction(step_check_extension, NULL, "crm_automation: starting");
 	if (extension_gone)
 	{
-		crm_worker_set_state(dboid, CRM_WORKER_ABSENT);
+		crm_worker_set_state(CRM_WORKER_ABSENT);
 		proc_exit(0);
 	}
-	crm_worker_set_state(dboid, CRM_WORKER_RUNNING);
-	ereport(LOG, (errmsg("crm_automation worker started for database \"%s\"", dbname)));
+	crm_worker_set_state(CRM_WORKER_RUNNING);
+	ereport(LOG, (errmsg("crm_automation worker %d started for database \"%s\"", rank, dbname)));
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker loop", ALLOCSET_DEFAULT_SIZES);
 	msg_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker messages", ALLOCSET_DEFAULT_SIZES);
@@ -506,9 +537,11 @@ crm_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		if (!share_slots())
+			break;
 
 		now = GetCurrentTimestamp();
-		if (crm_worker_enabled && (woken || now >= next_job_due) && run_jobs() > 0)
+		if (rank == 0 && crm_worker_enabled && (woken || now >= next_job_due) && run_jobs() > 0)
 			woken = true;		/* the jobs may have queued messages */
 		if (woken)
 			check_pending = true;
@@ -522,14 +555,14 @@ crm_worker_main(Datum arg)
 		 * messages as there are slots, whatever the order they finish in.
 		 */
 		start_ready(t);
-		room = 3 * crm_worker_concurrency - crm_transport_inflight(t) - list_length(ready);
+		room = 3 * slots - crm_transport_inflight(t) - list_length(ready);
 		want_claim = crm_worker_enabled && room > 0 &&
-			list_length(ready) <= crm_worker_concurrency / 2 &&
+			list_length(ready) <= slots / 2 &&
 			(woken || backlog || now >= next_msg_due);
 		waiting = results_waiting(t);
 		if (waiting > 0 && first_result_at == 0)
 			first_result_at = now;
-		want_record = waiting >= crm_worker_concurrency ||
+		want_record = waiting >= slots ||
 			(waiting > 0 && (crm_transport_inflight(t) == 0 ||
 							 TimestampDifferenceExceeds(first_result_at, now, RECORD_DELAY_MS)));
 		if (want_claim || want_record ||
@@ -540,6 +573,8 @@ crm_worker_main(Datum arg)
 			else
 			{
 				check_pending = false;
+				if (want_claim && backlog)
+					crm_worker_wake_next();	/* more wait: draw a sibling in */
 				if (want_claim && !backlog && next_msg_due <= now)
 				{
 					/* due but not claimable (locked by another claimer): look again soon */
@@ -552,7 +587,8 @@ crm_worker_main(Datum arg)
 			break;
 
 		now = GetCurrentTimestamp();
-		if (last_cleanup == 0 || TimestampDifferenceExceeds(last_cleanup, now, CLEANUP_EVERY_MS))
+		if (rank == 0 &&
+			(last_cleanup == 0 || TimestampDifferenceExceeds(last_cleanup, now, CLEANUP_EVERY_MS)))
 		{
 			(void) in_transaction(step_cleanup, NULL, "crm_automation: cleaning the outbox");
 			last_cleanup = now;
@@ -564,8 +600,9 @@ crm_worker_main(Datum arg)
 		 */
 		if (crm_worker_enabled)
 		{
-			wake_at = next_job_due;
-			if (list_length(ready) <= crm_worker_concurrency / 2)
+			if (rank == 0)
+				wake_at = next_job_due;
+			if (list_length(ready) <= slots / 2)
 				wake_at = Min(wake_at, backlog ? now : next_msg_due);
 		}
 		results_make_durable();
@@ -578,7 +615,7 @@ crm_worker_main(Datum arg)
 				first_result_at = now;
 			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(first_result_at, RECORD_DELAY_MS));
 		}
-		if ((crm_worker_enabled && job_backlog) || wake_at <= now)
+		if ((crm_worker_enabled && rank == 0 && job_backlog) || wake_at <= now)
 			timeout = 0;
 		else if (wake_at == DT_NOEND)
 			timeout = IDLE_CHECK_MS;
@@ -593,9 +630,11 @@ crm_worker_main(Datum arg)
 	shutdown_worker(t, msg_cxt);
 	if (extension_gone)
 	{
-		crm_worker_set_state(dboid, CRM_WORKER_ABSENT);
-		ereport(LOG, (errmsg("crm_automation worker stopping: the extension was dropped from database \"%s\"", dbname)));
+		crm_worker_set_state(CRM_WORKER_ABSENT);
+		ereport(LOG, (errmsg("crm_automation worker %d stopping: the extension was dropped from database \"%s\"", rank, dbname)));
 		proc_exit(0);
 	}
+	if (!got_sigterm)
+		ereport(LOG, (errmsg("crm_automation worker %d stopping: crm.workers_per_database is %d", rank, crm_workers_per_database)));
 	proc_exit(0);
 }

@@ -15,7 +15,10 @@
 
 #include "postmaster/bgworker.h"
 
-/* What a database's slot says about its worker. */
+/* Upper bound of crm.workers_per_database (shared memory is sized by it). */
+#define CRM_MAX_WORKERS_PER_DATABASE 16
+
+/* What a worker's slot says about it. */
 typedef enum CrmWorkerState
 {
 	CRM_WORKER_FREE = 0,		/* unused slot */
@@ -29,9 +32,11 @@ typedef enum CrmWorkerState
 /* _PG_init: shared memory hooks, launcher registration, utility hook. */
 extern void crm_launcher_init(void);
 
-/* Called by a database worker once connected. */
-extern void crm_worker_attach(Oid dboid);
-extern void crm_worker_set_state(Oid dboid, CrmWorkerState state);
+/* Called by a database worker once connected; index is its rank (0..). */
+extern void crm_worker_attach(Oid dboid, int index);
+extern void crm_worker_set_state(CrmWorkerState state);
+extern int	crm_workers_wanted(void);
+extern void crm_worker_wake_next(void);
 
 /* Background worker entry points (bgw_function_name). */
 extern PGDLLEXPORT void crm_launcher_main(Datum arg);

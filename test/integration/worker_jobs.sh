@@ -95,12 +95,18 @@ q "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 15 || true
 check "enabled again on reload, it is sent" "sent" "$(q "SELECT status FROM crm.outbox WHERE id = $id")"
 
-echo "# the worker's life"
-check "one worker for crm_it, running" "running|1" \
-	"$(q "SELECT state FROM crm.worker_status() WHERE database = 'crm_it'")|$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+echo "# the workers' life (crm.workers_per_database = 2, the default)"
+workers() {	# workers DATABASE: how many run
+	q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = '$1'"
+}
+wait_for "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
+check "two workers for crm_it, running, ranks 0 and 1" "0 running,1 running|2" \
+	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE database = 'crm_it'")|$(workers crm_it)"
+check "crm.worker_status() shows the workers' pids" "2" \
+	"$(q "SELECT count(*) FROM crm.worker_status() s JOIN pg_stat_activity a USING (pid) WHERE s.database = 'crm_it' AND a.backend_type = 'crm_automation worker'")"
 # a sent message older than crm.outbox_retention: the worker deletes it when it starts
 old=$(q "INSERT INTO crm.outbox (channel, payload, status, sent_at) VALUES ('webhook', '{}', 'sent', now() - interval '8 days') RETURNING id")
-pid=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")
+pid=$(q "SELECT pid FROM crm.worker_status() WHERE database = 'crm_it' AND worker = 0")
 kill -9 "$pid"
 sleep 0.5
 for i in $(seq 1 100); do
@@ -112,19 +118,24 @@ check "after a worker crash (server reinitialised) a new worker delivers" "sent"
 check "the new worker cleaned up the outbox: sent messages older than 7 days are gone" "0" \
 	"$(q "SELECT count(*) FROM crm.outbox WHERE id = $old")"
 
+wait_for "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
+check "after the crash both workers run again" "2" "$(workers crm_it)"
+
 q "DROP EXTENSION crm_automation CASCADE"
 wait_for "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
-check "DROP EXTENSION: the worker leaves" "0" "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+check "DROP EXTENSION: both workers leave" "0" "$(workers crm_it)"
+check "each says why in the server log" "2" \
+	"$(grep -c 'crm_automation worker [01] stopping: the extension was dropped from database "crm_it"' "$CRM_CLUSTER_DIR/server.log" || true)"
 q "CREATE EXTENSION crm_automation"
-wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
-check "CREATE EXTENSION: a worker starts at once" "1" "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'")"
+wait_for "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
+check "CREATE EXTENSION: the workers start at once" "2" "$(workers crm_it)"
 
 psql -X -q -d postgres -c "CREATE DATABASE crm_other" >/dev/null
 psql -X -q -d crm_other -c "CREATE EXTENSION crm_automation" >/dev/null
-wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_other'" 10 || true
-check "a second database gets its own worker" "1" "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_other'")"
+wait_for "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_other'" 10 || true
+check "a second database gets its own workers" "2" "$(workers crm_other)"
 if psql -X -q -d postgres -c "DROP DATABASE crm_other" >/dev/null 2>"$IT_DIR/drop.err"; then r=dropped; else r=$(cat "$IT_DIR/drop.err"); fi
-check "DROP DATABASE (without FORCE) succeeds while its worker was running" "dropped" "$r"
+check "DROP DATABASE (without FORCE) succeeds while its workers were running" "dropped" "$r"
 check "no database without the extension has a worker" "0" \
 	"$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname <> 'crm_it'")"
 
