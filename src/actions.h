@@ -127,6 +127,14 @@ extern char *crm_param_text(CrmActionCall *call, const char *name);	/* NULL if a
 extern bool crm_param_bool(CrmActionCall *call, const char *name, bool dflt);
 extern bool crm_param_int(CrmActionCall *call, const char *name, int64 *out);
 extern int	crm_param_users(CrmActionCall *call, const char *name, int64 **ids);
+/* The same as an int8[] (empty when absent). */
+extern Datum crm_param_user_array(CrmActionCall *call, const char *name);
+
+/*
+ * A files parameter as an int8[] of drive file ids (empty when absent); an
+ * id that is not a number or not in crm.drive_file is an ERROR.
+ */
+extern Datum crm_param_file_array(CrmActionCall *call, const char *name);
 extern List *crm_param_addresses(CrmActionCall *call, const char *name, bool phones,
 								 const char *separators);	/* char * */
 extern Jsonb *crm_param_json(CrmActionCall *call, const char *name);	/* rendered */

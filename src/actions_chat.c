@@ -49,10 +49,10 @@ void
 crm_exec_feed_post(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-	INT8ARRAYOID, TEXTARRAYOID};
-	Datum		vals[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+	INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	Datum		vals[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		sender = first_or_zero(call, "sender");
 	int64	   *ids;
 	int			n = crm_param_users(call, "recipients", &ids);
@@ -66,15 +66,16 @@ crm_exec_feed_post(CrmActionCall *call)
 	vals[5] = Int64GetDatum(call->robot_id);
 	vals[6] = crm_int8_array(ids, n);
 	vals[7] = text_array(crm_param_json(call, "tags"));
+	vals[8] = crm_param_file_array(call, "files");
 	/* no recipients: a post to everyone */
 	crm_exec(crm_plan(&plan,
 					  "WITH p AS (INSERT INTO crm.feed_post (author_id, title, text, entity_type, entity_id,"
-					  "   robot_id, to_all, tags)"
-					  "  VALUES ($1, $2, $3, $4, $5, $6, cardinality($7) = 0, $8) RETURNING id),"
+					  "   robot_id, to_all, tags, files)"
+					  "  VALUES ($1, $2, $3, $4, $5, $6, cardinality($7) = 0, $8, $9) RETURNING id),"
 					  " r AS (INSERT INTO crm.feed_post_recipient (post_id, user_id)"
 					  "  SELECT p.id, u FROM p, unnest($7) u ON CONFLICT DO NOTHING)"
 					  " SELECT id FROM p",
-					  8, types), vals, nulls, false, 1);
+					  9, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "post_id", crm_returned_id());
 }
 

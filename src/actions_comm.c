@@ -193,10 +193,10 @@ void
 crm_exec_create_task(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[11] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
-	INT8OID, TEXTARRAYOID, INT8OID, TEXTOID, INT8OID};
-	Datum		vals[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[13] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
+	INT8OID, TEXTARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
+	Datum		vals[13];
+	char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz deadline;
 	char	   *desc = crm_param_text(call, "description");
 	char	   *priority = crm_param_text(call, "priority");
@@ -232,15 +232,16 @@ crm_exec_create_task(CrmActionCall *call)
 	vals[6] = Int64GetDatum(call->cx->item_id);
 	vals[7] = PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
 	vals[8] = Int64GetDatum(call->robot_id);
-	vals[9] = (Datum) 0;
-	nulls[9] = 'n';			/* unused slot */
+	vals[9] = crm_param_file_array(call, "files");
 	vals[10] = Int64GetDatum((int64) crm_acting_user_id);
 	nulls[10] = DatumGetInt64(vals[10]) ? ' ' : 'n';
+	vals[11] = crm_param_user_array(call, "accomplices");
+	vals[12] = crm_param_user_array(call, "auditors");
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.task (title, description, responsible_id, deadline, priority,"
-					  " entity_type, entity_id, bindings, robot_id, created_by)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11) RETURNING id",
-					  11, types), vals, nulls, false, 1);
+					  " entity_type, entity_id, bindings, robot_id, files, created_by, accomplices, auditors)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+					  13, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "task_id",
 						  DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 }

@@ -226,7 +226,7 @@ crm_exec_convert(CrmActionCall *call)
 	else
 	{
 		require_type(call, "deal", NULL);
-		vals[1] = Int64GetDatum(pipeline_stage(call, to, NULL, NULL));
+		vals[1] = Int64GetDatum(pipeline_stage(call, to, pipeline, NULL));
 		if (strcmp(to, "quote") == 0)
 			crm_exec(crm_plan(&quote_plan,
 							  "INSERT INTO crm.quote (title, stage_id, responsible_id, amount, currency, deal_id,"

@@ -32,6 +32,7 @@
 
 #include "actions.h"
 #include "crm_automation.h"
+#include "rule_cache.h"
 #include "spi_util.h"
 
 /* ---------- validation ---------- */
@@ -273,9 +274,8 @@ check_stage_param(JsonbValue *v, const CrmParamDesc *p, int64 stage_id)
 		types[1] = INT8OID;
 		vals[1] = DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric));
 		ret = crm_exec(crm_plan(&by_id,
-								"SELECT 1 FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
-								" WHERE s.id = $2 AND p.entity_type = (SELECT p2.entity_type FROM crm.stage s2"
-								" JOIN crm.pipeline p2 ON p2.id = s2.pipeline_id WHERE s2.id = $1)",
+								"SELECT 1 FROM crm.stage s"
+								" WHERE s.id = $2 AND s.pipeline_id = (SELECT pipeline_id FROM crm.stage WHERE id = $1)",
 								2, types), vals, NULL, true, 1);
 	}
 	else if (v->type == jbvString)
@@ -295,8 +295,8 @@ check_stage_param(JsonbValue *v, const CrmParamDesc *p, int64 stage_id)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("parameter \"%s\" names an unknown stage", p->name),
-				 errhint("Give a stage code of the robot's pipeline or a stage id of the same entity type.")));
+				 errmsg("parameter \"%s\" names no stage of the robot's pipeline", p->name),
+				 errhint("Give a stage code or id of the robot's pipeline; change_pipeline moves an item to another pipeline.")));
 }
 
 /* Columns an update_item robot may not set. */
@@ -874,7 +874,23 @@ crm_param_stage(CrmActionCall *call, const char *name)
 	if (!c->present || !JsonbExtractScalar(&c->raw->root, &v))
 		elog(ERROR, "parameter \"%s\" has no stage", name);
 	if (v.type == jbvNumeric)
-		return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+	{
+		int64		id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+		int64		current = crm_item_int(call->cx, "stage_id", &isnull);
+		const CrmStageInfo *info;
+		int64		pipeline = -1;
+
+		/* checked again: the stage may have been deleted since */
+		if (!isnull && (info = crm_stage_info(current)) != NULL)
+			pipeline = info->pipeline_id;
+		info = crm_stage_info(id);
+		if (info == NULL || info->pipeline_id != pipeline)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stage %lld is not in the item's pipeline", (long long) id),
+					 errhint("change_pipeline moves an item to another pipeline.")));
+		return id;
+	}
 	vals[0] = Int64GetDatum(call->stage_id);
 	vals[1] = CStringGetTextDatum(jbv_string(&v));
 	crm_exec(crm_plan(&by_code,
@@ -995,6 +1011,64 @@ crm_param_users(CrmActionCall *call, const char *name, int64 **ids)
 			resolve_user_ref(call, tok, ids, &n, &cap);
 	}
 	return n;
+}
+
+Datum
+crm_param_user_array(CrmActionCall *call, const char *name)
+{
+	int64	   *ids;
+	int			n = crm_param_users(call, name, &ids);
+
+	return crm_int8_array(ids, n);
+}
+
+Datum
+crm_param_file_array(CrmActionCall *call, const char *name)
+{
+	static SPIPlanPtr missing_plan = NULL;
+	const CrmCompiledParam *c = crm_param(call, name);
+	Oid			t[1] = {INT8ARRAYOID};
+	Datum		arr;
+	ListCell   *lc;
+	int64	   *ids;
+	int			n = 0;
+	int			cap = 8;
+	bool		isnull;
+
+	ids = palloc(sizeof(int64) * cap);
+	if (c->present)
+		foreach(lc, c->items)
+		{
+			char	   *s = crm_expr_render((CrmExpr *) lfirst(lc), call->cx);
+			char	   *tok;
+
+			/* a template may yield several ids separated by commas */
+			for (tok = strtok(s, ", "); tok; tok = strtok(NULL, ", "))
+			{
+				if (!all_digits(tok) || strtoi64(tok, NULL, 10) <= 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("parameter \"%s\" gives \"%s\", not a file id", name, tok)));
+				if (n == cap)
+					ids = repalloc(ids, sizeof(int64) * (cap *= 2));
+				ids[n++] = strtoi64(tok, NULL, 10);
+			}
+		}
+	arr = crm_int8_array(ids, n);
+	if (n == 0)
+		return arr;
+	crm_exec(crm_plan(&missing_plan,
+					  "SELECT min(f) FROM unnest($1) f"
+					  " WHERE NOT EXISTS (SELECT FROM crm.drive_file d WHERE d.id = f)",
+					  1, t), &arr, NULL, true, 1);
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("parameter \"%s\" names file %lld, which is not in crm.drive_file", name,
+						(long long) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+																SPI_tuptable->tupdesc, 1, &isnull)))));
+	return arr;
 }
 
 /* One rendered recipient: an address, or a user reference resolved to one. */

@@ -17,6 +17,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "actions.h"
 #include "expr.h"
@@ -151,6 +152,106 @@ check_delay(Jsonb *delay, const char *entity_type)
 	}
 }
 
+/* A parameter's literal text, or NULL when absent or a template. */
+static char *
+literal_param(Jsonb *params, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(&params->root, key, strlen(key), NULL);
+	char	   *s;
+
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (v->type != jbvString)
+		return NULL;
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+	return (strstr(s, "{{") || strstr(s, "{=") || s[0] == '=') ? NULL : s;
+}
+
+/*
+ * Pipelines, document templates and providers that a robot names exist when
+ * it is saved (templates are checked when it runs).
+ */
+static void
+check_references(const CrmActionDesc *action, Jsonb *params, const char *entity_type)
+{
+	static SPIPlanPtr pipeline_plan = NULL;
+	static SPIPlanPtr template_plan = NULL;
+	static SPIPlanPtr provider_plan = NULL;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		vals[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	const char *name = action->name;
+	char	   *v;
+
+	if (params == NULL)
+		return;
+	if ((v = literal_param(params, "pipeline")) != NULL)
+	{
+		const char *of = entity_type;
+		char	   *stage = strcmp(name, "change_pipeline") == 0 ? literal_param(params, "stage") : NULL;
+
+		if (strcmp(name, "copy_deal") == 0)
+			of = "deal";
+		else if (strcmp(name, "convert") == 0)
+		{
+			of = literal_param(params, "to");
+			if (of == NULL || strcmp(of, "contact") == 0 || strcmp(of, "company") == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("parameter \"pipeline\" does not apply to a conversion to %s", of ? of : "that"),
+						 errhint("Contacts and companies have no pipelines.")));
+		}
+		vals[0] = CStringGetTextDatum(of);
+		vals[1] = CStringGetTextDatum(v);
+		vals[2] = stage ? CStringGetTextDatum(stage) : (Datum) 0;
+		nulls[2] = stage ? ' ' : 'n';
+		crm_exec(crm_plan(&pipeline_plan,
+						  "SELECT 1 FROM crm.pipeline p JOIN crm.stage s ON s.pipeline_id = p.id"
+						  " WHERE p.entity_type = $1"
+						  "   AND CASE WHEN $2 ~ '^[0-9]+$' THEN p.id = $2::bigint ELSE p.name = $2 END"
+						  "   AND ($3 IS NULL OR s.code = lower($3) OR s.id::text = $3) LIMIT 1",
+						  3, types), vals, nulls, true, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 stage ? errmsg("%s pipeline \"%s\" has no stage \"%s\"", of, v, stage)
+					 : errmsg("%s pipeline \"%s\" does not exist", of, v),
+					 errhint("Give a pipeline id or name of the %s entity type (SELECT id, name FROM crm.pipeline WHERE entity_type = '%s').",
+							 of, of)));
+	}
+	if (strcmp(name, "create_document") == 0 && (v = literal_param(params, "template")) != NULL)
+	{
+		vals[0] = CStringGetTextDatum(v);
+		crm_exec(crm_plan(&template_plan,
+						  "SELECT 1 FROM crm.document_template"
+						  " WHERE CASE WHEN $1 ~ '^[0-9]+$' THEN id = $1::bigint ELSE name = $1 END",
+						  1, types), vals, NULL, true, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("document template \"%s\" does not exist", v),
+					 errhint("Templates are rows of crm.document_template (id, name, body).")));
+	}
+	if ((action->flags & CRM_ACT_OUTBOUND) && (v = literal_param(params, "provider")) != NULL)
+	{
+		const char *channel = strcmp(name, "send_email") == 0 ? "email" :
+			strcmp(name, "send_sms") == 0 ? "sms" : name;
+
+		vals[0] = CStringGetTextDatum(channel);
+		vals[1] = CStringGetTextDatum(v);
+		crm_exec(crm_plan(&provider_plan,
+						  "SELECT 1 FROM crm.provider WHERE channel = $1 AND name = $2",
+						  2, types), vals, NULL, true, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("%s provider \"%s\" does not exist", channel, v),
+					 errhint("Add it first with crm.add_provider('%s', name, config, secret).", channel)));
+	}
+}
+
 static void
 delay_error_callback(void *arg)
 {
@@ -195,6 +296,13 @@ crm_validate_robot(PG_FUNCTION_ARGS)
 	names = stage_robot_names(stage_id, robot_id);
 	crm_action_validate(action, params ? params : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
 						stage_id, entity_type, names, "robot");
+	check_references(action, params, entity_type);
+	if (delay != NULL && (action->flags & CRM_ACT_SCHEDULES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("action \"%s\" takes no delay", action->name),
+				 errhint("Its time is its \"%s\" parameter.",
+						 strcmp(action->name, "wait") == 0 ? "for" : "after")));
 	if (condition != NULL)
 	{
 		CrmExpr    *e = crm_expr_compile_condition(condition, "condition");

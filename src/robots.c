@@ -450,6 +450,19 @@ remember_outputs(RunState *rs, const CrmRobot *r, Jsonb *outputs)
 	rs->cx.robot_outputs = rs->outputs;
 }
 
+/* A call of a robot's action for the item of rs. */
+static void
+robot_call(CrmActionCall *call, RunState *rs, const CrmRobot *r)
+{
+	memset(call, 0, sizeof(*call));
+	call->action = r->action;
+	call->params = r->params;
+	call->cx = &rs->cx;
+	call->robot_id = r->id;
+	call->stage_id = rs->stage_id;
+	call->where = r->where;
+}
+
 /*
  * One run of a robot: condition, action, outputs, log.  With log_id set,
  * updates that (scheduled) log row instead of logging a new one.
@@ -461,13 +474,7 @@ robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
 	Jsonb	   *outputs = NULL;
 	const char *status = "done";
 
-	memset(&call, 0, sizeof(call));
-	call.action = r->action;
-	call.params = r->params;
-	call.cx = &rs->cx;
-	call.robot_id = r->id;
-	call.stage_id = rs->stage_id;
-	call.where = r->where;
+	robot_call(&call, rs, r);
 
 	if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
 		status = "skipped";
@@ -487,19 +494,60 @@ robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
 		remember_outputs(rs, r, outputs);
 }
 
+typedef void (*RobotBody) (RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started);
+
 /*
- * Runs one robot now.  Carefully, it runs in a subtransaction of its own: a
- * failure rolls back its effects and is logged, and the sequence goes on.
- * Otherwise (a batch that will be replayed carefully if anything fails) an
- * error propagates to the batch.  A query cancel always propagates.
+ * Runs body for a robot.  Carefully, it runs in a subtransaction of its own:
+ * a failure rolls back its effects and is returned (the caller logs it), and
+ * the sequence goes on.  Otherwise (a batch that will be replayed carefully
+ * if anything fails) an error propagates to the batch.  A query cancel
+ * always propagates.
  */
-static void
-run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
+static ErrorData *
+run_guarded(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started,
+			RobotBody body)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *edata = NULL;
+
+	if (!rs->careful)
+	{
+		body(rs, r, log_id, started);
+		return NULL;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		body(rs, r, log_id, started);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/* Runs one robot now (run_guarded); a failure is logged as the robot's. */
+static void
+run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
+{
 	char	   *cycle = NULL;
 	TimestampTz started = GetCurrentTimestamp();
+	ErrorData  *edata;
 
 	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
 	{
@@ -509,47 +557,28 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 			log_run(r, rs->entity_type, rs->item_id, "loop_stopped", NULL, NULL, cycle, started);
 		return;
 	}
-
-	if (!rs->careful)
+	/* an error thrown on skips the pop: the batch restores the depth */
+	edata = run_guarded(rs, r, log_id, started, robot_body);
+	crm_lineage_pop();
+	if (edata != NULL)
 	{
-		robot_body(rs, r, log_id, started);
-		crm_lineage_pop();
-		return;
-	}
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		robot_body(rs, r, log_id, started);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		crm_lineage_pop();
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-
 		/* the failure is the robot's, not the statement's */
 		if (log_id)
 			log_update(log_id, "failed", edata->message, NULL);
 		else
 			log_run(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, started);
 		FreeErrorData(edata);
-		return;
 	}
-	PG_END_TRY();
-	crm_lineage_pop();
+}
+
+/* The start of a wait: its instructions go to the responsible user. */
+static void
+wait_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
+{
+	CrmActionCall call;
+
+	robot_call(&call, rs, r);
+	r->action->exec(&call);
 }
 
 /* Encodes robot ids as a jsonb array for a job's chain. */
@@ -695,10 +724,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 			TimestampTz due;
 			bool		is_wait = strcmp(r->action->name, "wait") == 0;
 
-			memset(&call, 0, sizeof(call));
-			call.action = r->action;
-			call.params = r->params;
-			call.cx = &rs->cx;
+			robot_call(&call, rs, r);
 			if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
 			{
 				log_run(r, rs->entity_type, rs->item_id, "skipped", NULL, NULL, NULL, 0);
@@ -716,6 +742,17 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 															  IntervalPGetDatum(iv)));
 			if (is_wait)
 			{
+				ErrorData  *edata = run_guarded(rs, r, 0, GetCurrentTimestamp(), wait_body);
+
+				if (edata != NULL)
+				{
+					/* instructions that cannot be sent: a failed robot */
+					log_run(r, rs->entity_type, rs->item_id, "failed", edata->message,
+							NULL, NULL, GetCurrentTimestamp());
+					FreeErrorData(edata);
+					i++;
+					continue;
+				}
 				/* every later robot runs when the wait ends */
 				schedule_job(rs, "wait", r, due, job_context(seq, i + 1, n, rs->outputs));
 				return;
@@ -976,13 +1013,7 @@ execute_robot_job(const CrmJob *job)
 		{
 			CrmActionCall call;
 
-			memset(&call, 0, sizeof(call));
-			call.action = r->action;
-			call.params = r->params;
-			call.cx = &rs.cx;
-			call.robot_id = r->id;
-			call.stage_id = rs.stage_id;
-			call.where = r->where;
+			robot_call(&call, &rs, r);
 			r->action->exec(&call);
 			log_update(job->log_id, "done", NULL, NULL);
 		}

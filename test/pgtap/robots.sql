@@ -28,7 +28,7 @@ SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment',
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'add_comment', '{"text": "x"}', delay => '{"at": "close_date", "work_time": true}')$$,
 	'0A000', 'delay.work_time applies to "after" delays, not to "at"', 'work_time on a date-field delay refused');
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'change_stage', '{"stage": "nowhere"}')$$,
-	'42704', 'parameter "stage" names an unknown stage', 'unknown target stage');
+	'42704', 'parameter "stage" names no stage of the robot''s pipeline', 'unknown target stage');
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('lead', 'new'), 'copy_deal', '{}')$$,
 	'0A000', 'action "copy_deal" is not available for lead stages', 'deal-only action');
 SELECT throws_ok($$SELECT crm.add_robot(42424242, 'write_log', '{"text": "x"}')$$,
