@@ -102,6 +102,8 @@ typedef struct CrmActionCall
 	JsonbParseState *outputs;	/* built by crm_action_output_* */
 	bool		has_outputs;
 	bool		stop_chain;		/* set by the executor to stop later robots */
+	bool		hold;			/* set by the executor: later robots wait until
+								 * the message it queued is sent or given up */
 } CrmActionCall;
 
 /* Catalogue. */

@@ -240,7 +240,8 @@ crm_exec_outbound(CrmActionCall *call)
 		channel = "robocall";
 		ob_text(&b, "number", crm_param_text(call, "number"));
 		ob_text(&b, "text", crm_param_text(call, "text"));
-		ob_bool(&b, "wait_for_result", crm_param_bool(call, "wait_for_result", false));
+		call->hold = crm_param_bool(call, "wait_for_result", false);
+		ob_bool(&b, "wait_for_result", call->hold);
 	}
 	prov = provider_id(call, channel);
 

@@ -97,6 +97,7 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* per-transaction requests, acted upon at commit */
 static bool wake_at_commit = false;
 static bool wake_all_at_commit = false;
+static bool jobs_at_commit = false;	/* the transaction wrote crm.job */
 static bool start_at_commit = false;
 static bool xact_callback_registered = false;
 
@@ -244,11 +245,21 @@ crm_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (crm_shared == NULL)
 				break;
-			/* the workers' own commits need no wake-up */
+			/* the workers' own commits need no wake-up, but for jobs */
 			if (wake_all_at_commit)
 				wake_workers(MyDatabaseId, 0, true);
 			else if (wake_at_commit && my_rank < 0)
 				wake_workers(MyDatabaseId, 0, false);
+			else if (jobs_at_commit && my_rank == 0)
+				SetLatch(MyLatch);
+			else if (jobs_at_commit && my_rank > 0)
+			{
+				/*
+				 * a worker's record changed a job (a wait ending with its
+				 * message): rank 0 runs jobs
+				 */
+				wake_workers(MyDatabaseId, 0, false);
+			}
 			if (start_at_commit)
 			{
 				SpinLockAcquire(&crm_shared->mutex);
@@ -269,6 +280,7 @@ crm_xact_callback(XactEvent event, void *arg)
 	}
 	wake_at_commit = false;
 	wake_all_at_commit = false;
+	jobs_at_commit = false;
 	start_at_commit = false;
 }
 
@@ -294,6 +306,8 @@ crm_wake_worker_trigger(PG_FUNCTION_ARGS)
 				 errmsg("crm._wake_worker() must be called as a trigger")));
 	ensure_xact_callback();
 	wake_at_commit = true;
+	if (strcmp(RelationGetRelationName(((TriggerData *) fcinfo->context)->tg_relation), "job") == 0)
+		jobs_at_commit = true;
 	return PointerGetDatum(NULL);
 }
 

@@ -410,6 +410,7 @@ typedef struct RunState
 	Jsonb	   *outputs;		/* {"NAME": {...}} of named robots so far */
 	bool		stopped;		/* a robot ended the sequence */
 	bool		careful;		/* each robot in a subtransaction of its own */
+	bool		held;			/* the robot just run holds the later ones */
 } RunState;
 
 static Jsonb *
@@ -481,6 +482,7 @@ robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
 	else
 	{
 		r->action->exec(&call);
+		rs->held = call.hold;
 		if (call.has_outputs)
 			outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
 		if (call.stop_chain || (r->action->flags & CRM_ACT_STOPS_CHAIN))
@@ -558,10 +560,12 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 		return;
 	}
 	/* an error thrown on skips the pop: the batch restores the depth */
+	rs->held = false;
 	edata = run_guarded(rs, r, log_id, started, robot_body);
 	crm_lineage_pop();
 	if (edata != NULL)
 	{
+		rs->held = false;
 		/* the failure is the robot's, not the statement's */
 		if (log_id)
 			log_update(log_id, "failed", edata->message, NULL);
@@ -696,6 +700,28 @@ schedule_job(RunState *rs, const char *kind, const CrmRobot *r, TimestampTz due,
 					  10, types), vals, nulls, false, 0);
 }
 
+/* When a wait with no end of its own is due: in a hundred years. */
+static TimestampTz
+far_future(void)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+												   DirectFunctionCall3(interval_in, CStringGetDatum("100 years"),
+																	   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+}
+
+/*
+ * A robot that holds the later ones (a robocall waiting for its result):
+ * they become a wait job, ended when its message is sent or given up
+ * (crm._end_waits_on_message in 75_scheduler.sql).
+ */
+static void
+hold_rest(RunState *rs, const CrmRobot *r, Jsonb *context)
+{
+	rs->held = false;
+	schedule_job(rs, "wait", r, far_future(), context);
+}
+
 /*
  * Runs a sequence of robots for one item: immediate ones now, delayed ones
  * (with the robots chained to them) and everything after a wait as jobs.
@@ -732,10 +758,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 				continue;
 			}
 			if (!crm_param_interval(&call, is_wait ? "for" : "after", &iv))
-				due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-															  DirectFunctionCall3(interval_in, CStringGetDatum("100 years"),
-																				  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+				due = far_future();
 			else
 				due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
@@ -776,6 +799,12 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 		}
 
 		run_robot_now(rs, r, 0);
+		if (rs->held)
+		{
+			/* every later robot runs when its message is done */
+			hold_rest(rs, r, job_context(seq, i + 1, n, rs->outputs));
+			return;
+		}
 		i++;
 	}
 }
@@ -985,6 +1014,7 @@ execute_robot_job(const CrmJob *job)
 	CrmRobot  **seq;
 	int			n;
 	RunState	rs;
+	bool		held = false;
 	Oid			save_userid;
 	int			save_sec;
 
@@ -1006,7 +1036,15 @@ execute_robot_job(const CrmJob *job)
 		rs.cx.robot_outputs = rs.outputs;
 
 		if (strcmp(job->kind, "robot") == 0)
+		{
 			run_robot_now(&rs, r, job->log_id);
+			if (rs.held)
+			{
+				n = chain_robots(robots, job->context, &seq);
+				hold_rest(&rs, r, job_context(seq, 0, n, rs.outputs));
+				held = true;
+			}
+		}
 		else if (strcmp(job->kind, "wait") == 0)
 			log_update(job->log_id, "done", NULL, NULL);
 		else if (strcmp(job->kind, "control") == 0)
@@ -1017,8 +1055,11 @@ execute_robot_job(const CrmJob *job)
 			r->action->exec(&call);
 			log_update(job->log_id, "done", NULL, NULL);
 		}
-		n = chain_robots(robots, job->context, &seq);
-		run_sequence(&rs, seq, n);
+		if (!held)
+		{
+			n = chain_robots(robots, job->context, &seq);
+			run_sequence(&rs, seq, n);
+		}
 	}
 	PG_FINALLY();
 	{

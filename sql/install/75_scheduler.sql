@@ -25,3 +25,23 @@ $$;
 CREATE TRIGGER end_waits AFTER INSERT ON crm.activity
 	FOR EACH ROW WHEN (NEW.direction = 'incoming' AND NEW.entity_id IS NOT NULL)
 	EXECUTE FUNCTION crm._end_waits_on_activity();
+
+-- A robocall robot with wait_for_result holds the robots after it in a wait
+-- job (robots.c); the wait ends when the worker records its message sent or
+-- dead.  The WHEN clause keeps the worker's other records free of it.
+CREATE FUNCTION crm._end_waits_on_message() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('message_id', NEW.id, 'message_status', NEW.status)
+	 WHERE j.status = 'pending' AND j.kind = 'wait'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND j.robot_id = NEW.robot_id;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER end_waits AFTER UPDATE OF status ON crm.outbox
+	FOR EACH ROW WHEN (NEW.status IN ('sent', 'dead') AND NEW.channel = 'robocall'
+					   AND NEW.robot_id IS NOT NULL AND NEW.payload @> '{"wait_for_result": true}')
+	EXECUTE FUNCTION crm._end_waits_on_message();

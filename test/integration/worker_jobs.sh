@@ -69,6 +69,22 @@ q "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, r
 wait_for "SELECT count(*) = 1 FROM crm.outbox WHERE entity_id = 102 AND status = 'sent'" 5 || true
 check "the client's call ended the wait: the next robot ran and its webhook was sent" "sent" "$(q "SELECT status FROM crm.outbox WHERE entity_id = 102")"
 
+echo "# a robocall that waits for its result holds the robots after it until its message is done"
+R=$(q "SELECT crm.stage('deal', 'final_invoice')")
+q "SELECT crm.add_provider('robocall', 'voice', '{\"url\": \"$B/slow/2/call\", \"body\": \"{text}\"}')" >/dev/null
+q "SELECT crm.add_robot($R, 'robocall', '{\"number\": \"+33 1 23\", \"text\": \"Your order {{title}}\", \"wait_for_result\": true}')" >/dev/null
+q "SELECT crm.add_robot($R, 'add_comment', '{\"text\": \"after the call\"}')" >/dev/null
+q "INSERT INTO crm.deal (id, title, responsible_id) VALUES (105, 'Calls', 101)"
+q "UPDATE crm.deal SET stage_id = $R WHERE id = 105"
+sleep 1
+check "while the call's request is in flight the next robot waits" "0|sending" \
+	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 105")|$(q "SELECT status FROM crm.outbox WHERE entity_id = 105")"
+wait_for "SELECT count(*) = 1 FROM crm.timeline_comment WHERE entity_id = 105" 10 || true
+check "the call sent, the wait ended and the next robot ran" "sent|1|done" \
+	"$(q "SELECT status FROM crm.outbox WHERE entity_id = 105")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 105 AND text = 'after the call'")|$(q "SELECT status FROM crm.job WHERE entity_id = 105 AND kind = 'wait'")"
+check "the ended wait names the message and how it ended" "sent" \
+	"$(q "SELECT j.context->>'message_status' FROM crm.job j JOIN crm.outbox o ON o.id = (j.context->>'message_id')::bigint WHERE j.entity_id = 105")"
+
 echo "# a failing job is isolated and logged"
 W=$(q "SELECT crm.stage('deal', 'won')")
 q "SELECT crm.add_robot($W, 'add_comment', '{\"text\": \"=\\\"share \\\" & {{amount}} / 0\"}', delay => '{\"after\": \"1 second\"}')" >/dev/null
