@@ -76,7 +76,7 @@ SELECT crm.add_robot(crm.stage('lead', 'processed'), 'convert', '{"to": "deal"}'
 INSERT INTO crm.lead (id, title, contact_name, phone, responsible_id, amount) VALUES (101, 'Web lead', 'Paul', '+33 7 00 00 00 00', 2, 900);
 UPDATE crm.lead SET stage_id = crm.stage('lead', 'in_process') WHERE id = 101;
 UPDATE crm.lead SET stage_id = crm.stage('lead', 'processed') WHERE id = 101;
-SELECT l.converted, s.code, c.name AS contact FROM crm.lead l JOIN crm.stage s ON s.id = l.stage_id
+SELECT l.converted, l.is_repeated, s.code, c.name AS contact FROM crm.lead l JOIN crm.stage s ON s.id = l.stage_id
   JOIN crm.contact c ON c.id = l.contact_id;
 SELECT title, amount, lead_id, contact_id IS NOT NULL AS has_contact FROM crm.deal WHERE lead_id = 101;
 
@@ -86,6 +86,54 @@ SELECT crm.add_robot(crm.stage('quote', 'sent'), 'change_responsible',
 	'{"users": [1, 2, 3], "mode": "rotate", "skip_absent": true}') IS NOT NULL AS added;
 INSERT INTO crm.quote (title, stage_id) SELECT 'q' || g, crm.stage('quote', 'sent') FROM generate_series(1, 4) g;
 SELECT title, responsible_id FROM crm.quote ORDER BY id;
+
+-- Cancelling a reservation cancels every active booking of the item in the
+-- chosen booking field, whatever its service, employees or time (seed 002);
+-- bookings in other fields or of other items stay.
+SELECT crm.add_field('deal', 'UF_VISIT', 'Visit', 'booking') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('deal', 'lost'), 'cancel_reservation', '{"field": "uf_visit"}') IS NOT NULL AS added;
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (102, 'Sofa', 2);
+INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field, entity_type, entity_id) VALUES
+	('Visit', 2, '2030-03-01 09:00+00', '1 hour', 'UF_VISIT', 'deal', 102),
+	('Fitting', 3, '2030-03-02 14:00+00', '2 hours', 'UF_VISIT', 'deal', 102),
+	('Delivery', 2, '2030-03-03 09:00+00', '1 hour', NULL, 'deal', 102),
+	('Visit', 3, '2030-03-01 09:00+00', '1 hour', 'UF_VISIT', 'deal', 101);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'lost') WHERE id = 102;
+SELECT service, entity_id, field, status FROM crm.resource_booking WHERE start_at >= '2030-03-01' ORDER BY id;
+SELECT action, status, outputs FROM crm.item_automation('deal', 102);
+
+-- Chat messages go to any private group chat, not only the robots' own;
+-- open chats and one-to-one dialogs are refused.  Members are added only to
+-- chats made by create_group_chat (seed 004).
+INSERT INTO crm.chat (id, title, type, owner_id) VALUES (901, 'Sales team', 'group', 1),
+	(902, 'Company news', 'open', 1), (903, 'Mia and Sam', 'private', 1);
+SELECT crm.add_robot(crm.stage('lead', 'junk'), 'chat_message', '{"chat": 901, "text": "Lost {{title}}"}', name => 'team') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('lead', 'junk'), 'chat_message', '{"chat": 902, "text": "Lost {{title}}"}', name => 'news') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('lead', 'junk'), 'chat_message', '{"chat": 903, "text": "Lost {{title}}"}', name => 'dialog') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('lead', 'junk'), 'add_chat_members', '{"chat": 901, "members": [3]}', name => 'join') IS NOT NULL AS added;
+INSERT INTO crm.lead (id, title, responsible_id) VALUES (102, 'Spam lead', 2);
+UPDATE crm.lead SET stage_id = crm.stage('lead', 'junk') WHERE id = 102;
+SELECT name, status, error FROM crm.item_automation('lead', 102);
+SELECT chat_id, text FROM crm.chat_message WHERE chat_id > 900;
+SELECT count(*) AS members_of_901 FROM crm.chat_member WHERE chat_id = 901;
+
+-- Files from a file field of the item (seed 004): "{{UF_DOCS}}" is checked
+-- to be a file field when saved and yields the field's drive file ids when
+-- the robot runs, next to ids given as such.
+INSERT INTO crm.drive_file (id, name) VALUES (7, 'terms.pdf'), (11, 'plan.pdf'), (12, 'photo.jpg'), (13, 'quote.pdf');
+SELECT crm.add_field('lead', 'UF_DOCS', 'Documents', 'file', true) IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('lead', 'converted'), 'send_email',
+	'{"to": "client@example.com", "subject": "Your files", "body": "Attached", "attachments": [7, "{{UF_DOCS}}"]}') IS NOT NULL AS added;
+SELECT crm.add_robot(crm.stage('lead', 'converted'), 'feed_post',
+	'{"title": "Files of {{title}}", "text": "See the files", "files": "{{UF_DOCS}}"}') IS NOT NULL AS added;
+INSERT INTO crm.lead (id, title, responsible_id, stage_id, fields) VALUES
+	(103, 'Two files', 2, crm.stage('lead', 'converted'), '{"UF_DOCS": [11, 12]}'),
+	(104, 'One file', 2, crm.stage('lead', 'converted'), '{"UF_DOCS": 13}'),
+	(105, 'No file', 2, crm.stage('lead', 'converted'), '{}'),
+	(106, 'Not a file', 2, crm.stage('lead', 'converted'), '{"UF_DOCS": "plan.pdf"}');
+SELECT entity_id, payload->'attachments' AS attachments FROM crm.outbox WHERE entity_type = 'lead' ORDER BY entity_id;
+SELECT entity_id, files FROM crm.feed_post WHERE entity_type = 'lead' ORDER BY entity_id;
+SELECT action, status, error FROM crm.item_automation('lead', 106);
 
 -- Restrictions by entity type are checked when saving.
 SELECT crm.add_robot(crm.stage('lead', 'new'), 'copy_deal', '{}');

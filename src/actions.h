@@ -32,7 +32,9 @@ typedef enum CrmParamType
 	CRM_P_ADDRESSES,			/* users or e-mail addresses / phone numbers */
 	CRM_P_STAGE,				/* a stage id or code */
 	CRM_P_PIPELINE,				/* a pipeline id or name */
-	CRM_P_FILES					/* drive file ids */
+	CRM_P_FILES,				/* drive file ids, or {{CODE}} of a file field */
+	CRM_P_FIELD					/* code of a custom field of the item whose
+								 * type is enum_values ("booking") */
 } CrmParamType;
 
 typedef struct CrmParamDesc
@@ -42,7 +44,7 @@ typedef struct CrmParamDesc
 	bool		required;
 	const char *enum_values;	/* "a|b|c" for CRM_P_ENUM; for CRM_P_FIELDS the
 								 * entity type whose fields are set (NULL: the
-								 * item's own) */
+								 * item's own); for CRM_P_FIELD the field type */
 	int			max_length;		/* rendered text limit, 0 = none */
 	const char *description;
 } CrmParamDesc;
@@ -143,6 +145,7 @@ extern Jsonb *crm_param_json(CrmActionCall *call, const char *name);	/* rendered
 extern bool crm_param_interval(CrmActionCall *call, const char *name, Interval **out);
 extern bool crm_param_when(CrmActionCall *call, const char *name, TimestampTz *out);
 extern int64 crm_param_stage(CrmActionCall *call, const char *name);
+extern int	crm_param_files(CrmActionCall *call, const char *name, int64 **ids);
 
 extern void crm_action_output_int(CrmActionCall *call, const char *key, int64 v);
 extern void crm_action_output_text(CrmActionCall *call, const char *key, const char *v);

@@ -44,7 +44,7 @@ static const CrmParamDesc p_create_task[] = {
 	{"responsible", CRM_P_USERS, true, NULL, 0, "responsible user (first of the list)"},
 	{"deadline", CRM_P_WHEN, false, NULL, 0, "today, tomorrow, in_2_days, in_3_days, an interval from now or a timestamp"},
 	{"bindings", CRM_P_JSON, false, NULL, 0, "bound CRM elements: C_12, D_5, L_7, CO_3 (the current item is always bound)"},
-	{"files", CRM_P_FILES, false, NULL, 0, "drive file ids"},
+	{"files", CRM_P_FILES, false, NULL, 0, "drive file ids or a file field, e.g. \"{{UF_FILES}}\""},
 	{"priority", CRM_P_ENUM, false, "low|normal|high", 0, "task priority"},
 	{"accomplices", CRM_P_USERS, false, NULL, 0, "participants"},
 	{"auditors", CRM_P_USERS, false, NULL, 0, "observers"},
@@ -104,7 +104,7 @@ static const CrmParamDesc p_send_email[] = {
 	{"subject", CRM_P_TEXT, true, NULL, 998, "subject (template)"},
 	{"body", CRM_P_TEXT, true, NULL, 0, "body (template)"},
 	{"html", CRM_P_BOOL, false, NULL, 0, "the body is HTML"},
-	{"attachments", CRM_P_FILES, false, NULL, 0, "drive file ids"},
+	{"attachments", CRM_P_FILES, false, NULL, 0, "drive file ids or a file field, e.g. \"{{UF_FILES}}\""},
 	{"separator", CRM_P_TEXT, false, NULL, 8, "characters separating several addresses in one value (default \",\")"},
 	{"provider", CRM_P_TEXT, false, NULL, 0, "name of an e-mail provider (default: the channel's default)"},
 	END_PARAMS
@@ -144,7 +144,7 @@ static const CrmParamDesc p_feed_post[] = {
 	{"text", CRM_P_TEXT, true, NULL, 0, "post text"},
 	{"sender", CRM_P_USERS, false, NULL, 0, "author"},
 	{"recipients", CRM_P_USERS, false, NULL, 0, "recipients (default: everyone)"},
-	{"files", CRM_P_FILES, false, NULL, 0, "drive file ids"},
+	{"files", CRM_P_FILES, false, NULL, 0, "drive file ids or a file field, e.g. \"{{UF_FILES}}\""},
 	{"tags", CRM_P_JSON, false, NULL, 0, "array of tags"},
 	END_PARAMS
 };
@@ -163,7 +163,7 @@ static const CrmParamDesc p_add_chat_members[] = {
 };
 
 static const CrmParamDesc p_chat_message[] = {
-	{"chat", CRM_P_INT, true, NULL, 0, "a chat made by create_group_chat"},
+	{"chat", CRM_P_INT, true, NULL, 0, "a private group chat: one made by create_group_chat or any chat of type group"},
 	{"sender", CRM_P_USERS, false, NULL, 0, "sender"},
 	{"type", CRM_P_ENUM, false, "announcement|notification|normal", 0, "message type"},
 	{"text", CRM_P_TEXT, true, NULL, 0, "message text"},
@@ -229,7 +229,12 @@ static const CrmParamDesc p_booking[] = {
 	{"start", CRM_P_WHEN, true, NULL, 0, "start time"},
 	{"duration", CRM_P_INTERVAL, true, NULL, 0, "duration, e.g. \"1 hour\""},
 	{"employees", CRM_P_USERS, true, NULL, 0, "users whose time is booked"},
-	{"field", CRM_P_TEXT, false, NULL, 0, "the booking field of the item"},
+	{"field", CRM_P_FIELD, false, "booking", 0, "the booking field of the item"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_cancel_reservation[] = {
+	{"field", CRM_P_FIELD, true, "booking", 0, "the booking field whose active bookings are cancelled"},
 	END_PARAMS
 };
 
@@ -240,8 +245,8 @@ static const CrmActionDesc actions[] = {
 	crm_exec_add_comment, p_add_comment},
 	{"add_to_exceptions", "communication", "adds the client's phones and e-mails to the exceptions list",
 		0, "added", crm_exec_add_to_exceptions, p_none},
-	{"cancel_reservation", "scheduling", "cancels a resource booking", 0, "cancelled",
-	crm_exec_cancel_reservation, p_booking},
+	{"cancel_reservation", "scheduling", "cancels the item's active bookings in a booking field", 0, "cancelled",
+	crm_exec_cancel_reservation, p_cancel_reservation},
 	{"change_responsible", "items", "assigns the item to one of the users", 0, NULL,
 	crm_exec_change_responsible, p_change_responsible},
 	{"change_stage", "items", "moves the item to another stage of its pipeline",
@@ -250,7 +255,7 @@ static const CrmActionDesc actions[] = {
 		CRM_ACT_STOPS_CHAIN, NULL, crm_exec_change_stage, p_change_stage},
 	{"change_pipeline", "items", "moves the item to another pipeline; stops its robots and processes",
 		CRM_ACT_STOPS_CHAIN, NULL, crm_exec_change_pipeline, p_change_pipeline},
-	{"chat_message", "chat", "posts a message in a chat made by create_group_chat", 0, NULL,
+	{"chat_message", "chat", "posts a message in a private group chat", 0, NULL,
 	crm_exec_chat_message, p_chat_message},
 	{"control", "scheduling", "notifies if the item is still in the stage after a time",
 		CRM_ACT_SCHEDULES, NULL, crm_exec_control, p_control},
@@ -377,6 +382,8 @@ param_type_name(CrmParamType t)
 			return "pipeline";
 		case CRM_P_FILES:
 			return "files";
+		case CRM_P_FIELD:
+			return "field";
 	}
 	return "unknown";
 }

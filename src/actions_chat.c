@@ -115,24 +115,45 @@ crm_exec_create_group_chat(CrmActionCall *call)
 	crm_action_output_int(call, "chat_id", chat);
 }
 
-/* The chat a parameter names: only chats made by create_group_chat. */
+/*
+ * The chat the "chat" parameter names.  Members are added only to chats made
+ * by create_group_chat (seed 004); messages go to those and to any other
+ * private group chat - type 'group', as opposed to 'open' chats anyone may
+ * join and 'private' one-to-one dialogs (direct_message writes those).
+ */
 static int64
-automation_chat(CrmActionCall *call)
+target_chat(CrmActionCall *call, bool any_group)
 {
 	static SPIPlanPtr plan = NULL;
 	int64		chat = 0;
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
+	bool		isnull;
+	bool		automation;
+	char	   *type;
 
 	(void) crm_param_int(call, "chat", &chat);
 	vals[0] = Int64GetDatum(chat);
-	crm_exec(crm_plan(&plan, "SELECT 1 FROM crm.chat WHERE id = $1 AND created_by_automation",
+	crm_exec(crm_plan(&plan, "SELECT created_by_automation, type FROM crm.chat WHERE id = $1",
 					  1, types), vals, NULL, true, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("chat %lld does not exist or was not created by a robot", (long long) chat),
+				 errmsg("chat %lld does not exist", (long long) chat),
 				 errhint("Use the output of a create_group_chat robot: {=Robot:NAME.chat_id}.")));
+	automation = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	type = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (!any_group && !automation)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("chat %lld was not created by a robot", (long long) chat),
+				 errhint("Members are added only to chats made by create_group_chat: {=Robot:NAME.chat_id}.")));
+	if (any_group && !automation && strcmp(type, "group") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("chat %lld is not a private group chat", (long long) chat),
+				 errdetail("Its type is \"%s\"; messages go to chats of type \"group\".", type),
+				 errhint("Messages go to group chats; use direct_message to write to a user.")));
 	return chat;
 }
 
@@ -140,7 +161,7 @@ void
 crm_exec_add_chat_members(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	int64		chat = automation_chat(call);
+	int64		chat = target_chat(call, false);
 	int64	   *ids;
 	int			n = crm_param_users(call, "members", &ids);
 	Oid			types[3] = {INT8OID, INT8ARRAYOID, BOOLOID};
@@ -181,7 +202,7 @@ insert_message(CrmActionCall *call, int64 chat, int64 recipient)
 void
 crm_exec_chat_message(CrmActionCall *call)
 {
-	insert_message(call, automation_chat(call), 0);
+	insert_message(call, target_chat(call, true), 0);
 }
 
 void

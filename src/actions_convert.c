@@ -130,21 +130,27 @@ crm_exec_change_pipeline(CrmActionCall *call)
 	call->stop_chain = true;
 }
 
-/* Creates a contact from the lead's contact data and links it; returns its id. */
+/*
+ * Creates a contact from the lead's contact data and links it; returns its
+ * id.  With repeated (create_contact_from_lead), the lead becomes a repeated
+ * lead: one of an existing client (seed 002).
+ */
 static int64
-lead_to_contact(CrmActionCall *call)
+lead_to_contact(CrmActionCall *call, bool repeated)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT8OID};
-	Datum		vals[1];
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		vals[2];
 
 	vals[0] = Int64GetDatum(call->cx->item_id);
+	vals[1] = BoolGetDatum(repeated);
 	crm_exec(crm_plan(&plan,
 					  "WITH c AS (INSERT INTO crm.contact (name, phone, email, address, lead_id, responsible_id)"
 					  "  SELECT coalesce(nullif(contact_name, ''), nullif(title, ''), 'Contact'), phone, email,"
 					  "         address, id, responsible_id FROM crm.lead WHERE id = $1 RETURNING id),"
-					  " l AS (UPDATE crm.lead SET contact_id = c.id FROM c WHERE lead.id = $1)"
-					  " SELECT id FROM c", 1, types), vals, NULL, false, 1);
+					  " l AS (UPDATE crm.lead SET contact_id = c.id, is_repeated = lead.is_repeated OR $2"
+					  "  FROM c WHERE lead.id = $1)"
+					  " SELECT id FROM c", 2, types), vals, NULL, false, 1);
 	return crm_returned_id();
 }
 
@@ -152,7 +158,7 @@ void
 crm_exec_create_contact_from_lead(CrmActionCall *call)
 {
 	require_type(call, "lead", NULL);
-	crm_action_output_int(call, "contact_id", lead_to_contact(call));
+	crm_action_output_int(call, "contact_id", lead_to_contact(call, true));
 }
 
 void
@@ -170,9 +176,10 @@ crm_exec_create_repeat_lead(CrmActionCall *call)
 	vals[1] = Int64GetDatum(n > 0 ? ids[0] : 0);
 	nulls[1] = n > 0 ? ' ' : 'n';
 	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.lead (title, responsible_id, amount, currency, contact_id, company_id, source)"
+					  "INSERT INTO crm.lead (title, responsible_id, amount, currency, contact_id, company_id, source,"
+					  " is_repeated)"
 					  " SELECT 'Repeat: ' || title, coalesce($2, responsible_id), amount, currency,"
-					  "        contact_id, company_id, 'repeat' FROM crm.deal WHERE id = $1 RETURNING id",
+					  "        contact_id, company_id, 'repeat', true FROM crm.deal WHERE id = $1 RETURNING id",
 					  2, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "lead_id", crm_returned_id());
 }
@@ -205,7 +212,7 @@ crm_exec_convert(CrmActionCall *call)
 							  "   FROM crm.lead WHERE id = $1 RETURNING id", 2, types), vals, NULL, false, 1);
 		}
 		else if (strcmp(to, "contact") == 0)
-			id = lead_to_contact(call);
+			id = lead_to_contact(call, false);
 		else
 			crm_exec(crm_plan(&company_plan,
 							  "WITH c AS (INSERT INTO crm.company (title, phone, email, address, lead_id, responsible_id)"
@@ -286,11 +293,10 @@ crm_exec_create_document(CrmActionCall *call)
 	crm_action_output_int(call, "document_id", crm_returned_id());
 }
 
-static void
-booking(CrmActionCall *call, bool reserve)
+void
+crm_exec_reserve_resource(CrmActionCall *call)
 {
-	static SPIPlanPtr res_plan = NULL;
-	static SPIPlanPtr cancel_plan = NULL;
+	static SPIPlanPtr plan = NULL;
 	Oid			types[8] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZOID, INTERVALOID, TEXTOID,
 	TEXTOID, INT8OID, INT8OID};
 	Datum		vals[8];
@@ -316,30 +322,33 @@ booking(CrmActionCall *call, bool reserve)
 	vals[5] = CStringGetTextDatum(call->cx->entity_type);
 	vals[6] = Int64GetDatum(call->cx->item_id);
 	vals[7] = Int64GetDatum(call->robot_id);
-	if (reserve)
-		crm_exec(crm_plan(&res_plan,
-						  "INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field,"
-						  " entity_type, entity_id, robot_id)"
-						  " SELECT $1, u, $3, $4, $5, $6, $7, $8 FROM unnest($2) u",
-						  8, types), vals, nulls, false, 0);
-	else
-		crm_exec(crm_plan(&cancel_plan,
-						  "UPDATE crm.resource_booking SET status = 'cancelled'"
-						  " WHERE service = $1 AND user_id = ANY ($2) AND start_at = $3 AND duration = $4"
-						  "   AND field IS NOT DISTINCT FROM $5 AND entity_type = $6 AND entity_id = $7"
-						  "   AND status = 'booked' AND $8 IS NOT NULL",
-						  8, types), vals, nulls, false, 0);
-	crm_action_output_int(call, reserve ? "booked" : "cancelled", (int64) SPI_processed);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field,"
+					  " entity_type, entity_id, robot_id)"
+					  " SELECT $1, u, $3, $4, $5, $6, $7, $8 FROM unnest($2) u",
+					  8, types), vals, nulls, false, 0);
+	crm_action_output_int(call, "booked", (int64) SPI_processed);
 }
 
-void
-crm_exec_reserve_resource(CrmActionCall *call)
-{
-	booking(call, true);
-}
-
+/*
+ * Seed 002: "the rule will cancel any active booking in the selected field
+ * of the lead or deal" - whatever its service, employees or time.  Field
+ * codes are compared without regard to case, as everywhere else.
+ */
 void
 crm_exec_cancel_reservation(CrmActionCall *call)
 {
-	booking(call, false);
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+	Datum		vals[3];
+
+	vals[0] = CStringGetTextDatum(call->cx->entity_type);
+	vals[1] = Int64GetDatum(call->cx->item_id);
+	vals[2] = CStringGetTextDatum(crm_param_text(call, "field"));
+	crm_exec(crm_plan(&plan,
+					  "UPDATE crm.resource_booking SET status = 'cancelled'"
+					  " WHERE entity_type = $1 AND entity_id = $2 AND upper(field) = upper($3)"
+					  "   AND status = 'booked'",
+					  3, types), vals, NULL, false, 0);
+	crm_action_output_int(call, "cancelled", (int64) SPI_processed);
 }

@@ -154,15 +154,17 @@ provider_id(CrmActionCall *call, const char *channel)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* The drive file ids of a files parameter, as strings for the payload. */
 static List *
 file_ids(CrmActionCall *call, const char *name)
 {
-	const CrmCompiledParam *c = crm_param(call, name);
+	int64	   *ids;
+	int			n = crm_param_files(call, name, &ids);
 	List	   *out = NIL;
-	ListCell   *lc;
+	int			i;
 
-	foreach(lc, c->items)
-		out = lappend(out, crm_expr_render((CrmExpr *) lfirst(lc), call->cx));
+	for (i = 0; i < n; i++)
+		out = lappend(out, psprintf(INT64_FORMAT, ids[i]));
 	return out;
 }
 

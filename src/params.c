@@ -183,7 +183,76 @@ check_text(const char *src, const CrmParamDesc *p, const char *entity_type,
 						p->name, pg_mbstrlen(src), p->max_length)));
 }
 
-/* One element of a user or address list. */
+/*
+ * A custom field of the item's entity type, of the given type ("booking",
+ * "file"): a parameter that names a field is checked against crm.user_field
+ * when the rule is saved.
+ */
+static void
+check_custom_field(const CrmParamDesc *p, const char *code, const char *entity_type,
+				   const char *field_type)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		vals[2];
+	bool		isnull;
+	char	   *type;
+
+	vals[0] = CStringGetTextDatum(entity_type);
+	vals[1] = CStringGetTextDatum(code);
+	crm_exec(crm_plan(&plan,
+					  "SELECT type FROM crm.user_field WHERE entity_type = $1 AND upper(code) = upper($2)",
+					  2, types), vals, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("parameter \"%s\" names an unknown field \"%s\"", p->name, code),
+				 errhint("Register a %s field with crm.add_field('%s', '%s', name, '%s').",
+						 field_type, entity_type, code, field_type)));
+	type = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (strcmp(type, field_type) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("parameter \"%s\" names field \"%s\" of type %s, not %s",
+						p->name, code, type, field_type),
+				 errhint("Give a custom field of type %s of the %s.", field_type, entity_type)));
+}
+
+/*
+ * One element of a file list that is a string: a drive file id, or a
+ * template that is exactly one file field of the item, "{{UF_FILES}}",
+ * rendered to its file id(s) when the robot runs.
+ */
+static void
+check_file_element(const CrmParamDesc *p, const char *s, const char *entity_type)
+{
+	const char *start = s;
+	const char *end;
+
+	if (all_digits(s))
+		return;
+	if (strncmp(s, "{{", 2) == 0 && (end = strstr(s, "}}")) != NULL && end[2] == '\0')
+	{
+		start = s + 2;
+		while (*start == ' ')
+			start++;
+		while (end > start && end[-1] == ' ')
+			end--;
+		if (end > start && isalpha((unsigned char) *start) &&
+			strspn(start, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+			(size_t) (end - start))
+		{
+			check_custom_field(p, pnstrdup(start, end - start), entity_type, "file");
+			return;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("parameter \"%s\" has an invalid file reference \"%s\"", p->name, s),
+			 errhint("Use drive file ids (crm.drive_file) or a file field of the item, e.g. \"{{UF_FILES}}\".")));
+}
+
+/* One element of a user, address or file list. */
 static void
 check_list_element(JsonbValue *v, const CrmParamDesc *p, const char *entity_type,
 				   List *robot_names, const char *where)
@@ -198,15 +267,19 @@ check_list_element(JsonbValue *v, const CrmParamDesc *p, const char *entity_type
 		if (!all_digits(s) || (id = strtoi64(s, NULL, 10)) <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("parameter \"%s\" has an invalid user id %s", p->name, s)));
+					 errmsg("parameter \"%s\" has an invalid %s id %s", p->name,
+							p->type == CRM_P_FILES ? "file" : "user", s)));
 		return;
 	}
 	if (v->type != jbvString)
-		type_error(p, v, p->type == CRM_P_FILES ? "a file id or an array of file ids"
+		type_error(p, v, p->type == CRM_P_FILES ? "a file id, a file field or an array of them"
 				   : "a user id, a user keyword or a template, or an array of them");
-	if (p->type == CRM_P_FILES)
-		type_error(p, v, "a file id or an array of file ids");
 	s = jbv_string(v);
+	if (p->type == CRM_P_FILES)
+	{
+		check_file_element(p, s, entity_type);
+		return;
+	}
 	if (all_digits(s) || is_user_keyword(s))
 		return;
 	if (is_template(s))
@@ -476,6 +549,11 @@ check_one_param(const CrmParamDesc *p, JsonbValue *v, int64 stage_id,
 			if (v->type != jbvNumeric && v->type != jbvString)
 				type_error(p, v, "a pipeline id or name");
 			break;
+		case CRM_P_FIELD:
+			if (v->type != jbvString)
+				type_error(p, v, psprintf("the code of a %s field", p->enum_values));
+			check_custom_field(p, jbv_string(v), entity_type, p->enum_values);
+			break;
 	}
 }
 
@@ -645,6 +723,7 @@ crm_action_compile(const CrmActionDesc *action, Jsonb *params, const char *where
 			case CRM_P_WHEN:
 			case CRM_P_INTERVAL:
 			case CRM_P_ENUM:
+			case CRM_P_FIELD:
 				if (v->type != jbvBinary)
 					c->expr = compile_scalar(v, pw);
 				break;
@@ -906,6 +985,7 @@ crm_param_stage(CrmActionCall *call, const char *name)
 
 /* ---------- users ---------- */
 
+/* Appends a positive id (a user's, a file's) unless it is already there. */
 static void
 add_user(int64 **ids, int *n, int *cap, int64 id)
 {
@@ -1026,34 +1106,12 @@ Datum
 crm_param_file_array(CrmActionCall *call, const char *name)
 {
 	static SPIPlanPtr missing_plan = NULL;
-	const CrmCompiledParam *c = crm_param(call, name);
 	Oid			t[1] = {INT8ARRAYOID};
 	Datum		arr;
-	ListCell   *lc;
 	int64	   *ids;
-	int			n = 0;
-	int			cap = 8;
+	int			n = crm_param_files(call, name, &ids);
 	bool		isnull;
 
-	ids = palloc(sizeof(int64) * cap);
-	if (c->present)
-		foreach(lc, c->items)
-		{
-			char	   *s = crm_expr_render((CrmExpr *) lfirst(lc), call->cx);
-			char	   *tok;
-
-			/* a template may yield several ids separated by commas */
-			for (tok = strtok(s, ", "); tok; tok = strtok(NULL, ", "))
-			{
-				if (!all_digits(tok) || strtoi64(tok, NULL, 10) <= 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("parameter \"%s\" gives \"%s\", not a file id", name, tok)));
-				if (n == cap)
-					ids = repalloc(ids, sizeof(int64) * (cap *= 2));
-				ids[n++] = strtoi64(tok, NULL, 10);
-			}
-		}
 	arr = crm_int8_array(ids, n);
 	if (n == 0)
 		return arr;
@@ -1149,6 +1207,41 @@ crm_param_addresses(CrmActionCall *call, const char *name, bool phones,
 		}
 	}
 	return result;
+}
+
+/*
+ * The drive file ids a file list names for this item: ids as saved, and the
+ * values of file fields, a single id or an array of them ("[12, 13]").
+ */
+int
+crm_param_files(CrmActionCall *call, const char *name, int64 **ids)
+{
+	const CrmCompiledParam *c = crm_param(call, name);
+	ListCell   *lc;
+	int			n = 0;
+	int			cap = 8;
+
+	*ids = palloc(sizeof(int64) * cap);
+	if (!c->present)
+		return 0;
+	foreach(lc, c->items)
+	{
+		char	   *s = crm_expr_render((CrmExpr *) lfirst(lc), call->cx);
+		char	   *save = NULL;
+		char	   *tok;
+		int64		id;
+
+		for (tok = strtok_r(s, "[], \"", &save); tok; tok = strtok_r(NULL, "[], \"", &save))
+		{
+			if (!parse_int64(tok, &id) || id <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("parameter \"%s\" yields \"%s\", not a drive file id", name, tok),
+						 errhint("A file field holds a drive file id or an array of them.")));
+			add_user(ids, &n, &cap, id);
+		}
+	}
+	return n;
 }
 
 /* ---------- outputs ---------- */

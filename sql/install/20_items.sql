@@ -30,6 +30,7 @@ CREATE TABLE crm.lead (
 	contact_id	bigint,
 	company_id	bigint,
 	converted	boolean NOT NULL DEFAULT false,
+	is_repeated boolean NOT NULL DEFAULT false,	-- a lead of an existing client (seed 002)
 	fields		jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(fields) = 'object'),
 	stage_changed_at timestamptz NOT NULL DEFAULT now(),
 	created_at	timestamptz NOT NULL DEFAULT now(),

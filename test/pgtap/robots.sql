@@ -2,7 +2,7 @@
 -- depth, re-entry, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(28);
+SELECT plan(37);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -33,6 +33,26 @@ SELECT throws_ok($$SELECT crm.add_robot(crm.stage('lead', 'new'), 'copy_deal', '
 	'0A000', 'action "copy_deal" is not available for lead stages', 'deal-only action');
 SELECT throws_ok($$SELECT crm.add_robot(42424242, 'write_log', '{"text": "x"}')$$,
 	'42704', 'stage 42424242 does not exist', 'unknown stage');
+-- Parameters that name a custom field: it must exist and be of the right type.
+SELECT crm.add_field('deal', 'UF_VISIT', 'Visit', 'booking') IS NOT NULL AS booking_field;
+SELECT crm.add_field('deal', 'UF_NOTE', 'Note') IS NOT NULL AS text_field;
+SELECT crm.add_field('deal', 'UF_DOCS', 'Documents', 'file', true) IS NOT NULL AS file_field;
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'cancel_reservation', '{}')$$,
+	'22023', 'missing required parameter "field" for action "cancel_reservation"', 'cancel_reservation needs a field');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'cancel_reservation', '{"field": "UF_VISIT", "service": "Visit"}')$$,
+	'22023', 'unknown parameter "service" for action "cancel_reservation"', 'cancel_reservation takes only the field');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'cancel_reservation', '{"field": "UF_NOPE"}')$$,
+	'42703', 'parameter "field" names an unknown field "UF_NOPE"', 'unknown booking field');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'cancel_reservation', '{"field": "UF_NOTE"}')$$,
+	'42809', 'parameter "field" names field "UF_NOTE" of type text, not booking', 'a field that holds no bookings');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'reserve_resource', '{"service": "s", "start": "tomorrow", "duration": "1 hour", "employees": 1, "field": 7}')$$,
+	'22023', 'parameter "field" must be the code of a booking field, not a number', 'a field is named by its code');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'feed_post', '{"title": "t", "text": "x", "files": ["{{UF_NOTE}}"]}')$$,
+	'42809', 'parameter "files" names field "UF_NOTE" of type text, not file', 'files from a field that is not a file field');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'send_email', '{"to": 1, "subject": "s", "body": "b", "attachments": "{{UF_NOPE}}"}')$$,
+	'42703', 'parameter "attachments" names an unknown field "UF_NOPE"', 'attachments from an unknown field');
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'create_task', '{"title": "t", "responsible": 1, "files": "see {{UF_DOCS}}"}')$$,
+	'22023', 'parameter "files" has an invalid file reference "see {{UF_DOCS}}"', 'a file list holds ids or one field per element');
 SELECT is((SELECT count(*) FROM crm.robot), 0::bigint, 'no failed definition was stored');
 
 -- A robot loop is stopped with a log entry and the statement succeeds.
@@ -92,6 +112,12 @@ SELECT is((SELECT count(*) FROM crm.timeline_comment WHERE text LIKE 'Invoice bu
 SELECT is((SELECT count(*) FROM crm.history h JOIN crm.deal d ON d.id = h.entity_id
 			WHERE d.title LIKE 'bulk %' AND h.text = 'bulk ' || d.id), 2000::bigint,
 	'and every row its own rendered history entry');
+
+-- A lead made for an existing client by create_repeat_lead is a repeated lead.
+SELECT crm.add_robot(crm.stage('deal', 'lost'), 'create_repeat_lead', '{}');
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (105, 'Again', 2);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'lost') WHERE id = 105;
+SELECT is((SELECT is_repeated FROM crm.lead WHERE title = 'Repeat: Again'), true, 'a repeat lead is marked repeated');
 
 SELECT * FROM finish();
 ROLLBACK;
