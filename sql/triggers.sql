@@ -102,16 +102,20 @@ SELECT name, status, outputs->'event' AS event FROM crm.item_automation('deal', 
 
 -- The exceptions list: the add_to_exceptions robot puts a client's phone
 -- and e-mail on it; their calls are no longer recorded and fire nothing.
-INSERT INTO crm.contact (id, name, phone, email) VALUES (1, 'Spammer', '+33699999999', 'Spam@Example.org');
+-- Phones are compared by their digits and a leading +, however written on
+-- either side; e-mails without regard to case.
+INSERT INTO crm.contact (id, name, phone, email) VALUES (1, 'Spammer', '+33 6 99 99 99 99', 'Spam@Example.org');
 SELECT crm.add_robot(crm.stage('deal', 'lost'), 'add_to_exceptions') IS NOT NULL AS robot_added;
 INSERT INTO crm.deal (id, title, responsible_id, contact_id, stage_id) VALUES (4, 'Junk', 2, 1, crm.stage('deal', 'lost'));
-SELECT type, value FROM crm.exception_list ORDER BY type;
+SELECT type, value, key FROM crm.exception_list ORDER BY type;
 INSERT INTO crm.deal (id, title, responsible_id, contact_id) VALUES (5, 'Other', 2, 1);
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address)
 VALUES ('deal', 5, 'call', 'incoming', '+33699999999'),
+       ('deal', 5, 'call', 'incoming', '+33 (6) 99-99-99-99'),
        ('deal', 5, 'email', 'incoming', 'spam@example.ORG'),
+       ('deal', 5, 'call', 'incoming', '0699999999'),
        ('deal', 5, 'call', 'incoming', '+33600000000');
-SELECT type, remote_address FROM crm.activity WHERE entity_id = 5;
+SELECT type, remote_address FROM crm.activity WHERE entity_id = 5 ORDER BY id;
 SELECT name, status FROM crm.item_automation('deal', 5) WHERE kind = 'trigger';
 
 -- Open channels: a message moves a lead to "in_process".

@@ -242,8 +242,10 @@ crm_exec_add_to_exceptions(CrmActionCall *call)
 				   "  SELECT 'phone', c.phone FROM i JOIN crm.company c ON c.id = (j->>'company_id')::bigint UNION ALL"
 				   "  SELECT 'email', lower(c.email) FROM i JOIN crm.company c ON c.id = (j->>'company_id')::bigint)"
 				   " INSERT INTO crm.exception_list (type, value, comment, entity_type, entity_id)"
-				   " SELECT DISTINCT type, v, 'added by a robot', $1, $2 FROM a WHERE v IS NOT NULL AND v <> ''"
-				   " ON CONFLICT (type, value) DO NOTHING", quote_identifier(table));
+				   " SELECT DISTINCT ON (type, k) type, v, 'added by a robot', $1, $2 FROM"
+				   "  (SELECT type, v, CASE type WHEN 'phone' THEN crm.phone_key(v) ELSE v END AS k FROM a) a"
+				   "  WHERE k ~ '[0-9A-Za-z]'"
+				   " ON CONFLICT (type, key) DO NOTHING", quote_identifier(table));
 	(void) plan;
 	vals[0] = CStringGetTextDatum(call->cx->entity_type);
 	vals[1] = Int64GetDatum(call->cx->item_id);

@@ -14,6 +14,7 @@
  *	  crm.activity_exceptions()	BEFORE INSERT on crm.activity: an incoming
  *								call, e-mail or open-channel message from an
  *								address on crm.exception_list is not recorded
+ *	  crm.phone_key(phone)		the form phones are compared in there
  *	  crm._fire_event(...)		for crm.submit_webform and crm.track_click
  *	  crm.fire_trigger(...)		an application's event (webhook triggers)
  *
@@ -45,6 +46,7 @@ PG_FUNCTION_INFO_V1(crm_activity_exceptions);
 PG_FUNCTION_INFO_V1(crm_fire_event_sql);
 PG_FUNCTION_INFO_V1(crm_fire_trigger);
 PG_FUNCTION_INFO_V1(crm_check_tracked_url_sql);
+PG_FUNCTION_INFO_V1(crm_phone_key_sql);
 
 static char *
 column_text(HeapTuple tuple, TupleDesc desc, const char *column)
@@ -149,18 +151,48 @@ crm_event_source(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A phone number as compared on the exceptions list: its digits, after a
+ * leading '+' if it has one, so "+33 6 11 22 33 44" and "+33611223344" are
+ * the same number.  The list stores this key (a generated column calling
+ * crm.phone_key) and the trigger below computes it for the incoming side.
+ */
+static char *
+phone_key(const char *s)
+{
+	char	   *out = palloc(strlen(s) + 1);
+	char	   *o = out;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s == '+')
+		*o++ = *s++;
+	for (; *s; s++)
+		if (*s >= '0' && *s <= '9')
+			*o++ = *s;
+	*o = '\0';
+	return out;
+}
+
+Datum
+crm_phone_key_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(phone_key(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+}
+
+/*
  * crm.activity_exceptions(): BEFORE INSERT on crm.activity, for incoming
  * calls, e-mails and open-channel messages with a remote address.  An
- * address on the exceptions list (a phone as written, an e-mail without
- * regard to case) skips the row: it is not recorded and fires nothing.
+ * address on the exceptions list (a phone by its digits, an e-mail without
+ * regard to case) skips the row: it is not recorded and fires nothing.  One
+ * index probe on (type, key), as before keys were normalised.
  */
 Datum
 crm_activity_exceptions(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Oid			types[1] = {TEXTOID};
-	Datum		vals[1];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		vals[2];
 	char	   *address;
 	bool		listed;
 	Oid			save_userid;
@@ -179,11 +211,12 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	vals[0] = CStringGetTextDatum(address);
+	vals[0] = CStringGetTextDatum(phone_key(address));
+	vals[1] = CStringGetTextDatum(address);
 	crm_exec(crm_plan(&plan,
 					  "SELECT 1 FROM crm.exception_list"
-					  " WHERE (type, value) IN (('phone', $1), ('email', lower($1)))",
-					  1, types), vals, NULL, true, 1);
+					  " WHERE (type, key) IN (('phone', $1), ('email', lower($2)))",
+					  2, types), vals, NULL, true, 1);
 	listed = SPI_processed > 0;
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);

@@ -2,7 +2,7 @@
 -- depth, re-entry, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(37);
+SELECT plan(41);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -118,6 +118,15 @@ SELECT crm.add_robot(crm.stage('deal', 'lost'), 'create_repeat_lead', '{}');
 INSERT INTO crm.deal (id, title, responsible_id) VALUES (105, 'Again', 2);
 UPDATE crm.deal SET stage_id = crm.stage('deal', 'lost') WHERE id = 105;
 SELECT is((SELECT is_repeated FROM crm.lead WHERE title = 'Repeat: Again'), true, 'a repeat lead is marked repeated');
+
+-- The exceptions list keys phones by their digits and a leading +.
+SELECT is(crm.phone_key(' +33 (6) 11-22.33'), '+336112233', 'phone_key keeps a leading + and the digits');
+SELECT throws_ok($$INSERT INTO crm.exception_list (type, value) VALUES ('phone', 'n/a')$$,
+	'23514', NULL, 'a phone without digits is refused');
+INSERT INTO crm.exception_list (type, value) VALUES ('phone', '+1 555 0100');
+SELECT throws_ok($$INSERT INTO crm.exception_list (type, value) VALUES ('phone', '+15550100')$$,
+	'23505', NULL, 'the same number written otherwise is already listed');
+SELECT is((SELECT count(*) FROM crm.exception_list), 1::bigint, 'and is not stored twice');
 
 SELECT * FROM finish();
 ROLLBACK;
