@@ -103,7 +103,8 @@ SELECT name, status, outputs->'event' AS event FROM crm.item_automation('deal', 
 -- The exceptions list: the add_to_exceptions robot puts a client's phone
 -- and e-mail on it; their calls are no longer recorded and fire nothing.
 -- Phones are compared by their digits and a leading +, however written on
--- either side; e-mails without regard to case.
+-- either side; e-mails without regard to case.  An address that is not
+-- written as a phone (an e-mail to a fax gateway) is not compared as one.
 INSERT INTO crm.contact (id, name, phone, email) VALUES (1, 'Spammer', '+33 6 99 99 99 99', 'Spam@Example.org');
 SELECT crm.add_robot(crm.stage('deal', 'lost'), 'add_to_exceptions') IS NOT NULL AS robot_added;
 INSERT INTO crm.deal (id, title, responsible_id, contact_id, stage_id) VALUES (4, 'Junk', 2, 1, crm.stage('deal', 'lost'));
@@ -114,7 +115,8 @@ VALUES ('deal', 5, 'call', 'incoming', '+33699999999'),
        ('deal', 5, 'call', 'incoming', '+33 (6) 99-99-99-99'),
        ('deal', 5, 'email', 'incoming', 'spam@example.ORG'),
        ('deal', 5, 'call', 'incoming', '0699999999'),
-       ('deal', 5, 'call', 'incoming', '+33600000000');
+       ('deal', 5, 'call', 'incoming', '+33600000000'),
+       ('deal', 5, 'email', 'incoming', '+33699999999@fax.example.org');
 SELECT type, remote_address FROM crm.activity WHERE entity_id = 5 ORDER BY id;
 SELECT name, status FROM crm.item_automation('deal', 5) WHERE kind = 'trigger';
 

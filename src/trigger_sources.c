@@ -193,6 +193,7 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		vals[2];
+	char		nulls[2] = {' ', ' '};
 	char	   *address;
 	bool		listed;
 	Oid			save_userid;
@@ -211,12 +212,16 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	vals[0] = CStringGetTextDatum(phone_key(address));
+	/* only an address written as a phone is looked up as one */
+	if (strspn(address, "+0123456789 ()-./") == strlen(address))
+		vals[0] = CStringGetTextDatum(phone_key(address));
+	else
+		nulls[0] = 'n';
 	vals[1] = CStringGetTextDatum(address);
 	crm_exec(crm_plan(&plan,
 					  "SELECT 1 FROM crm.exception_list"
 					  " WHERE (type, key) IN (('phone', $1), ('email', lower($2)))",
-					  2, types), vals, NULL, true, 1);
+					  2, types), vals, nulls, true, 1);
 	listed = SPI_processed > 0;
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
