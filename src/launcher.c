@@ -363,8 +363,14 @@ crm_worker_status(PG_FUNCTION_ARGS)
 			Datum		values[4];
 			bool		nulls[4] = {false, false, false, false};
 
-			/* ranks no longer wanted, once gone, are not workers any more */
-			if (r >= wanted && w->pid == 0)
+			/*
+			 * Ranks no longer wanted, once gone, are not workers any more;
+			 * nor are the siblings of a first worker that found no
+			 * extension, or that were never started.
+			 */
+			if (w->pid == 0 && r > 0 &&
+				(r >= wanted || copy[i].workers[0].state == CRM_WORKER_ABSENT ||
+				 (w->state == CRM_WORKER_STOPPED && w->changed_at == 0)))
 				continue;
 			values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
 			values[1] = Int32GetDatum(r);
@@ -642,8 +648,16 @@ should_start(int slot, int rank, TimestampTz now, long *nap)
 				*nap = Min(*nap, RESTART_DELAY_MS);
 			break;
 		case CRM_WORKER_ABSENT:
-			/* the first worker runs: the extension is back */
-			start = d->recheck || rank > 0;
+			if (rank == 0)
+				start = d->recheck;
+			/*
+			 * A sibling that found no extension while the first one still
+			 * ran (DROP EXTENSION, not yet noticed by it): again later.
+			 */
+			else if (TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS))
+				start = true;
+			else
+				*nap = Min(*nap, RESTART_DELAY_MS);
 			break;
 		case CRM_WORKER_STARTING:
 			/* registered but never attached (e.g. could not connect) */
@@ -712,8 +726,17 @@ launcher_pass(void)
 				crm_shared->slots[i].workers[r].changed_at = now;
 			}
 		}
-		if (i >= 0 && start[0])
+		if (i >= 0 && start[0] && crm_shared->slots[i].recheck)
+		{
+			/* CREATE EXTENSION: the siblings follow the first at once */
 			crm_shared->slots[i].recheck = false;
+			for (r = 1; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+				if (crm_shared->slots[i].workers[r].state == CRM_WORKER_ABSENT)
+				{
+					crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
+					crm_shared->slots[i].workers[r].changed_at = 0;
+				}
+		}
 		SpinLockRelease(&crm_shared->mutex);
 
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
