@@ -6,9 +6,11 @@
  *
  * The worker hands over claimed messages (crm_transport_start) and waits in
  * crm_transport_wait, which sleeps on its latch and on every socket libcurl
- * asked to watch at once (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION), so a new
- * commit interrupts a wait for slow servers.  Up to crm.worker_concurrency
- * transfers run at once; a slow endpoint holds only its own transfers.
+ * asked to watch at once (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION; the
+ * sockets are in an epoll set of their own, which the latch's wait set
+ * watches as one), so a new commit interrupts a wait for slow servers.  Up
+ * to the worker's share of crm.worker_concurrency transfers run at once; a
+ * slow endpoint holds only its own transfers.
  *
  * Safety: only http/https (smtp/smtps for e-mail), at most 3 redirects,
  * TLS verified, no proxy from the environment, and an address guard on the
@@ -26,8 +28,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -45,12 +49,17 @@
 /* easy handles kept for reuse (their buffers survive curl_easy_reset) */
 #define MAX_IDLE	1000
 
+/*
+ * A socket libcurl opened.  Its interest stays registered in the epoll set
+ * after libcurl stopped watching it (a connection kept alive between two
+ * requests): the next request on it usually asks for the same events, and
+ * then costs no system call.
+ */
 typedef struct Watched
 {
 	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN / OUT / INOUT */
-	int			pos;			/* its event in the wait set; -1: not there yet */
-	bool		changed;		/* what changed since the set was last adjusted */
+	int			what;			/* CURL_POLL_IN / OUT / INOUT; 0: not watched */
+	uint32		registered;		/* epoll events registered for it; 0: none */
 } Watched;
 
 struct CrmTransport
@@ -61,8 +70,8 @@ struct CrmTransport
 	TimestampTz timer_set_at;
 	Watched		watched[MAX_WATCHED];
 	int			nwatched;
-	WaitEventSet *set;			/* latch, postmaster death, watched sockets */
-	bool		rebuild;		/* a socket came or went: build the set anew */
+	int			epfd;			/* epoll set of libcurl's sockets */
+	WaitEventSet *set;			/* latch, postmaster death, epfd */
 	CURL	   *idle[MAX_IDLE];	/* easy handles to reuse */
 	int			nidle;
 	List	   *active;			/* messages in flight */
@@ -197,14 +206,22 @@ crm_address_allowed(CrmMessage *m, const void *sockaddr)
 	return ok;
 }
 
+/* The worker's transport (one per process), for open_socket. */
+static CrmTransport *the_transport = NULL;
+static void forget_socket(CrmTransport *t, curl_socket_t fd);
+
 static curl_socket_t
 open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
 	CrmMessage *m = clientp;
+	curl_socket_t fd;
 
 	if (purpose == CURLSOCKTYPE_IPCXN && !crm_address_allowed(m, &addr->addr))
 		return CURL_SOCKET_BAD;
-	return socket(addr->family, addr->socktype, addr->protocol);
+	fd = socket(addr->family, addr->socktype, addr->protocol);
+	if (fd != CURL_SOCKET_BAD && the_transport)
+		forget_socket(the_transport, fd);
+	return fd;
 }
 
 /* ---------------------------------------------------------------------------
@@ -266,43 +283,90 @@ on_header(char *data, size_t size, size_t nmemb, void *clientp)
 	return n;
 }
 
+static Watched *
+find_watched(CrmTransport *t, curl_socket_t fd)
+{
+	int			i;
+
+	for (i = 0; i < t->nwatched; i++)
+		if (t->watched[i].fd == fd)
+			return &t->watched[i];
+	return NULL;
+}
+
 /*
- * libcurl's socket callback.  It only notes what to watch: the wait set is
- * adjusted in crm_transport_wait, outside libcurl, since that may raise an
- * ERROR.  Sockets come and go with connections (rarely, with keep-alive);
- * what is watched on one changes with each request on it.
+ * Registers events for a socket in the epoll set; 0 takes it out (epoll
+ * reports a hang-up whatever was asked).  False on failure.
+ */
+static bool
+set_interest(CrmTransport *t, Watched *w, uint32 events)
+{
+	struct epoll_event ev = {0};
+	int			rc;
+
+	if (w->registered == events)
+		return true;
+	ev.events = events;
+	ev.data.fd = w->fd;
+	if (events == 0)
+		rc = epoll_ctl(t->epfd, EPOLL_CTL_DEL, w->fd, &ev);
+	else
+	{
+		rc = epoll_ctl(t->epfd, EPOLL_CTL_MOD, w->fd, &ev);
+		if (rc < 0 && errno == ENOENT)
+			rc = epoll_ctl(t->epfd, EPOLL_CTL_ADD, w->fd, &ev);
+	}
+	if (rc < 0)
+		return false;
+	w->registered = events;
+	return true;
+}
+
+/*
+ * libcurl's socket callback: what to watch on a socket, in the epoll set
+ * (no ERROR can be raised here).  A socket libcurl stops watching stays
+ * registered (see Watched); its events, if any come, are dropped then.
  */
 static int
 on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp)
 {
 	CrmTransport *t = clientp;
-	int			i;
+	Watched    *w = find_watched(t, fd);
+	uint32		events = 0;
 
-	for (i = 0; i < t->nwatched; i++)
-		if (t->watched[i].fd == fd)
-			break;
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < t->nwatched)
-		{
-			t->watched[i] = t->watched[--t->nwatched];
-			t->rebuild = true;
-		}
+		if (w)
+			w->what = 0;
 		return 0;
 	}
-	if (i == t->nwatched)
+	if (w == NULL)
 	{
 		if (t->nwatched >= MAX_WATCHED)
 			return -1;
-		t->nwatched++;
-		t->watched[i].fd = fd;
-		t->watched[i].pos = -1;
-		t->rebuild = true;
+		w = &t->watched[t->nwatched++];
+		w->fd = fd;
+		w->registered = 0;
 	}
-	else if (t->watched[i].what != what)
-		t->watched[i].changed = true;
-	t->watched[i].what = what;
-	return 0;
+	w->what = what;
+	if (what & CURL_POLL_IN)
+		events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		events |= EPOLLOUT;
+	return set_interest(t, w, events) ? 0 : -1;
+}
+
+/*
+ * A socket closed by libcurl left the epoll set with it; when its number
+ * comes back with a new socket, the record of the old one is forgotten.
+ */
+static void
+forget_socket(CrmTransport *t, curl_socket_t fd)
+{
+	Watched    *w = find_watched(t, fd);
+
+	if (w)
+		*w = t->watched[--t->nwatched];
 }
 
 static int
@@ -335,6 +399,21 @@ crm_transport_create(void)
 	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
 	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
 	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+
+	/*
+	 * libcurl's sockets live in an epoll set of their own, which the wait set
+	 * watches as one socket: it never has to be built anew as they change.
+	 */
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (t->epfd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create an epoll set: %m")));
+	t->set = CreateWaitEventSet(t->cxt, 3);
+	AddWaitEventToSet(t->set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(t->set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(t->set, WL_SOCKET_READABLE, t->epfd, NULL, NULL);
+	the_transport = t;
 	return t;
 }
 
@@ -635,52 +714,6 @@ collect(CrmTransport *t)
 	}
 }
 
-static uint32
-wait_events(int what)
-{
-	uint32		ev = 0;
-
-	if (what & CURL_POLL_IN)
-		ev |= WL_SOCKET_READABLE;
-	if (what & CURL_POLL_OUT)
-		ev |= WL_SOCKET_WRITEABLE;
-	return ev;
-}
-
-/*
- * Brings the wait set up to date with what libcurl asked to watch: built
- * anew when a socket came or went, else only the changed sockets adjusted.
- */
-static void
-adjust_wait_set(CrmTransport *t)
-{
-	int			i;
-
-	if (t->set == NULL || t->rebuild)
-	{
-		if (t->set)
-			FreeWaitEventSet(t->set);
-		t->set = NULL;
-		t->set = CreateWaitEventSet(t->cxt, t->nwatched + 2);
-		AddWaitEventToSet(t->set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-		AddWaitEventToSet(t->set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-		for (i = 0; i < t->nwatched; i++)
-		{
-			t->watched[i].pos = AddWaitEventToSet(t->set, wait_events(t->watched[i].what),
-												  t->watched[i].fd, NULL, NULL);
-			t->watched[i].changed = false;
-		}
-		t->rebuild = false;
-		return;
-	}
-	for (i = 0; i < t->nwatched; i++)
-		if (t->watched[i].changed)
-		{
-			ModifyWaitEvent(t->set, t->watched[i].pos, wait_events(t->watched[i].what), NULL);
-			t->watched[i].changed = false;
-		}
-}
-
 /*
  * Waits up to timeout_ms for the latch, a socket or libcurl's timer, and
  * lets libcurl progress.  Returns true when the latch was set.
@@ -688,7 +721,8 @@ adjust_wait_set(CrmTransport *t)
 bool
 crm_transport_wait(CrmTransport *t, long timeout_ms)
 {
-	WaitEvent	events[64];
+	WaitEvent	events[3];
+	struct epoll_event ready[128];
 	long		curl_timeout = crm_transport_timeout(t);
 	int			running;
 	int			n;
@@ -699,24 +733,35 @@ crm_transport_wait(CrmTransport *t, long timeout_ms)
 	if (curl_timeout >= 0 && (timeout_ms < 0 || curl_timeout < timeout_ms))
 		timeout_ms = curl_timeout;
 
-	adjust_wait_set(t);
 	n = WaitEventSetWait(t->set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
-
 	for (i = 0; i < n; i++)
-	{
 		if (events[i].events & WL_LATCH_SET)
 			latch = true;
-		else if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-		{
-			int			mask = 0;
 
-			if (events[i].events & WL_SOCKET_READABLE)
-				mask |= CURL_CSELECT_IN;
-			if (events[i].events & WL_SOCKET_WRITEABLE)
-				mask |= CURL_CSELECT_OUT;
-			curl_multi_socket_action(t->multi, events[i].fd, mask, &running);
-			fired = true;
+	/* the sockets' events, whatever woke us (more come at the next wait) */
+	n = epoll_wait(t->epfd, ready, lengthof(ready), 0);
+	for (i = 0; i < n; i++)
+	{
+		Watched    *w = find_watched(t, ready[i].data.fd);
+		int			mask = 0;
+
+		if (w == NULL || w->what == 0)
+		{
+			/* not watched (e.g. an idle connection closed by its server) */
+			if (w)
+				(void) set_interest(t, w, 0);
+			else
+				(void) epoll_ctl(t->epfd, EPOLL_CTL_DEL, ready[i].data.fd, &ready[i]);
+			continue;
 		}
+		if (ready[i].events & (EPOLLIN | EPOLLHUP))
+			mask |= CURL_CSELECT_IN;
+		if (ready[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (ready[i].events & EPOLLERR)
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(t->multi, ready[i].data.fd, mask, &running);
+		fired = true;
 	}
 	if (!fired || crm_transport_timeout(t) == 0)
 	{
