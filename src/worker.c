@@ -7,8 +7,9 @@
  * its rank and its share of crm.worker_concurrency, the "slots" below.  They
  * claim from the same outbox (SKIP LOCKED keeps their claims apart); rank 0
  * alone runs jobs and the cleanup.  A claim that came back full means more
- * messages wait: the worker then wakes the next rank, so a burst draws every
- * worker in.
+ * messages wait: the worker then wakes the next rank (at most every
+ * SIBLING_WAKE_MS: each wake-up of rank 0 also looks for due jobs), so a
+ * burst draws every worker in.
  *
  * One loop, never blocking on anything but its wait:
  *
@@ -89,6 +90,8 @@
 #define IDLE_CHECK_MS		(10 * 60 * 1000)
 #define RESULTS_DURABLE_MS	100		/* longest a result may stay off the disk */
 #define RECORD_DELAY_MS		20		/* longest a result waits for others to share its commit */
+#define SIBLING_WAKE_MS		100		/* while claims come back full, how often the next
+										 * worker is woken */
 #define START_MARGIN_MS		5000	/* a leased message starts only while its lease outlasts
 									 * the transfer by this much */
 
@@ -489,6 +492,7 @@ crm_worker_main(Datum arg)
 	bool		backlog = false;
 	bool		check_pending = true;	/* woken: look for DROP EXTENSION */
 	TimestampTz first_result_at = 0;	/* when the oldest result waiting finished */
+	TimestampTz sibling_woken_at = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -573,8 +577,13 @@ crm_worker_main(Datum arg)
 			else
 			{
 				check_pending = false;
-				if (want_claim && backlog)
-					crm_worker_wake_next();	/* more wait: draw a sibling in */
+				/* more wait: draw a sibling in (it may already be busy) */
+				if (want_claim && backlog &&
+					TimestampDifferenceExceeds(sibling_woken_at, now, SIBLING_WAKE_MS))
+				{
+					crm_worker_wake_next();
+					sibling_woken_at = now;
+				}
 				if (want_claim && !backlog && next_msg_due <= now)
 				{
 					/* due but not claimable (locked by another claimer): look again soon */
