@@ -12,8 +12,8 @@
 #      same nginx.  Also the CPU time the workers and nginx spent per
 #      message meanwhile (from /proc).
 #   3. Worker memory (RSS and PSS from /proc, and the memory contexts'
-#      grand total from pg_log_backend_memory_contexts) after the first
-#      10,000 messages and after MEM_N (100,000).
+#      grand total from pg_log_backend_memory_contexts) after phase 2
+#      (N + LAT_N messages) and after MEM_N (100,000).
 #      Next to them, the database's share alone: the same claims and
 #      records run from one SQL session with nothing sent, then from two.
 #   4. Scheduler tick: crm.run_next_job() with no job due, with 0 and with
@@ -25,7 +25,7 @@
 #
 #   N=20000 MEM_N=100000 CONC=64 WORKERS=2 FSYNC=on bash bench/worker_bench.sh
 #
-# WORKERS is crm.workers_per_database.  MEM_N=0 skips phase 3.
+# WORKERS is crm.workers_per_database.  With MEM_N=0, phase 3 queues nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -185,12 +185,13 @@ c0=$(commits)
 # shellcheck disable=SC2086
 wt0=$(ticks $WPIDS); nt0=$(ticks $NGINX_PIDS)
 t0=$(release_worker)
-wait_sent $((base + N / 2)) 0.1
-read -r anon10 shmem10 pss10 ctx10 <<<"$(memory)"
-mem10_at=$(sent)
+# polled slowly, and memory read only afterwards: the rate is measured from
+# sent_at, and polling would take CPU from the workers
 wait_sent $((base + N))
 # shellcheck disable=SC2086
 wt1=$(ticks $WPIDS); nt1=$(ticks $NGINX_PIDS)
+read -r anon10 shmem10 pss10 ctx10 <<<"$(memory)"
+mem10_at=$(sent)
 hz=$(getconf CLK_TCK)
 worker_us=$(python3 -c "print(round(($wt1 - $wt0) * 1e6 / $hz / $N, 1))")
 nginx_us=$(python3 -c "print(round(($nt1 - $nt0) * 1e6 / $hz / $N, 1))")
