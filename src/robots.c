@@ -712,14 +712,18 @@ far_future(void)
 
 /*
  * A robot that holds the later ones (a robocall waiting for its result):
- * they become a wait job, ended when its message is sent or given up
- * (crm._end_waits_on_message in 75_scheduler.sql).
+ * robots seq[from..n) become a wait job, ended when its message is sent or
+ * given up (crm._end_waits_on_message in 75_scheduler.sql).  False when
+ * there is none to hold.
  */
-static void
-hold_rest(RunState *rs, const CrmRobot *r, Jsonb *context)
+static bool
+hold_rest(RunState *rs, const CrmRobot *r, CrmRobot **seq, int from, int n)
 {
 	rs->held = false;
-	schedule_job(rs, "wait", r, far_future(), context);
+	if (from >= n)
+		return false;
+	schedule_job(rs, "wait", r, far_future(), job_context(seq, from, n, rs->outputs));
+	return true;
 }
 
 /*
@@ -799,12 +803,8 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 		}
 
 		run_robot_now(rs, r, 0);
-		if (rs->held)
-		{
-			/* every later robot runs when its message is done */
-			hold_rest(rs, r, job_context(seq, i + 1, n, rs->outputs));
-			return;
-		}
+		if (rs->held && hold_rest(rs, r, seq, i + 1, n))
+			return;				/* the later robots run when its message is done */
 		i++;
 	}
 }
@@ -1035,15 +1035,11 @@ execute_robot_job(const CrmJob *job)
 		rs.outputs = context_outputs(job->context);
 		rs.cx.robot_outputs = rs.outputs;
 
+		n = chain_robots(robots, job->context, &seq);
 		if (strcmp(job->kind, "robot") == 0)
 		{
 			run_robot_now(&rs, r, job->log_id);
-			if (rs.held)
-			{
-				n = chain_robots(robots, job->context, &seq);
-				hold_rest(&rs, r, job_context(seq, 0, n, rs.outputs));
-				held = true;
-			}
+			held = rs.held && hold_rest(&rs, r, seq, 0, n);
 		}
 		else if (strcmp(job->kind, "wait") == 0)
 			log_update(job->log_id, "done", NULL, NULL);
@@ -1056,10 +1052,7 @@ execute_robot_job(const CrmJob *job)
 			log_update(job->log_id, "done", NULL, NULL);
 		}
 		if (!held)
-		{
-			n = chain_robots(robots, job->context, &seq);
 			run_sequence(&rs, seq, n);
-		}
 	}
 	PG_FINALLY();
 	{

@@ -4,7 +4,7 @@
 -- pipeline, document templates, providers); no delay on wait or control.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(24);
+SELECT plan(28);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES
@@ -62,6 +62,28 @@ INSERT INTO crm.deal (id, title, responsible_id) VALUES (5, 'Post', 2);
 UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE id = 5;
 SELECT results_eq($$SELECT text, files FROM crm.feed_post WHERE entity_id = 5$$,
 	$$VALUES ('Post is won', '{11}'::bigint[])$$, 'a post keeps its files');
+
+-- ---------- robocall with wait_for_result holds the robots after it ----------
+SELECT crm.add_provider('robocall', 'voice', '{"url": "http://127.0.0.1:9/call", "body": "{text}"}');
+SELECT crm.add_robot(crm.stage('deal', 'prepayment_invoice'), 'robocall',
+	'{"number": "+33 1 23", "text": "About {{title}}", "wait_for_result": true}');
+SELECT crm.add_robot(crm.stage('deal', 'prepayment_invoice'), 'add_comment', '{"text": "after the call"}');
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (8, 'Call', 2);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'prepayment_invoice') WHERE id = 8;
+SELECT results_eq($$SELECT j.kind, j.status, j.due_at > now() + interval '1 year', o.status
+	FROM crm.job j JOIN crm.outbox o ON o.robot_id = j.robot_id AND o.entity_id = j.entity_id WHERE j.entity_id = 8$$,
+	$$VALUES ('wait', 'pending', true, 'pending')$$,
+	'the robot after a robocall waiting for its result is held in a wait with no end of its own');
+SELECT is((SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 8), 0::bigint, 'and has not run');
+UPDATE crm.outbox SET status = 'sent' WHERE entity_id = 8;
+SELECT results_eq($$SELECT j.due_at <= now(), j.context->>'message_status' FROM crm.job j WHERE j.entity_id = 8$$,
+	$$VALUES (true, 'sent')$$, 'the call recorded sent makes the wait due at once');
+SELECT crm.add_robot(crm.stage('deal', 'lost'), 'robocall',
+	'{"number": "+33 1 23", "text": "Sorry", "wait_for_result": true}');
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (9, 'Last', 2);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'lost') WHERE id = 9;
+SELECT is((SELECT count(*) FROM crm.job WHERE entity_id = 9), 0::bigint,
+	'a robocall with no robot after it holds nothing');
 
 -- ---------- names checked at save ----------
 SELECT crm.add_pipeline('deal', 'Partners') AS partners \gset
