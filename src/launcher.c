@@ -306,7 +306,8 @@ crm_wake_worker_trigger(PG_FUNCTION_ARGS)
 				 errmsg("crm._wake_worker() must be called as a trigger")));
 	ensure_xact_callback();
 	wake_at_commit = true;
-	if (strcmp(RelationGetRelationName(((TriggerData *) fcinfo->context)->tg_relation), "job") == 0)
+	/* crm.job's trigger says so: a worker's own commit then wakes rank 0 */
+	if (((TriggerData *) fcinfo->context)->tg_trigger->tgnargs > 0)
 		jobs_at_commit = true;
 	return PointerGetDatum(NULL);
 }

@@ -1125,7 +1125,8 @@ crm_param_file_array(CrmActionCall *call, const char *name)
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
 				 errmsg("parameter \"%s\" names file %lld, which is not in crm.drive_file", name,
 						(long long) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-																SPI_tuptable->tupdesc, 1, &isnull)))));
+																SPI_tuptable->tupdesc, 1, &isnull))),
+				 errhint("The file may have been deleted since the robot was saved; update the robot's files.")));
 	return arr;
 }
 

@@ -41,7 +41,8 @@ COMMENT ON FUNCTION crm.webhook_signature(text, text, bigint, text) IS
 -- ---------------------------------------------------------------------------
 -- Wake-up at commit: a statement trigger marks the transaction, and its
 -- commit sets the database worker's latch (C, launcher.c).  Rolled-back
--- transactions wake nobody.
+-- transactions wake nobody.  The argument 'jobs' marks crm.job's: a
+-- worker's own commit that changed a job wakes the worker that runs jobs.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION crm._wake_worker() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'crm_wake_worker_trigger' LANGUAGE C;
@@ -49,7 +50,7 @@ CREATE FUNCTION crm._wake_worker() RETURNS trigger
 CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE ON crm.outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker();
 CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE ON crm.job
-	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker();
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker('jobs');
 
 -- Asks the launcher to start this database's worker once the transaction
 -- commits (called at CREATE EXTENSION; harmless to call again).
