@@ -16,19 +16,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-crm_install_deps valgrind
-exec 9>/tmp/crm_automation.test.lock
-flock 9
-crm_build_install
 
 N=${N:-5000}
 SINGLE=${SINGLE:-500}
-W=$(mktemp -d /tmp/crm_icount.XXXXXX)
-chmod 777 "$W"
-trap 'crm_cluster_stop; rm -rf "$W"' EXIT
-crm_cluster_start "crm.worker_enabled = off"
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/robots_setup.sql >/dev/null
-crm_icount_prepare "$W"
+crm_icount_begin bench/robots_setup.sql "$N"
 
 # measure NAME WARMUP SQL...: millions of instructions of the statements
 # after WARMUP.

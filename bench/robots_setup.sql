@@ -3,14 +3,7 @@ SET client_min_messages = warning;
 CREATE EXTENSION crm_automation;
 INSERT INTO crm.user (id, name) VALUES (1, 'Bench');
 
--- time_ms(sql): milliseconds one statement takes.
-CREATE FUNCTION time_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz;
-BEGIN
-	t0 := clock_timestamp();
-	EXECUTE q;
-	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
+\ir common.sql
 CREATE TABLE bench_run (k text, ms float8);
 
 -- copy_table(source, target): the same columns, defaults, indexes, checks and

@@ -22,18 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-crm_install_deps valgrind
-exec 9>/tmp/crm_automation.test.lock
-flock 9
-crm_build_install
 
 N=${N:-2000}
-W=$(mktemp -d /tmp/crm_icount.XXXXXX)
-chmod 777 "$W"
-trap 'crm_cluster_stop; rm -rf "$W"' EXIT
-crm_cluster_start "crm.worker_enabled = off"
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$N" -f bench/triggers_setup.sql >/dev/null
-crm_icount_prepare "$W"
+crm_icount_begin bench/triggers_setup.sql "$N"
 
 # measure CASE: millions of instructions of the calls of deals 2..N with the
 # case's triggers active, after the warm-up call.

@@ -8,13 +8,7 @@ SET bench.n = :'n';
 CREATE EXTENSION crm_automation;
 INSERT INTO crm.user (id, name) VALUES (1, 'Bench');
 
-CREATE FUNCTION time_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz;
-BEGIN
-	t0 := clock_timestamp();
-	EXECUTE q;
-	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
-END $$;
+\ir common.sql
 
 -- Calls for deals first..n, each its own INSERT statement (a prepared plan,
 -- as an application's).

@@ -4,6 +4,7 @@
 #   crm_build_install    builds and installs the extension
 #   crm_cluster_start    starts a throw-away cluster (sets PGHOST, PGPORT,
 #                        PGUSER, CRM_CLUSTER_DIR); crm_cluster_stop removes it
+#   crm_icount_begin     an instruction benchmark's build, cluster and setup
 #   crm_icount           instructions of statements in a single-user backend
 #
 # initdb and postgres refuse to run as root, so as root the cluster belongs to
@@ -104,6 +105,23 @@ crm_cluster_stop() {
 # line, in a single-user backend on a fresh copy of it under callgrind and
 # prints its instruction count (the file DIR/NAME.cg; also copied into
 # $CALLGRIND_KEEP when set).
+# crm_icount_begin SETUP_SQL N: what an instruction benchmark starts with
+# (valgrind, the test lock, build and install, a cluster with SETUP_SQL run
+# with -v n=N, kept as $W/prepared); W is its working directory, removed at
+# exit with the cluster.
+crm_icount_begin() {
+	crm_install_deps valgrind
+	exec 9>/tmp/crm_automation.test.lock
+	flock 9
+	crm_build_install
+	W=$(mktemp -d /tmp/crm_icount.XXXXXX)
+	chmod 777 "$W"
+	trap 'crm_cluster_stop; rm -rf "$W"' EXIT
+	crm_cluster_start "crm.worker_enabled = off"
+	psql -X -q -v ON_ERROR_STOP=1 -d postgres -v n="$2" -f "$1" >/dev/null
+	crm_icount_prepare "$W"
+}
+
 crm_icount_prepare() {
 	psql -X -q -d postgres -c "CHECKPOINT" >/dev/null
 	crm_as_owner "$(crm_pg_bindir)/pg_ctl" -D "$CRM_CLUSTER_DIR/data" -m fast -w stop >/dev/null
