@@ -40,6 +40,7 @@ LAT_N=${LAT_N:-200}
 CONC=${CONC:-64}
 WORKERS=${WORKERS:-2}
 FSYNC=${FSYNC:-on}
+ROUNDS=${ROUNDS:-3}
 
 BENCH_DIR=$(mktemp -d /tmp/crm_bench.XXXXXX)
 chmod 755 "$BENCH_DIR"
@@ -120,15 +121,28 @@ release_worker() {
 	q "ALTER SYSTEM RESET crm.worker_enabled"
 	q "SELECT extract(epoch FROM clock_timestamp()) FROM pg_reload_conf()"
 }
-queue() {	# queue COUNT URL
-	q "INSERT INTO crm.outbox (channel, provider_id, payload)
+queue() {	# queue COUNT URL: webhooks as a robot queues them, each for a deal
+	q "INSERT INTO crm.outbox (channel, provider_id, payload, entity_type, entity_id)
 	   SELECT 'webhook', (SELECT id FROM crm.provider WHERE name = 'bench'),
-			  jsonb_build_object('url', '$2', 'body', \$b\$$BODY\$b\$::jsonb)
-		 FROM generate_series(1, $1)"
+			  jsonb_build_object('url', '$2', 'body', \$b\$$BODY\$b\$::jsonb), 'deal', i
+		 FROM generate_series(1, $1) i"
 }
 sent() { q "SELECT count(*) FROM crm.outbox WHERE status = 'sent'"; }
-wait_sent() {	# wait_sent COUNT [poll seconds]
-	while [ "$(sent)" -lt "$1" ]; do sleep "${2:-0.5}"; done
+# Waits until nothing is left to send, asking from one session that holds
+# no snapshot between looks: a snapshot held while sleeping (a DO loop
+# around pg_sleep) keeps the claims' old row versions from being pruned,
+# and a new psql with a count(*) every half second took a fifth of the CPU
+# from the workers.  Every benchmark message succeeds.
+wait_sent() {	# wait_sent [poll seconds]
+	local done=f
+	coproc POLL { psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$DB"; }
+	while [ "$done" != t ]; do
+		echo "SELECT NOT EXISTS (SELECT FROM crm.outbox WHERE sent_at IS NULL AND next_attempt_at < 'infinity');" >&"${POLL[1]}"
+		read -r done <&"${POLL[0]}"
+		[ "$done" = t ] || sleep "${1:-0.2}"
+	done
+	exec {POLL[1]}>&-
+	wait "$POLL_PID" || true
 }
 # The worker's memory in kB: "anon shmem pss contexts".  Anonymous memory
 # (RssAnon) is the process's own heap: palloc'd contexts and libcurl's
@@ -163,7 +177,7 @@ sleep 1
 	done
 } >"$BENCH_DIR/latency.sql"
 psql -X -q -t -A -F ' ' -d "$DB" -f "$BENCH_DIR/latency.sql" | grep '^lat_' >"$BENCH_DIR/commits.txt"
-wait_sent "$LAT_N" 0.2
+wait_sent 0.1
 read -r lat_med lat_p95 lat_max <<<"$(python3 - "$BENCH_DIR/commits.txt" "$BENCH_DIR/receipts.log" <<'PY'
 import sys
 commit = dict(l.split() for l in open(sys.argv[1]))
@@ -177,28 +191,94 @@ PY
 )"
 
 # --- 2. delivery rate vs the sink's ceiling ----------------------------------
-echo "2. rate: $N webhooks, then wrk against the same nginx" >&2
-pause_worker
-queue "$N" "http://127.0.0.1:$PORT/hook"
-base=$(sent)
-c0=$(commits)
-# shellcheck disable=SC2086
-wt0=$(ticks $WPIDS); nt0=$(ticks $NGINX_PIDS)
-t0=$(release_worker)
-# polled slowly, and memory read only afterwards: the rate is measured from
-# sent_at, and polling would take CPU from the workers
-wait_sent $((base + N))
-# shellcheck disable=SC2086
-wt1=$(ticks $WPIDS); nt1=$(ticks $NGINX_PIDS)
+# ROUNDS rounds, each: N messages queued with the worker paused, then
+# released; wrk for 5 s against the same nginx; libcurl alone (bench/
+# curl_client.c: no database, same requests, same concurrency) with one
+# process and with as many as there are workers.  Medians are reported: the
+# box is shared and single runs vary by a third.
+echo "2. rate: $ROUNDS rounds of $N webhooks, wrk and libcurl alone against the same nginx" >&2
+
+# The same requests from wrk and curl_client: same method, body and headers
+# (a signature of the same length; values need not verify), CONC connections.
+SIG=$(q "SELECT crm.webhook_signature('$SECRET', 'msg_00000000000000000000000000000000', 1700000000, \$b\$$BODY\$b\$)")
+python3 - "$BODY" "$SIG" "$BENCH_DIR" <<'PY'
+import json, sys
+body, sig, out = sys.argv[1], sys.argv[2], sys.argv[3]
+headers = [("Content-Type", "application/json"), ("User-Agent", "crm_automation/0.1.0"),
+           ("webhook-id", "msg_00000000000000000000000000000000"),
+           ("webhook-timestamp", "1700000000"), ("webhook-signature", sig)]
+with open(out + "/post.lua", "w") as f:
+    f.write('wrk.method = "POST"\n')
+    f.write('wrk.body = %s\n' % json.dumps(body, ensure_ascii=False))
+    for k, v in headers:
+        f.write('wrk.headers["%s"] = "%s"\n' % (k, v))
+with open(out + "/req.body", "w") as f:
+    f.write(body)
+with open(out + "/req.headers", "w") as f:
+    f.write("".join("%s: %s\n" % kv for kv in headers))
+PY
+cc -O2 -o "$BENCH_DIR/curl_client" bench/curl_client.c -lcurl
+# CPU seconds (user + system) of the given command's processes
+cpu_of() { local TIMEFORMAT=%3U+%3S; { time "$@" >/dev/null; } 2>&1 | tail -1; }
+curl_alone() {	# curl_alone PROCESSES: prints "rate cpu_us_per_request"
+	local procs=$1 each=$((N / $1)) i t0 t1 cpu
+	t0=$(date +%s.%N)
+	for i in $(seq 1 "$procs"); do
+		cpu_of "$BENCH_DIR/curl_client" "http://127.0.0.1:$PORT/hook" "$BENCH_DIR/req.body" \
+			"$BENCH_DIR/req.headers" "$each" $((CONC / procs)) >"$BENCH_DIR/curl.$i" &
+	done
+	wait
+	t1=$(date +%s.%N)
+	cpu=$(python3 -c "import glob; print(sum(eval(open(f).read()) for f in glob.glob('$BENCH_DIR/curl.*')))")
+	rm -f "$BENCH_DIR"/curl.*
+	python3 -c "print(round($each * $procs / ($t1 - $t0)), round($cpu * 1e6 / ($each * $procs), 1))"
+}
+wrk -t 2 -c "$CONC" -d 2s -s "$BENCH_DIR/post.lua" "http://127.0.0.1:$PORT/hook" >/dev/null	# warm-up
+hz=$(getconf CLK_TCK)
+: >"$BENCH_DIR/rounds"
+for round in $(seq 1 "$ROUNDS"); do
+	pause_worker
+	queue "$N" "http://127.0.0.1:$PORT/hook"
+	pages0=$(q "SELECT pg_relation_size('crm.outbox') / 8192")
+	c0=$(commits)
+	# shellcheck disable=SC2086
+	wt0=$(ticks $WPIDS); nt0=$(ticks $NGINX_PIDS)
+	t0=$(release_worker)
+	wait_sent
+	# shellcheck disable=SC2086
+	wt1=$(ticks $WPIDS); nt1=$(ticks $NGINX_PIDS)
+	c1=$(commits)
+	pages1=$(q "SELECT pg_relation_size('crm.outbox') / 8192")
+	t1=$(q "SELECT extract(epoch FROM max(sent_at)) FROM crm.outbox")
+	wrk -t 2 -c "$CONC" -d 5s -s "$BENCH_DIR/post.lua" "http://127.0.0.1:$PORT/hook" >"$BENCH_DIR/wrk.txt"
+	ceiling=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' "$BENCH_DIR/wrk.txt" | cut -d. -f1)
+	read -r curl1 curl1_us <<<"$(curl_alone 1)"
+	read -r curlw curlw_us <<<"$(curl_alone "$WORKERS")"
+	# rate seconds per_commit worker_us nginx_us ceiling curl1 curl1_us curlw curlw_us pages0 pages1
+	python3 -c "
+n = $N; secs = $t1 - $t0
+print(round(n / secs), round(secs, 2), round(n / max($c1 - $c0, 1), 1),
+	  round(($wt1 - $wt0) * 1e6 / $hz / n, 1), round(($nt1 - $nt0) * 1e6 / $hz / n, 1),
+	  $ceiling, $curl1, $curl1_us, $curlw, $curlw_us, $pages0, $pages1)" >>"$BENCH_DIR/rounds"
+	echo "   round $round: $(tail -1 "$BENCH_DIR/rounds")" >&2
+done
 read -r anon10 shmem10 pss10 ctx10 <<<"$(memory)"
 mem10_at=$(sent)
-hz=$(getconf CLK_TCK)
-worker_us=$(python3 -c "print(round(($wt1 - $wt0) * 1e6 / $hz / $N, 1))")
-nginx_us=$(python3 -c "print(round(($nt1 - $nt0) * 1e6 / $hz / $N, 1))")
-t1=$(q "SELECT extract(epoch FROM max(sent_at)) FROM crm.outbox")
-per_commit=$(python3 -c "print(round($N / max($(commits) - $c0, 1), 1))")
-ours=$(python3 -c "print(round($N / ($t1 - $t0)))")
-secs=$(python3 -c "print(round($t1 - $t0, 2))")
+# medians over the rounds, each column; ratios are the medians of each round's
+read -r ours secs per_commit worker_us nginx_us ceiling curl1 curl1_us curlw curlw_us pages0 pages1 \
+	ratio ratio_curl1 ratio_curlw ours_all ceiling_all <<<"$(python3 - "$BENCH_DIR/rounds" <<'PY'
+import statistics, sys
+rows = [[float(x) for x in l.split()] for l in open(sys.argv[1])]
+med = lambda xs: statistics.median(xs)
+cols = [med(c) for c in zip(*rows)]
+fmt = lambda v: ("%d" % v) if v == int(v) else ("%.1f" % v)
+out = [fmt(round(c, 2)) for c in cols]
+out += ["%.2f" % med([r[0] / r[5] for r in rows]), "%.2f" % med([r[6] / r[5] for r in rows]),
+        "%.2f" % med([r[8] / r[5] for r in rows]),
+        ",".join("%d" % r[0] for r in rows), ",".join("%d" % r[5] for r in rows)]
+print(" ".join(out))
+PY
+)"
 
 # The database's share: the same claims and records from SQL sessions, with
 # nothing sent ($CONC messages a claim, as the worker's slots allow); one
@@ -237,25 +317,6 @@ a = open('$BENCH_DIR/bk1').read().split(); b = open('$BENCH_DIR/bk2').read().spl
 print(round((int(a[0]) + int(b[0])) / max(float(a[1]), float(b[1]))))")
 q "DELETE FROM crm.outbox WHERE response_excerpt = 'bookkeeping'" >/dev/null
 
-# The same requests from wrk: same method, body and headers (a signature
-# of the same length; values need not verify), CONC connections.
-SIG=$(q "SELECT crm.webhook_signature('$SECRET', 'msg_00000000000000000000000000000000', 1700000000, \$b\$$BODY\$b\$)")
-python3 - "$BODY" "$SIG" >"$BENCH_DIR/post.lua" <<'PY'
-import json, sys
-body, sig = sys.argv[1], sys.argv[2]
-print('wrk.method = "POST"')
-print('wrk.body = %s' % json.dumps(body, ensure_ascii=False))
-print('wrk.headers["Content-Type"] = "application/json"')
-print('wrk.headers["User-Agent"] = "crm_automation/0.1.0"')
-print('wrk.headers["webhook-id"] = "msg_00000000000000000000000000000000"')
-print('wrk.headers["webhook-timestamp"] = "1700000000"')
-print('wrk.headers["webhook-signature"] = "%s"' % sig)
-PY
-wrk -t 2 -c "$CONC" -d 2s -s "$BENCH_DIR/post.lua" "http://127.0.0.1:$PORT/hook" >/dev/null	# warm-up
-wrk -t 2 -c "$CONC" -d 10s -s "$BENCH_DIR/post.lua" "http://127.0.0.1:$PORT/hook" >"$BENCH_DIR/wrk.txt"
-ceiling=$(sed -nE 's/^Requests\/sec: *([0-9.]+).*/\1/p' "$BENCH_DIR/wrk.txt" | cut -d. -f1)
-ratio=$(python3 -c "print('%.2f' % ($ours / $ceiling))")
-
 # --- 3. memory after MEM_N messages -------------------------------------------
 echo "3. memory: up to $MEM_N messages in all" >&2
 done_so_far=$(sent)
@@ -263,7 +324,7 @@ rest=$((MEM_N - done_so_far))
 pause_worker
 [ "$rest" -gt 0 ] && queue "$rest" "http://127.0.0.1:$PORT/hook"
 release_worker >/dev/null
-wait_sent "$MEM_N"
+wait_sent
 sleep 1
 read -r anon100 shmem100 pss100 ctx100 <<<"$(memory)"
 mem100_at=$(sent)
@@ -288,18 +349,22 @@ tick100k=$(tick)
 
 # --- report ------------------------------------------------------------------
 ratio_db=$(python3 -c "print('%.2f' % ($bookkeeping / $ceiling))")
-row() { printf '| %-62s | %-24s | %-9s |\n' "$1" "$2" "$3"; }
+row() { printf '| %-70s | %-24s | %-9s |\n' "$1" "$2" "$3"; }
 echo
 echo "crm_automation worker benchmark: fsync = $FSYNC, crm.worker_concurrency = $CONC, crm.workers_per_database = $WORKERS, $(nproc) CPUs"
 echo "sink: nginx $(nginx -v 2>&1 | sed 's/.*\///'), 1 worker process, return 200; load generator: wrk, 2 threads"
 echo "requests: POST, $(printf %s "$BODY" | wc -c)-byte JSON body, Standard Webhooks headers, signed (HMAC-SHA256)"
 echo
 row "measure" "figure" "goal"
-row "--------------------------------------------------------------" "------------------------" "---------"
-row "delivery rate, $N webhooks (${secs} s, $per_commit per commit)" "$ours /s" ""
-row "sink ceiling: wrk, same requests, $CONC connections" "$ceiling /s" ""
-row "ratio ours / ceiling" "$ratio" ">= 0.5"
-row "CPU per message meanwhile: the workers / nginx" "$worker_us / $nginx_us us" ""
+row "----------------------------------------------------------------------" "------------------------" "---------"
+row "delivery rate, $N webhooks, median of $ROUNDS ($ours_all)" "$ours /s" ""
+row "  $secs s, $per_commit messages per commit" "" ""
+row "sink ceiling: wrk, same requests, $CONC connections ($ceiling_all)" "$ceiling /s" ""
+row "ratio ours / ceiling (median of the rounds')" "$ratio" ">= 0.5"
+row "libcurl alone, no database: 1 process / $WORKERS (curl_client.c)" "$curl1 / $curlw /s" ""
+row "  its ratio to the ceiling: 1 process / $WORKERS" "$ratio_curl1 / $ratio_curlw" ""
+row "CPU per message: the workers / nginx / libcurl alone (1 process)" "$worker_us / $nginx_us / $curl1_us us" ""
+row "outbox heap, pages queued / after sending (no growth: record in place)" "$pages0 / $pages1" ""
 row "outbox bookkeeping alone (claim + record, nothing sent)" "$bookkeeping /s" ""
 row "  its ratio to the ceiling" "$ratio_db" ""
 row "  the same from two sessions at once" "$bookkeeping2 /s" ""

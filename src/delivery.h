@@ -47,7 +47,6 @@ typedef struct CrmMessage
 
 	/* from crm._claim_messages */
 	int64		id;
-	ItemPointerData row_version;	/* the row as the claim left it */
 	TimestampTz claimed_at;		/* the lease's start */
 	int			attempts;		/* including this one */
 	char	   *channel;

@@ -245,10 +245,10 @@ step_exchange(void *arg)
 							 GUC_ACTION_LOCAL, true, 0, false);
 
 	/*
-	 * The record finds each row by its address (a TID scan).  Its plan is
-	 * made once, often while the outbox is nearly empty, when reading the
-	 * whole table looks as cheap; kept as the outbox grows, it would read
-	 * every row for every batch.
+	 * The record finds each row by primary key.  Its plan is made once,
+	 * often while the outbox is nearly empty, when reading the whole table
+	 * looks as cheap; kept as the outbox grows, it would read every row for
+	 * every batch.
 	 */
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);

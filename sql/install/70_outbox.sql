@@ -353,7 +353,7 @@ CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired
 RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
-			   html boolean, tls text, attachments text[], error text, row_version tid)
+			   html boolean, tls text, attachments text[], error text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- called many times a second: plan it once.  A generic plan does not know
@@ -369,6 +369,8 @@ BEGIN
 	WITH claimed AS (
 		-- rows locked by the subquery keep their place (ctid) until we update
 		-- them: the update reads them by address, whatever the statistics say
+		-- (the subquery's index scan has pruned their pages: room for the
+		-- HOT versions)
 		UPDATE crm.outbox o
 		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
 			   lease_until = now() + p_lease, updated_at = now()
@@ -382,7 +384,7 @@ BEGIN
 				 ORDER BY d.next_attempt_at
 				 LIMIT p_limit
 				 FOR UPDATE SKIP LOCKED))
-		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.ctid
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload
 	), resolved AS (
 		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
 			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret,
@@ -461,8 +463,7 @@ BEGIN
 					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
 								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
 					'a header name is not a token or a header value contains CR or LF'
-		   END,
-		   r.ctid
+		   END
 	  FROM rendered r;
 END
 $$;
