@@ -5,15 +5,22 @@
 #   1. Latency at idle: LAT_N (200) signed webhooks committed one at a time,
 #      20 ms apart; the time from just before each commit to nginx's log of
 #      its receipt ($msec).
-#   2. Delivery rate: N (20,000) signed webhooks queued with the worker
-#      paused, then released; rate = N / (last sent_at - release).  Next to
-#      it, the sink's own ceiling: wrk sending the same requests (same body,
-#      same headers, as many connections as crm.worker_concurrency) to the
-#      same nginx.  Also the CPU time the workers and nginx spent per
-#      message meanwhile (from /proc).
+#   2. Delivery rate, ROUNDS (3) rounds, medians reported: N (20,000)
+#      signed webhooks, each for a deal as a robot queues them, queued with
+#      the worker paused, then released; rate = N / (last sent_at -
+#      release).  Next to it, in each round, the sink's own ceiling: wrk
+#      sending the same requests (same body, same headers, as many
+#      connections as crm.worker_concurrency) to the same nginx for 5 s; and
+#      libcurl alone (bench/curl_client.c, compiled here): the same N
+#      requests from one process, then from WORKERS processes, with no
+#      database work at all, what any libcurl-based sender can reach here.
+#      Also the CPU time the workers, nginx and curl_client spent per
+#      message (from /proc and the shell's `time`), and the outbox's size
+#      in pages before and after sending (the record keeps versions on
+#      their page).
 #   3. Worker memory (RSS and PSS from /proc, and the memory contexts'
 #      grand total from pg_log_backend_memory_contexts) after phase 2
-#      (N + LAT_N messages) and after MEM_N (100,000).
+#      (ROUNDS x N + LAT_N messages) and after MEM_N (100,000).
 #      Next to them, the database's share alone: the same claims and
 #      records run from one SQL session with nothing sent, then from two.
 #   4. Scheduler tick: crm.run_next_job() with no job due, with 0 and with
@@ -23,13 +30,13 @@
 # script in a temporary directory as an unprivileged user, with one worker
 # process; the load generator is Debian's wrk.
 #
-#   N=20000 MEM_N=100000 CONC=64 WORKERS=2 FSYNC=on bash bench/worker_bench.sh
+#   N=20000 ROUNDS=3 MEM_N=100000 CONC=64 WORKERS=2 FSYNC=on bash bench/worker_bench.sh
 #
 # WORKERS is crm.workers_per_database.  With MEM_N=0, phase 3 queues nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-crm_install_deps nginx wrk
+crm_install_deps nginx wrk libcurl4-openssl-dev
 exec 9>/tmp/crm_automation.test.lock
 flock 9
 crm_build_install
