@@ -117,6 +117,13 @@ extern void crm_action_validate(const CrmActionDesc *action, Jsonb *params,
 								int64 stage_id, const char *entity_type,
 								List *robot_names, const char *where);
 
+/*
+ * The pipelines, document templates and providers a rule names exist
+ * (robot_admin.c); the caller is connected to SPI.
+ */
+extern void crm_action_check_references(const CrmActionDesc *action, Jsonb *params,
+										const char *entity_type);
+
 /* "a string", "an array", ... for messages about a JSON value's type. */
 extern const char *crm_jsonb_type_name(JsonbValue *v);
 

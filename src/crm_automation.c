@@ -19,6 +19,7 @@
 #include "utils/guc.h"
 
 #include "crm_automation.h"
+#include "processes.h"
 #include "robots.h"
 #include "worker.h"
 
@@ -148,6 +149,7 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	crm_robots_init();
+	crm_processes_init();
 	crm_launcher_init();
 
 	if (process_shared_preload_libraries_in_progress)

@@ -16,7 +16,7 @@
  *
  * References: {{field}}, {{fields.UF_X}}, {{UF_X}}, {{related.field}} with
  * related = responsible, created_by, updated_by, contact, company, stage,
- * lead, deal; {=Document:FIELD}, {=Variable:x}, {=Constant:x},
+ * lead, deal; {=Document:FIELD}, {=Variable:x}, {=Constant:x}, {=Parameter:x},
  * {=Robot:NAME.output}, {=Activity:NAME.output}, {=Event:key}.  Field names
  * are case-insensitive.
  *
@@ -71,6 +71,7 @@ typedef struct CrmEvalContext
 	TupleDesc	desc;
 	Jsonb	   *variables;		/* {=Variable:x} */
 	Jsonb	   *constants;		/* {=Constant:x} */
+	Jsonb	   *parameters;		/* {=Parameter:x}: a process's start parameters */
 	Jsonb	   *robot_outputs;	/* {"NAME": {"code": ...}} for {=Robot:NAME.code} */
 	Jsonb	   *activity_outputs;	/* same shape, {=Activity:NAME.x} */
 	Jsonb	   *event;			/* trigger payload, {=Event:key} */

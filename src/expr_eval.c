@@ -340,6 +340,8 @@ ref_value(const ExprNode *n, CrmEvalContext *cx)
 		src = cx->variables;
 	else if (strcmp(n->ns, "Constant") == 0)
 		src = cx->constants;
+	else if (strcmp(n->ns, "Parameter") == 0)
+		src = cx->parameters;
 	else if (strcmp(n->ns, "Robot") == 0)
 		src = cx->robot_outputs;
 	else if (strcmp(n->ns, "Activity") == 0)

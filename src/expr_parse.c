@@ -7,7 +7,7 @@
  * A text is a template unless it starts with '=' (then it is a formula).
  * Templates hold literal text and references: {{field}}, {{related.field}},
  * {{fields.UF_X}}, {{=formula}}, {=Document:FIELD}, {=Variable:x},
- * {=Constant:x}, {=Robot:NAME.key}, {=Activity:NAME.key}, {=Event:key}.
+ * {=Constant:x}, {=Parameter:x}, {=Robot:NAME.key}, {=Activity:NAME.key}, {=Event:key}.
  * Formulas: literals, references, & + - * / = == != <> < <= > >= and or not,
  * parentheses and function calls.  Errors give the 1-based position.
  *
@@ -117,10 +117,11 @@ parse_ns_ref(const char *body, int pos, const char *where, const char *src)
 	if (pg_strcasecmp(ns, "Document") == 0)
 		return expr_parse_field_path(rest, pos, where);
 	if (pg_strcasecmp(ns, "Variable") != 0 && pg_strcasecmp(ns, "Constant") != 0 &&
+		pg_strcasecmp(ns, "Parameter") != 0 &&
 		pg_strcasecmp(ns, "Robot") != 0 && pg_strcasecmp(ns, "Activity") != 0 &&
 		pg_strcasecmp(ns, "Event") != 0)
 		syntax_error(where, src, pos,
-					 psprintf("unknown namespace \"%s\" (Document, Variable, Constant, Robot, Activity, Event)", ns));
+					 psprintf("unknown namespace \"%s\" (Document, Variable, Constant, Parameter, Robot, Activity, Event)", ns));
 	n = expr_new_node(EN_REF, pos);
 	n->ns = pstrdup(ns);
 	n->ns[0] = toupper((unsigned char) n->ns[0]);

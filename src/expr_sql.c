@@ -46,6 +46,7 @@ sql_context(FunctionCallInfo fcinfo, CrmEvalContext *cx)
 	crm_eval_context_init(cx, entity_type, item_id, NULL, NULL);
 	cx->variables = context_part(context, "variables");
 	cx->constants = context_part(context, "constants");
+	cx->parameters = context_part(context, "parameters");
 	cx->robot_outputs = context_part(context, "robots");
 	cx->activity_outputs = context_part(context, "activities");
 	cx->event = context_part(context, "event");

@@ -332,32 +332,41 @@ is_when_keyword(const char *s)
 		strcmp(s, "in_2_days") == 0 || strcmp(s, "in_3_days") == 0;
 }
 
+/*
+ * A stage of the rule's pipeline; with no stage (stage_id 0: a process
+ * activity, whose document may be in any pipeline), a stage of any pipeline
+ * of the entity type.
+ */
 static void
-check_stage_param(JsonbValue *v, const CrmParamDesc *p, int64 stage_id)
+check_stage_param(JsonbValue *v, const CrmParamDesc *p, int64 stage_id,
+				  const char *entity_type)
 {
 	static SPIPlanPtr by_id = NULL;
 	static SPIPlanPtr by_code = NULL;
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		vals[2];
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		vals[3];
 	int			ret;
 
 	vals[0] = Int64GetDatum(stage_id);
+	vals[2] = CStringGetTextDatum(entity_type);
 	if (v->type == jbvNumeric)
 	{
 		types[1] = INT8OID;
 		vals[1] = DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric));
 		ret = crm_exec(crm_plan(&by_id,
-								"SELECT 1 FROM crm.stage s"
-								" WHERE s.id = $2 AND s.pipeline_id = (SELECT pipeline_id FROM crm.stage WHERE id = $1)",
-								2, types), vals, NULL, true, 1);
+								"SELECT 1 FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
+								" WHERE s.id = $2 AND CASE WHEN $1 = 0 THEN p.entity_type = $3"
+								"   ELSE s.pipeline_id = (SELECT pipeline_id FROM crm.stage WHERE id = $1) END",
+								3, types), vals, NULL, true, 1);
 	}
 	else if (v->type == jbvString)
 	{
 		vals[1] = CStringGetTextDatum(jbv_string(v));
 		ret = crm_exec(crm_plan(&by_code,
-								"SELECT 1 FROM crm.stage s WHERE s.code = lower($2)"
-								" AND s.pipeline_id = (SELECT pipeline_id FROM crm.stage WHERE id = $1)",
-								2, types), vals, NULL, true, 1);
+								"SELECT 1 FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
+								" WHERE s.code = lower($2) AND CASE WHEN $1 = 0 THEN p.entity_type = $3"
+								"   ELSE s.pipeline_id = (SELECT pipeline_id FROM crm.stage WHERE id = $1) END",
+								3, types), vals, NULL, true, 1);
 	}
 	else
 	{
@@ -365,6 +374,11 @@ check_stage_param(JsonbValue *v, const CrmParamDesc *p, int64 stage_id)
 		return;
 	}
 	(void) ret;
+	if (SPI_processed == 0 && stage_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("parameter \"%s\" names no stage of a %s pipeline", p->name, entity_type),
+				 errhint("Give a stage code or id (SELECT id, code FROM crm.stage).")));
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -543,7 +557,7 @@ check_one_param(const CrmParamDesc *p, JsonbValue *v, int64 stage_id,
 				type_error(p, v, "an object of header -> value");
 			break;
 		case CRM_P_STAGE:
-			check_stage_param(v, p, stage_id);
+			check_stage_param(v, p, stage_id, entity_type);
 			break;
 		case CRM_P_PIPELINE:
 			if (v->type != jbvNumeric && v->type != jbvString)

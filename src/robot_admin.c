@@ -170,11 +170,12 @@ literal_param(Jsonb *params, const char *key)
 }
 
 /*
- * Pipelines, document templates and providers that a robot names exist when
- * it is saved (templates are checked when it runs).
+ * Pipelines, document templates and providers that a robot (or a process
+ * activity running the same action) names exist when it is saved
+ * (templates are checked when it runs).
  */
-static void
-check_references(const CrmActionDesc *action, Jsonb *params, const char *entity_type)
+void
+crm_action_check_references(const CrmActionDesc *action, Jsonb *params, const char *entity_type)
 {
 	static SPIPlanPtr pipeline_plan = NULL;
 	static SPIPlanPtr template_plan = NULL;
@@ -296,7 +297,7 @@ crm_validate_robot(PG_FUNCTION_ARGS)
 	names = stage_robot_names(stage_id, robot_id);
 	crm_action_validate(action, params ? params : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
 						stage_id, entity_type, names, "robot");
-	check_references(action, params, entity_type);
+	crm_action_check_references(action, params, entity_type);
 	if (delay != NULL && (action->flags & CRM_ACT_SCHEDULES))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

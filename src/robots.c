@@ -61,7 +61,7 @@
 
 typedef struct LineageEntry
 {
-	char		kind;			/* 'r' robot, 't' trigger */
+	char		kind;			/* 'r' robot, 't' trigger, 'p' process instance */
 	int64		rule_id;
 	int64		item_id;
 	char		entity_type[CRM_NAME_LEN];
@@ -78,6 +78,12 @@ robots_xact_callback(XactEvent event, void *arg)
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
 		lineage_len = 0;
+}
+
+static const char *
+lineage_kind_name(char kind)
+{
+	return kind == 'r' ? "robot" : kind == 'p' ? "process" : "trigger";
 }
 
 /*
@@ -108,11 +114,11 @@ crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
 			initStringInfo(&buf);
 			for (j = i; j < lineage_len; j++)
 				appendStringInfo(&buf, "%s %lld on %s %lld -> ",
-								 lineage[j].kind == 'r' ? "robot" : "trigger",
+								 lineage_kind_name(lineage[j].kind),
 								 (long long) lineage[j].rule_id, lineage[j].entity_type,
 								 (long long) lineage[j].item_id);
 			appendStringInfo(&buf, "%s %lld on %s %lld",
-							 kind == 'r' ? "robot" : "trigger", (long long) rule_id,
+							 lineage_kind_name(kind), (long long) rule_id,
 							 entity_type, (long long) item_id);
 			*cycle = buf.data;
 			return false;

@@ -1,0 +1,204 @@
+
+-- ---------------------------------------------------------------------------
+-- Business processes (SPEC §5): templates, instances and their admin API.
+-- Definitions are validated by crm._validate_process_template (C,
+-- process_admin.c) before anything is stored; instances run in C
+-- (processes.c), their timers are crm.job rows of kind 'process_timer'.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION crm._validate_process_template(document_type text, definition jsonb)
+RETURNS void
+	AS 'MODULE_PATHNAME', 'crm_validate_process_template' LANGUAGE C STRICT;
+
+-- The document type of a template: an entity type (feed posts and drive
+-- files are not documents yet).
+CREATE FUNCTION crm._process_document_type(p_type text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_type IN ('feed_post', 'drive_file') THEN
+		RAISE EXCEPTION 'document type "%" is not supported for business processes yet', p_type
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Processes run on CRM items: lead, deal, contact, company, quote, invoice and smart processes.';
+	END IF;
+	RETURN (crm._entity_type(p_type)).code;
+END
+$$;
+
+CREATE FUNCTION crm._check_auto_start(p_auto_start text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_auto_start IS NOT NULL AND cardinality(p_auto_start) > 0 THEN
+		IF NOT p_auto_start <@ ARRAY['add', 'modify'] THEN
+			RAISE EXCEPTION 'invalid auto_start %', p_auto_start
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'auto_start holds "add" and/or "modify".';
+		END IF;
+		RAISE EXCEPTION 'auto-start of business processes is not supported yet'
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = format('auto_start %s was asked for.', p_auto_start),
+				  HINT = 'Start instances with crm.start_process(template_id, document_id).';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION crm._process_template(p_id bigint) RETURNS crm.process_template
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t crm.process_template;
+BEGIN
+	SELECT * INTO t FROM crm.process_template WHERE id = p_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'process template % does not exist', p_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'List templates with: SELECT id, document_type, name FROM crm.process_template;';
+	END IF;
+	RETURN t;
+END
+$$;
+
+CREATE FUNCTION crm._check_process_name(p_type text, p_name text, p_id bigint) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_name IS NULL OR btrim(p_name) = '' THEN
+		RAISE EXCEPTION 'a process template needs a name'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT FROM crm.process_template t WHERE t.document_type = p_type
+				AND t.name = p_name AND t.id IS DISTINCT FROM p_id) THEN
+		RAISE EXCEPTION 'process template "%" already exists for %', p_name, p_type
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Template names are unique per document type.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION crm.add_process_template(document_type text, name text, definition jsonb,
+										 auto_start text[] DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_type text := crm._process_document_type(add_process_template.document_type);
+	v_id bigint;
+BEGIN
+	PERFORM crm._check_process_name(v_type, add_process_template.name, NULL);
+	PERFORM crm._check_auto_start(add_process_template.auto_start);
+	IF add_process_template.definition IS NULL THEN
+		RAISE EXCEPTION 'a process template needs a definition'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	PERFORM crm._validate_process_template(v_type, add_process_template.definition);
+	INSERT INTO crm.process_template (document_type, name, definition, created_by)
+	VALUES (v_type, add_process_template.name, add_process_template.definition,
+			(SELECT u.id FROM crm.user u WHERE u.id = nullif(current_setting('crm.user_id')::bigint, 0)))
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION crm.add_process_template(text, text, jsonb, text[]) IS
+	'Adds a business-process template for a document type; returns its id';
+
+-- NULL leaves a setting unchanged.  Running and waiting instances go on with
+-- the definition they started with.
+CREATE FUNCTION crm.update_process_template(template_id bigint, name text DEFAULT NULL,
+											definition jsonb DEFAULT NULL,
+											auto_start text[] DEFAULT NULL,
+											active boolean DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t crm.process_template := crm._process_template(update_process_template.template_id);
+BEGIN
+	IF update_process_template.name IS NOT NULL THEN
+		PERFORM crm._check_process_name(t.document_type, update_process_template.name, t.id);
+	END IF;
+	PERFORM crm._check_auto_start(update_process_template.auto_start);
+	IF update_process_template.definition IS NOT NULL THEN
+		PERFORM crm._validate_process_template(t.document_type, update_process_template.definition);
+	END IF;
+	UPDATE crm.process_template p
+	   SET name = coalesce(update_process_template.name, p.name),
+		   definition = coalesce(update_process_template.definition, p.definition),
+		   active = coalesce(update_process_template.active, p.active)
+	 WHERE p.id = t.id;
+END
+$$;
+
+-- Deleting a template stops its instances: their pending timers are
+-- cancelled, and the instances go with the template.
+CREATE FUNCTION crm.delete_process_template(template_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t crm.process_template := crm._process_template(delete_process_template.template_id);
+BEGIN
+	UPDATE crm.job j SET status = 'cancelled', updated_at = now()
+	  FROM crm.process_instance i
+	 WHERE i.template_id = t.id AND j.process_instance_id = i.id AND j.status = 'pending'
+	   AND j.entity_type = i.document_type AND j.entity_id = i.document_id;
+	DELETE FROM crm.process_template WHERE id = t.id;
+END
+$$;
+
+-- Starting: the instance runs at once, in the caller's transaction, until
+-- it ends or reaches a delay.
+CREATE FUNCTION crm._start_process(template_id bigint, document_type text, document_id bigint,
+								   parameters jsonb)
+RETURNS bigint
+	AS 'MODULE_PATHNAME', 'crm_start_process' LANGUAGE C;
+
+CREATE FUNCTION crm.start_process(template_id bigint, document_id bigint,
+								  parameters jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT crm._start_process(template_id, NULL, document_id, coalesce(parameters, '{}'));
+$$;
+COMMENT ON FUNCTION crm.start_process(bigint, bigint, jsonb) IS
+	'Starts a business process for a document; returns the instance id';
+
+CREATE FUNCTION crm.start_process(template_id bigint, document_type text, document_id bigint,
+								  parameters jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT crm._start_process(template_id, document_type, document_id, coalesce(parameters, '{}'));
+$$;
+COMMENT ON FUNCTION crm.start_process(bigint, text, bigint, jsonb) IS
+	'Starts a business process for a document of the given type; returns the instance id';
+
+CREATE FUNCTION crm.stop_process(instance_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	i crm.process_instance;
+BEGIN
+	SELECT * INTO i FROM crm.process_instance WHERE id = stop_process.instance_id FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'process instance % does not exist', stop_process.instance_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT id, template, document_id, status FROM crm.process_instances;';
+	END IF;
+	IF i.status NOT IN ('running', 'waiting') THEN
+		RAISE EXCEPTION 'process instance % is not running (it is %)', i.id, i.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Only running and waiting instances can be stopped.';
+	END IF;
+	UPDATE crm.job SET status = 'cancelled', updated_at = now()
+	 WHERE process_instance_id = i.id AND status = 'pending'
+	   AND entity_type = i.document_type AND entity_id = i.document_id;
+	UPDATE crm.process_instance
+	   SET status = 'stopped', finished_at = now(), state = state - 'definition'
+	 WHERE id = i.id;
+END
+$$;
+COMMENT ON FUNCTION crm.stop_process(bigint) IS
+	'Stops a running or waiting business-process instance and cancels its timer';
+
+CREATE VIEW crm.process_instances AS
+	SELECT i.id, i.template_id, t.name AS template, i.document_type, i.document_id,
+		   i.status, i.status_text, i.current_activity, i.error,
+		   i.created_at AS started_at, i.updated_at, i.finished_at
+	  FROM crm.process_instance i
+	  JOIN crm.process_template t ON t.id = i.template_id;
+COMMENT ON VIEW crm.process_instances IS
+	'Business-process instances with their template, status, status text and current activity';
+
+GRANT EXECUTE ON FUNCTION crm.start_process(bigint, bigint, jsonb),
+	crm.start_process(bigint, text, bigint, jsonb), crm.stop_process(bigint) TO crm_user;
+GRANT SELECT ON crm.process_instances TO crm_user;
