@@ -26,9 +26,9 @@ SELECT j.kind, r.name AS robot, j.status, j.due_at > now() AS in_the_future
 SELECT crm.run_next_job() AS ran;
 SELECT crm.next_job_due() = (SELECT min(due_at) FROM crm.job) AS sleeps_until_the_first;
 
--- Process timers have their job kinds already; until processes exist, such
--- a job fails with a clear error and does not hold up the others.
-INSERT INTO crm.job (kind, entity_type, entity_id, due_at) VALUES ('process_timer', 'deal', 1, now() - interval '3 minutes');
+-- A job kind with no executor yet (process_resume: a process waiting for
+-- its task) fails with a clear error and does not hold up the others.
+INSERT INTO crm.job (kind, entity_type, entity_id, due_at) VALUES ('process_resume', 'deal', 1, now() - interval '3 minutes');
 
 -- Everything falls due.  Each call runs the earliest due job, once; the
 -- failing ones are marked failed with their error, the others run.

@@ -373,15 +373,16 @@ run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 
 		if (b == NULL)
 			return true;
-		if (depth + 2 > MAX_STEPS)
+		/* the position has this activity's index: the branch follows it */
+		if (depth + 1 > MAX_STEPS)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("if activities are nested too deeply at %s", path)));
-		pr->steps[depth + 1] = a.result ? 0 : 1;
-		pr->nsteps = depth + 2;
+		pr->steps[depth] = a.result ? 0 : 1;
+		pr->nsteps = depth + 1;
 		if (!run_block(pr, b->val.binary.data, psprintf("%s.%s", path, branch), NULL, 0))
 			return false;
-		pr->nsteps = depth + 1;
+		pr->nsteps = depth;
 		return true;
 	}
 	if (a.kind == CRM_ACTIVITY_ACTION && (a.action->flags & CRM_ACT_STOPS_CHAIN))
@@ -646,7 +647,7 @@ start_parameters(int64 template_id, Jsonb *decl, Jsonb *given)
 		if (!crm_process_value(type, v, &stored))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("parameter \"%s\" must be a %s, not %s", name, type,
+					 errmsg("parameter \"%s\" must be of type %s, not %s", name, type,
 							JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0))));
 		result = jsonb_with(result, name, &stored);
 	}

@@ -89,12 +89,12 @@ echo "# a failing job is isolated and logged"
 W=$(q "SELECT crm.stage('deal', 'won')")
 q "SELECT crm.add_robot($W, 'add_comment', '{\"text\": \"=\\\"share \\\" & {{amount}} / 0\"}', delay => '{\"after\": \"1 second\"}')" >/dev/null
 q "SELECT crm.add_robot($W, 'add_comment', '{\"text\": \"won {{title}}\"}', delay => '{\"after\": \"1 second\"}')" >/dev/null
-timer=$(q "INSERT INTO crm.job (kind, entity_type, entity_id, due_at) VALUES ('process_timer', 'deal', 100, now() + interval '1 second') RETURNING id")
+timer=$(q "INSERT INTO crm.job (kind, entity_type, entity_id, due_at) VALUES ('process_resume', 'deal', 100, now() + interval '1 second') RETURNING id")
 q "UPDATE crm.deal SET stage_id = $W WHERE id = 100" >/dev/null
 wait_for "SELECT count(*) = 0 FROM crm.job WHERE status = 'pending' AND entity_id = 100" 10 || true
 check "the robot that divides by zero failed, its neighbour ran" "failed|done|1" \
 	"$(q "SELECT string_agg(l.status, '|' ORDER BY l.id) FROM crm.robot_log l JOIN crm.robot r ON r.id = l.robot_id WHERE r.stage_id = $W AND l.entity_id = 100")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'won Stays'")"
-check "a job without an executor is marked failed with its error" "failed|no executor for job kind \"process_timer\"" \
+check "a job without an executor is marked failed with its error" "failed|no executor for job kind \"process_resume\"" \
 	"$(q "SELECT status || '|' || last_error FROM crm.job WHERE id = $timer")"
 check "and the failure is in the server log" "1" \
 	"$(grep -c "crm_automation: job $timer failed: no executor for job kind" "$CRM_CLUSTER_DIR/server.log" || true)"
