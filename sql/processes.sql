@@ -169,3 +169,6 @@ SELECT crm.update_process_template(:template_id, name => 'Approval v2');
 SELECT name FROM crm.process_template;
 SELECT crm.delete_process_template(:template_id);
 SELECT count(*) AS templates, (SELECT count(*) FROM crm.process_instance) AS instances FROM crm.process_template;
+
+-- {=Parameter:x} can be tried from psql like the other references.
+SELECT crm.evaluate('Why: {=Parameter:reason}', context => '{"parameters": {"reason": "renewal"}}') AS rendered;
