@@ -49,28 +49,29 @@ first_user(CrmActionCall *call, const char *param, bool required)
  * each table's rows in one statement (rowsink.c).
  */
 static CrmRowSink comment_sink = {
-	"crm.timeline_comment", 5,
-	{"entity_type", "entity_id", "author_id", "text", "robot_id"},
-	{TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID}
+	"crm.timeline_comment", 6,
+	{"entity_type", "entity_id", "author_id", "text", "robot_id", "process_instance_id"},
+	{TEXTOID, INT8OID, INT8OID, TEXTOID, INT8OID, INT8OID}
 };
 
 static CrmRowSink history_sink = {
-	"crm.history", 5,
-	{"entity_type", "entity_id", "event_type", "text", "robot_id"},
-	{TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID}
+	"crm.history", 6,
+	{"entity_type", "entity_id", "event_type", "text", "robot_id", "process_instance_id"},
+	{TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID}
 };
 
 static CrmRowSink notification_sink = {
-	"crm.notification", 7,
-	{"user_id", "sender_id", "kind", "text", "entity_type", "entity_id", "robot_id"},
-	{INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID}
+	"crm.notification", 8,
+	{"user_id", "sender_id", "kind", "text", "entity_type", "entity_id", "robot_id",
+	"process_instance_id"},
+	{INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}
 };
 
 void
 crm_exec_add_comment(CrmActionCall *call)
 {
-	Datum		vals[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		vals[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 	int64		author = first_user(call, "author", false);
 
 	vals[0] = CStringGetTextDatum(call->cx->entity_type);
@@ -80,14 +81,16 @@ crm_exec_add_comment(CrmActionCall *call)
 	vals[3] = CStringGetTextDatum(crm_param_text(call, "text"));
 	vals[4] = Int64GetDatum(call->robot_id);
 	nulls[4] = (call->robot_id == 0);
+	vals[5] = Int64GetDatum(call->process_instance_id);
+	nulls[5] = (call->process_instance_id == 0);
 	crm_sink_add(&comment_sink, vals, nulls);
 }
 
 void
 crm_exec_write_log(CrmActionCall *call)
 {
-	Datum		vals[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		vals[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 
 	vals[0] = CStringGetTextDatum(call->cx->entity_type);
 	vals[1] = Int64GetDatum(call->cx->item_id);
@@ -95,14 +98,16 @@ crm_exec_write_log(CrmActionCall *call)
 	vals[3] = CStringGetTextDatum(crm_param_text(call, "text"));
 	vals[4] = Int64GetDatum(call->robot_id);
 	nulls[4] = (call->robot_id == 0);
+	vals[5] = Int64GetDatum(call->process_instance_id);
+	nulls[5] = (call->process_instance_id == 0);
 	crm_sink_add(&history_sink, vals, nulls);
 }
 
 static void
 notify_users(CrmActionCall *call, int64 *ids, int n, int64 sender, const char *text)
 {
-	Datum		vals[7];
-	bool		nulls[7] = {false, false, false, false, false, false, false};
+	Datum		vals[8];
+	bool		nulls[8] = {false, false, false, false, false, false, false, false};
 	int			i;
 
 	vals[1] = Int64GetDatum(sender);
@@ -113,6 +118,8 @@ notify_users(CrmActionCall *call, int64 *ids, int n, int64 sender, const char *t
 	vals[5] = Int64GetDatum(call->cx->item_id);
 	vals[6] = Int64GetDatum(call->robot_id);
 	nulls[6] = (call->robot_id == 0);
+	vals[7] = Int64GetDatum(call->process_instance_id);
+	nulls[7] = (call->process_instance_id == 0);
 	for (i = 0; i < n; i++)
 	{
 		vals[0] = Int64GetDatum(ids[i]);

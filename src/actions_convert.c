@@ -115,12 +115,16 @@ crm_exec_change_pipeline(CrmActionCall *call)
 	Oid			stypes[2] = {TEXTOID, INT8OID};
 	Datum		vals[2];
 
-	/* every running business process of the item stops */
+	/* every running business process of the item stops, its timer with it */
 	vals[0] = CStringGetTextDatum(call->cx->entity_type);
 	vals[1] = Int64GetDatum(call->cx->item_id);
 	crm_exec(crm_plan(&stop,
-					  "UPDATE crm.process_instance SET status = 'stopped', finished_at = now()"
-					  " WHERE document_type = $1 AND document_id = $2 AND status IN ('running', 'waiting')",
+					  "WITH s AS (UPDATE crm.process_instance SET status = 'stopped', finished_at = now()"
+					  "  WHERE document_type = $1 AND document_id = $2 AND status IN ('running', 'waiting')"
+					  "  RETURNING id)"
+					  " UPDATE crm.job j SET status = 'cancelled', updated_at = now() FROM s"
+					  "  WHERE j.process_instance_id = s.id AND j.status = 'pending'"
+					  "    AND j.entity_type = $1 AND j.entity_id = $2",
 					  2, stypes), vals, NULL, false, 0);
 	/* moving cancels the pending robots of the old stage and runs the new one's */
 	vals[0] = Int64GetDatum(target);

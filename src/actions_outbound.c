@@ -175,9 +175,9 @@ crm_exec_outbound(CrmActionCall *call)
 	const char *action = call->action->name;
 	const char *channel;
 	ObjBuilder	b;
-	Oid			types[6] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, INT8OID, INT8OID};
-	Datum		vals[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		vals[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		prov;
 	bool		isnull;
 
@@ -255,10 +255,12 @@ crm_exec_outbound(CrmActionCall *call)
 	vals[4] = Int64GetDatum(call->cx->item_id);
 	vals[5] = Int64GetDatum(call->robot_id);
 	nulls[5] = call->robot_id ? ' ' : 'n';
+	vals[6] = Int64GetDatum(call->process_instance_id);
+	nulls[6] = call->process_instance_id ? ' ' : 'n';
 	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.outbox (channel, provider_id, payload, entity_type, entity_id, robot_id)"
-					  " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-					  6, types), vals, nulls, false, 1);
+					  "INSERT INTO crm.outbox (channel, provider_id, payload, entity_type, entity_id, robot_id,"
+					  " process_instance_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+					  7, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "message_id",
 						  DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 }

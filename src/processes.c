@@ -168,8 +168,12 @@ activity_where(Jsonb *activity, const char *path)
 	return name ? psprintf("activity \"%s\"", name) : psprintf("activity %s", path);
 }
 
-/* A robot action (or set_field): the descriptor's executor for the document. */
-static void
+/*
+ * A robot action (or set_field): the descriptor's executor for the
+ * document.  Returns what the executor said about later robots (true after
+ * a change of stage or pipeline, a conversion, a deletion).
+ */
+static bool
 run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
 		   const CrmActionDesc *action, const char *path)
 {
@@ -194,6 +198,7 @@ run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
 
 		pr->cx.activity_outputs = jsonb_with(pr->cx.activity_outputs, name, &v);
 	}
+	return call.stop_chain;
 }
 
 static void
@@ -233,6 +238,7 @@ typedef struct ActivityArgs
 	const CrmActionDesc *action;
 	const char *path;
 	bool		result;			/* an if's condition */
+	bool		stop_chain;		/* the action would stop later robots */
 } ActivityArgs;
 
 /* The part of an activity that runs in its subtransaction. */
@@ -245,7 +251,7 @@ activity_body(ProcessRun *pr, ActivityArgs *a)
 	{
 		case CRM_ACTIVITY_ACTION:
 		case CRM_ACTIVITY_SET_FIELD:
-			run_action(pr, a->activity, a->kind, a->action, a->path);
+			a->stop_chain = run_action(pr, a->activity, a->kind, a->action, a->path);
 			break;
 		case CRM_ACTIVITY_IF:
 			a->result = crm_expr_test(crm_expr_compile_condition(member_jsonb(a->activity, "condition"),
@@ -309,6 +315,21 @@ run_guarded(ProcessRun *pr, ActivityArgs *a)
 	return false;
 }
 
+/* True when an action stopped the instance in crm.process_instance. */
+static bool
+instance_stopped(ProcessRun *pr)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+
+	vals[0] = Int64GetDatum(pr->instance_id);
+	crm_exec(crm_plan(&plan,
+					  "SELECT 1 FROM crm.process_instance WHERE id = $1 AND status = 'stopped'",
+					  1, types), vals, NULL, false, 1);
+	return SPI_processed > 0;
+}
+
 /* The current position as a jsonb array: [2, "then", 0]. */
 static Jsonb *
 position_jsonb(ProcessRun *pr)
@@ -338,6 +359,7 @@ position_jsonb(ProcessRun *pr)
 
 static bool run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
 					  const int *resume, int nresume);
+static bool document_exists(const char *document_type, int64 document_id);
 
 /* Runs one activity; false when the run stops here (delay, failure, end). */
 static bool
@@ -385,9 +407,18 @@ run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 		pr->nsteps = depth;
 		return true;
 	}
-	if (a.kind == CRM_ACTIVITY_ACTION && (a.action->flags & CRM_ACT_STOPS_CHAIN))
+	/*
+	 * An action that ends a robot sequence (a change of stage or pipeline, a
+	 * conversion, a deletion) ends the instance only when change_pipeline
+	 * stopped the document's processes, or the document is gone.
+	 */
+	if (a.stop_chain && instance_stopped(pr))
 	{
-		/* delete_item: nothing is left to act on */
+		pr->status = "stopped";
+		return false;
+	}
+	if (a.stop_chain && !document_exists(pr->document_type, pr->document_id))
+	{
 		pr->status = "completed";
 		return false;
 	}
@@ -559,7 +590,7 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 					  "UPDATE crm.process_instance SET status = $2,"
 					  " status_text = CASE WHEN $4 THEN $3 ELSE status_text END,"
 					  " current_activity = $5, variables = coalesce($6, '{}'), state = $7, error = $8,"
-					  " finished_at = CASE WHEN $2 IN ('completed', 'failed') THEN now() END"
+					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN now() END"
 					  " WHERE id = $1",
 					  8, types), vals, nulls, false, 0);
 
@@ -690,23 +721,23 @@ initial_variables(Jsonb *decl)
 	return result;
 }
 
-static void
-check_document(const char *document_type, int64 document_id)
+static bool
+document_exists(const char *document_type, int64 document_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
 	char	   *sql;
 
-	/* the table name comes from the catalogue of entity types */
+	/*
+	 * The table name comes from the catalogue of entity types.  Not read-only:
+	 * a fresh snapshot sees what the activities just did.
+	 */
 	sql = psprintf("SELECT 1 FROM %s WHERE id = $1",
 				   quote_qualified_identifier("crm", crm_entity_table(document_type)));
 	vals[0] = Int64GetDatum(document_id);
-	if (SPI_execute_with_args(sql, 1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, 1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read %s %lld", document_type, (long long) document_id);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("%s %lld does not exist", document_type, (long long) document_id)));
+	return SPI_processed > 0;
 }
 
 /*
@@ -771,7 +802,10 @@ crm_start_process(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("process template %lld is for %s documents, not %s",
 						(long long) template_id, document_type, asked_type)));
-	check_document(document_type, document_id);
+	if (!document_exists(document_type, document_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("%s %lld does not exist", document_type, (long long) document_id)));
 	parameters = start_parameters(template_id, member_jsonb(definition, "parameters"), given);
 	variables = initial_variables(member_jsonb(definition, "variables"));
 

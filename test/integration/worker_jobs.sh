@@ -99,6 +99,14 @@ check "a job without an executor is marked failed with its error" "failed|no exe
 check "and the failure is in the server log" "1" \
 	"$(grep -c "crm_automation: job $timer failed: no executor for job kind" "$CRM_CLUSTER_DIR/server.log" || true)"
 
+echo "# a business process waits at its delay; the worker resumes it on time"
+T=$(q "SELECT crm.add_process_template('deal', 'Later', '{\"activities\": [{\"type\": \"set_status_text\", \"text\": \"waiting\"}, {\"type\": \"delay\", \"for\": \"2 seconds\"}, {\"type\": \"add_comment\", \"text\": \"process resumed\"}, {\"type\": \"set_status_text\", \"text\": \"done\"}]}')")
+I=$(q "SELECT crm.start_process($T, 100)")
+check "the instance waits at its delay" "waiting|waiting" "$(q "SELECT status || '|' || status_text FROM crm.process_instance WHERE id = $I")"
+wait_for "SELECT status = 'completed' FROM crm.process_instance WHERE id = $I" 10 || true
+check "the worker resumed it after the delay: the comment written, the instance completed" "completed|done|1" \
+	"$(q "SELECT status || '|' || status_text FROM crm.process_instance WHERE id = $I")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'process resumed'")"
+
 echo "# SIGHUP: crm.worker_enabled"
 q "ALTER SYSTEM SET crm.worker_enabled = off"
 q "SELECT pg_reload_conf()" >/dev/null

@@ -2,7 +2,7 @@
 -- a branch, stopping, failing activities, runtime type checks, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(34);
+SELECT plan(42);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -129,6 +129,41 @@ SELECT is((SELECT count(*) FROM crm.process_instance WHERE template_id = :with_p
 SELECT crm.start_process(:with_params, 1, '{"reason": "renewal"}') AS i7 \gset
 SELECT is((SELECT text FROM crm.history WHERE entity_id = 1 AND text LIKE 'renewal%'), 'renewal x2',
 	'parameters and their defaults are read as {=Parameter:x}');
+
+-- What a process writes names its instance.
+SELECT is((SELECT process_instance_id FROM crm.history WHERE text = 'renewal x2'), :i7::bigint,
+	'a history entry written by a process names its instance');
+
+-- change_pipeline stops every process of the document, with its timer,
+-- and the one that ran it.
+SELECT crm.add_pipeline('deal', 'Other') AS other \gset
+SELECT crm.add_stage(:other, 'start', 'Start') AS other_start \gset
+SELECT crm.start_process(:follow_up, 2) AS i8 \gset
+SELECT crm.add_process_template('deal', 'Move', $${"activities": [
+	{"type": "change_pipeline", "pipeline": "Other"},
+	{"type": "write_log", "text": "after the move"}]}$$) AS move \gset
+SELECT crm.start_process(:move, 2) AS i9 \gset
+SELECT results_eq(format('SELECT status FROM crm.process_instance WHERE id IN (%s, %s) ORDER BY id', :i8, :i9),
+	$$VALUES ('stopped'), ('stopped')$$, 'change_pipeline stopped the waiting instance of the document and its own');
+SELECT is((SELECT status FROM crm.job WHERE process_instance_id = :i8), 'cancelled', 'the stopped instance''s timer is cancelled');
+SELECT is((SELECT count(*) FROM crm.history WHERE text = 'after the move'), 0::bigint, 'nothing after change_pipeline ran');
+SELECT is((SELECT s.pipeline_id FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 2), :other::bigint,
+	'the deal is in the other pipeline');
+
+-- A change of stage does not end the process (robots after it would not
+-- run; activities do); deleting the document completes it.
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (3, 'Lamps', 2);
+SELECT crm.add_process_template('deal', 'Stage then delete', $${"activities": [
+	{"type": "change_stage", "stage": "preparation"},
+	{"type": "write_log", "text": "after the stage change"},
+	{"type": "delete_item"},
+	{"type": "write_log", "text": "after the deletion"}]}$$) AS stage_delete \gset
+SELECT crm.start_process(:stage_delete, 3) AS i10 \gset
+SELECT is((SELECT count(*) FROM crm.history WHERE entity_id = 3 AND text = 'after the stage change'), 1::bigint,
+	'the activity after change_stage ran');
+SELECT is((SELECT count(*) FROM crm.deal WHERE id = 3), 0::bigint, 'delete_item deleted the deal');
+SELECT results_eq(format('SELECT status, error FROM crm.process_instance WHERE id = %s', :i10),
+	$$VALUES ('completed', NULL::text)$$, 'the instance completed with its document deleted');
 
 -- An application role can start and stop processes, and read the view.
 SET LOCAL ROLE crm_user;
