@@ -55,6 +55,8 @@ SELECT * FROM pg_temp.refused('deal', '{"constants": 5, "activities": [{"type": 
 
 -- Activities: a type, known; a name that is an identifier, used once.
 SELECT * FROM pg_temp.refused('deal', '{"activities": ["write_log"]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": 7}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x", "name": 7}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"text": "x"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "teleport"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x", "name": "a b"}]}');
@@ -87,6 +89,8 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "then": []
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} >", "then": []}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{weight}} > 1", "then": []}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} > 1"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": 5, "then": []}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} > 1", "then": {}}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} > 1", "then": [], "else": {}}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} > 1", "then": [], "otherwise": []}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} > 1",
@@ -96,6 +100,7 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "-1 hour"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "soon"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "1 hour", "until": "tomorrow"}]}');
 
 -- set_variable: a declared variable; set_field: a field of the document
 -- (it is update_item with one field); set_status_text: a template.
@@ -114,6 +119,9 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "add_comment", "text": "Task {=Activity:approve.task_id}"}]}');
 
 \x off
+-- The template itself needs a name and a definition.
+SELECT crm.add_process_template('deal', '', '{"activities": [{"type": "write_log", "text": "x"}]}');
+SELECT crm.add_process_template('deal', 'No definition', NULL);
 -- Nothing was stored by any of them.
 SELECT count(*) AS templates FROM crm.process_template;
 
@@ -160,12 +168,19 @@ SELECT crm.start_process(:template_id, 1, '{"reason": "x", "mood": "good"}');
 SELECT crm.start_process(:template_id, 99, '{"reason": "x"}');
 SELECT crm.start_process(:template_id, 'lead', 1, '{"reason": "x"}');
 SELECT crm.start_process(4242, 1);
+SELECT crm.start_process(:template_id, 1, '["renewal"]');
+SELECT crm.start_process(:template_id, 1, '{"reason": {"why": "renewal"}}');
+SELECT crm.update_process_template(:template_id, active => false);
+SELECT crm.start_process(:template_id, 1, '{"reason": "x"}');
+SELECT crm.update_process_template(:template_id, active => true);
 SELECT count(*) AS instances FROM crm.process_instance;
 
 -- Updating checks the new definition the same way; deleting removes the
 -- template and its instances.
 SELECT crm.update_process_template(:template_id, definition => '{"activities": [{"type": "email"}]}');
 SELECT crm.update_process_template(:template_id, name => 'Approval v2');
+SELECT crm.update_process_template(4242, name => 'Nobody');
+SELECT crm.delete_process_template(4242);
 SELECT name FROM crm.process_template;
 SELECT crm.delete_process_template(:template_id);
 SELECT count(*) AS templates, (SELECT count(*) FROM crm.process_instance) AS instances FROM crm.process_template;

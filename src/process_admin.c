@@ -702,11 +702,15 @@ check_activity(Validation *vs, JsonbValue *av, const char *path)
 		char	   *name;
 		ListCell   *lc;
 
-		if (nv->type != jbvString || !is_identifier(name = jbv_cstring(nv)))
+		if (nv->type != jbvString)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid activity name %s",
-							nv->type == jbvString ? psprintf("\"%s\"", jbv_cstring(nv)) : crm_jsonb_type_name(nv)),
+					 errmsg("an activity name must be a string, not %s", crm_jsonb_type_name(nv)),
+					 errhint("An activity name is an identifier (letters, digits, underscores), used as {=Activity:NAME.output}.")));
+		if (!is_identifier(name = jbv_cstring(nv)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid activity name \"%s\"", name),
 					 errhint("An activity name is an identifier (letters, digits, underscores), used as {=Activity:NAME.output}.")));
 		foreach(lc, vs->names)
 			if (pg_strcasecmp((char *) lfirst(lc), name) == 0)

@@ -60,8 +60,9 @@ CREATE FUNCTION crm._check_process_name(p_type text, p_name text, p_id bigint) R
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF p_name IS NULL OR btrim(p_name) = '' THEN
-		RAISE EXCEPTION 'a process template needs a name'
-			USING ERRCODE = 'invalid_parameter_value';
+		RAISE EXCEPTION 'a process template needs a name, not "%"', coalesce(p_name, 'NULL')
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a name that is unique per document type.';
 	END IF;
 	IF EXISTS (SELECT FROM crm.process_template t WHERE t.document_type = p_type
 				AND t.name = p_name AND t.id IS DISTINCT FROM p_id) THEN
@@ -84,7 +85,8 @@ BEGIN
 	PERFORM crm._check_auto_start(add_process_template.auto_start);
 	IF add_process_template.definition IS NULL THEN
 		RAISE EXCEPTION 'a process template needs a definition'
-			USING ERRCODE = 'null_value_not_allowed';
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'For example {"activities": [{"type": "add_comment", "text": "Started"}]}.';
 	END IF;
 	PERFORM crm._validate_process_template(v_type, add_process_template.definition);
 	INSERT INTO crm.process_template (document_type, name, definition, created_by)
