@@ -68,6 +68,7 @@ typedef struct CrmMessage
 	CrmAttachment *att;
 	int			natt;
 	char	   *error;			/* cannot be sent: dead without trying */
+	char	   *endpoint;		/* "scheme://authority" of url, lower-cased; NULL none */
 
 	/* the transfer (libcurl objects, malloc'd; http.c frees them) */
 	void	   *easy;
@@ -90,7 +91,8 @@ typedef struct CrmMessage
 
 /* outbox.c: run inside the worker's short transactions */
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
-							  MemoryContext parent);
+							  List *busy, MemoryContext parent);
+extern char *crm_endpoint_of(const char *url);
 extern void crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);
 extern double crm_retry_delay(int attempts, long retry_after);
@@ -101,6 +103,7 @@ typedef struct CrmTransport CrmTransport;
 extern CrmTransport *crm_transport_create(void);
 extern void crm_transport_start(CrmTransport *t, CrmMessage *m);
 extern int	crm_transport_inflight(CrmTransport *t);
+extern int	crm_transport_load(CrmTransport *t, const char *endpoint);
 extern long crm_transport_timeout(CrmTransport *t);
 extern bool crm_transport_wait(CrmTransport *t, long timeout_ms);
 extern List *crm_transport_finished(CrmTransport *t);

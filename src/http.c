@@ -10,7 +10,9 @@
  * sockets are in an epoll set of their own, which the latch's wait set
  * watches as one), so a new commit interrupts a wait for slow servers.  Up
  * to the worker's share of crm.worker_concurrency transfers run at once; a
- * slow endpoint holds only its own transfers.
+ * slow endpoint holds only its own transfers, and the transport counts
+ * them by endpoint (crm_transport_load) so that the worker can keep some
+ * slots for the others.
  *
  * Safety: only http/https (smtp/smtps for e-mail), at most 3 redirects,
  * TLS verified, no proxy from the environment, and an address guard on the
@@ -38,6 +40,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "crm_automation.h"
@@ -47,6 +50,8 @@
 #define MAX_WATCHED 2048
 /* easy handles kept for reuse (their buffers survive curl_easy_reset) */
 #define MAX_IDLE	1000
+/* endpoints are counted by their first 255 bytes */
+#define ENDPOINT_KEY 256
 
 /*
  * A socket libcurl opened.  Its interest stays registered in the epoll set
@@ -74,9 +79,16 @@ struct CrmTransport
 	CURL	   *idle[MAX_IDLE];	/* easy handles to reuse */
 	int			nidle;
 	List	   *active;			/* messages in flight */
+	HTAB	   *load;			/* transfers in flight by endpoint (EndpointLoad) */
 	List	   *finished;		/* done, not yet handed back */
 	MemoryContext cxt;			/* holds the two lists and the wait set */
 };
+
+typedef struct EndpointLoad
+{
+	char		endpoint[ENDPOINT_KEY];	/* hash key */
+	int			inflight;
+} EndpointLoad;
 
 /* ---------------------------------------------------------------------------
  * Address guard
@@ -382,6 +394,18 @@ on_timer(CURLM *multi, long timeout_ms, void *clientp)
  * Transport
  * ---------------------------------------------------------------------------
  */
+static HTAB *
+new_load_table(MemoryContext cxt)
+{
+	HASHCTL		ctl = {0};
+
+	ctl.keysize = ENDPOINT_KEY;
+	ctl.entrysize = sizeof(EndpointLoad);
+	ctl.hcxt = cxt;
+	return hash_create("crm transfers by endpoint", 64, &ctl,
+					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
 CrmTransport *
 crm_transport_create(void)
 {
@@ -394,6 +418,7 @@ crm_transport_create(void)
 		elog(ERROR, "could not create a libcurl multi handle");
 	t->timer_ms = -1;
 	t->cxt = AllocSetContextCreate(TopMemoryContext, "crm transport", ALLOCSET_SMALL_SIZES);
+	t->load = new_load_table(t->cxt);
 	curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
 	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -558,6 +583,25 @@ free_transfer(CrmTransport *t, CrmMessage *m)
 	m->easy = m->header_list = m->rcpt_list = m->mime = NULL;
 }
 
+/* Counts a transfer in (delta 1) or out (-1) of its endpoint's load. */
+static void
+count_transfer(CrmTransport *t, CrmMessage *m, int delta)
+{
+	EndpointLoad *e;
+	bool		found;
+
+	if (m->endpoint == NULL)
+		return;
+	e = hash_search(t->load, m->endpoint, delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+	if (e == NULL)
+		return;
+	if (!found)
+		e->inflight = 0;
+	e->inflight += delta;
+	if (e->inflight <= 0)
+		(void) hash_search(t->load, m->endpoint, HASH_REMOVE, NULL);
+}
+
 void
 crm_transport_start(CrmTransport *t, CrmMessage *m)
 {
@@ -610,6 +654,7 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 		return;
 	}
 	t->inflight++;
+	count_transfer(t, m, 1);
 	old = MemoryContextSwitchTo(t->cxt);
 	t->active = lappend(t->active, m);
 	MemoryContextSwitchTo(old);
@@ -619,6 +664,15 @@ int
 crm_transport_inflight(CrmTransport *t)
 {
 	return t->inflight;
+}
+
+/* Transfers in flight to this endpoint. */
+int
+crm_transport_load(CrmTransport *t, const char *endpoint)
+{
+	EndpointLoad *e = hash_search(t->load, endpoint, HASH_FIND, NULL);
+
+	return e ? e->inflight : 0;
 }
 
 /* Milliseconds until libcurl needs attention without socket activity. */
@@ -706,6 +760,7 @@ collect(CrmTransport *t)
 		curl_multi_remove_handle(t->multi, msg->easy_handle);
 		free_transfer(t, m);
 		t->inflight--;
+		count_transfer(t, m, -1);
 		old = MemoryContextSwitchTo(t->cxt);
 		t->active = list_delete_ptr(t->active, m);
 		t->finished = lappend(t->finished, m);
@@ -808,5 +863,7 @@ crm_transport_abandon(CrmTransport *t)
 	}
 	t->active = NIL;
 	t->inflight = 0;
+	hash_destroy(t->load);
+	t->load = new_load_table(t->cxt);
 	return l;
 }

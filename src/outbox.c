@@ -112,16 +112,63 @@ load_attachments(CrmMessage *m, char **ids, int n)
 	}
 }
 
+static Datum array_of(Datum *elems, bool *nulls, int n, Oid type);
+
 /*
- * Leases up to limit due messages (expired leases too when asked); returns
- * them as CrmMessages, each in its own context under parent.
+ * The endpoint of a URL as the worker counts transfers: "scheme://authority"
+ * lower-cased, or NULL when the URL has none.  The claim skips busy
+ * endpoints with the same function (crm._url_endpoint).
+ */
+char *
+crm_endpoint_of(const char *url)
+{
+	const char *p = url;
+	char	   *e;
+	char	   *c;
+
+	if (url == NULL || !isalpha((unsigned char) *p))
+		return NULL;
+	for (p++; isalnum((unsigned char) *p) || *p == '+' || *p == '.' || *p == '-'; p++)
+		;
+	if (strncmp(p, "://", 3) != 0)
+		return NULL;
+	p += 3;
+	p += strcspn(p, "/?#");
+	e = pnstrdup(url, p - url);
+	for (c = e; *c; c++)
+		*c = pg_ascii_tolower((unsigned char) *c);
+	return e;
+}
+
+PG_FUNCTION_INFO_V1(crm_url_endpoint_sql);
+
+/* crm._url_endpoint(url text): crm_endpoint_of() for the claim. */
+Datum
+crm_url_endpoint_sql(PG_FUNCTION_ARGS)
+{
+	char	   *e = crm_endpoint_of(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	if (e == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(e));
+}
+
+/*
+ * Leases up to limit due messages (expired leases too when asked), skipping
+ * those for the endpoints in busy (a list of strings: endpoints whose share
+ * of the transfer slots is full and that have messages claimed ahead
+ * already); returns them as CrmMessages, each in its own context under
+ * parent.
  */
 List *
-crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
+crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContext parent)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[3] = {INT4OID, INTERVALOID, BOOLOID};
-	Datum		vals[3];
+	Oid			types[4] = {INT4OID, INTERVALOID, BOOLOID, TEXTARRAYOID};
+	Datum		vals[4];
+	Datum	   *names;
+	ListCell   *lc;
+	int			nbusy = 0;
 	List	   *out = NIL;
 	uint64		i;
 
@@ -130,7 +177,11 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 								  CStringGetDatum(psprintf("%d milliseconds", lease_ms)),
 								  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	vals[2] = BoolGetDatum(expired);
-	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3)", 3, types),
+	names = palloc(sizeof(Datum) * (list_length(busy) + 1));
+	foreach(lc, busy)
+		names[nbusy++] = CStringGetTextDatum((char *) lfirst(lc));
+	vals[3] = array_of(names, NULL, nbusy, TEXTOID);
+	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
 			 vals, NULL, false, 0);
 
 	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS)
@@ -171,6 +222,7 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, MemoryContext parent)
 		m->html = !isnull && DatumGetBool(d);
 		m->tls = get_text(tup, desc, C_TLS);
 		m->error = get_text(tup, desc, C_ERROR);
+		m->endpoint = crm_endpoint_of(m->url);
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
 			m->body = pstrdup("");
@@ -293,6 +345,8 @@ array_of(Datum *elems, bool *nulls, int n, Oid type)
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(type));
 	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, type,
 											  typlen, typbyval, typalign));

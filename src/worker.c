@@ -34,6 +34,14 @@
  * for a slot (slow endpoints holding them all) goes back to the queue
  * unsent.
  *
+ * One endpoint (scheme and authority of the URL) holds at most all of the
+ * worker's slots but an eighth: however slow it is, messages to others
+ * find a free slot.  Its messages beyond that wait in the ready list
+ * without counting as ready, and once half the slots' worth of them wait,
+ * claims skip that endpoint, looking at most 2,000 messages ahead in the
+ * queue (a longer backlog for a slow endpoint still delays the messages
+ * queued after it until it shrinks below that).
+ *
  * The exchange commits without waiting for its WAL to reach the disk
  * (synchronous_commit off, for that transaction only; jobs commit as
  * configured).  Losing such a commit in a crash loses no message: a lost
@@ -94,6 +102,10 @@
 										 * worker is woken */
 #define START_MARGIN_MS		5000	/* a leased message starts only while its lease outlasts
 									 * the transfer by this much */
+#define SKIP_AGAIN_MS		250		/* after a claim that skipped busy endpoints came
+									 * back short, how long before the next may;
+									 * doubled while they come back empty, up to */
+#define SKIP_AGAIN_MAX_MS	2000
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -115,6 +127,8 @@ static bool job_backlog = false;
  * given back unsent because they waited too long; both in worker_cxt.
  */
 static List *ready = NIL;
+static int	ready_blocked = 0;	/* how many of them wait for a busy endpoint */
+static int	last_claimed = 0;	/* how many messages the last exchange claimed */
 static List *unsent = NIL;
 static MemoryContext worker_cxt = NULL;
 
@@ -225,6 +239,7 @@ typedef struct Exchange
 	bool		check_extension;
 	MemoryContext cxt;			/* the messages' parent context */
 	MemoryContext list_cxt;		/* where the list of claimed ones goes */
+	List	   *busy;			/* endpoints the claim skips */
 	List	   *claimed;
 } Exchange;
 
@@ -256,7 +271,7 @@ step_exchange(void *arg)
 	if (x->limit > 0)
 	{
 		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
-										   true, x->cxt);
+										   true, x->busy, x->cxt);
 		MemoryContext old = MemoryContextSwitchTo(x->list_cxt);
 
 		x->claimed = list_copy(l);
@@ -341,37 +356,111 @@ free_messages(List *msgs)
 }
 
 /*
- * Starts ready messages in the free transfer slots.  A message leased so
- * long ago that its transfer could outlast the lease (all the slots were
- * held by slow endpoints) is given back unsent instead: once its lease
- * expired, a claim could take it again.
+ * Transfers one endpoint may hold at once: all of the worker's slots but an
+ * eighth (at least one), so that messages to other endpoints find a free
+ * slot however slow this one is.
  */
-static void
-start_ready(CrmTransport *t)
+static int
+endpoint_share(void)
+{
+	return Max(1, slots - Max(1, slots / 8));
+}
+
+typedef struct Blocked
+{
+	const char *endpoint;
+	int			n;
+} Blocked;
+
+/*
+ * Starts ready messages in the free transfer slots, oldest first, each
+ * while its endpoint has less than its share of them in flight; the others
+ * wait (blocked).  A message leased so long ago that its transfer could
+ * outlast the lease (all the slots, or its endpoint's share, held by slow
+ * transfers) is given back unsent instead: once its lease expired, a claim
+ * could take it again.  Returns how many messages wait for their endpoint;
+ * when busy is not NULL, sets it to the endpoints with at least half the
+ * slots' worth of them (a list of strings in the current context), which
+ * the next claim skips.
+ */
+static int
+start_ready(CrmTransport *t, List **busy)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext old = MemoryContextSwitchTo(worker_cxt);
+	int			share = endpoint_share();
+	List	   *blocked = NIL;
+	List	   *kept = NIL;
+	int			nblocked = 0;
 	ListCell   *lc;
-	int			taken = 0;
+	MemoryContext old;
+
+	/* no free slot: nothing starts, and the counts stand */
+	if (busy == NULL && crm_transport_inflight(t) >= slots)
+		return ready_blocked;
+	old = MemoryContextSwitchTo(worker_cxt);
 
 	foreach(lc, ready)
 	{
 		CrmMessage *m = lfirst(lc);
 
 		if (crm_transport_inflight(t) >= slots)
+		{
+			/* no free slot: the rest wait as they are */
+			kept = list_concat(kept, list_copy_tail(ready, foreach_current_index(lc)));
 			break;
-		taken++;
+		}
 		if (TimestampDifferenceExceeds(m->claimed_at, now, LEASE_MARGIN_MS - START_MARGIN_MS))
 		{
 			m->outcome = CRM_OUT_RELEASED;
 			m->result_error = "waited too long for a free transfer slot: back to the queue";
 			unsent = lappend(unsent, m);
 		}
+		else if (m->endpoint != NULL && crm_transport_load(t, m->endpoint) >= share)
+		{
+			ListCell   *bc;
+			Blocked    *b = NULL;
+
+			kept = lappend(kept, m);
+			nblocked++;
+			if (busy == NULL)
+				continue;
+			foreach(bc, blocked)
+			{
+				if (strcmp(((Blocked *) lfirst(bc))->endpoint, m->endpoint) == 0)
+				{
+					b = lfirst(bc);
+					break;
+				}
+			}
+			if (b == NULL)
+			{
+				b = palloc0(sizeof(Blocked));
+				b->endpoint = m->endpoint;
+				blocked = lappend(blocked, b);
+			}
+			b->n++;
+		}
 		else
 			crm_transport_start(t, m);
 	}
-	ready = list_delete_first_n(ready, taken);
+	list_free(ready);
+	ready = kept;
+	ready_blocked = nblocked;
 	MemoryContextSwitchTo(old);
+
+	if (busy != NULL)
+	{
+		*busy = NIL;
+		foreach(lc, blocked)
+		{
+			Blocked    *b = lfirst(lc);
+
+			if (b->n >= Max(1, slots / 2))
+				*busy = lappend(*busy, pstrdup(b->endpoint));
+		}
+		list_free_deep(blocked);
+	}
+	return nblocked;
 }
 
 /* Results waiting to be recorded. */
@@ -382,13 +471,14 @@ results_waiting(CrmTransport *t)
 }
 
 /*
- * Records what finished and claims up to limit more (0: none), in one
- * transaction; the claimed messages join the ready ones and start as slots
- * allow.  Returns whether the transaction committed; *full says, after a
- * claim, whether it took all it could (more may be waiting).
+ * Records what finished and claims up to limit more (0: none), skipping
+ * the busy endpoints, in one transaction; the claimed messages join the
+ * ready ones and start as slots allow.  Returns whether the transaction
+ * committed; *full says, after a claim, whether it took all it could (more
+ * may be waiting).
  */
 static bool
-exchange(CrmTransport *t, int limit, bool check_extension,
+exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 		 MemoryContext msg_cxt, bool *full)
 {
 	Exchange	x = {0};
@@ -399,6 +489,7 @@ exchange(CrmTransport *t, int limit, bool check_extension,
 	list_free(unsent);
 	unsent = NIL;
 	x.limit = limit;
+	x.busy = busy;
 	x.check_extension = check_extension;
 	x.cxt = msg_cxt;
 	x.list_cxt = CurrentMemoryContext;
@@ -420,11 +511,12 @@ exchange(CrmTransport *t, int limit, bool check_extension,
 	}
 	if (limit > 0)
 		*full = list_length(x.claimed) >= limit;
+	last_claimed = list_length(x.claimed);
 	old = MemoryContextSwitchTo(worker_cxt);
 	ready = list_concat(ready, x.claimed);
 	MemoryContextSwitchTo(old);
 	list_free(x.claimed);
-	start_ready(t);
+	(void) start_ready(t, NULL);
 	return true;
 }
 
@@ -470,9 +562,10 @@ shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
 		(void) crm_transport_wait(t, 100);
 		ResetLatch(MyLatch);
 	}
-	(void) exchange(t, 0, false, msg_cxt, &full);
+	(void) exchange(t, 0, NIL, false, msg_cxt, &full);
 	left = list_concat(crm_transport_abandon(t), ready);
 	ready = NIL;
+	ready_blocked = 0;
 	if (left != NIL)
 	{
 		(void) in_transaction(step_release, left, "crm_automation: releasing messages");
@@ -493,6 +586,11 @@ crm_worker_main(Datum arg)
 	bool		check_pending = true;	/* woken: look for DROP EXTENSION */
 	TimestampTz first_result_at = 0;	/* when the oldest result waiting finished */
 	TimestampTz sibling_woken_at = 0;
+	int			skipped = 0;	/* endpoints the last claim skipped, if it came
+								 * back short */
+	TimestampTz skip_again_at = 0;	/* then, when a claim may skip them again */
+	int			skip_again_ms = SKIP_AGAIN_MS;
+	TimestampTz skipped_at = 0;	/* when the last such claim ran */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -532,6 +630,8 @@ crm_worker_main(Datum arg)
 		bool		want_claim;
 		bool		want_record;
 		int			waiting;
+		int			startable;
+		List	   *busy;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
@@ -557,12 +657,25 @@ crm_worker_main(Datum arg)
 		 * worth finished, or RECORD_DELAY_MS after the first, or at once when
 		 * nothing else is in flight.  Each commit thus covers about as many
 		 * messages as there are slots, whatever the order they finish in.
+		 *
+		 * Messages waiting for a busy endpoint (one holding its share of the
+		 * slots) do not count as ready, and the claim skips the endpoints with
+		 * half the slots' worth of them.  Such a claim reads up to 2,000
+		 * messages: once one came back short, the next waits SKIP_AGAIN_MS
+		 * (doubling while they come back empty) or, after a commit, at least
+		 * SKIP_AGAIN_MS; but when no endpoint is busy any more, claim again
+		 * at once.
 		 */
-		start_ready(t);
-		room = 3 * slots - crm_transport_inflight(t) - list_length(ready);
-		want_claim = crm_worker_enabled && room > 0 &&
-			list_length(ready) <= slots / 2 &&
-			(woken || backlog || now >= next_msg_due);
+		startable = list_length(ready) - start_ready(t, &busy);
+		room = Min(3 * slots - crm_transport_inflight(t) - startable,
+				   5 * slots - list_length(ready));
+		want_claim = crm_worker_enabled && room > 0 && startable <= slots / 2;
+		if (busy == NIL)
+			want_claim = want_claim && (woken || backlog || now >= next_msg_due || skipped > 0);
+		else
+			want_claim = want_claim &&
+				(now >= skip_again_at ||
+				 (woken && TimestampDifferenceExceeds(skipped_at, now, SKIP_AGAIN_MS)));
 		waiting = results_waiting(t);
 		if (waiting > 0 && first_result_at == 0)
 			first_result_at = now;
@@ -572,11 +685,26 @@ crm_worker_main(Datum arg)
 		if (want_claim || want_record ||
 			(check_pending && crm_transport_inflight(t) == 0 && ready == NIL))
 		{
-			if (!exchange(t, want_claim ? room : 0, check_pending, msg_cxt, &backlog))
+			if (!exchange(t, want_claim ? room : 0, busy, check_pending, msg_cxt, &backlog))
 				next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 			else
 			{
 				check_pending = false;
+				if (want_claim)
+				{
+					skipped = backlog ? 0 : list_length(busy);
+					if (busy != NIL)
+						skipped_at = now;
+					if (busy != NIL && backlog)
+						skip_again_at = 0;
+					else if (busy != NIL)
+					{
+						/* nothing new for the others since a commit: look less often */
+						skip_again_ms = last_claimed == 0 ? Min(skip_again_ms * 2, SKIP_AGAIN_MAX_MS)
+							: SKIP_AGAIN_MS;
+						skip_again_at = TimestampTzPlusMilliseconds(now, skip_again_ms);
+					}
+				}
 				/* more wait: draw a sibling in (it may already be busy) */
 				if (want_claim && backlog &&
 					TimestampDifferenceExceeds(sibling_woken_at, now, SIBLING_WAKE_MS))
@@ -611,8 +739,15 @@ crm_worker_main(Datum arg)
 		{
 			if (rank == 0)
 				wake_at = next_job_due;
-			if (list_length(ready) <= slots / 2)
-				wake_at = Min(wake_at, backlog ? now : next_msg_due);
+			if (list_length(ready) - ready_blocked <= slots / 2)
+			{
+				TimestampTz claim_at = backlog ? now : next_msg_due;
+
+				/* a claim skipping busy endpoints waits its turn */
+				if (busy != NIL)
+					claim_at = Max(claim_at, skip_again_at);
+				wake_at = Min(wake_at, claim_at);
+			}
 		}
 		results_make_durable();
 		if (results_unflushed_since != 0)

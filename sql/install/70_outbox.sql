@@ -349,7 +349,13 @@ $$;
 -- them (at most the requests in flight) and takes back those whose lease
 -- ended, in the same pass.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true)
+-- The endpoint of a URL as the worker counts its transfers: scheme and
+-- authority, lower-cased; NULL when the URL has none (C, outbox.c).
+CREATE FUNCTION crm._url_endpoint(url text) RETURNS text
+	AS 'MODULE_PATHNAME', 'crm_url_endpoint_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}')
 RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
@@ -374,7 +380,7 @@ BEGIN
 		UPDATE crm.outbox o
 		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
 			   lease_until = now() + p_lease, updated_at = now()
-		 WHERE o.ctid = ANY (ARRAY(
+		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
 				SELECT d.ctid FROM crm.outbox d
 				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
 				   AND d.next_attempt_at <= now()
@@ -383,7 +389,34 @@ BEGIN
 							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
 				 ORDER BY d.next_attempt_at
 				 LIMIT p_limit
-				 FOR UPDATE SKIP LOCKED))
+				 FOR UPDATE SKIP LOCKED)
+			ELSE ARRAY(
+				-- skipping busy endpoints (a webhook's URL, else its
+				-- provider's): the same, among the first 2,000 due messages
+				-- (in their order: the nested loop over them keeps it), so
+				-- that a long backlog for a busy endpoint is not read again
+				-- and again
+				SELECT d.ctid
+				  FROM unnest(ARRAY(SELECT w.ctid FROM crm.outbox w
+									 WHERE w.sent_at IS NULL AND w.next_attempt_at < 'infinity'
+									   AND w.next_attempt_at <= now()
+									 ORDER BY w.next_attempt_at
+									 LIMIT 2000)) AS w (row_address)
+				  JOIN crm.outbox d ON d.ctid = w.row_address
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				   AND coalesce(crm._url_endpoint(
+							CASE WHEN d.channel = 'webhook' AND d.payload ? 'url' THEN d.payload ->> 'url'
+								 ELSE (SELECT p.config ->> 'url' FROM crm.provider p
+										WHERE p.id = coalesce(d.provider_id,
+															  (SELECT e.id FROM crm.provider e
+																WHERE e.channel = d.channel AND e.is_default))) END),
+								'') <> ALL (p_busy)
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED) END)
 		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload
 	), resolved AS (
 		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
