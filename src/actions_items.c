@@ -47,39 +47,6 @@ column_type(const char *table, const char *column)
 	return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-static Jsonb *
-value_to_jsonb(CrmValue v)
-{
-	JsonbValue	jv;
-
-	switch (v.type)
-	{
-		case CRM_VAL_NULL:
-			jv.type = jbvNull;
-			break;
-		case CRM_VAL_BOOL:
-			jv.type = jbvBool;
-			jv.val.boolean = v.b;
-			break;
-		case CRM_VAL_NUMBER:
-			jv.type = jbvNumeric;
-			jv.val.numeric = v.num;
-			break;
-		case CRM_VAL_JSON:
-			return v.json;
-		default:
-			{
-				char	   *s = crm_value_to_cstring(v);
-
-				jv.type = jbvString;
-				jv.val.string.val = s;
-				jv.val.string.len = strlen(s);
-			}
-			break;
-	}
-	return JsonbValueToJsonb(&jv);
-}
-
 /*
  * Sets the "fields" parameter on a row of crm.<table>: columns by their
  * type, anything else as a custom field in fields jsonb.
@@ -136,7 +103,7 @@ crm_update_fields(CrmActionCall *call, const char *table, int64 id)
 							 quote_literal_cstr(field), n + 1);
 			types[n] = JSONBOID;
 			nulls[n] = ' ';
-			vals[n] = JsonbPGetDatum(value_to_jsonb(v));
+			vals[n] = JsonbPGetDatum(crm_value_to_jsonb(v));
 		}
 		n++;
 	}

@@ -446,6 +446,55 @@ crm_value_to_int64(CrmValue v, int64 *out)
 	return true;
 }
 
+/*
+ * The value as a JSON value: null, a boolean, a number, the JSON itself
+ * (out points into it), anything else as its text.
+ */
+void
+crm_value_to_jsonb_value(CrmValue v, JsonbValue *out)
+{
+	switch (v.type)
+	{
+		case CRM_VAL_NULL:
+			out->type = jbvNull;
+			break;
+		case CRM_VAL_BOOL:
+			out->type = jbvBool;
+			out->val.boolean = v.b;
+			break;
+		case CRM_VAL_NUMBER:
+			out->type = jbvNumeric;
+			out->val.numeric = v.num;
+			break;
+		case CRM_VAL_JSON:
+			out->type = jbvBinary;
+			out->val.binary.data = &v.json->root;
+			out->val.binary.len = VARSIZE(v.json) - VARHDRSZ;
+			break;
+		default:
+			{
+				char	   *s = crm_value_to_cstring(v);
+
+				out->type = jbvString;
+				out->val.string.val = s;
+				out->val.string.len = strlen(s);
+			}
+			break;
+	}
+}
+
+/* The same as a jsonb datum. */
+Jsonb *
+crm_value_to_jsonb(CrmValue v)
+{
+	JsonbValue	jv;
+
+	if (v.type == CRM_VAL_JSON)
+		return v.json;
+	crm_value_to_jsonb_value(v, &jv);
+	return JsonbValueToJsonb(&jv);
+}
+
 char *
 crm_value_to_cstring(CrmValue v)
 {

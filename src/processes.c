@@ -124,40 +124,6 @@ jsonb_binary(Jsonb *j)
 	return v;
 }
 
-static JsonbValue
-crm_value_jsonb(CrmValue cv)
-{
-	JsonbValue	v;
-
-	switch (cv.type)
-	{
-		case CRM_VAL_NULL:
-			v.type = jbvNull;
-			break;
-		case CRM_VAL_BOOL:
-			v.type = jbvBool;
-			v.val.boolean = cv.b;
-			break;
-		case CRM_VAL_NUMBER:
-			v.type = jbvNumeric;
-			v.val.numeric = cv.num;
-			break;
-		case CRM_VAL_JSON:
-			v = jsonb_binary(cv.json);
-			break;
-		default:
-			{
-				char	   *s = crm_value_to_cstring(cv);
-
-				v.type = jbvString;
-				v.val.string.val = s;
-				v.val.string.len = strlen(s);
-			}
-			break;
-	}
-	return v;
-}
-
 /* ---------- activities ---------- */
 
 static char *
@@ -220,7 +186,7 @@ run_set_variable(ProcessRun *pr, Jsonb *activity)
 	{
 		char	   *src = pnstrdup(value->val.string.val, value->val.string.len);
 
-		v = crm_value_jsonb(crm_expr_eval(crm_expr_compile_text(src, "value"), &pr->cx));
+		crm_value_to_jsonb_value(crm_expr_eval(crm_expr_compile_text(src, "value"), &pr->cx), &v);
 	}
 	if (!crm_process_value(type, &v, &stored))
 		ereport(ERROR,
