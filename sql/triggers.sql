@@ -209,3 +209,25 @@ INSERT INTO crm.deal (id, title, responsible_id) VALUES (10, 'Ghost', 2);
 INSERT INTO crm.activity (entity_type, entity_id, type, direction) VALUES ('deal', 10, 'call', 'incoming');
 ROLLBACK;
 SELECT count(*) AS ghost_logs FROM crm.robot_log WHERE entity_id = 10;
+
+-- A cancel or statement timeout during a trigger's move cancels the
+-- statement, as anywhere else: it is not a failure of the trigger to log
+-- and go past.
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (11, 'Slow', 2);
+CREATE FUNCTION pg_temp.slow_move() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.id = 11 AND NEW.stage_id = crm.stage('deal', 'won') THEN
+		PERFORM pg_sleep(5);
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER slow_move BEFORE UPDATE ON crm.deal FOR EACH ROW EXECUTE FUNCTION pg_temp.slow_move();
+SELECT crm.add_trigger(crm.stage('deal', 'won'), 'webhook', '{"code": "slow.win"}') > 0 AS added;
+\set VERBOSITY terse
+SET statement_timeout = '300ms';
+SELECT crm.fire_trigger('slow.win', 'deal', 11);
+RESET statement_timeout;
+\set VERBOSITY default
+SELECT count(*) AS slow_logs FROM crm.robot_log WHERE entity_id = 11 AND trigger_id IS NOT NULL;
+SELECT s.code AS slow_stage FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 11;
+DROP TRIGGER slow_move ON crm.deal;

@@ -241,6 +241,20 @@ activity_body(ProcessRun *pr, ActivityArgs *a)
 	}
 }
 
+typedef struct ActivityCall
+{
+	ProcessRun *pr;
+	ActivityArgs *a;
+} ActivityCall;
+
+static void
+activity_call(void *arg)
+{
+	ActivityCall *c = arg;
+
+	activity_body(c->pr, c->a);
+}
+
 /*
  * Runs an activity's body in a subtransaction of its own.  A failure rolls
  * its effects back and fails the instance (false); a query cancel goes on up.
@@ -248,31 +262,9 @@ activity_body(ProcessRun *pr, ActivityArgs *a)
 static bool
 run_guarded(ProcessRun *pr, ActivityArgs *a)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *edata = NULL;
+	ActivityCall c = {pr, a};
+	ErrorData  *edata = crm_run_isolated(activity_call, &c);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		activity_body(pr, a);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-	}
-	PG_END_TRY();
 	if (edata == NULL)
 		return true;
 	pr->status = "failed";

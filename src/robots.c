@@ -502,34 +502,19 @@ robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
 		remember_outputs(rs, r, outputs);
 }
 
-typedef void (*RobotBody) (RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started);
-
-/*
- * Runs body for a robot.  Carefully, it runs in a subtransaction of its own:
- * a failure rolls back its effects and is returned (the caller logs it), and
- * the sequence goes on.  Otherwise (a batch that will be replayed carefully
- * if anything fails) an error propagates to the batch.  A query cancel
- * always propagates.
- */
-static ErrorData *
-run_guarded(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started,
-			RobotBody body)
+ErrorData *
+crm_run_isolated(void (*body) (void *arg), void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	int			depth = crm_lineage_depth();
 	ErrorData  *edata = NULL;
-
-	if (!rs->careful)
-	{
-		body(rs, r, log_id, started);
-		return NULL;
-	}
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
-		body(rs, r, log_id, started);
+		body(arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -542,11 +527,53 @@ run_guarded(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+		while (crm_lineage_depth() > depth)
+			crm_lineage_pop();
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 	}
 	PG_END_TRY();
 	return edata;
+}
+
+typedef void (*RobotBody) (RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started);
+
+typedef struct RobotCall
+{
+	RunState   *rs;
+	const CrmRobot *r;
+	int64		log_id;
+	TimestampTz started;
+	RobotBody	body;
+} RobotCall;
+
+static void
+robot_body_call(void *arg)
+{
+	RobotCall  *c = arg;
+
+	c->body(c->rs, c->r, c->log_id, c->started);
+}
+
+/*
+ * Runs body for a robot.  Carefully, it runs in a subtransaction of its own
+ * (crm_run_isolated): a failure rolls back its effects and is returned (the
+ * caller logs it), and the sequence goes on.  Otherwise (a batch that will
+ * be replayed carefully if anything fails) an error propagates to the
+ * batch.  A query cancel always propagates.
+ */
+static ErrorData *
+run_guarded(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started,
+			RobotBody body)
+{
+	RobotCall	c = {rs, r, log_id, started, body};
+
+	if (!rs->careful)
+	{
+		body(rs, r, log_id, started);
+		return NULL;
+	}
+	return crm_run_isolated(robot_body_call, &c);
 }
 
 /* Runs one robot now (run_guarded); a failure is logged as the robot's. */

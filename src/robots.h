@@ -79,6 +79,14 @@ extern bool crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
 							 int64 item_id, char **cycle);
 extern void crm_lineage_pop(void);
 extern int	crm_lineage_depth(void);
+
+/*
+ * Runs body(arg) in a subtransaction of its own.  NULL when it succeeded;
+ * otherwise its effects are rolled back, the lineage is back to its depth at
+ * the call, and the error is returned (in the caller's memory context),
+ * except a query cancel or statement timeout, which is thrown again.
+ */
+extern struct ErrorData *crm_run_isolated(void (*body) (void *arg), void *arg);
 extern void crm_lineage_restore(int depth);
 
 #endif							/* CRM_ROBOTS_H */

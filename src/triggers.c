@@ -969,44 +969,40 @@ leave_automation(AutomationScope *scope)
 /* ---------- running ---------- */
 
 /*
- * Runs a step in a subtransaction.  An error rolls back what the step wrote
- * and makes the outcome failed, with the error, blaming o->trigger: the
- * statement that caused the event goes on.
+ * Runs a step in a subtransaction (crm_run_isolated).  An error rolls back
+ * what the step wrote and makes the outcome failed, with the error, blaming
+ * o->trigger: the statement that caused the event goes on.  A query cancel
+ * or statement timeout cancels the statement.
  */
 typedef void (*EventStep) (const EventCall *c, Outcome *o, void *arg);
+
+typedef struct StepCall
+{
+	EventStep	step;
+	const EventCall *c;
+	Outcome    *o;
+	void	   *arg;
+} StepCall;
+
+static void
+step_call(void *arg)
+{
+	StepCall   *s = arg;
+
+	s->step(s->c, s->o, s->arg);
+}
 
 static void
 run_isolated(EventStep step, const EventCall *c, Outcome *o, void *arg)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	int			depth = crm_lineage_depth();
+	StepCall	s = {step, c, o, arg};
+	ErrorData  *edata = crm_run_isolated(step_call, &s);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	if (edata != NULL)
 	{
-		step(c, o, arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		while (crm_lineage_depth() > depth)
-			crm_lineage_pop();
 		o->status = "failed";
 		o->error = edata->message;
 	}
-	PG_END_TRY();
 }
 
 static void
