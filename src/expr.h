@@ -118,6 +118,8 @@ extern bool crm_expr_test(const CrmExpr *e, CrmEvalContext *cx);
 extern char *crm_value_to_cstring(CrmValue v);	/* NULL -> "" */
 extern void crm_value_to_jsonb_value(CrmValue v, JsonbValue *out);
 extern Jsonb *crm_value_to_jsonb(CrmValue v);
+extern void crm_jsonb_binary(Jsonb *j, JsonbValue *out);
+extern Jsonb *crm_jsonb_with(Jsonb *obj, const char *key, JsonbValue *v);
 extern bool crm_value_to_int64(CrmValue v, int64 *out);
 extern bool crm_value_to_timestamptz(CrmValue v, TimestampTz *out);
 

@@ -467,9 +467,7 @@ crm_value_to_jsonb_value(CrmValue v, JsonbValue *out)
 			out->val.numeric = v.num;
 			break;
 		case CRM_VAL_JSON:
-			out->type = jbvBinary;
-			out->val.binary.data = &v.json->root;
-			out->val.binary.len = VARSIZE(v.json) - VARHDRSZ;
+			crm_jsonb_binary(v.json, out);
 			break;
 		default:
 			{
@@ -481,6 +479,36 @@ crm_value_to_jsonb_value(CrmValue v, JsonbValue *out)
 			}
 			break;
 	}
+}
+
+/* A jsonb datum as a JSON value (out points into it). */
+void
+crm_jsonb_binary(Jsonb *j, JsonbValue *out)
+{
+	out->type = jbvBinary;
+	out->val.binary.data = &j->root;
+	out->val.binary.len = VARSIZE(j) - VARHDRSZ;
+}
+
+/* The object obj (NULL: {}) with key set to v. */
+Jsonb *
+crm_jsonb_with(Jsonb *obj, const char *key, JsonbValue *v)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k;
+	Jsonb	   *one;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(&st, WJB_KEY, &k);
+	pushJsonbValue(&st, WJB_VALUE, v);
+	one = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+	if (obj == NULL)
+		return one;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(obj),
+											  JsonbPGetDatum(one)));
 }
 
 /* The same as a jsonb datum. */

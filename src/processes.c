@@ -92,38 +92,6 @@ member_jsonb(Jsonb *obj, const char *key)
 	return JsonbValueToJsonb(v);
 }
 
-/* obj with key set to v (obj may be NULL). */
-static Jsonb *
-jsonb_with(Jsonb *obj, const char *key, JsonbValue *v)
-{
-	JsonbParseState *st = NULL;
-	JsonbValue	k;
-	Jsonb	   *one;
-
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(&st, WJB_KEY, &k);
-	pushJsonbValue(&st, WJB_VALUE, v);
-	one = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
-	if (obj == NULL)
-		return one;
-	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(obj),
-											  JsonbPGetDatum(one)));
-}
-
-static JsonbValue
-jsonb_binary(Jsonb *j)
-{
-	JsonbValue	v;
-
-	v.type = jbvBinary;
-	v.val.binary.data = &j->root;
-	v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-	return v;
-}
-
 /* ---------- activities ---------- */
 
 static char *
@@ -160,9 +128,10 @@ run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
 	if (call.has_outputs && (name = crm_jsonb_string(activity, "name")) != NULL)
 	{
 		Jsonb	   *outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
-		JsonbValue	v = jsonb_binary(outputs);
+		JsonbValue	v;
 
-		pr->cx.activity_outputs = jsonb_with(pr->cx.activity_outputs, name, &v);
+		crm_jsonb_binary(outputs, &v);
+		pr->cx.activity_outputs = crm_jsonb_with(pr->cx.activity_outputs, name, &v);
 	}
 	return call.stop_chain;
 }
@@ -194,7 +163,7 @@ run_set_variable(ProcessRun *pr, Jsonb *activity)
 				 errmsg("value %s does not fit variable \"%s\" of type %s",
 						JsonbToCString(NULL, &JsonbValueToJsonb(&v)->root, 0),
 						declared, type)));
-	pr->cx.variables = jsonb_with(pr->cx.variables, declared, &stored);
+	pr->cx.variables = crm_jsonb_with(pr->cx.variables, declared, &stored);
 }
 
 typedef struct ActivityArgs
@@ -517,17 +486,19 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 
 	if (pr->cx.activity_outputs != NULL)
 	{
-		JsonbValue	v = jsonb_binary(pr->cx.activity_outputs);
+		JsonbValue	v;
 
-		state = jsonb_with(NULL, "outputs", &v);
+		crm_jsonb_binary(pr->cx.activity_outputs, &v);
+		state = crm_jsonb_with(NULL, "outputs", &v);
 	}
 	if (strcmp(pr->status, "waiting") == 0)
 	{
-		JsonbValue	v = jsonb_binary(pr->after);
+		JsonbValue	v;
 
-		state = jsonb_with(state, "after", &v);
-		v = jsonb_binary(pr->definition);
-		state = jsonb_with(state, "definition", &v);
+		crm_jsonb_binary(pr->after, &v);
+		state = crm_jsonb_with(state, "after", &v);
+		crm_jsonb_binary(pr->definition, &v);
+		state = crm_jsonb_with(state, "definition", &v);
 	}
 	if (state == NULL)
 		state = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
@@ -638,7 +609,7 @@ start_parameters(int64 template_id, Jsonb *decl, Jsonb *given)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("parameter \"%s\" must be of type %s, not %s", name, type,
 							JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0))));
-		result = jsonb_with(result, name, &stored);
+		result = crm_jsonb_with(result, name, &stored);
 	}
 	return result ? result : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 }
@@ -674,7 +645,7 @@ initial_variables(Jsonb *decl)
 		}
 		else if (!crm_process_value(crm_jsonb_string(JsonbValueToJsonb(&d), "type"), v, &stored))
 			elog(ERROR, "default of variable \"%s\" does not fit its type", name);
-		result = jsonb_with(result, name, &stored);
+		result = crm_jsonb_with(result, name, &stored);
 	}
 	return result;
 }

@@ -419,41 +419,15 @@ typedef struct RunState
 	bool		held;			/* the robot just run holds the later ones */
 } RunState;
 
-static Jsonb *
-jsonb_object1(const char *key, Jsonb *value)
-{
-	JsonbParseState *st = NULL;
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbValue *res;
-
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(&st, WJB_KEY, &k);
-	v.type = jbvBinary;
-	v.val.binary.data = &value->root;
-	v.val.binary.len = VARSIZE(value) - VARHDRSZ;
-	pushJsonbValue(&st, WJB_VALUE, &v);
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(res);
-}
-
 static void
 remember_outputs(RunState *rs, const CrmRobot *r, Jsonb *outputs)
 {
-	Jsonb	   *one;
+	JsonbValue	v;
 
 	if (outputs == NULL || r->name == NULL)
 		return;
-	one = jsonb_object1(r->name, outputs);
-	if (rs->outputs == NULL)
-		rs->outputs = one;
-	else
-		rs->outputs = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
-														 JsonbPGetDatum(rs->outputs),
-														 JsonbPGetDatum(one)));
+	crm_jsonb_binary(outputs, &v);
+	rs->outputs = crm_jsonb_with(rs->outputs, r->name, &v);
 	rs->cx.robot_outputs = rs->outputs;
 }
 
