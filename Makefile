@@ -8,7 +8,10 @@ EXTENSION  = crm_automation
 EXTVERSION = 0.1.0
 MODULE_big = crm_automation
 
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/ is layered: each folder uses only the folders below it (src/README.md,
+# checked by test/layers.sh).
+CRM_LAYERS = core expr actions engine triggers processes admin delivery
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c) $(foreach l,$(CRM_LAYERS),$(wildcard src/$(l)/*.c))))
 
 CRM_INSTALL_SQL = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(CRM_INSTALL_SQL) $(filter-out $(CRM_INSTALL_SQL),$(wildcard sql/$(EXTENSION)--*.sql))

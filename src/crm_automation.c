@@ -1,157 +1,40 @@
 /*-------------------------------------------------------------------------
  *
  * crm_automation.c
- *	  Module entry point: settings (GUCs) and, when preloaded, the
- *	  background worker registration.
+ *	  Module entry point: _PG_init initialises each layer, bottom up.
  *
- * Every setting of the product is registered here, even those that only a
- * later part (the worker, the scheduler) reads, so that postgresql.conf and
- * ALTER SYSTEM accept them from the first install on.
+ * This is the only file above every layer (src/README.md): the settings
+ * first (core/guc.c), then the modules that register themselves with the
+ * layers below them — rule loaders with the rule cache, job executors with
+ * the scheduler, the triggers' hooks with the engine's row triggers — and,
+ * when preloaded, the launcher of the background workers.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <limits.h>
-
 #include "fmgr.h"
-#include "miscadmin.h"
-#include "utils/guc.h"
 
-#include "crm_automation.h"
-#include "processes.h"
-#include "robots.h"
-#include "worker.h"
+#include "core/guc.h"
+#include "delivery/worker.h"
+#include "engine/due_dates.h"
+#include "engine/robots.h"
+#include "engine/work_time.h"
+#include "processes/processes.h"
+#include "triggers/triggers.h"
 
 PG_MODULE_MAGIC;
-
-bool		crm_allow_private_networks = false;
-char	   *crm_allowed_hosts = NULL;
-int			crm_max_attempts = 10;
-int			crm_retry_base_delay = 30;
-int			crm_retry_max_delay = 6 * 3600;
-int			crm_http_timeout = 30000;
-int			crm_worker_concurrency = 64;
-int			crm_workers_per_database = 2;
-int			crm_outbox_retention = 7 * 24 * 3600;
-bool		crm_worker_enabled = true;
-int			crm_max_depth = 16;
-int			crm_acting_user_id = 0;
-bool		crm_import_mode = false;
 
 void		_PG_init(void);
 
 void
 _PG_init(void)
 {
-	DefineCustomBoolVariable("crm.allow_private_networks",
-							 "Allows outbound requests to loopback, private, link-local and unique-local addresses.",
-							 "Off by default: webhooks and providers may only reach public addresses, unless the host is in crm.allowed_hosts.",
-							 &crm_allow_private_networks,
-							 false,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomStringVariable("crm.allowed_hosts",
-							   "Comma-separated host names allowed even when they resolve to a private address.",
-							   NULL,
-							   &crm_allowed_hosts,
-							   "",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.max_attempts",
-							"Delivery attempts before an outbox message is marked dead.",
-							NULL,
-							&crm_max_attempts,
-							10, 1, 1000,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.retry_base_delay",
-							"Delay before the first retry of a failed delivery; it doubles on each attempt.",
-							NULL,
-							&crm_retry_base_delay,
-							30, 0, INT_MAX / 1000,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.retry_max_delay",
-							"Upper bound of the delay between two delivery attempts.",
-							NULL,
-							&crm_retry_max_delay,
-							6 * 3600, 0, INT_MAX / 1000,
-							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.http_timeout",
-							"Timeout of one outbound request (HTTP or SMTP), connection included.",
-							NULL,
-							&crm_http_timeout,
-							30000, 100, INT_MAX,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.worker_concurrency",
-							"Outbound requests in flight at once, per database.",
-							NULL,
-							&crm_worker_concurrency,
-							64, 1, 1000,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.workers_per_database",
-							"Delivery workers per database, sharing crm.worker_concurrency.",
-							"They claim from the same outbox (FOR UPDATE SKIP LOCKED); the first also runs due jobs.",
-							&crm_workers_per_database,
-							2, 1, CRM_MAX_WORKERS_PER_DATABASE,
-							PGC_SIGHUP, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.outbox_retention",
-							"How long sent outbox messages are kept before cleanup.",
-							NULL,
-							&crm_outbox_retention,
-							7 * 24 * 3600, 0, INT_MAX,
-							PGC_SUSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("crm.worker_enabled",
-							 "Runs the delivery and scheduling workers.",
-							 "When off, outbox messages and due jobs wait until it is turned back on.",
-							 &crm_worker_enabled,
-							 true,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.max_depth",
-							"Longest chain of automation steps one change may cause.",
-							"A chain that reaches it stops with a log entry; the statement still succeeds.",
-							&crm_max_depth,
-							16, 1, 1000,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("crm.user_id",
-							"The CRM user acting in this session (crm.user id), used as author of changes.",
-							"0 means no user: changes are recorded as made by the system.",
-							&crm_acting_user_id,
-							0, 0, INT_MAX,
-							PGC_USERSET, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("crm.import_mode",
-							 "Marks this session as an import: business processes do not auto-start.",
-							 NULL,
-							 &crm_import_mode,
-							 false,
-							 PGC_USERSET, 0,
-							 NULL, NULL, NULL);
-
+	crm_guc_init();
+	crm_work_time_init();
+	crm_due_dates_init();
 	crm_robots_init();
+	crm_triggers_init();
 	crm_processes_init();
 	crm_launcher_init();
-
-	if (process_shared_preload_libraries_in_progress)
-		MarkGUCPrefixReserved("crm");
 }

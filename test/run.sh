@@ -3,6 +3,7 @@
 #   pg_regress   sql/*.sql against expected/*.out (exact SQL output)
 #   pgTAP        test/pgtap/*.sql through pg_prove (assertions)
 #   integration  test/integration/*.sh (worker against local servers)
+#   layers       test/layers.sh (src/ folders use only the layers below them)
 # Works as root (the cluster then belongs to the postgres user) or as a user
 # with sudo.  Prints one closing line: "crm_automation: N passed, M failed".
 #
@@ -30,6 +31,25 @@ crm_cluster_start "crm.worker_enabled = off"
 
 passed=0
 failed=0
+
+# summary_of OUTPUT: adds the "N passed, M failed" line of a script's output.
+summary_of() {
+	local line p f
+	line=$(echo "$1" | grep -E '[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+	if [ -z "$line" ]; then
+		return 1
+	fi
+	p=$(echo "$line" | sed -E 's/.*\b([0-9]+) passed, ([0-9]+) failed.*/\1/')
+	f=$(echo "$line" | sed -E 's/.*\b([0-9]+) passed, ([0-9]+) failed.*/\2/')
+	passed=$((passed + p)); failed=$((failed + f))
+}
+
+echo "== layers"
+if [ -z "$only" ] || [[ layers == *"$only"* ]]; then
+	out=$(bash test/layers.sh 2>&1) || true
+	echo "$out"
+	summary_of "$out" || { echo "layers: no summary line"; failed=$((failed + 1)); }
+fi
 
 echo "== pg_regress"
 rm -rf results regression.diffs regression.out
@@ -73,13 +93,7 @@ for t in test/integration/*.sh; do
 	else
 		echo "$out" | tail -n 60
 	fi
-	line=$(echo "$out" | grep -E '[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-	if [ -z "$line" ]; then
-		echo "$name: no summary line"; failed=$((failed + 1)); continue
-	fi
-	p=$(echo "$line" | sed -E 's/.*\b([0-9]+) passed, ([0-9]+) failed.*/\1/')
-	f=$(echo "$line" | sed -E 's/.*\b([0-9]+) passed, ([0-9]+) failed.*/\2/')
-	passed=$((passed + p)); failed=$((failed + f))
+	summary_of "$out" || { echo "$name: no summary line"; failed=$((failed + 1)); }
 done
 
 echo

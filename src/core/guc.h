@@ -1,0 +1,41 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *	  Settings shared by every part of the extension.
+ *
+ * The GUC variables are defined in core/guc.c; other files read them
+ * through these declarations.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CRM_GUC_H
+#define CRM_GUC_H
+
+#define CRM_VERSION "0.1.0"
+
+/* Upper bound of crm.workers_per_database (shared memory is sized by it). */
+#define CRM_MAX_WORKERS_PER_DATABASE 16
+
+/* outbound safety */
+extern bool crm_allow_private_networks;
+extern char *crm_allowed_hosts;
+
+/* delivery and retries */
+extern int	crm_max_attempts;
+extern int	crm_retry_base_delay;	/* seconds */
+extern int	crm_retry_max_delay;	/* seconds */
+extern int	crm_http_timeout;		/* milliseconds */
+extern int	crm_worker_concurrency;
+extern int	crm_workers_per_database;
+extern int	crm_outbox_retention;	/* seconds */
+extern bool crm_worker_enabled;
+
+/* automation */
+extern int	crm_max_depth;
+extern int	crm_acting_user_id;
+extern bool crm_import_mode;
+
+/* Defines every setting above (from _PG_init). */
+extern void crm_guc_init(void);
+
+#endif							/* CRM_GUC_H */

@@ -1,0 +1,574 @@
+/*-------------------------------------------------------------------------
+ *
+ * rule_cache.c
+ *	  Backend-local cache of automation definitions.
+ *
+ * The row trigger runs for every write to an item, so it must not query the
+ * definition tables each time.  This cache holds every stage (with its
+ * pipeline and entity type) and the default stage of each entity type, and
+ * the attribute numbers of the item tables' well-known columns.
+ *
+ * What the layers above keep (robots per stage, triggers and due-date fields
+ * per entity type, the working-time schedule) is loaded on first use by
+ * loaders they register from _PG_init (crm_rule_cache_stage_loader,
+ * crm_rule_cache_entity_slot, crm_rule_cache_global_slot), into the cache's
+ * memory context, and dropped with it: this file calls no layer above core.
+ *
+ * Invalidation follows pg_cron: a statement trigger on each definition table
+ * (crm.definitions_changed) registers a relcache invalidation for that
+ * table; our relcache callback marks the cache stale, in this backend at the
+ * end of the command and in every other backend when the change commits.
+ * The cache is rebuilt on its next use.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "access/xact.h"
+#include "core/rule_cache.h"
+
+/* Definition tables whose changes make the cache stale. */
+static const char *const definition_tables[] = {
+	"entity_type", "pipeline", "stage", "user_field", "robot", "trigger",
+	"work_schedule", "holiday"
+};
+#define N_DEFINITION_TABLES lengthof(definition_tables)
+
+typedef struct EntityTypeInfo
+{
+	char		code[CRM_NAME_LEN]; /* hash key */
+	char		table_name[CRM_NAME_LEN];
+	char		prefix[16];
+	/* loaded on first use by the registered loaders (crm_entity_rules) */
+	bool		loaded[CRM_RULE_CACHE_SLOTS];
+	void	   *data[CRM_RULE_CACHE_SLOTS];
+} EntityTypeInfo;
+
+typedef struct DefaultStage
+{
+	char		entity_type[CRM_NAME_LEN];	/* hash key */
+	int64		stage_id;
+} DefaultStage;
+
+static MemoryContext RuleCacheContext = NULL;
+static HTAB *StageHash = NULL;
+static HTAB *DefaultStageHash = NULL;
+static HTAB *EntityTypeHash = NULL;
+static HTAB *ItemColumnsHash = NULL;
+static Oid	definition_relids[N_DEFINITION_TABLES];
+static bool rule_cache_valid = false;
+
+/*
+ * The row triggers look up the same entity type row after row: the last
+ * one found is kept (it lives in RuleCacheContext, forgotten on reload).
+ */
+static EntityTypeInfo *last_entity_type = NULL;
+
+/* The registered loaders. */
+static CrmStageRulesLoader stage_loader = NULL;
+static CrmEntityRulesLoader entity_loaders[CRM_RULE_CACHE_SLOTS];
+static int	n_entity_loaders = 0;
+static CrmGlobalRulesLoader global_loaders[CRM_RULE_CACHE_SLOTS];
+static int	n_global_loaders = 0;
+
+/* What the global loaders loaded, for this generation of the cache. */
+static bool global_loaded[CRM_RULE_CACHE_SLOTS];
+static void *global_data[CRM_RULE_CACHE_SLOTS];
+
+static EntityTypeInfo *
+find_entity_type(const char *entity_type)
+{
+	char		key[CRM_NAME_LEN];
+	EntityTypeInfo *et;
+
+	if (last_entity_type != NULL && strcmp(last_entity_type->code, entity_type) == 0)
+		return last_entity_type;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity_type, CRM_NAME_LEN);
+	et = hash_search(EntityTypeHash, key, HASH_FIND, NULL);
+	if (et != NULL)
+		last_entity_type = et;
+	return et;
+}
+static bool callback_registered = false;
+
+/*
+ * Pinning: while a trigger uses cached robots, a reload must not free them.
+ * A reload under pins retires the old context; retired contexts are freed
+ * once nothing is pinned (at the latest at transaction end).
+ */
+static int	cache_pins = 0;
+static List *retired_contexts = NIL;
+
+static void
+free_retired(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired_contexts)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired_contexts);
+	retired_contexts = NIL;
+}
+
+void
+crm_rule_cache_pin(void)
+{
+	cache_pins++;
+}
+
+void
+crm_rule_cache_unpin(void)
+{
+	if (cache_pins > 0)
+		cache_pins--;
+	if (cache_pins == 0 && retired_contexts != NIL)
+		free_retired();
+}
+
+static void
+rule_cache_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		cache_pins = 0;
+		if (retired_contexts != NIL)
+			free_retired();
+	}
+}
+
+static void
+rule_cache_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid)
+	{
+		rule_cache_valid = false;
+		if (ItemColumnsHash)
+		{
+			hash_destroy(ItemColumnsHash);
+			ItemColumnsHash = NULL;
+		}
+		return;
+	}
+	for (i = 0; i < N_DEFINITION_TABLES; i++)
+	{
+		if (definition_relids[i] == relid)
+		{
+			rule_cache_valid = false;
+			break;
+		}
+	}
+	if (ItemColumnsHash)
+		hash_search(ItemColumnsHash, &relid, HASH_REMOVE, NULL);
+}
+
+void
+crm_rule_cache_init(void)
+{
+	if (callback_registered)
+		return;
+	CacheRegisterRelcacheCallback(rule_cache_relcache_callback, (Datum) 0);
+	RegisterXactCallback(rule_cache_xact_callback, NULL);
+	callback_registered = true;
+}
+
+static void
+resolve_definition_relids(void)
+{
+	Oid			nsp = get_namespace_oid("crm", true);
+	int			i;
+
+	for (i = 0; i < N_DEFINITION_TABLES; i++)
+		definition_relids[i] = OidIsValid(nsp) ?
+			get_relname_relid(definition_tables[i], nsp) : InvalidOid;
+}
+
+static char
+semantics_code(const char *s)
+{
+	if (strcmp(s, "success") == 0)
+		return CRM_SEM_SUCCESS;
+	if (strcmp(s, "failure") == 0)
+		return CRM_SEM_FAILURE;
+	return CRM_SEM_PROCESS;
+}
+
+/*
+ * Reloads every stage.  Stages are few (a pipeline has a handful), so one
+ * query is cheaper than loading them one by one.
+ */
+static void
+rule_cache_load(void)
+{
+	HASHCTL		ctl;
+	int			ret;
+	uint64		i;
+
+	crm_rule_cache_init();
+
+	if (RuleCacheContext != NULL && cache_pins > 0)
+	{
+		/* someone still walks the old robots: keep them until unpinned */
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired_contexts = lappend(retired_contexts, RuleCacheContext);
+		MemoryContextSwitchTo(old);
+		RuleCacheContext = NULL;
+	}
+	if (RuleCacheContext == NULL)
+		RuleCacheContext = AllocSetContextCreate(CacheMemoryContext,
+												 "crm rule cache",
+												 ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(RuleCacheContext);
+	StageHash = NULL;
+	DefaultStageHash = NULL;
+	last_entity_type = NULL;
+	memset(global_loaded, 0, sizeof(global_loaded));
+	memset(global_data, 0, sizeof(global_data));
+	EntityTypeHash = NULL;
+
+	/*
+	 * Marked valid before loading: an invalidation that arrives while we read
+	 * (locks taken by the query accept invalidations) makes the next use
+	 * reload again rather than being lost.
+	 */
+	rule_cache_valid = true;
+	resolve_definition_relids();
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(CrmStageInfo);
+	ctl.hcxt = RuleCacheContext;
+	StageHash = hash_create("crm stages", 256, &ctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = CRM_NAME_LEN;
+	ctl.entrysize = sizeof(DefaultStage);
+	ctl.hcxt = RuleCacheContext;
+	DefaultStageHash = hash_create("crm default stages", 32, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = CRM_NAME_LEN;
+	ctl.entrysize = sizeof(EntityTypeInfo);
+	ctl.hcxt = RuleCacheContext;
+	EntityTypeHash = hash_create("crm entity types", 32, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	ret = SPI_execute("SELECT code, table_name, id_prefix FROM crm.entity_type", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not load crm entity types: %s", SPI_result_code_string(ret));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char		key[CRM_NAME_LEN];
+		EntityTypeInfo *et;
+		bool		found;
+
+		memset(key, 0, sizeof(key));
+		strlcpy(key, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), CRM_NAME_LEN);
+		et = hash_search(EntityTypeHash, key, HASH_ENTER, &found);
+		strlcpy(et->table_name, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), CRM_NAME_LEN);
+		strlcpy(et->prefix, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), sizeof(et->prefix));
+		memset(et->loaded, 0, sizeof(et->loaded));
+		memset(et->data, 0, sizeof(et->data));
+	}
+
+	ret = SPI_execute("SELECT s.id, s.pipeline_id, s.sort, s.semantics, s.code,"
+					  "       p.entity_type, p.is_default"
+					  "  FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
+					  " ORDER BY p.entity_type, s.sort, s.id",
+					  true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not load crm stages: %s", SPI_result_code_string(ret));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		CrmStageInfo *st;
+		bool		found;
+		char	   *s;
+
+		st = hash_search(StageHash, &id, HASH_ENTER, &found);
+		st->pipeline_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		st->sort = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		s = SPI_getvalue(tup, desc, 4);
+		st->semantics = semantics_code(s);
+		s = SPI_getvalue(tup, desc, 5);
+		strlcpy(st->code, s, CRM_NAME_LEN);
+		s = SPI_getvalue(tup, desc, 6);
+		strlcpy(st->entity_type, s, CRM_NAME_LEN);
+		st->pipeline_is_default = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		st->rules_loaded = false;
+		st->rules = NIL;
+
+		/* Rows come in sort order: the first of a default pipeline wins. */
+		if (st->pipeline_is_default)
+		{
+			DefaultStage *d = hash_search(DefaultStageHash, st->entity_type,
+										  HASH_ENTER, &found);
+
+			if (!found)
+				d->stage_id = id;
+		}
+	}
+	SPI_finish();
+}
+
+static inline void
+rule_cache_ensure(void)
+{
+	if (!rule_cache_valid || StageHash == NULL)
+		rule_cache_load();
+}
+
+const CrmStageInfo *
+crm_stage_info(int64 stage_id)
+{
+	rule_cache_ensure();
+	return hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+}
+
+void
+crm_rule_cache_stage_loader(CrmStageRulesLoader loader)
+{
+	stage_loader = loader;
+}
+
+List *
+crm_stage_rules(int64 stage_id)
+{
+	CrmStageInfo *st;
+
+	rule_cache_ensure();
+	st = hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+	if (st == NULL || stage_loader == NULL)
+		return NIL;
+	if (!st->rules_loaded)
+	{
+		MemoryContext cxt = RuleCacheContext;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		List	   *rules = stage_loader(stage_id);
+
+		MemoryContextSwitchTo(old);
+
+		/*
+		 * Loading ran SQL, which may have accepted an invalidation and
+		 * rebuilt the cache: store only into the generation we loaded for.
+		 */
+		if (cxt == RuleCacheContext && rule_cache_valid)
+		{
+			st = hash_search(StageHash, &stage_id, HASH_FIND, NULL);
+			if (st != NULL)
+			{
+				st->rules = rules;
+				st->rules_loaded = true;
+			}
+		}
+		return rules;
+	}
+	return st->rules;
+}
+
+int
+crm_rule_cache_entity_slot(CrmEntityRulesLoader loader)
+{
+	if (n_entity_loaders >= CRM_RULE_CACHE_SLOTS)
+		elog(ERROR, "too many entity rule loaders");
+	entity_loaders[n_entity_loaders] = loader;
+	return n_entity_loaders++;
+}
+
+int
+crm_rule_cache_global_slot(CrmGlobalRulesLoader loader)
+{
+	if (n_global_loaders >= CRM_RULE_CACHE_SLOTS)
+		elog(ERROR, "too many global rule loaders");
+	global_loaders[n_global_loaders] = loader;
+	return n_global_loaders++;
+}
+
+/*
+ * What an entity type keeps besides its row, loaded on first use by the
+ * slot's loader into the cache's context.
+ */
+void *
+crm_entity_rules(const char *entity_type, int slot)
+{
+	EntityTypeInfo *et;
+	MemoryContext cxt;
+	MemoryContext old;
+	void	   *data;
+
+	Assert(slot >= 0 && slot < n_entity_loaders);
+	rule_cache_ensure();
+	et = find_entity_type(entity_type);
+	if (et == NULL)
+		return NULL;
+	if (et->loaded[slot])
+		return et->data[slot];
+
+	cxt = RuleCacheContext;
+	old = MemoryContextSwitchTo(cxt);
+	data = entity_loaders[slot] (entity_type);
+	MemoryContextSwitchTo(old);
+	/* as for stages: store only into the generation we loaded for */
+	if (cxt == RuleCacheContext && rule_cache_valid)
+	{
+		et = find_entity_type(entity_type);
+		if (et != NULL)
+		{
+			et->data[slot] = data;
+			et->loaded[slot] = true;
+		}
+	}
+	return data;
+}
+
+static EntityTypeInfo *
+entity_type_info(const char *entity_type)
+{
+	EntityTypeInfo *et;
+
+	rule_cache_ensure();
+	et = find_entity_type(entity_type);
+	if (et == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown entity type \"%s\"", entity_type)));
+	return et;
+}
+
+char *
+crm_entity_table(const char *entity_type)
+{
+	return pstrdup(entity_type_info(entity_type)->table_name);
+}
+
+char *
+crm_entity_prefix(const char *entity_type)
+{
+	return pstrdup(entity_type_info(entity_type)->prefix);
+}
+
+int64
+crm_default_stage(const char *entity_type)
+{
+	char		key[CRM_NAME_LEN];
+	DefaultStage *d;
+
+	rule_cache_ensure();
+	memset(key, 0, sizeof(key));
+	strlcpy(key, entity_type, CRM_NAME_LEN);
+	d = hash_search(DefaultStageHash, key, HASH_FIND, NULL);
+	return d ? d->stage_id : 0;
+}
+
+/* A user column's number, or InvalidAttrNumber when the table lacks it. */
+static AttrNumber
+user_attnum(TupleDesc desc, const char *name)
+{
+	int			n = SPI_fnumber(desc, name);
+
+	return n > 0 ? (AttrNumber) n : InvalidAttrNumber;
+}
+
+const CrmItemColumns *
+crm_item_columns(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	CrmItemColumns *cols;
+	bool		found;
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	crm_rule_cache_init();
+	if (ItemColumnsHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CrmItemColumns);
+		ctl.hcxt = CacheMemoryContext;
+		ItemColumnsHash = hash_create("crm item columns", 16, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	cols = hash_search(ItemColumnsHash, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		cols->id = user_attnum(desc, "id");
+		cols->stage_id = user_attnum(desc, "stage_id");
+		cols->entity_type = user_attnum(desc, "entity_type");
+		cols->updated_at = user_attnum(desc, "updated_at");
+		cols->created_by = user_attnum(desc, "created_by");
+		cols->updated_by = user_attnum(desc, "updated_by");
+		cols->stage_changed_at = user_attnum(desc, "stage_changed_at");
+	}
+	return cols;
+}
+
+PG_FUNCTION_INFO_V1(crm_definitions_changed);
+
+/*
+ * Statement trigger on the definition tables: every backend drops its cache.
+ */
+Datum
+crm_definitions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.definitions_changed() must be called as a trigger")));
+
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	PG_RETURN_POINTER(NULL);
+}
+
+/* What a global loader keeps, loaded on first use into the cache's context. */
+void *
+crm_global_rules(int slot)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	void	   *data;
+
+	Assert(slot >= 0 && slot < n_global_loaders);
+	rule_cache_ensure();
+	if (global_loaded[slot])
+		return global_data[slot];
+	cxt = RuleCacheContext;
+	old = MemoryContextSwitchTo(cxt);
+	data = global_loaders[slot] ();
+	MemoryContextSwitchTo(old);
+	if (cxt == RuleCacheContext && rule_cache_valid)
+	{
+		global_data[slot] = data;
+		global_loaded[slot] = true;
+	}
+	return data;
+}

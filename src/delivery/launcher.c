@@ -1,0 +1,814 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *	  Shared state of the workers, the launcher, and waking them up.
+ *
+ * The launcher is a static background worker connected to no database.  It
+ * scans pg_database (as autovacuum does) and starts a dynamic worker per
+ * connectable database; a worker that finds no crm_automation in its
+ * database marks its slot ABSENT and leaves.  Once that first worker runs,
+ * the launcher starts its siblings, up to crm.workers_per_database (never
+ * more than crm.worker_concurrency): they claim from the same outbox, and
+ * only the first runs due jobs.  CREATE EXTENSION (through
+ * crm.start_worker() at the end of the install script) and CREATE DATABASE
+ * poke the launcher; otherwise it rescans every 30 seconds.  Workers are
+ * registered never to be restarted by the postmaster: the launcher restarts
+ * them itself, so that after a crash there is exactly one per database and
+ * rank.  A worker whose rank is no longer wanted (the setting was lowered)
+ * leaves at its next reload.
+ *
+ * A transaction that inserts into crm.outbox or crm.job sets the latch of
+ * one of its database's workers when it commits (never when it aborts): the
+ * first one running.  A worker whose claim was full (more messages wait)
+ * sets its next sibling's latch, so a burst draws every worker in, while a
+ * trickle of messages wakes only one and the others sleep without polling.
+ *
+ * DROP DATABASE waits for nobody to be connected: a utility hook asks the
+ * database's worker to leave first.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "core/guc.h"
+#include "delivery/worker.h"
+
+#define CRM_MAX_DATABASES	256
+#define LAUNCHER_NAP_MS		30000	/* rescan of pg_database */
+#define RESTART_DELAY_MS	5000	/* between two starts of a failing worker */
+
+/* One worker of a database. */
+typedef struct CrmWorkerSlot
+{
+	CrmWorkerState state;
+	pid_t		pid;
+	PGPROC	   *proc;
+	TimestampTz changed_at;
+} CrmWorkerSlot;
+
+/* A database and its workers, by rank (0 runs the jobs). */
+typedef struct CrmDatabaseSlot
+{
+	Oid			dboid;
+	bool		used;
+	bool		recheck;		/* CREATE EXTENSION: look again */
+	CrmWorkerSlot workers[CRM_MAX_WORKERS_PER_DATABASE];
+} CrmDatabaseSlot;
+
+typedef struct CrmShared
+{
+	slock_t		mutex;
+	PGPROC	   *launcher;
+	CrmDatabaseSlot slots[CRM_MAX_DATABASES];
+} CrmShared;
+
+static CrmShared *crm_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* per-transaction requests, acted upon at commit */
+static bool wake_at_commit = false;
+static bool wake_all_at_commit = false;
+static bool jobs_at_commit = false;	/* the transaction wrote crm.job */
+static bool start_at_commit = false;
+static bool xact_callback_registered = false;
+
+/* the launcher's handles of the workers it started, by slot and rank */
+static BackgroundWorkerHandle *handles[CRM_MAX_DATABASES][CRM_MAX_WORKERS_PER_DATABASE];
+
+/* in a database worker: its slot and rank (-1: not a worker) */
+static int	my_slot = -1;
+static int	my_rank = -1;
+
+static const char *const state_names[] = {
+	"free", "starting", "running", "absent", "stopped", "dropping"
+};
+
+static void
+crm_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(CrmShared)));
+}
+
+static void
+crm_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	crm_shared = ShmemInitStruct("crm_automation", sizeof(CrmShared), &found);
+	if (!found)
+	{
+		memset(crm_shared, 0, sizeof(CrmShared));
+		SpinLockInit(&crm_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The slot of a database, or -1; the caller holds the mutex. */
+static int
+slot_of(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+		if (crm_shared->slots[i].used && crm_shared->slots[i].dboid == dboid)
+			return i;
+	return -1;
+}
+
+static int
+slot_alloc(Oid dboid)
+{
+	int			i;
+	int			r;
+
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+	{
+		if (!crm_shared->slots[i].used)
+		{
+			memset(&crm_shared->slots[i], 0, sizeof(CrmDatabaseSlot));
+			crm_shared->slots[i].dboid = dboid;
+			crm_shared->slots[i].used = true;
+			for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* How many workers each database runs: the setting, within the slots. */
+int
+crm_workers_wanted(void)
+{
+	return Max(Min(crm_workers_per_database, crm_worker_concurrency), 1);
+}
+
+static void
+wake_launcher(void)
+{
+	PGPROC	   *proc;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	proc = crm_shared->launcher;
+	SpinLockRelease(&crm_shared->mutex);
+	if (proc)
+		SetLatch(&proc->procLatch);
+}
+
+/* ---------------------------------------------------------------------------
+ * Wake-up at commit
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * Sets the latch of the first running worker of a database whose rank is
+ * from (wrapping around), other than the caller; or of every one.
+ */
+static void
+wake_workers(Oid dboid, int from, bool all)
+{
+	PGPROC	   *procs[CRM_MAX_WORKERS_PER_DATABASE];
+	int			n = 0;
+	int			wanted = crm_workers_wanted();
+	int			i;
+	int			k;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dboid);
+	for (k = 0; i >= 0 && k < CRM_MAX_WORKERS_PER_DATABASE; k++)
+	{
+		int			r = (from + k) % CRM_MAX_WORKERS_PER_DATABASE;
+		PGPROC	   *proc = crm_shared->slots[i].workers[r].proc;
+
+		if (proc == NULL || proc == MyProc || (!all && r >= wanted))
+			continue;
+		procs[n++] = proc;
+		if (!all)
+			break;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	for (k = 0; k < n; k++)
+		SetLatch(&procs[k]->procLatch);
+}
+
+/* A worker whose claim was full draws its next sibling in. */
+void
+crm_worker_wake_next(void)
+{
+	if (crm_shared != NULL && my_rank >= 0 && crm_workers_wanted() > 1)
+		wake_workers(MyDatabaseId, my_rank + 1, false);
+}
+
+static void
+crm_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (crm_shared == NULL)
+				break;
+			/* the workers' own commits need no wake-up, but for jobs */
+			if (wake_all_at_commit)
+				wake_workers(MyDatabaseId, 0, true);
+			else if (wake_at_commit && my_rank < 0)
+				wake_workers(MyDatabaseId, 0, false);
+			else if (jobs_at_commit && my_rank == 0)
+				SetLatch(MyLatch);
+			else if (jobs_at_commit && my_rank > 0)
+			{
+				/*
+				 * a worker's record changed a job (a wait ending with its
+				 * message): rank 0 runs jobs
+				 */
+				wake_workers(MyDatabaseId, 0, false);
+			}
+			if (start_at_commit)
+			{
+				SpinLockAcquire(&crm_shared->mutex);
+				i = slot_of(MyDatabaseId);
+				if (i < 0)
+					i = slot_alloc(MyDatabaseId);
+				if (i >= 0)
+					crm_shared->slots[i].recheck = true;
+				SpinLockRelease(&crm_shared->mutex);
+				wake_launcher();
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			break;
+		default:
+			return;
+	}
+	wake_at_commit = false;
+	wake_all_at_commit = false;
+	jobs_at_commit = false;
+	start_at_commit = false;
+}
+
+static void
+ensure_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(crm_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+PG_FUNCTION_INFO_V1(crm_wake_worker_trigger);
+
+/* Statement trigger on crm.outbox and crm.job: wake the worker at commit. */
+Datum
+crm_wake_worker_trigger(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm._wake_worker() must be called as a trigger")));
+	ensure_xact_callback();
+	wake_at_commit = true;
+	/* crm.job's trigger says so: a worker's own commit then wakes rank 0 */
+	if (((TriggerData *) fcinfo->context)->tg_trigger->tgnargs > 0)
+		jobs_at_commit = true;
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(crm_start_worker);
+
+Datum
+crm_start_worker(PG_FUNCTION_ARGS)
+{
+	if (crm_shared == NULL)
+	{
+		ereport(WARNING,
+				(errmsg("crm_automation is not in shared_preload_libraries: no worker will deliver messages or run delayed robots"),
+				 errhint("Add crm_automation to shared_preload_libraries in postgresql.conf and restart the server.")));
+		PG_RETURN_BOOL(false);
+	}
+	ensure_xact_callback();
+	start_at_commit = true;
+	PG_RETURN_BOOL(true);
+}
+
+PG_FUNCTION_INFO_V1(crm_worker_status);
+
+Datum
+crm_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CrmDatabaseSlot *copy;
+	int			wanted = crm_workers_wanted();
+	int			i;
+	int			r;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (crm_shared == NULL)
+		PG_RETURN_VOID();
+
+	copy = palloc(sizeof(crm_shared->slots));
+	SpinLockAcquire(&crm_shared->mutex);
+	memcpy(copy, crm_shared->slots, sizeof(crm_shared->slots));
+	SpinLockRelease(&crm_shared->mutex);
+
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+	{
+		char	   *name;
+
+		if (!copy[i].used)
+			continue;
+		name = get_database_name(copy[i].dboid);
+		if (name == NULL)
+			continue;
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		{
+			CrmWorkerSlot *w = &copy[i].workers[r];
+			Datum		values[4];
+			bool		nulls[4] = {false, false, false, false};
+
+			/*
+			 * Ranks no longer wanted, once gone, are not workers any more;
+			 * nor are the siblings of a first worker that found no
+			 * extension, or that were never started.
+			 */
+			if (w->pid == 0 && r > 0 &&
+				(r >= wanted || copy[i].workers[0].state == CRM_WORKER_ABSENT ||
+				 (w->state == CRM_WORKER_STOPPED && w->changed_at == 0)))
+				continue;
+			values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
+			values[1] = Int32GetDatum(r);
+			values[2] = Int32GetDatum(w->pid);
+			nulls[2] = w->pid == 0;
+			values[3] = CStringGetTextDatum(state_names[w->state]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------------
+ * Workers' side of the slots
+ * ---------------------------------------------------------------------------
+ */
+
+/* This worker's slot, if it still holds it; the caller holds the mutex. */
+static CrmWorkerSlot *
+my_worker_slot(void)
+{
+	CrmWorkerSlot *w;
+
+	if (my_slot < 0)
+		return NULL;
+	w = &crm_shared->slots[my_slot].workers[my_rank];
+	return w->pid == MyProcPid ? w : NULL;
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	CrmWorkerSlot *w;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	w = my_worker_slot();
+	if (w)
+	{
+		if (w->state == CRM_WORKER_RUNNING || w->state == CRM_WORKER_STARTING)
+			w->state = CRM_WORKER_STOPPED;
+		w->pid = 0;
+		w->proc = NULL;
+		w->changed_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	wake_launcher();
+}
+
+void
+crm_worker_attach(Oid dboid, int rank)
+{
+	int			i;
+
+	if (rank < 0 || rank >= CRM_MAX_WORKERS_PER_DATABASE)
+		elog(ERROR, "crm_automation worker of rank %d", rank);
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dboid);
+	if (i < 0)
+		i = slot_alloc(dboid);
+	if (i >= 0)
+	{
+		CrmWorkerSlot *w = &crm_shared->slots[i].workers[rank];
+
+		w->pid = MyProcPid;
+		w->proc = MyProc;
+		w->state = CRM_WORKER_STARTING;
+		w->changed_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	if (i < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("crm_automation serves at most %d databases", CRM_MAX_DATABASES)));
+	my_slot = i;
+	my_rank = rank;
+	before_shmem_exit(worker_detach, (Datum) 0);
+}
+
+void
+crm_worker_set_state(CrmWorkerState state)
+{
+	CrmWorkerSlot *w;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	w = my_worker_slot();
+	if (w)
+	{
+		/* a DROP DATABASE in progress keeps its mark */
+		if (w->state != CRM_WORKER_DROPPING)
+			w->state = state;
+		w->changed_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	/* the first worker running: the launcher starts its siblings */
+	if (state == CRM_WORKER_RUNNING && my_rank == 0 && crm_workers_wanted() > 1)
+		wake_launcher();
+}
+
+/* ---------------------------------------------------------------------------
+ * Utility hook: DROP DATABASE, DROP EXTENSION, CREATE DATABASE
+ * ---------------------------------------------------------------------------
+ */
+static void
+stop_workers_for_drop(const char *dbname)
+{
+	Oid			dboid = get_database_oid(dbname, true);
+	pid_t		pids[CRM_MAX_WORKERS_PER_DATABASE];
+	int			i;
+	int			r;
+	int			waited;
+	bool		any = false;
+
+	if (!OidIsValid(dboid) || crm_shared == NULL)
+		return;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dboid);
+	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+	{
+		pids[r] = 0;
+		if (i < 0)
+			continue;
+		crm_shared->slots[i].workers[r].state = CRM_WORKER_DROPPING;
+		crm_shared->slots[i].workers[r].changed_at = GetCurrentTimestamp();
+		pids[r] = crm_shared->slots[i].workers[r].pid;
+		any |= pids[r] != 0;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	if (!any)
+		return;
+
+	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		if (pids[r] != 0)
+			kill(pids[r], SIGTERM);
+	/* wait up to 10 s for them to leave; dropdb itself then waits 5 s more */
+	for (waited = 0; waited < 1000; waited++)
+	{
+		bool		gone = true;
+
+		SpinLockAcquire(&crm_shared->mutex);
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			if (pids[r] != 0 && crm_shared->slots[i].workers[r].pid == pids[r])
+				gone = false;
+		SpinLockRelease(&crm_shared->mutex);
+		if (gone)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+}
+
+static void
+crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (IsA(parsetree, DropdbStmt))
+		stop_workers_for_drop(((DropdbStmt *) parsetree)->dbname);
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+
+	if (crm_shared == NULL)
+		return;
+	if (IsA(parsetree, DropStmt) &&
+		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+	{
+		/* the workers notice at their next wake-up that the extension is gone */
+		ensure_xact_callback();
+		wake_all_at_commit = true;
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+		wake_launcher();
+}
+
+/* ---------------------------------------------------------------------------
+ * The launcher
+ * ---------------------------------------------------------------------------
+ */
+
+/* Connectable, non-template, valid databases. */
+static List *
+database_list(void)
+{
+	List	   *dbs = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	MemoryContext caller = CurrentMemoryContext;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		MemoryContext old;
+
+		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
+			continue;
+		old = MemoryContextSwitchTo(caller);
+		dbs = lappend_oid(dbs, db->oid);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dbs;
+}
+
+static bool
+start_worker(int slot, int rank, Oid dboid)
+{
+	BackgroundWorker w;
+	BackgroundWorkerHandle **handle = &handles[slot][rank];
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "crm_automation");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "crm_worker_main");
+	if (rank == 0)
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", dboid);
+	else
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", dboid, rank);
+	snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation worker");
+	w.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(w.bgw_extra, &rank, sizeof(rank));
+	w.bgw_notify_pid = MyProcPid;
+
+	if (*handle)
+		pfree(*handle);
+	*handle = NULL;
+	if (!RegisterDynamicBackgroundWorker(&w, handle))
+	{
+		ereport(LOG,
+				(errmsg("crm_automation: no background worker slot left for database %u", dboid),
+				 errhint("Raise max_worker_processes.")));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Whether the worker of a slot and rank should start now; *nap shortens to
+ * when it should be looked at again.  The caller holds the mutex.
+ */
+static bool
+should_start(int slot, int rank, TimestampTz now, long *nap)
+{
+	CrmDatabaseSlot *d = &crm_shared->slots[slot];
+	CrmWorkerSlot *s = &d->workers[rank];
+	pid_t		pid;
+	bool		start = false;
+
+	/* siblings follow the first worker, once it found the extension */
+	if (rank > 0 && d->workers[0].state != CRM_WORKER_RUNNING)
+		return false;
+
+	switch (s->state)
+	{
+		case CRM_WORKER_STOPPED:
+			if (TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS) ||
+				s->changed_at == 0 || d->recheck)
+				start = true;
+			else
+				*nap = Min(*nap, RESTART_DELAY_MS);
+			break;
+		case CRM_WORKER_ABSENT:
+			if (rank == 0)
+				start = d->recheck;
+			/*
+			 * A sibling that found no extension while the first one still
+			 * ran (DROP EXTENSION, not yet noticed by it): again later.
+			 */
+			else if (TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS))
+				start = true;
+			else
+				*nap = Min(*nap, RESTART_DELAY_MS);
+			break;
+		case CRM_WORKER_STARTING:
+			/* registered but never attached (e.g. could not connect) */
+			if (s->pid == 0 && handles[slot][rank] != NULL &&
+				GetBackgroundWorkerPid(handles[slot][rank], &pid) == BGWH_STOPPED)
+				start = TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS);
+			else if (s->pid == 0 && handles[slot][rank] == NULL)
+				start = TimestampDifferenceExceeds(s->changed_at, now, 10000);
+			if (!start && s->pid == 0)
+				*nap = Min(*nap, RESTART_DELAY_MS);
+			break;
+		case CRM_WORKER_DROPPING:
+			/* the database survived: DROP DATABASE failed */
+			if (s->pid == 0 && TimestampDifferenceExceeds(s->changed_at, now, 10000))
+				start = true;
+			else
+				*nap = Min(*nap, 10000);
+			break;
+		default:
+			break;
+	}
+	return start;
+}
+
+/* One pass: start what should run.  Returns the delay until the next pass. */
+static long
+launcher_pass(void)
+{
+	List	   *dbs = database_list();
+	TimestampTz now = GetCurrentTimestamp();
+	long		nap = LAUNCHER_NAP_MS;
+	int			wanted = crm_workers_wanted();
+	int			i;
+	int			r;
+	ListCell   *lc;
+
+	/* forget databases that are gone */
+	SpinLockAcquire(&crm_shared->mutex);
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+	{
+		CrmDatabaseSlot *d = &crm_shared->slots[i];
+		bool		live = false;
+
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			live |= d->workers[r].pid != 0;
+		if (d->used && !live && !list_member_oid(dbs, d->dboid))
+			d->used = false;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+
+	foreach(lc, dbs)
+	{
+		Oid			dboid = lfirst_oid(lc);
+		bool		start[CRM_MAX_WORKERS_PER_DATABASE];
+
+		SpinLockAcquire(&crm_shared->mutex);
+		i = slot_of(dboid);
+		if (i < 0)
+			i = slot_alloc(dboid);
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		{
+			start[r] = i >= 0 && r < wanted && should_start(i, r, now, &nap);
+			if (start[r])
+			{
+				crm_shared->slots[i].workers[r].state = CRM_WORKER_STARTING;
+				crm_shared->slots[i].workers[r].changed_at = now;
+			}
+		}
+		if (i >= 0 && start[0] && crm_shared->slots[i].recheck)
+		{
+			/* CREATE EXTENSION: the siblings follow the first at once */
+			crm_shared->slots[i].recheck = false;
+			for (r = 1; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+				if (crm_shared->slots[i].workers[r].state == CRM_WORKER_ABSENT)
+				{
+					crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
+					crm_shared->slots[i].workers[r].changed_at = 0;
+				}
+		}
+		SpinLockRelease(&crm_shared->mutex);
+
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		{
+			if (start[r] && !start_worker(i, r, dboid))
+			{
+				SpinLockAcquire(&crm_shared->mutex);
+				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
+				crm_shared->slots[i].workers[r].changed_at = now;
+				SpinLockRelease(&crm_shared->mutex);
+				nap = Min(nap, RESTART_DELAY_MS);
+			}
+		}
+	}
+	list_free(dbs);
+	return nap;
+}
+
+void
+crm_launcher_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("crm_automation launcher");
+
+	SpinLockAcquire(&crm_shared->mutex);
+	crm_shared->launcher = MyProc;
+	SpinLockRelease(&crm_shared->mutex);
+
+	for (;;)
+	{
+		long		nap;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		nap = launcher_pass();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 nap, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+void
+crm_launcher_init(void)
+{
+	BackgroundWorker w;
+
+	/* wake-up at commit works in every backend, preloaded or not */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = crm_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = crm_shmem_startup;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = crm_ProcessUtility;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = 5;
+	snprintf(w.bgw_library_name, BGW_MAXLEN, "crm_automation");
+	snprintf(w.bgw_function_name, BGW_MAXLEN, "crm_launcher_main");
+	snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation launcher");
+	snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation launcher");
+	RegisterBackgroundWorker(&w);
+}

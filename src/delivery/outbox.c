@@ -1,0 +1,496 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  The worker's side of crm.outbox: claim, record, release.
+ *
+ * Each function runs inside a short transaction opened by the worker
+ * (worker.c) and returns before anything touches the network.  A claim
+ * leases messages (status sending, attempts + 1, lease_until); the result of
+ * a transfer is recorded only if the lease is still ours (same attempt, still
+ * sending), so a message whose lease expired and was taken again is never
+ * recorded twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "core/guc.h"
+#include "delivery/delivery.h"
+#include "core/spi_util.h"
+
+/* The claim's result columns, in the order of crm._claim_messages. */
+enum
+{
+	C_ID = 1, C_CHANNEL, C_ATTEMPTS, C_KEY, C_PROVIDER, C_URL, C_METHOD, C_HEADERS, C_BODY,
+	C_SECRET, C_USERNAME, C_MAIL_FROM, C_RCPT, C_SUBJECT, C_HTML, C_TLS, C_ATTACHMENTS,
+	C_ERROR, C_NCOLS = C_ERROR
+};
+
+static char *
+get_text(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static char **
+get_text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	int			i;
+	int			k = 0;
+	char	  **out;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &nelems);
+	out = palloc0(sizeof(char *) * (nelems + 1));
+	for (i = 0; i < nelems; i++)
+		if (!nulls[i])
+			out[k++] = TextDatumGetCString(elems[i]);
+	*n = k;
+	return out;
+}
+
+/* Loads the attachments (drive file ids) of an e-mail into its context. */
+static void
+load_attachments(CrmMessage *m, char **ids, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		vals[1];
+	int			i;
+
+	m->att = palloc0(sizeof(CrmAttachment) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup;
+		TupleDesc	desc;
+		bool		isnull;
+		bytea	   *content;
+
+		vals[0] = CStringGetTextDatum(ids[i]);
+		crm_exec(crm_plan(&plan,
+						  "SELECT name, content_type, content FROM crm.drive_file"
+						  " WHERE id::text = $1",
+						  1, types), vals, NULL, true, 1);
+		if (SPI_processed == 0)
+		{
+			m->error = psprintf("attachment \"%s\" is not a drive file", ids[i]);
+			return;
+		}
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		m->att[m->natt].name = get_text(tup, desc, 1);
+		m->att[m->natt].content_type = get_text(tup, desc, 2);
+		content = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+		m->att[m->natt].len = VARSIZE_ANY_EXHDR(content);
+		m->att[m->natt].data = palloc(m->att[m->natt].len + 1);
+		memcpy(m->att[m->natt].data, VARDATA_ANY(content), m->att[m->natt].len);
+		m->natt++;
+	}
+}
+
+static Datum array_of(Datum *elems, bool *nulls, int n, Oid type);
+
+/*
+ * The endpoint of a URL as the worker counts transfers: "scheme://authority"
+ * lower-cased, or NULL when the URL has none.  The claim skips busy
+ * endpoints with the same function (crm._url_endpoint).
+ */
+char *
+crm_endpoint_of(const char *url)
+{
+	const char *p = url;
+	char	   *e;
+	char	   *c;
+
+	if (url == NULL || !isalpha((unsigned char) *p))
+		return NULL;
+	for (p++; isalnum((unsigned char) *p) || *p == '+' || *p == '.' || *p == '-'; p++)
+		;
+	if (strncmp(p, "://", 3) != 0)
+		return NULL;
+	p += 3;
+	p += strcspn(p, "/?#");
+	e = pnstrdup(url, p - url);
+	for (c = e; *c; c++)
+		*c = pg_ascii_tolower((unsigned char) *c);
+	return e;
+}
+
+PG_FUNCTION_INFO_V1(crm_url_endpoint_sql);
+
+/* crm._url_endpoint(url text): crm_endpoint_of() for the claim. */
+Datum
+crm_url_endpoint_sql(PG_FUNCTION_ARGS)
+{
+	char	   *e = crm_endpoint_of(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	if (e == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(e));
+}
+
+/*
+ * Leases up to limit due messages (expired leases too when asked), skipping
+ * those for the endpoints in busy (a list of strings: endpoints whose share
+ * of the transfer slots is full and that have messages claimed ahead
+ * already); returns them as CrmMessages, each in its own context under
+ * parent.
+ */
+List *
+crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContext parent)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT4OID, INTERVALOID, BOOLOID, TEXTARRAYOID};
+	Datum		vals[4];
+	Datum	   *names;
+	ListCell   *lc;
+	int			nbusy = 0;
+	List	   *out = NIL;
+	uint64		i;
+
+	vals[0] = Int32GetDatum(limit);
+	vals[1] = DirectFunctionCall3(interval_in,
+								  CStringGetDatum(psprintf("%d milliseconds", lease_ms)),
+								  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	vals[2] = BoolGetDatum(expired);
+	names = palloc(sizeof(Datum) * (list_length(busy) + 1));
+	foreach(lc, busy)
+		names[nbusy++] = CStringGetTextDatum((char *) lfirst(lc));
+	vals[3] = array_of(names, NULL, nbusy, TEXTOID);
+	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
+			 vals, NULL, false, 0);
+
+	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS)
+		elog(ERROR, "crm._claim_messages returned %d columns, expected %d",
+			 SPI_tuptable->tupdesc->natts, C_NCOLS);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext cxt = AllocSetContextCreate(parent, "crm outbox message",
+												  ALLOCSET_SMALL_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		CrmMessage *m = palloc0(sizeof(CrmMessage));
+		bool		isnull;
+		char	  **att_ids;
+		int			natt;
+		Datum		d;
+
+		m->cxt = cxt;
+		m->claimed_at = GetCurrentTransactionStartTimestamp();	/* the claim's now() */
+		m->retry_after = -1;
+		m->id = DatumGetInt64(SPI_getbinval(tup, desc, C_ID, &isnull));
+		m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, C_ATTEMPTS, &isnull));
+		d = SPI_getbinval(tup, desc, C_PROVIDER, &isnull);
+		m->provider_id = isnull ? 0 : DatumGetInt64(d);
+		m->channel = get_text(tup, desc, C_CHANNEL);
+		m->key = get_text(tup, desc, C_KEY);
+		m->url = get_text(tup, desc, C_URL);
+		m->method = get_text(tup, desc, C_METHOD);
+		m->headers = get_text_array(tup, desc, C_HEADERS, &m->nheaders);
+		m->body = get_text(tup, desc, C_BODY);
+		m->secret = get_text(tup, desc, C_SECRET);
+		m->username = get_text(tup, desc, C_USERNAME);
+		m->mail_from = get_text(tup, desc, C_MAIL_FROM);
+		m->rcpt = get_text_array(tup, desc, C_RCPT, &m->nrcpt);
+		m->subject = get_text(tup, desc, C_SUBJECT);
+		d = SPI_getbinval(tup, desc, C_HTML, &isnull);
+		m->html = !isnull && DatumGetBool(d);
+		m->tls = get_text(tup, desc, C_TLS);
+		m->error = get_text(tup, desc, C_ERROR);
+		m->endpoint = crm_endpoint_of(m->url);
+		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
+		if (m->body == NULL)
+			m->body = pstrdup("");
+		MemoryContextSwitchTo(old);
+
+		if (m->error == NULL && natt > 0)
+		{
+			SPITupleTable *saved = SPI_tuptable;
+			uint64		saved_n = SPI_processed;
+
+			old = MemoryContextSwitchTo(cxt);
+			load_attachments(m, att_ids, natt);
+			MemoryContextSwitchTo(old);
+			SPI_tuptable = saved;
+			SPI_processed = saved_n;
+		}
+		out = lappend(out, m);
+	}
+	return out;
+}
+
+/*
+ * Backoff before attempt n+1: crm.retry_base_delay doubling with each
+ * attempt, capped by crm.retry_max_delay, with "equal jitter" (half fixed,
+ * half random) so that a burst of failures does not retry in lockstep.
+ * *lo and *hi bound it, in seconds.
+ */
+static void
+retry_bounds(int attempts, double *lo, double *hi)
+{
+	double		d = (double) crm_retry_base_delay * pow(2.0, Max(attempts - 1, 0));
+
+	d = Min(d, (double) crm_retry_max_delay);
+	*lo = d / 2.0;
+	*hi = d;
+}
+
+/* The delay before the next attempt; a Retry-After from the server wins, within the cap. */
+double
+crm_retry_delay(int attempts, long retry_after)
+{
+	double		lo;
+	double		hi;
+
+	if (retry_after >= 0)
+		return Min((double) retry_after, (double) crm_retry_max_delay);
+	retry_bounds(attempts, &lo, &hi);
+	return lo + pg_prng_double(&pg_global_prng_state) * (hi - lo);
+}
+
+static Interval *
+seconds_interval(double secs)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) (secs * USECS_PER_SEC);
+	return iv;
+}
+
+PG_FUNCTION_INFO_V1(crm_retry_schedule);
+
+/*
+ * crm.retry_schedule(): for each failed attempt that is retried under the
+ * current settings, the shortest and longest wait before the next one.
+ */
+Datum
+crm_retry_schedule(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (n = 1; n < crm_max_attempts; n++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		double		lo;
+		double		hi;
+
+		retry_bounds(n, &lo, &hi);
+		values[0] = Int32GetDatum(n);
+		values[1] = IntervalPGetDatum(seconds_interval(lo));
+		values[2] = IntervalPGetDatum(seconds_interval(hi));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+static const char *
+status_of(CrmMessage *m, double *delay, char **error)
+{
+	*delay = 0;
+	*error = m->result_error;
+	switch (m->outcome)
+	{
+		case CRM_OUT_SENT:
+			return "sent";
+		case CRM_OUT_RETRY:
+			if (m->attempts >= crm_max_attempts)
+			{
+				*error = psprintf("gave up after %d attempts: %s", m->attempts,
+								  m->result_error ? m->result_error : "failed");
+				return "dead";
+			}
+			*delay = crm_retry_delay(m->attempts, m->retry_after);
+			return "failed";
+		case CRM_OUT_RELEASED:
+			return "failed";
+		default:
+			return "dead";
+	}
+}
+
+static Datum
+array_of(Datum *elems, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	if (n == 0)
+		return PointerGetDatum(construct_empty_array(type));
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, type,
+											  typlen, typbyval, typalign));
+}
+
+/* An endpoint answered 410 Gone: its waiting messages die, it is disabled. */
+static void
+disable_endpoint(CrmMessage *m, const char *error)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {TEXTOID, TEXTOID, INT8OID, TEXTOID};
+	Datum		vals[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	vals[0] = CStringGetTextDatum(m->url ? m->url : "");
+	vals[1] = CStringGetTextDatum(error ? error : "410 Gone");
+	vals[2] = Int64GetDatum(m->provider_id);
+	nulls[2] = (m->provider_id && strcmp(m->channel, "webhook") != 0) ? ' ' : 'n';
+	vals[3] = CStringGetTextDatum(m->channel);
+	crm_exec(crm_plan(&plan,
+					  "WITH d AS (INSERT INTO crm.disabled_endpoint (url, reason)"
+					  "           SELECT $1, $2 WHERE $4 = 'webhook'"
+					  "           ON CONFLICT (url) DO NOTHING RETURNING 1),"
+					  " p AS (UPDATE crm.provider SET active = false, disabled_reason = $2"
+					  "       WHERE id = $3 RETURNING 1)"
+					  " UPDATE crm.outbox SET status = 'dead', next_attempt_at = 'infinity', updated_at = now(),"
+					  "        last_error = 'endpoint gone: ' || $2"
+					  "  WHERE status IN ('pending', 'failed')"
+					  "    AND ((channel = 'webhook' AND $4 = 'webhook' AND payload ->> 'url' = $1)"
+					  "         OR provider_id = $3)",
+					  4, types), vals, nulls, false, 0);
+}
+
+/*
+ * Records the outcome of finished messages, in one statement whatever
+ * their number: each row only if its lease is still ours (same attempt,
+ * still sending); if the lease expired and another claimer took the
+ * message, nothing is recorded.  Rows are found by primary key: the index
+ * scan prunes the page of the versions the claim left behind, so the new
+ * version (not a HOT update: sent_at leaves outbox_due) fits on the same
+ * page.  Found by address (a TID scan, which prunes nothing), it relied on
+ * a later claim's scan over the messages in flight having pruned the page
+ * first; a loop that records each batch before the next claim (one SQL
+ * session claiming and recording 20,000 messages) grew the table by three
+ * quarters.
+ * A dead message's next attempt is 'infinity', which takes it out of
+ * outbox_due.
+ */
+void
+crm_outbox_record(List *msgs)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, BOOLARRAYOID};
+	int			n = list_length(msgs);
+	Datum	   *ids,
+			   *attempts,
+			   *status,
+			   *codes,
+			   *errors,
+			   *excerpts,
+			   *delays,
+			   *released;
+	bool	   *code_null,
+			   *error_null,
+			   *excerpt_null;
+	Datum		vals[8];
+	ListCell   *lc;
+	int			i = 0;
+
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(Datum) * n);
+	attempts = palloc(sizeof(Datum) * n);
+	status = palloc(sizeof(Datum) * n);
+	codes = palloc(sizeof(Datum) * n);
+	errors = palloc(sizeof(Datum) * n);
+	excerpts = palloc(sizeof(Datum) * n);
+	delays = palloc(sizeof(Datum) * n);
+	released = palloc(sizeof(Datum) * n);
+	code_null = palloc(sizeof(bool) * n);
+	error_null = palloc(sizeof(bool) * n);
+	excerpt_null = palloc(sizeof(bool) * n);
+
+	foreach(lc, msgs)
+	{
+		CrmMessage *m = lfirst(lc);
+		double		delay;
+		char	   *error;
+		const char *st = status_of(m, &delay, &error);
+
+		ids[i] = Int64GetDatum(m->id);
+		attempts[i] = Int32GetDatum(m->attempts);
+		status[i] = CStringGetTextDatum(st);
+		codes[i] = Int32GetDatum((int32) m->code);
+		code_null[i] = m->code == 0;
+		errors[i] = error ? CStringGetTextDatum(error) : (Datum) 0;
+		error_null[i] = error == NULL;
+		excerpts[i] = m->excerpt_len > 0 ? CStringGetTextDatum(m->excerpt) : (Datum) 0;
+		excerpt_null[i] = m->excerpt_len == 0;
+		delays[i] = Float8GetDatum(delay);
+		released[i] = BoolGetDatum(m->outcome == CRM_OUT_RELEASED);
+		i++;
+		if (m->outcome == CRM_OUT_GONE)
+			disable_endpoint(m, error);
+	}
+	vals[0] = array_of(ids, NULL, n, INT8OID);
+	vals[1] = array_of(attempts, NULL, n, INT4OID);
+	vals[2] = array_of(status, NULL, n, TEXTOID);
+	vals[3] = array_of(codes, code_null, n, INT4OID);
+	vals[4] = array_of(errors, error_null, n, TEXTOID);
+	vals[5] = array_of(excerpts, excerpt_null, n, TEXTOID);
+	vals[6] = array_of(delays, NULL, n, FLOAT8OID);
+	vals[7] = array_of(released, NULL, n, BOOLOID);
+	crm_exec(crm_plan_opts(&plan,
+						   "UPDATE crm.outbox o"
+						   "   SET status = r.status, response_code = r.code, last_error = r.error,"
+						   "       response_excerpt = r.excerpt,"
+						   "       next_attempt_at = CASE r.status"
+						   "           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
+						   "           WHEN 'dead' THEN 'infinity'"
+						   "           ELSE o.next_attempt_at END,"
+						   "       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
+						   "       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
+						   "       lease_until = NULL, updated_at = now()"
+						   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+						   "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
+						   " WHERE o.id = r.id AND o.attempts = r.attempts"
+						   "   AND o.status = 'sending'",
+						   8, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
+}
+
+/* Gives unfinished messages back to the queue (worker shutdown). */
+void
+crm_outbox_release(List *msgs)
+{
+	ListCell   *lc;
+
+	foreach(lc, msgs)
+	{
+		CrmMessage *m = lfirst(lc);
+
+		m->outcome = CRM_OUT_RELEASED;
+		m->result_error = "interrupted by worker shutdown";
+	}
+	crm_outbox_record(msgs);
+}

@@ -1,0 +1,784 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The per-database workers: deliver the outbox; the first runs due jobs.
+ *
+ * A database has crm.workers_per_database of them (launcher.c), each with
+ * its rank and its share of crm.worker_concurrency, the "slots" below.  They
+ * claim from the same outbox (SKIP LOCKED keeps their claims apart); rank 0
+ * alone runs jobs and the cleanup.  A claim that came back full means more
+ * messages wait: the worker then wakes the next rank (at most every
+ * SIBLING_WAKE_MS: each wake-up of rank 0 also looks for due jobs), so a
+ * burst draws every worker in.
+ *
+ * One loop, never blocking on anything but its wait:
+ *
+ *	 1. rank 0, when woken (a commit set the latch) or when a job fell due:
+ *		run due jobs, each in its own transaction (crm.run_next_job());
+ *	 2. fill the free transfer slots from the messages claimed ahead;
+ *	 3. one short transaction, the "exchange", when there is enough to do:
+ *		record the transfers that finished (one UPDATE for all of them), then
+ *		lease more messages (crm._claim_messages), and note the next time
+ *		anything falls due (crm._next_message_due()) unless the claim was
+ *		full; commit;
+ *	 4. hand the claimed messages to libcurl (http.c) as slots free up, and
+ *		commit nothing while they travel;
+ *	 5. wait on the latch, the transfers' sockets and the earliest due time.
+ *
+ * Each exchange has a fixed cost, so the loop makes them count: it claims
+ * when fewer than half the slots' worth of messages are ready, as many as
+ * fill the free slots and twice the slots ahead, and records results once
+ * a slots' worth finished (or 20 ms after the first, or when nothing else
+ * is in flight).  A message claimed ahead starts only while its lease
+ * outlasts its whole transfer by START_MARGIN_MS; one that waited longer
+ * for a slot (slow endpoints holding them all) goes back to the queue
+ * unsent.
+ *
+ * One endpoint (scheme and authority of the URL) holds at most all of the
+ * worker's slots but an eighth: however slow it is, messages to others
+ * find a free slot.  Its messages beyond that wait in the ready list
+ * without counting as ready, and once half the slots' worth of them wait,
+ * claims skip that endpoint, looking at most 2,000 messages ahead in the
+ * queue (a longer backlog for a slow endpoint still delays the messages
+ * queued after it until it shrinks below that).
+ *
+ * The exchange commits without waiting for its WAL to reach the disk
+ * (synchronous_commit off, for that transaction only; jobs commit as
+ * configured).  Losing such a commit in a crash loses no message: a lost
+ * claim leaves the message pending, a lost result leaves it leased by a
+ * worker of the previous server, which the first claim after the restart
+ * takes back.  Either way the message is sent again with the same
+ * webhook-id, so what a crash can cost is duplicates, never a message.
+ * To keep them bounded, no result stays off the disk longer than
+ * RESULTS_DURABLE_MS: past that the worker flushes the WAL itself (usually
+ * the WAL writer has done so long before).  A crash of the machine
+ * therefore re-sends at most the messages in flight and those recorded in
+ * the last 100 ms; a crash of PostgreSQL alone keeps the WAL already handed
+ * to the kernel and re-sends only those recorded in the WAL not yet
+ * written.
+ *
+ * The loop's allocations live in a context reset at the top of each turn;
+ * each message has its own context, deleted once its result is recorded.
+ * SIGTERM lets the transfers in flight finish for up to 3 seconds and gives
+ * the rest, and the messages claimed ahead, back to the queue; a crash
+ * leaves their leases, which a later claim takes back (every claim reads
+ * past the messages being sent and takes those whose lease ended, or was
+ * taken before the server started).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "core/guc.h"
+#include "delivery/delivery.h"
+#include "delivery/worker.h"
+
+#define JOBS_PER_PASS		100
+#define CLEANUP_EVERY_MS	(5 * 60 * 1000)
+#define SHUTDOWN_GRACE_MS	3000
+#define LEASE_MARGIN_MS		30000
+#define IDLE_CHECK_MS		(10 * 60 * 1000)
+#define RESULTS_DURABLE_MS	100		/* longest a result may stay off the disk */
+#define RECORD_DELAY_MS		20		/* longest a result waits for others to share its commit */
+#define SIBLING_WAKE_MS		100		/* while claims come back full, how often the next
+										 * worker is woken */
+#define START_MARGIN_MS		5000	/* a leased message starts only while its lease outlasts
+									 * the transfer by this much */
+#define SKIP_AGAIN_MS		250		/* after a claim that skipped busy endpoints came
+									 * back short, how long before the next may;
+									 * doubled while they come back empty, up to */
+#define SKIP_AGAIN_MAX_MS	2000
+
+static volatile sig_atomic_t got_sigterm = false;
+
+/*
+ * This worker's rank among its database's workers (0 runs the jobs and
+ * the cleanup) and its share of crm.worker_concurrency.
+ */
+static int	rank = 0;
+static int	slots = 1;
+
+/* set by the steps, read by the loop */
+static bool extension_gone = false;
+static TimestampTz next_job_due = 0;
+static TimestampTz next_msg_due = 0;
+static bool job_backlog = false;
+
+/*
+ * Messages claimed ahead, not yet started (oldest due first), and those
+ * given back unsent because they waited too long; both in worker_cxt.
+ */
+static List *ready = NIL;
+static int	ready_blocked = 0;	/* how many of them wait for a busy endpoint */
+static int	last_claimed = 0;	/* how many messages the last exchange claimed */
+static List *unsent = NIL;
+static MemoryContext worker_cxt = NULL;
+
+/*
+ * Results committed without waiting for the disk: when the oldest of those
+ * not known to be on disk was committed (0: none), and the last one's end.
+ */
+static TimestampTz results_unflushed_since = 0;
+static XLogRecPtr results_lsn = InvalidXLogRecPtr;
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+typedef void (*XactStep) (void *arg);
+
+/*
+ * Runs fn in a transaction of its own with SPI connected.  An ERROR is
+ * reported and the transaction rolled back; the loop goes on.
+ */
+static bool
+in_transaction(XactStep fn, void *arg, const char *activity)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, activity);
+		fn(arg);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+static char dbname[NAMEDATALEN];
+
+static void
+step_check_extension(void *arg)
+{
+	char	   *name = get_database_name(MyDatabaseId);
+
+	strlcpy(dbname, name ? name : "?", sizeof(dbname));
+	extension_gone = !OidIsValid(get_extension_oid("crm_automation", true));
+}
+
+static TimestampTz
+get_due(int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
+/*
+ * One due job, if any; *ran says whether there was one.  When there was
+ * none, the next due time is noted (read in the same snapshot).
+ */
+static void
+step_run_job(void *arg)
+{
+	bool	   *ran = arg;
+	bool		isnull;
+
+	if (SPI_execute("SELECT crm.run_next_job(), crm.next_job_due()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "crm.run_next_job() failed");
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*ran = !isnull;
+	if (!*ran)
+		next_job_due = get_due(2);
+}
+
+/*
+ * One exchange with the outbox, in one short transaction: record the
+ * transfers that finished, then lease up to limit more messages.  One
+ * commit per turn of the loop, however many messages it covers.
+ */
+typedef struct Exchange
+{
+	List	   *finished;		/* to record */
+	int			limit;			/* to claim; 0: none */
+	bool		check_extension;
+	MemoryContext cxt;			/* the messages' parent context */
+	MemoryContext list_cxt;		/* where the list of claimed ones goes */
+	List	   *busy;			/* endpoints the claim skips */
+	List	   *claimed;
+} Exchange;
+
+static void
+step_exchange(void *arg)
+{
+	Exchange   *x = arg;
+
+	if (x->check_extension)
+	{
+		extension_gone = !OidIsValid(get_extension_oid("crm_automation", true));
+		if (extension_gone)
+			return;
+	}
+
+	/* see the header comment: a lost commit here costs a re-send only */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+
+	/*
+	 * The record finds each row by primary key.  Its plan is made once,
+	 * often while the outbox is nearly empty, when reading the whole table
+	 * looks as cheap; kept as the outbox grows, it would read every row for
+	 * every batch.
+	 */
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	crm_outbox_record(x->finished);
+	if (x->limit > 0)
+	{
+		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
+										   true, x->busy, x->cxt);
+		MemoryContext old = MemoryContextSwitchTo(x->list_cxt);
+
+		x->claimed = list_copy(l);
+		MemoryContextSwitchTo(old);
+
+		/* a full claim means more may wait: no need to look further */
+		if (list_length(x->claimed) >= x->limit)
+			return;
+		if (SPI_execute("SELECT crm._next_message_due()", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "crm._next_message_due() failed");
+		next_msg_due = get_due(1);
+	}
+}
+
+static void
+step_release(void *arg)
+{
+	crm_outbox_release((List *) arg);
+}
+
+/*
+ * Flushes the WAL when results committed without waiting for the disk may
+ * still not be there RESULTS_DURABLE_MS after the oldest of them (the WAL
+ * writer has usually flushed them long before).
+ */
+static void
+results_make_durable(void)
+{
+	if (results_unflushed_since == 0)
+		return;
+	if (GetFlushRecPtr(NULL) >= results_lsn)
+		results_unflushed_since = 0;
+	else if (TimestampDifferenceExceeds(results_unflushed_since, GetCurrentTimestamp(),
+										RESULTS_DURABLE_MS))
+	{
+		XLogFlush(results_lsn);
+		results_unflushed_since = 0;
+	}
+}
+
+/* Notes that the exchange just committed recorded n results. */
+static void
+results_committed(int n)
+{
+	if (n == 0)
+		return;
+	results_lsn = XactLastCommitEnd;
+	if (results_unflushed_since == 0)
+		results_unflushed_since = GetCurrentTimestamp();
+	results_make_durable();
+}
+
+/*
+ * This worker's share of crm.worker_concurrency: the workers of a database
+ * split it, the first ones taking the remainder.  False when its rank is no
+ * longer wanted (the settings changed): it then leaves.
+ */
+static bool
+share_slots(void)
+{
+	int			n = crm_workers_wanted();
+
+	if (rank >= n)
+		return false;
+	slots = crm_worker_concurrency / n + (rank < crm_worker_concurrency % n ? 1 : 0);
+	return true;
+}
+
+static void
+step_cleanup(void *arg)
+{
+	(void) SPI_execute("SELECT crm.cleanup_outbox()", false, 0);
+}
+
+static void
+free_messages(List *msgs)
+{
+	ListCell   *lc;
+
+	foreach(lc, msgs)
+		MemoryContextDelete(((CrmMessage *) lfirst(lc))->cxt);
+}
+
+/*
+ * Transfers one endpoint may hold at once: all of the worker's slots but an
+ * eighth (at least one), so that messages to other endpoints find a free
+ * slot however slow this one is.
+ */
+static int
+endpoint_share(void)
+{
+	return Max(1, slots - Max(1, slots / 8));
+}
+
+typedef struct Blocked
+{
+	const char *endpoint;
+	int			n;
+} Blocked;
+
+/*
+ * Starts ready messages in the free transfer slots, oldest first, each
+ * while its endpoint has less than its share of them in flight; the others
+ * wait (blocked).  A message leased so long ago that its transfer could
+ * outlast the lease (all the slots, or its endpoint's share, held by slow
+ * transfers) is given back unsent instead: once its lease expired, a claim
+ * could take it again.  Returns how many messages wait for their endpoint;
+ * when busy is not NULL, sets it to the endpoints with at least half the
+ * slots' worth of them (a list of strings in the current context), which
+ * the next claim skips.
+ */
+static int
+start_ready(CrmTransport *t, List **busy)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			share = endpoint_share();
+	List	   *blocked = NIL;
+	List	   *kept = NIL;
+	int			nblocked = 0;
+	ListCell   *lc;
+	MemoryContext old;
+
+	/* no free slot: nothing starts, and the counts stand */
+	if (busy == NULL && crm_transport_inflight(t) >= slots)
+		return ready_blocked;
+	old = MemoryContextSwitchTo(worker_cxt);
+
+	foreach(lc, ready)
+	{
+		CrmMessage *m = lfirst(lc);
+
+		if (crm_transport_inflight(t) >= slots)
+		{
+			/* no free slot: the rest wait as they are */
+			kept = list_concat(kept, list_copy_tail(ready, foreach_current_index(lc)));
+			break;
+		}
+		if (TimestampDifferenceExceeds(m->claimed_at, now, LEASE_MARGIN_MS - START_MARGIN_MS))
+		{
+			m->outcome = CRM_OUT_RELEASED;
+			m->result_error = "waited too long for a free transfer slot: back to the queue";
+			unsent = lappend(unsent, m);
+		}
+		else if (m->endpoint != NULL && crm_transport_load(t, m->endpoint) >= share)
+		{
+			ListCell   *bc;
+			Blocked    *b = NULL;
+
+			kept = lappend(kept, m);
+			nblocked++;
+			if (busy == NULL)
+				continue;
+			foreach(bc, blocked)
+			{
+				if (strcmp(((Blocked *) lfirst(bc))->endpoint, m->endpoint) == 0)
+				{
+					b = lfirst(bc);
+					break;
+				}
+			}
+			if (b == NULL)
+			{
+				b = palloc0(sizeof(Blocked));
+				b->endpoint = m->endpoint;
+				blocked = lappend(blocked, b);
+			}
+			b->n++;
+		}
+		else
+			crm_transport_start(t, m);
+	}
+	list_free(ready);
+	ready = kept;
+	ready_blocked = nblocked;
+	MemoryContextSwitchTo(old);
+
+	if (busy != NULL)
+	{
+		*busy = NIL;
+		foreach(lc, blocked)
+		{
+			Blocked    *b = lfirst(lc);
+
+			if (b->n >= Max(1, slots / 2))
+				*busy = lappend(*busy, pstrdup(b->endpoint));
+		}
+		list_free_deep(blocked);
+	}
+	return nblocked;
+}
+
+/* Results waiting to be recorded. */
+static int
+results_waiting(CrmTransport *t)
+{
+	return crm_transport_nfinished(t) + list_length(unsent);
+}
+
+/*
+ * Records what finished and claims up to limit more (0: none), skipping
+ * the busy endpoints, in one transaction; the claimed messages join the
+ * ready ones and start as slots allow.  Returns whether the transaction
+ * committed; *full says, after a claim, whether it took all it could (more
+ * may be waiting).
+ */
+static bool
+exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
+		 MemoryContext msg_cxt, bool *full)
+{
+	Exchange	x = {0};
+	MemoryContext old;
+	bool		ok;
+
+	x.finished = list_concat(crm_transport_finished(t), unsent);
+	list_free(unsent);
+	unsent = NIL;
+	x.limit = limit;
+	x.busy = busy;
+	x.check_extension = check_extension;
+	x.cxt = msg_cxt;
+	x.list_cxt = CurrentMemoryContext;
+	if (x.finished == NIL && limit == 0 && !check_extension)
+		return true;
+	ok = in_transaction(step_exchange, &x,
+						limit > 0 ? "crm_automation: claiming messages"
+						: "crm_automation: recording deliveries");
+	if (ok)
+		results_committed(list_length(x.finished));
+	free_messages(x.finished);
+	list_free(x.finished);
+	if (!ok)
+	{
+		/* the claim rolled back with the rest: its messages were never ours */
+		free_messages(x.claimed);
+		*full = false;
+		return false;
+	}
+	if (limit > 0)
+		*full = list_length(x.claimed) >= limit;
+	last_claimed = list_length(x.claimed);
+	old = MemoryContextSwitchTo(worker_cxt);
+	ready = list_concat(ready, x.claimed);
+	MemoryContextSwitchTo(old);
+	list_free(x.claimed);
+	(void) start_ready(t, NULL);
+	return true;
+}
+
+/*
+ * Runs due jobs, up to JOBS_PER_PASS; notes whether some may remain.
+ * Returns how many ran.
+ */
+static int
+run_jobs(void)
+{
+	int			n;
+
+	job_backlog = false;
+	for (n = 0; n < JOBS_PER_PASS; n++)
+	{
+		bool		ran = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (got_sigterm)
+			return n;
+		if (!in_transaction(step_run_job, &ran, "crm_automation: running a job"))
+		{
+			/* not the job's failure (run_next_job keeps those): back off */
+			next_job_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			return n;
+		}
+		if (!ran)
+			return n;
+	}
+	job_backlog = true;
+	return n;
+}
+
+static void
+shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
+	List	   *left;
+	bool		full;
+
+	while (crm_transport_inflight(t) > 0 && GetCurrentTimestamp() < deadline)
+	{
+		(void) crm_transport_wait(t, 100);
+		ResetLatch(MyLatch);
+	}
+	(void) exchange(t, 0, NIL, false, msg_cxt, &full);
+	left = list_concat(crm_transport_abandon(t), ready);
+	ready = NIL;
+	ready_blocked = 0;
+	if (left != NIL)
+	{
+		(void) in_transaction(step_release, left, "crm_automation: releasing messages");
+		free_messages(left);
+	}
+}
+
+void
+crm_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	MemoryContext loop_cxt;
+	MemoryContext msg_cxt;
+	CrmTransport *t;
+	TimestampTz last_cleanup = 0;
+	bool		woken = true;	/* do everything once at start */
+	bool		backlog = false;
+	bool		check_pending = true;	/* woken: look for DROP EXTENSION */
+	TimestampTz first_result_at = 0;	/* when the oldest result waiting finished */
+	TimestampTz sibling_woken_at = 0;
+	int			skipped = 0;	/* endpoints the last claim skipped, if it came
+								 * back short */
+	TimestampTz skip_again_at = 0;	/* then, when a claim may skip them again */
+	int			skip_again_ms = SKIP_AGAIN_MS;
+	TimestampTz skipped_at = 0;	/* when the last such claim ran */
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, worker_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	memcpy(&rank, MyBgworkerEntry->bgw_extra, sizeof(rank));
+	crm_worker_attach(dboid, rank);
+	pgstat_report_appname("crm_automation worker");
+
+	/*
+	 * Short statements, many times a second: compiling them (when a large
+	 * outbox lifts the planner's estimates above jit_above_cost) would cost
+	 * far more than it saves.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	(void) in_transaction(step_check_extension, NULL, "crm_automation: starting");
+	if (extension_gone)
+	{
+		crm_worker_set_state(CRM_WORKER_ABSENT);
+		proc_exit(0);
+	}
+	crm_worker_set_state(CRM_WORKER_RUNNING);
+	ereport(LOG, (errmsg("crm_automation worker %d started for database \"%s\"", rank, dbname)));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker loop", ALLOCSET_DEFAULT_SIZES);
+	msg_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker messages", ALLOCSET_DEFAULT_SIZES);
+	worker_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker queues", ALLOCSET_SMALL_SIZES);
+	t = crm_transport_create();
+
+	while (!got_sigterm)
+	{
+		TimestampTz now;
+		TimestampTz wake_at = DT_NOEND;
+		long		timeout;
+		int			room;
+		bool		want_claim;
+		bool		want_record;
+		int			waiting;
+		int			startable;
+		List	   *busy;
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!share_slots())
+			break;
+
+		now = GetCurrentTimestamp();
+		if (rank == 0 && crm_worker_enabled && (woken || now >= next_job_due) && run_jobs() > 0)
+			woken = true;		/* the jobs may have queued messages */
+		if (woken)
+			check_pending = true;
+
+		/*
+		 * Fill the free slots from the messages claimed ahead.  Claim when
+		 * fewer than half the slots' worth are ready, enough for the free
+		 * slots and twice the slots ahead; record results once the slots'
+		 * worth finished, or RECORD_DELAY_MS after the first, or at once when
+		 * nothing else is in flight.  Each commit thus covers about as many
+		 * messages as there are slots, whatever the order they finish in.
+		 *
+		 * Messages waiting for a busy endpoint (one holding its share of the
+		 * slots) do not count as ready, and the claim skips the endpoints with
+		 * half the slots' worth of them.  Such a claim reads up to 2,000
+		 * messages: once one came back short, the next waits SKIP_AGAIN_MS
+		 * (doubling while they come back empty) or, after a commit, at least
+		 * SKIP_AGAIN_MS; but when no endpoint is busy any more, claim again
+		 * at once.
+		 */
+		startable = list_length(ready) - start_ready(t, &busy);
+		room = Min(3 * slots - crm_transport_inflight(t) - startable,
+				   5 * slots - list_length(ready));
+		want_claim = crm_worker_enabled && room > 0 && startable <= slots / 2;
+		if (busy == NIL)
+			want_claim = want_claim && (woken || backlog || now >= next_msg_due || skipped > 0);
+		else
+			want_claim = want_claim &&
+				(now >= skip_again_at ||
+				 (woken && TimestampDifferenceExceeds(skipped_at, now, SKIP_AGAIN_MS)));
+		waiting = results_waiting(t);
+		if (waiting > 0 && first_result_at == 0)
+			first_result_at = now;
+		want_record = waiting >= slots ||
+			(waiting > 0 && (crm_transport_inflight(t) == 0 ||
+							 TimestampDifferenceExceeds(first_result_at, now, RECORD_DELAY_MS)));
+		if (want_claim || want_record ||
+			(check_pending && crm_transport_inflight(t) == 0 && ready == NIL))
+		{
+			if (!exchange(t, want_claim ? room : 0, busy, check_pending, msg_cxt, &backlog))
+				next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			else
+			{
+				check_pending = false;
+				if (want_claim)
+				{
+					skipped = backlog ? 0 : list_length(busy);
+					if (busy != NIL)
+						skipped_at = now;
+					if (busy != NIL && backlog)
+						skip_again_at = 0;
+					else if (busy != NIL)
+					{
+						/* nothing new for the others since a commit: look less often */
+						skip_again_ms = last_claimed == 0 ? Min(skip_again_ms * 2, SKIP_AGAIN_MAX_MS)
+							: SKIP_AGAIN_MS;
+						skip_again_at = TimestampTzPlusMilliseconds(now, skip_again_ms);
+					}
+				}
+				/* more wait: draw a sibling in (it may already be busy) */
+				if (want_claim && backlog &&
+					TimestampDifferenceExceeds(sibling_woken_at, now, SIBLING_WAKE_MS))
+				{
+					crm_worker_wake_next();
+					sibling_woken_at = now;
+				}
+				if (want_claim && !backlog && next_msg_due <= now)
+				{
+					/* due but not claimable (locked by another claimer): look again soon */
+					next_msg_due = TimestampTzPlusMilliseconds(now, 250);
+				}
+			}
+			first_result_at = 0;
+		}
+		if (extension_gone)
+			break;
+
+		now = GetCurrentTimestamp();
+		if (rank == 0 &&
+			(last_cleanup == 0 || TimestampDifferenceExceeds(last_cleanup, now, CLEANUP_EVERY_MS)))
+		{
+			(void) in_transaction(step_cleanup, NULL, "crm_automation: cleaning the outbox");
+			last_cleanup = now;
+		}
+
+		/*
+		 * Sleep until the latch, a socket, the earliest due time, or the time
+		 * to record the results waiting.
+		 */
+		if (crm_worker_enabled)
+		{
+			if (rank == 0)
+				wake_at = next_job_due;
+			if (list_length(ready) - ready_blocked <= slots / 2)
+			{
+				TimestampTz claim_at = backlog ? now : next_msg_due;
+
+				/* a claim skipping busy endpoints waits its turn */
+				if (busy != NIL)
+					claim_at = Max(claim_at, skip_again_at);
+				wake_at = Min(wake_at, claim_at);
+			}
+		}
+		results_make_durable();
+		if (results_unflushed_since != 0)
+			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(results_unflushed_since,
+															   RESULTS_DURABLE_MS));
+		if (results_waiting(t) > 0)
+		{
+			if (first_result_at == 0)
+				first_result_at = now;
+			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(first_result_at, RECORD_DELAY_MS));
+		}
+		if ((crm_worker_enabled && rank == 0 && job_backlog) || wake_at <= now)
+			timeout = 0;
+		else if (wake_at == DT_NOEND)
+			timeout = IDLE_CHECK_MS;
+		else
+			timeout = Min((long) ((wake_at - now + 999) / 1000), IDLE_CHECK_MS);
+
+		woken = crm_transport_wait(t, timeout);
+		ResetLatch(MyLatch);
+	}
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	shutdown_worker(t, msg_cxt);
+	if (extension_gone)
+	{
+		crm_worker_set_state(CRM_WORKER_ABSENT);
+		ereport(LOG, (errmsg("crm_automation worker %d stopping: the extension was dropped from database \"%s\"", rank, dbname)));
+		proc_exit(0);
+	}
+	if (!got_sigterm)
+		ereport(LOG, (errmsg("crm_automation worker %d stopping: crm.workers_per_database is %d", rank, crm_workers_per_database)));
+	proc_exit(0);
+}

@@ -1,0 +1,44 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.h
+ *	  The launcher, the per-database workers and their shared state.
+ *
+ * launcher.c owns the shared memory (one slot per database), the launcher
+ * background worker, wake-up at commit and the hooks that stop a database's
+ * worker before DROP DATABASE.  worker.c is the per-database loop: due jobs,
+ * outbox claims, libcurl transfers (http.c, smtp.c), results.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CRM_WORKER_H
+#define CRM_WORKER_H
+
+#include "postmaster/bgworker.h"
+
+#include "core/guc.h"
+
+/* What a worker's slot says about it. */
+typedef enum CrmWorkerState
+{
+	CRM_WORKER_FREE = 0,		/* unused slot */
+	CRM_WORKER_STARTING,		/* registered, not yet connected */
+	CRM_WORKER_RUNNING,			/* connected, extension present */
+	CRM_WORKER_ABSENT,			/* the database has no crm_automation */
+	CRM_WORKER_STOPPED,			/* exited; the launcher restarts it */
+	CRM_WORKER_DROPPING			/* DROP DATABASE asked it to leave */
+} CrmWorkerState;
+
+/* _PG_init: shared memory hooks, launcher registration, utility hook. */
+extern void crm_launcher_init(void);
+
+/* Called by a database worker once connected; index is its rank (0..). */
+extern void crm_worker_attach(Oid dboid, int index);
+extern void crm_worker_set_state(CrmWorkerState state);
+extern int	crm_workers_wanted(void);
+extern void crm_worker_wake_next(void);
+
+/* Background worker entry points (bgw_function_name). */
+extern PGDLLEXPORT void crm_launcher_main(Datum arg);
+extern PGDLLEXPORT void crm_worker_main(Datum arg);
+
+#endif							/* CRM_WORKER_H */

@@ -1,0 +1,1062 @@
+/*-------------------------------------------------------------------------
+ *
+ * robots.c
+ *	  Running a stage's robots when an item enters it.
+ *
+ * When items enter a stage (stage_entry.c hands over a statement's stage
+ * changes in batches), crm_robots_run_entries cancels what the items' old
+ * stages had pending and plans the new stages' robots, in the transaction
+ * that moved the items, so a rolled-back move plans nothing:
+ *
+ *	  - a robot with a delay, and the robots chained to it by after_previous,
+ *		become a job (crm.job) the worker runs when due;
+ *	  - a wait makes every later robot a job that runs when the wait ends;
+ *	  - every other robot runs at once, in order.  A failing robot is logged
+ *		and the application's statement still succeeds: a batch runs in one
+ *		subtransaction, and if anything in it fails it is rolled back and
+ *		replayed "carefully", each robot in a subtransaction of its own.
+ *
+ * Every run is logged in crm.robot_log.  Outputs of named robots feed later
+ * ones ({=Robot:NAME.key}).
+ *
+ * Loops: the transaction keeps the chain of (rule, item) pairs that led to
+ * the current action (the lineage).  A robot that would run again for the
+ * same item inside its own chain is a cycle and is not run (loop_stopped);
+ * crm.max_depth bounds long chains.  A later, separate statement starts a new
+ * chain, so legitimate re-entry still runs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "core/guc.h"
+#include "core/scope.h"
+#include "engine/robots.h"
+#include "core/rowsink.h"
+#include "core/rule_cache.h"
+#include "engine/scheduler.h"
+#include "core/spi_util.h"
+#include "engine/work_time.h"
+#include "engine/hooks.h"
+
+/* ---------- lineage ---------- */
+
+#define MAX_LINEAGE 1024
+
+typedef struct LineageEntry
+{
+	char		kind;			/* 'r' robot, 't' trigger, 'p' process instance */
+	int64		rule_id;
+	int64		item_id;
+	char		entity_type[CRM_NAME_LEN];
+} LineageEntry;
+
+static LineageEntry lineage[MAX_LINEAGE];
+static int	lineage_len = 0;
+static bool xact_callback_registered = false;
+
+static void
+robots_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		lineage_len = 0;
+}
+
+static const char *
+lineage_kind_name(char kind)
+{
+	return kind == 'r' ? "robot" : kind == 'p' ? "process" : "trigger";
+}
+
+/*
+ * Pushes (kind, rule, item) on the lineage.  Returns false, with a
+ * description of the cycle in *cycle, when that pair is already running for
+ * this item or the chain reached crm.max_depth.
+ */
+bool
+crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
+				 int64 item_id, char **cycle)
+{
+	int			i;
+
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(robots_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	for (i = 0; i < lineage_len; i++)
+	{
+		if (lineage[i].kind == kind && lineage[i].rule_id == rule_id &&
+			lineage[i].item_id == item_id &&
+			strcmp(lineage[i].entity_type, entity_type) == 0)
+		{
+			StringInfoData buf;
+			int			j;
+
+			initStringInfo(&buf);
+			for (j = i; j < lineage_len; j++)
+				appendStringInfo(&buf, "%s %lld on %s %lld -> ",
+								 lineage_kind_name(lineage[j].kind),
+								 (long long) lineage[j].rule_id, lineage[j].entity_type,
+								 (long long) lineage[j].item_id);
+			appendStringInfo(&buf, "%s %lld on %s %lld",
+							 lineage_kind_name(kind), (long long) rule_id,
+							 entity_type, (long long) item_id);
+			*cycle = buf.data;
+			return false;
+		}
+	}
+	if (lineage_len >= crm_max_depth || lineage_len >= MAX_LINEAGE)
+	{
+		*cycle = psprintf("automation depth %d reached (crm.max_depth)", lineage_len);
+		return false;
+	}
+	lineage[lineage_len].kind = kind;
+	lineage[lineage_len].rule_id = rule_id;
+	lineage[lineage_len].item_id = item_id;
+	strlcpy(lineage[lineage_len].entity_type, entity_type, CRM_NAME_LEN);
+	lineage_len++;
+	return true;
+}
+
+void
+crm_lineage_pop(void)
+{
+	if (lineage_len > 0)
+		lineage_len--;
+}
+
+int
+crm_lineage_depth(void)
+{
+	return lineage_len;
+}
+
+/* Back to an earlier depth, after an error skipped the pops. */
+void
+crm_lineage_restore(int depth)
+{
+	if (depth >= 0 && depth < lineage_len)
+		lineage_len = depth;
+}
+
+/* ---------- loading ---------- */
+
+static void
+parse_delay(CrmRobot *r, Jsonb *delay)
+{
+	JsonbValue *v;
+
+	if (delay == NULL)
+		return;
+	if ((v = getKeyJsonValueFromContainer(&delay->root, "after", 5, NULL)) != NULL &&
+		v->type == jbvString)
+	{
+		r->delay_kind = CRM_DELAY_AFTER;
+		r->delay_after = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+	}
+	if ((v = getKeyJsonValueFromContainer(&delay->root, "work_time", 9, NULL)) != NULL &&
+		v->type == jbvBool)
+		r->delay_work_time = v->val.boolean;
+	if ((v = getKeyJsonValueFromContainer(&delay->root, "at", 2, NULL)) != NULL &&
+		v->type == jbvString)
+	{
+		r->delay_kind = CRM_DELAY_AT;
+		r->delay_field = pnstrdup(v->val.string.val, v->val.string.len);
+		if ((v = getKeyJsonValueFromContainer(&delay->root, "offset", 6, NULL)) != NULL &&
+			v->type == jbvString)
+			r->delay_offset = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+																	CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+																	ObjectIdGetDatum(InvalidOid),
+																	Int32GetDatum(-1)));
+	}
+}
+
+/*
+ * Loads the active robots of a stage in order, compiled into the current
+ * memory context (the rule cache's).
+ */
+List *
+crm_robots_load(int64 stage_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	List	   *robots = NIL;
+	MemoryContext cache_cxt = CurrentMemoryContext;
+	uint64		i;
+	int			n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	vals[0] = Int64GetDatum(stage_id);
+	crm_exec(crm_plan(&plan,
+					  "SELECT id, name, action, params, condition, delay, after_previous"
+					  "  FROM crm.robot WHERE stage_id = $1 AND active ORDER BY sort, id",
+					  1, types), vals, NULL, true, 0);
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		MemoryContext old = MemoryContextSwitchTo(cache_cxt);
+		CrmRobot   *r = palloc0(sizeof(CrmRobot));
+		char	   *action;
+		Jsonb	   *params;
+
+		r->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		r->stage_id = stage_id;
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		r->name = isnull ? NULL : TextDatumGetCString(d);
+		r->where = r->name ? psprintf("robot \"%s\"", r->name) : psprintf("robot %lld", (long long) r->id);
+		action = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
+		r->action = crm_action_lookup(action);
+		params = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		if (!isnull)
+			r->condition = crm_expr_compile_condition(DatumGetJsonbPCopy(d), "condition");
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		if (!isnull)
+			parse_delay(r, DatumGetJsonbPCopy(d));
+		r->after_previous = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		if (r->action != NULL)
+		{
+			r->params = crm_action_compile(r->action, params, r->where);
+			robots = lappend(robots, r);
+		}
+		else
+			elog(WARNING, "robot %lld has unknown action \"%s\" and is ignored",
+				 (long long) r->id, action);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return robots;
+}
+
+/* ---------- privileges ---------- */
+
+/* ---------- logging ---------- */
+
+/*
+ * The log row of a run.  Rows of finished runs go through a sink (written in
+ * the batch's INSERT when a batch is open); a scheduled run's row is written
+ * at once, since its job refers to it.
+ */
+static CrmRowSink log_sink = {
+	"crm.robot_log", 13,
+	{"robot_id", "name", "action", "stage_id", "entity_type", "entity_id", "status",
+	"error", "outputs", "detail", "depth", "planned_at", "finished_at"},
+	{INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID,
+	TEXTOID, JSONBOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	true
+};
+
+static Jsonb *
+cycle_detail(const char *cycle)
+{
+	JsonbValue	jv;
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jv.type = jbvString;
+	jv.val.string.val = "cycle";
+	jv.val.string.len = 5;
+	pushJsonbValue(&st, WJB_KEY, &jv);
+	jv.val.string.val = (char *) cycle;
+	jv.val.string.len = strlen(cycle);
+	pushJsonbValue(&st, WJB_VALUE, &jv);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * Logs a run of robot r for an item.  started is when the run began (0: now);
+ * cycle is the loop that stopped it.
+ */
+static void
+log_run(const CrmRobot *r, const char *entity_type, int64 item_id,
+		const char *status, const char *error, Jsonb *outputs, const char *cycle,
+		TimestampTz started)
+{
+	Datum		vals[13];
+	bool		nulls[13];
+	TimestampTz now = GetCurrentTimestamp();
+
+	memset(nulls, 0, sizeof(nulls));
+	vals[0] = Int64GetDatum(r->id);
+	if (r->name)
+		vals[1] = CStringGetTextDatum(r->name);
+	else
+		nulls[1] = true;
+	vals[2] = CStringGetTextDatum(r->action->name);
+	vals[3] = Int64GetDatum(r->stage_id);
+	vals[4] = CStringGetTextDatum(entity_type);
+	vals[5] = Int64GetDatum(item_id);
+	vals[6] = CStringGetTextDatum(status);
+	if (error)
+		vals[7] = CStringGetTextDatum(error);
+	else
+		nulls[7] = true;
+	if (outputs)
+		vals[8] = JsonbPGetDatum(outputs);
+	else
+		nulls[8] = true;
+	if (cycle)
+		vals[9] = JsonbPGetDatum(cycle_detail(cycle));
+	else
+		nulls[9] = true;
+	vals[10] = Int32GetDatum(crm_lineage_depth());
+	vals[11] = TimestampTzGetDatum(started ? started : now);
+	vals[12] = TimestampTzGetDatum(now);
+	crm_sink_add(&log_sink, vals, nulls);
+}
+
+/* The log row of a scheduled run; returns its id for the job. */
+static int64
+log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, INT4OID};
+	Datum		vals[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	vals[0] = Int64GetDatum(r->id);
+	if (r->name)
+		vals[1] = CStringGetTextDatum(r->name);
+	else
+		nulls[1] = 'n';
+	vals[2] = CStringGetTextDatum(r->action->name);
+	vals[3] = Int64GetDatum(r->stage_id);
+	vals[4] = CStringGetTextDatum(entity_type);
+	vals[5] = Int64GetDatum(item_id);
+	vals[6] = Int32GetDatum(crm_lineage_depth());
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.robot_log (robot_id, name, action, stage_id, entity_type,"
+					  " entity_id, status, depth) VALUES ($1, $2, $3, $4, $5, $6, 'scheduled', $7)"
+					  " RETURNING id",
+					  7, types), vals, nulls, false, 1);
+	return crm_returned_id();
+}
+
+static void
+log_update(int64 log_id, const char *status, const char *error, Jsonb *outputs)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		vals[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	vals[0] = Int64GetDatum(log_id);
+	vals[1] = CStringGetTextDatum(status);
+	if (error)
+		vals[2] = CStringGetTextDatum(error);
+	else
+		nulls[2] = 'n';
+	if (outputs)
+		vals[3] = JsonbPGetDatum(outputs);
+	else
+		nulls[3] = 'n';
+	crm_exec(crm_plan(&plan,
+					  "UPDATE crm.robot_log SET status = $2, error = $3, outputs = $4,"
+					  " started_at = coalesce(started_at, clock_timestamp()),"
+					  " finished_at = clock_timestamp() WHERE id = $1",
+					  4, types), vals, nulls, false, 0);
+}
+
+/* ---------- running ---------- */
+
+/* What a sequence of robots for one item shares. */
+typedef struct RunState
+{
+	const char *entity_type;
+	int64		item_id;
+	int64		stage_id;
+	CrmEvalContext cx;
+	Jsonb	   *outputs;		/* {"NAME": {...}} of named robots so far */
+	bool		stopped;		/* a robot ended the sequence */
+	bool		careful;		/* each robot in a subtransaction of its own */
+	bool		held;			/* the robot just run holds the later ones */
+} RunState;
+
+static void
+remember_outputs(RunState *rs, const CrmRobot *r, Jsonb *outputs)
+{
+	JsonbValue	v;
+
+	if (outputs == NULL || r->name == NULL)
+		return;
+	crm_jsonb_binary(outputs, &v);
+	rs->outputs = crm_jsonb_with(rs->outputs, r->name, &v);
+	rs->cx.robot_outputs = rs->outputs;
+}
+
+/* A call of a robot's action for the item of rs. */
+static void
+robot_call(CrmActionCall *call, RunState *rs, const CrmRobot *r)
+{
+	memset(call, 0, sizeof(*call));
+	call->action = r->action;
+	call->params = r->params;
+	call->cx = &rs->cx;
+	call->robot_id = r->id;
+	call->stage_id = rs->stage_id;
+	call->where = r->where;
+}
+
+/*
+ * One run of a robot: condition, action, outputs, log.  With log_id set,
+ * updates that (scheduled) log row instead of logging a new one.
+ */
+static void
+robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
+{
+	CrmActionCall call;
+	Jsonb	   *outputs = NULL;
+	const char *status = "done";
+
+	robot_call(&call, rs, r);
+
+	if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
+		status = "skipped";
+	else
+	{
+		r->action->exec(&call);
+		rs->held = call.hold;
+		if (call.has_outputs)
+			outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
+		if (call.stop_chain || (r->action->flags & CRM_ACT_STOPS_CHAIN))
+			rs->stopped = true;
+	}
+	if (log_id)
+		log_update(log_id, status, NULL, outputs);
+	else
+		log_run(r, rs->entity_type, rs->item_id, status, NULL, outputs, NULL, started);
+	if (outputs)
+		remember_outputs(rs, r, outputs);
+}
+
+ErrorData *
+crm_run_isolated(void (*body) (void *arg), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int			depth = crm_lineage_depth();
+	ErrorData  *edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		body(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		while (crm_lineage_depth() > depth)
+			crm_lineage_pop();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+typedef void (*RobotBody) (RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started);
+
+typedef struct RobotCall
+{
+	RunState   *rs;
+	const CrmRobot *r;
+	int64		log_id;
+	TimestampTz started;
+	RobotBody	body;
+} RobotCall;
+
+static void
+robot_body_call(void *arg)
+{
+	RobotCall  *c = arg;
+
+	c->body(c->rs, c->r, c->log_id, c->started);
+}
+
+/*
+ * Runs body for a robot.  Carefully, it runs in a subtransaction of its own
+ * (crm_run_isolated): a failure rolls back its effects and is returned (the
+ * caller logs it), and the sequence goes on.  Otherwise (a batch that will
+ * be replayed carefully if anything fails) an error propagates to the
+ * batch.  A query cancel always propagates.
+ */
+static ErrorData *
+run_guarded(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started,
+			RobotBody body)
+{
+	RobotCall	c = {rs, r, log_id, started, body};
+
+	if (!rs->careful)
+	{
+		body(rs, r, log_id, started);
+		return NULL;
+	}
+	return crm_run_isolated(robot_body_call, &c);
+}
+
+/* Runs one robot now (run_guarded); a failure is logged as the robot's. */
+static void
+run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
+{
+	char	   *cycle = NULL;
+	TimestampTz started = GetCurrentTimestamp();
+	ErrorData  *edata;
+
+	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
+	{
+		if (log_id)
+			log_update(log_id, "loop_stopped", cycle, NULL);
+		else
+			log_run(r, rs->entity_type, rs->item_id, "loop_stopped", NULL, NULL, cycle, started);
+		return;
+	}
+	/* an error thrown on skips the pop: the batch restores the depth */
+	rs->held = false;
+	edata = run_guarded(rs, r, log_id, started, robot_body);
+	crm_lineage_pop();
+	if (edata != NULL)
+	{
+		rs->held = false;
+		/* the failure is the robot's, not the statement's */
+		if (log_id)
+			log_update(log_id, "failed", edata->message, NULL);
+		else
+			log_run(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, started);
+		FreeErrorData(edata);
+	}
+}
+
+/* The start of a wait: its instructions go to the responsible user. */
+static void
+wait_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
+{
+	CrmActionCall call;
+
+	robot_call(&call, rs, r);
+	r->action->exec(&call);
+}
+
+/* Encodes robot ids as a jsonb array for a job's chain. */
+static Jsonb *
+job_context(CrmRobot **seq, int from, int to, Jsonb *outputs)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	JsonbValue *res;
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	v.type = jbvString;
+	v.val.string.val = "chain";
+	v.val.string.len = 5;
+	pushJsonbValue(&st, WJB_KEY, &v);
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = from; i < to; i++)
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(seq[i]->id);
+		pushJsonbValue(&st, WJB_ELEM, &v);
+	}
+	pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	if (outputs)
+	{
+		v.type = jbvString;
+		v.val.string.val = "outputs";
+		v.val.string.len = 7;
+		pushJsonbValue(&st, WJB_KEY, &v);
+		v.type = jbvBinary;
+		v.val.binary.data = &outputs->root;
+		v.val.binary.len = VARSIZE(outputs) - VARHDRSZ;
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* The due time of a delayed robot, or false with *why when it has none. */
+static bool
+robot_due(RunState *rs, const CrmRobot *r, TimestampTz *due, char **why)
+{
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (r->delay_kind == CRM_DELAY_AFTER && r->delay_work_time)
+	{
+		*due = crm_work_time_add(crm_work_schedule(), now, r->delay_after);
+		return true;
+	}
+	if (r->delay_kind == CRM_DELAY_AFTER)
+	{
+		*due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(now),
+													   IntervalPGetDatum(r->delay_after)));
+		return true;
+	}
+	if (r->delay_kind == CRM_DELAY_AT)
+	{
+		CrmExpr    *e = crm_expr_compile_text(psprintf("{{%s}}", r->delay_field), "delay.at");
+		CrmValue	v = crm_expr_eval(e, &rs->cx);
+
+		if (!crm_value_to_timestamptz(v, due))
+		{
+			*why = psprintf("field \"%s\" of the item holds no date, so the robot has no due time",
+							r->delay_field);
+			return false;
+		}
+		if (r->delay_offset)
+			*due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(*due),
+														   IntervalPGetDatum(r->delay_offset)));
+		return true;
+	}
+	*due = now;
+	return true;
+}
+
+static void
+schedule_job(RunState *rs, const char *kind, const CrmRobot *r, TimestampTz due,
+			 Jsonb *context)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[10] = {TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID, TEXTOID, JSONBOID, INTERVALOID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	int64		log_id;
+
+	log_id = log_scheduled(r, rs->entity_type, rs->item_id);
+	vals[0] = CStringGetTextDatum(kind);
+	vals[1] = Int64GetDatum(r->id);
+	vals[2] = Int64GetDatum(log_id);
+	vals[3] = Int64GetDatum(rs->stage_id);
+	vals[4] = CStringGetTextDatum(rs->entity_type);
+	vals[5] = Int64GetDatum(rs->item_id);
+	vals[6] = TimestampTzGetDatum(due);
+	if (r->delay_kind == CRM_DELAY_AT && strcmp(kind, "robot") == 0)
+	{
+		/* the due time follows the field (due_dates.c) */
+		vals[7] = CStringGetTextDatum(r->delay_field);
+		if (r->delay_offset)
+		{
+			vals[9] = IntervalPGetDatum(r->delay_offset);
+			nulls[9] = ' ';
+		}
+	}
+	else
+		nulls[7] = 'n';
+	vals[8] = JsonbPGetDatum(context);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.job (kind, robot_id, log_id, stage_id, entity_type, entity_id,"
+					  " due_at, due_field, context, due_offset)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+					  10, types), vals, nulls, false, 0);
+}
+
+/* When a wait with no end of its own is due: in a hundred years. */
+static TimestampTz
+far_future(void)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+												   DirectFunctionCall3(interval_in, CStringGetDatum("100 years"),
+																	   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+}
+
+/*
+ * A robot that holds the later ones (a robocall waiting for its result):
+ * robots seq[from..n) become a wait job, ended when its message is sent or
+ * given up (crm._end_waits_on_message in 75_scheduler.sql).  False when
+ * there is none to hold.
+ */
+static bool
+hold_rest(RunState *rs, const CrmRobot *r, CrmRobot **seq, int from, int n)
+{
+	rs->held = false;
+	if (from >= n)
+		return false;
+	schedule_job(rs, "wait", r, far_future(), job_context(seq, from, n, rs->outputs));
+	return true;
+}
+
+/*
+ * Runs a sequence of robots for one item: immediate ones now, delayed ones
+ * (with the robots chained to them) and everything after a wait as jobs.
+ */
+static void
+run_sequence(RunState *rs, CrmRobot **seq, int n)
+{
+	int			i = 0;
+
+	while (i < n && !rs->stopped)
+	{
+		CrmRobot   *r = seq[i];
+		int			chain_end = i + 1;
+
+		CHECK_FOR_INTERRUPTS();
+
+		/* a delayed robot takes the robots chained to it along */
+		while (chain_end < n && seq[chain_end]->after_previous)
+			chain_end++;
+
+		if (strcmp(r->action->name, "wait") == 0 || strcmp(r->action->name, "control") == 0)
+		{
+			/* executed now: they schedule their own job */
+			CrmActionCall call;
+			Interval   *iv = NULL;
+			TimestampTz due;
+			bool		is_wait = strcmp(r->action->name, "wait") == 0;
+
+			robot_call(&call, rs, r);
+			if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
+			{
+				log_run(r, rs->entity_type, rs->item_id, "skipped", NULL, NULL, NULL, 0);
+				i++;
+				continue;
+			}
+			if (!crm_param_interval(&call, is_wait ? "for" : "after", &iv))
+				due = far_future();
+			else
+				due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+															  IntervalPGetDatum(iv)));
+			if (is_wait)
+			{
+				ErrorData  *edata = run_guarded(rs, r, 0, GetCurrentTimestamp(), wait_body);
+
+				if (edata != NULL)
+				{
+					/* instructions that cannot be sent: a failed robot */
+					log_run(r, rs->entity_type, rs->item_id, "failed", edata->message,
+							NULL, NULL, GetCurrentTimestamp());
+					FreeErrorData(edata);
+					i++;
+					continue;
+				}
+				/* every later robot runs when the wait ends */
+				schedule_job(rs, "wait", r, due, job_context(seq, i + 1, n, rs->outputs));
+				return;
+			}
+			schedule_job(rs, "control", r, due, job_context(seq, 0, 0, rs->outputs));
+			i++;
+			continue;
+		}
+
+		if (r->delay_kind != CRM_DELAY_NONE)
+		{
+			TimestampTz due;
+			char	   *why = NULL;
+
+			if (robot_due(rs, r, &due, &why))
+				schedule_job(rs, "robot", r, due, job_context(seq, i + 1, chain_end, rs->outputs));
+			else
+				log_run(r, rs->entity_type, rs->item_id, "failed", why, NULL, NULL, 0);
+			i = chain_end;
+			continue;
+		}
+
+		run_robot_now(rs, r, 0);
+		if (rs->held && hold_rest(rs, r, seq, i + 1, n))
+			return;				/* the later robots run when its message is done */
+		i++;
+	}
+}
+
+static void
+runstate_init(RunState *rs, const char *entity_type, int64 item_id, int64 stage_id,
+			  HeapTuple tuple, TupleDesc desc)
+{
+	memset(rs, 0, sizeof(*rs));
+	rs->entity_type = entity_type;
+	rs->item_id = item_id;
+	rs->stage_id = stage_id;
+	crm_eval_context_init(&rs->cx, entity_type, item_id, tuple, desc);
+}
+
+/*
+ * Items that left a stage, in one statement: cancels their pending robots,
+ * waits and controls (and the log rows of those), and completes the
+ * activities marked "complete when the stage changes".
+ */
+static void
+cancel_pending(const CrmStageEntry *entries, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
+	Datum		vals[2];
+	Datum	   *types_d = palloc(sizeof(Datum) * n);
+	Datum	   *ids_d = palloc(sizeof(Datum) * n);
+	int			i,
+				k = 0;
+
+	for (i = 0; i < n; i++)
+	{
+		if (!entries[i].left)
+			continue;
+		types_d[k] = CStringGetTextDatum(entries[i].entity_type);
+		ids_d[k] = Int64GetDatum(entries[i].item_id);
+		k++;
+	}
+	if (k == 0)
+		return;
+	vals[0] = PointerGetDatum(construct_array(types_d, k, TEXTOID, -1, false, TYPALIGN_INT));
+	vals[1] = PointerGetDatum(construct_array(ids_d, k, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	crm_exec(crm_plan(&plan,
+					  "WITH items AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i (entity_type, entity_id)),"
+					  " j AS (UPDATE crm.job j SET status = 'cancelled', updated_at = now() FROM items i"
+					  "  WHERE j.entity_type = i.entity_type AND j.entity_id = i.entity_id"
+					  "    AND j.status = 'pending' AND j.kind IN ('robot', 'wait', 'control')"
+					  "  RETURNING j.log_id),"
+					  " l AS (UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()"
+					  "   FROM j WHERE l.id = j.log_id)"
+					  " UPDATE crm.activity a SET completed = true, status = 'completed' FROM items i"
+					  "  WHERE a.entity_type = i.entity_type AND a.entity_id = i.entity_id"
+					  "    AND a.auto_complete AND NOT a.completed",
+					  2, types), vals, NULL, false, 0);
+}
+
+/* Runs the robots of the stage an item has just entered. */
+static void
+enter_stage(const CrmStageEntry *e, bool careful)
+{
+	List	   *robots = crm_stage_rules(e->stage_id);
+	CrmRobot  **seq;
+	RunState	rs;
+	ListCell   *lc;
+	int			n = 0;
+
+	if (robots == NIL)
+		return;
+	seq = palloc(sizeof(CrmRobot *) * list_length(robots));
+	foreach(lc, robots)
+		seq[n++] = (CrmRobot *) lfirst(lc);
+	runstate_init(&rs, e->entity_type, e->item_id, e->stage_id, e->tuple, e->desc);
+	rs.careful = careful;
+	run_sequence(&rs, seq, n);
+}
+
+/*
+ * An entered stage: a move made by a trigger is logged and puts the trigger
+ * on the lineage while the stage's robots run.
+ */
+static void
+enter(const CrmStageEntry *e, bool careful)
+{
+	bool		by_trigger = false;
+
+	if (e->trigger_move != NULL)
+		by_trigger = crm_move_hooks->begin_move(e->trigger_move);
+	enter_stage(e, careful);
+	if (by_trigger)
+		crm_lineage_pop();
+}
+
+/*
+ * Runs what a batch of stage changes calls for: first every cancellation
+ * (one statement), then the robots of each entered stage, item by item in
+ * the order the rows changed.  The caller is connected to SPI and acts as
+ * the automation owner.
+ */
+void
+crm_robots_run_entries(const CrmStageEntry *entries, int n, bool careful)
+{
+	MemoryContext item_cxt;
+	MemoryContext old;
+	int			i;
+
+	cancel_pending(entries, n);
+
+	item_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm robots of an item",
+									 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(item_cxt);
+	crm_rule_cache_pin();
+	PG_TRY();
+	{
+		for (i = 0; i < n; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (entries[i].stage_id != 0)
+				enter(&entries[i], careful);
+			MemoryContextReset(item_cxt);
+		}
+	}
+	PG_FINALLY();
+	{
+		crm_rule_cache_unpin();
+		MemoryContextSwitchTo(old);
+	}
+	PG_END_TRY();
+	MemoryContextDelete(item_cxt);
+}
+
+/* ---------- jobs ---------- */
+
+static CrmRobot *
+find_robot(int64 stage_id, int64 robot_id, List **robots_out)
+{
+	List	   *robots = crm_stage_rules(stage_id);
+	ListCell   *lc;
+
+	*robots_out = robots;
+	foreach(lc, robots)
+	{
+		CrmRobot   *r = (CrmRobot *) lfirst(lc);
+
+		if (r->id == robot_id)
+			return r;
+	}
+	return NULL;
+}
+
+/* The robots named in a job's chain, in order, that still exist. */
+static int
+chain_robots(List *robots, Jsonb *context, CrmRobot ***seq)
+{
+	JsonbValue *chain;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+
+	*seq = palloc(sizeof(CrmRobot *) * (list_length(robots) + 1));
+	if (context == NULL ||
+		(chain = getKeyJsonValueFromContainer(&context->root, "chain", 5, NULL)) == NULL ||
+		chain->type != jbvBinary)
+		return 0;
+	it = JsonbIteratorInit(chain->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		ListCell   *lc;
+		int64		id;
+
+		if (tok != WJB_ELEM || v.type != jbvNumeric)
+			continue;
+		id = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
+		foreach(lc, robots)
+		{
+			CrmRobot   *r = (CrmRobot *) lfirst(lc);
+
+			if (r->id == id)
+				(*seq)[n++] = r;
+		}
+	}
+	return n;
+}
+
+static Jsonb *
+context_outputs(Jsonb *context)
+{
+	JsonbValue *v;
+
+	if (context == NULL ||
+		(v = getKeyJsonValueFromContainer(&context->root, "outputs", 7, NULL)) == NULL ||
+		v->type != jbvBinary)
+		return NULL;
+	return JsonbValueToJsonb(v);
+}
+
+/*
+ * Executes a due robot job, a finished wait or a stage control.  The item
+ * is still in the stage: leaving it cancels the job.
+ */
+static void
+execute_robot_job(const CrmJob *job)
+{
+	List	   *robots;
+	CrmRobot   *r;
+	CrmRobot  **seq;
+	int			n;
+	RunState	rs;
+	bool		held = false;
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_rule_cache_pin();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PG_TRY();
+	{
+		r = find_robot(job->stage_id, job->robot_id, &robots);
+		if (r == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("robot %lld no longer exists or is inactive", (long long) job->robot_id)));
+		runstate_init(&rs, job->entity_type, job->entity_id, job->stage_id, NULL, NULL);
+		rs.careful = true;
+		rs.outputs = context_outputs(job->context);
+		rs.cx.robot_outputs = rs.outputs;
+
+		n = chain_robots(robots, job->context, &seq);
+		if (strcmp(job->kind, "robot") == 0)
+		{
+			run_robot_now(&rs, r, job->log_id);
+			held = rs.held && hold_rest(&rs, r, seq, 0, n);
+		}
+		else if (strcmp(job->kind, "wait") == 0)
+			log_update(job->log_id, "done", NULL, NULL);
+		else if (strcmp(job->kind, "control") == 0)
+		{
+			CrmActionCall call;
+
+			robot_call(&call, &rs, r);
+			r->action->exec(&call);
+			log_update(job->log_id, "done", NULL, NULL);
+		}
+		if (!held)
+			run_sequence(&rs, seq, n);
+	}
+	PG_FINALLY();
+	{
+		crm_rule_cache_unpin();
+	}
+	PG_END_TRY();
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+void
+crm_robots_init(void)
+{
+	crm_rule_cache_stage_loader(crm_robots_load);
+	crm_register_job_executor("robot", execute_robot_job);
+	crm_register_job_executor("wait", execute_robot_job);
+	crm_register_job_executor("control", execute_robot_job);
+}

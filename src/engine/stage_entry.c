@@ -1,0 +1,373 @@
+/*-------------------------------------------------------------------------
+ *
+ * stage_entry.c
+ *	  Gathering a statement's stage changes and running their robots in
+ *	  batches.
+ *
+ * crm_item_after (AFTER INSERT, AFTER UPDATE when stage_id changes, AFTER
+ * DELETE, FOR EACH ROW) only notes the change: the item, the stage it
+ * entered, a copy of its row.  crm_item_after_statement (AFTER INSERT OR
+ * UPDATE OR DELETE, FOR EACH STATEMENT) runs what the statement noted, and a
+ * statement that changes many rows runs them every CHUNK_ITEMS rows, so
+ * memory stays flat however many rows move.  PostgreSQL queues a
+ * statement's AFTER STATEMENT event after its AFTER ROW events, so the
+ * statement trigger always comes last.
+ *
+ * A batch runs optimistically: in one subtransaction, with the rows the
+ * robots write gathered into one INSERT per table (rowsink.c).  If anything
+ * in it fails, the subtransaction is rolled back and the batch replayed
+ * carefully, each robot in a subtransaction of its own, so that the failing
+ * robot is logged as failed and the others do their work; the rest of the
+ * statement then runs carefully too.
+ *
+ * Robots may write items, whose statements note and run changes of their
+ * own: the notes form a stack of frames, one per statement being gathered.
+ * A frame belongs to the subtransaction level it was opened at; a
+ * rolled-back subtransaction drops its frames.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+
+#include "engine/robots.h"
+#include "core/scope.h"
+#include "core/rowsink.h"
+#include "core/rule_cache.h"
+#include "engine/hooks.h"
+
+PG_FUNCTION_INFO_V1(crm_item_after);
+PG_FUNCTION_INFO_V1(crm_item_after_statement);
+
+/* A batch runs when a statement has noted this many rows, or bytes of rows. */
+#define CHUNK_ITEMS 1000
+#define CHUNK_BYTES (8 * 1024 * 1024)
+#define MAX_FRAMES 256
+
+typedef struct RelDesc
+{
+	Oid			relid;
+	TupleDesc	desc;
+} RelDesc;
+
+typedef struct Frame
+{
+	MemoryContext cxt;			/* the frame and its descriptors */
+	MemoryContext rows_cxt;		/* its entries and their rows */
+	int			xact_level;
+	bool		busy;			/* its entries are running */
+	bool		careful;		/* a batch failed: the rest run carefully */
+	int			n;
+	int			cap;
+	Size		bytes;
+	CrmStageEntry *entries;
+	List	   *descs;			/* RelDesc *: a copy per relation */
+} Frame;
+
+static Frame *frames[MAX_FRAMES];
+static int	nframes = 0;
+static bool callbacks_registered = false;
+
+static void
+drop_frames_from(int level)
+{
+	while (nframes > 0 && frames[nframes - 1]->xact_level >= level)
+	{
+		Frame	   *f = frames[--nframes];
+
+		frames[nframes] = NULL;
+		MemoryContextDelete(f->cxt);
+	}
+}
+
+static void
+frames_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			for (i = 0; i < nframes; i++)
+				if (frames[i]->n > 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+							 errmsg("automation of %d changed item(s) did not run", frames[i]->n),
+							 errdetail("The statement-level trigger \"item_batch\" of an item table did not fire."),
+							 errhint("Do not disable the item tables' item_batch triggers.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* contexts hang below TopTransactionContext: forget, do not free */
+			nframes = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+frames_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		drop_frames_from(level);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		/* what the subtransaction left now belongs to its parent */
+		for (i = 0; i < nframes; i++)
+			if (frames[i]->xact_level >= level)
+				frames[i]->xact_level = level - 1;
+	}
+}
+
+static Frame *
+push_frame(void)
+{
+	MemoryContext cxt;
+	Frame	   *f;
+
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(frames_xact_callback, NULL);
+		RegisterSubXactCallback(frames_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (nframes >= MAX_FRAMES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("automation nested too deeply"),
+				 errhint("Lower crm.max_depth.")));
+	cxt = AllocSetContextCreate(TopTransactionContext, "crm stage changes",
+								ALLOCSET_DEFAULT_SIZES);
+	f = MemoryContextAllocZero(cxt, sizeof(Frame));
+	f->cxt = cxt;
+	f->rows_cxt = AllocSetContextCreate(cxt, "crm stage change rows",
+										ALLOCSET_DEFAULT_SIZES);
+	f->xact_level = GetCurrentTransactionNestLevel();
+	frames[nframes++] = f;
+	return f;
+}
+
+/* The frame this statement's rows go to: the top one if it is gathering. */
+static Frame *
+current_frame(bool create)
+{
+	Frame	   *f = nframes > 0 ? frames[nframes - 1] : NULL;
+
+	if (f != NULL && !f->busy && f->xact_level == GetCurrentTransactionNestLevel())
+		return f;
+	return create ? push_frame() : NULL;
+}
+
+static TupleDesc
+frame_desc(Frame *f, Relation rel)
+{
+	ListCell   *lc;
+	RelDesc    *rd;
+	MemoryContext old;
+
+	foreach(lc, f->descs)
+	{
+		rd = (RelDesc *) lfirst(lc);
+		if (rd->relid == RelationGetRelid(rel))
+			return rd->desc;
+	}
+	old = MemoryContextSwitchTo(f->cxt);
+	rd = palloc(sizeof(RelDesc));
+	rd->relid = RelationGetRelid(rel);
+	rd->desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	f->descs = lappend(f->descs, rd);
+	MemoryContextSwitchTo(old);
+	return rd->desc;
+}
+
+/*
+ * One optimistic run: a subtransaction, rows gathered per table.  Returns
+ * false, with everything of the batch rolled back, when anything failed.
+ */
+static bool
+run_optimistic(const CrmStageEntry *entries, int n)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int			lineage = crm_lineage_depth();
+	int			sinks = crm_sink_depth();
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		crm_sink_push(true);
+		crm_robots_run_entries(entries, n, false);
+		crm_sink_flush();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		crm_lineage_restore(lineage);
+		crm_sink_pop_to(sinks);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* Runs the frame's entries and empties it. */
+static void
+run_frame(Frame *f)
+{
+	Oid			save_userid;
+	int			save_sec;
+
+	if (f->n == 0)
+		return;
+	f->busy = true;
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (!f->careful && !run_optimistic(f->entries, f->n))
+		f->careful = true;
+	if (f->careful)
+	{
+		/* rows are written at once, even inside an outer gathering batch */
+		crm_sink_push(false);
+		crm_robots_run_entries(f->entries, f->n, true);
+		crm_sink_pop();
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	/* empty the frame for the statement's next rows */
+	MemoryContextReset(f->rows_cxt);
+	f->entries = NULL;
+	f->n = 0;
+	f->cap = 0;
+	f->bytes = 0;
+	f->busy = false;
+}
+
+static int64
+tuple_int64(HeapTuple tuple, TupleDesc desc, AttrNumber att, bool *isnull)
+{
+	Datum		d = heap_getattr(tuple, att, desc, isnull);
+
+	return *isnull ? 0 : DatumGetInt64(d);
+}
+
+Datum
+crm_item_after(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	const CrmItemColumns *cols;
+	HeapTuple	tuple;
+	Frame	   *f;
+	CrmStageEntry *e;
+	MemoryContext old;
+	bool		isnull;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.item_after() must be an AFTER ROW trigger")));
+
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	cols = crm_item_columns(rel);
+	if (cols->id == InvalidAttrNumber || cols->stage_id == InvalidAttrNumber)
+		PG_RETURN_POINTER(NULL);
+	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+
+	f = current_frame(true);
+	old = MemoryContextSwitchTo(f->rows_cxt);
+	if (f->n == f->cap)
+	{
+		f->cap = f->cap ? f->cap * 2 : 16;
+		f->entries = f->entries ? repalloc(f->entries, sizeof(CrmStageEntry) * f->cap)
+			: palloc(sizeof(CrmStageEntry) * f->cap);
+	}
+	e = &f->entries[f->n];
+	memset(e, 0, sizeof(*e));
+	e->item_id = tuple_int64(tuple, desc, cols->id, &isnull);
+	if (td->tg_trigger->tgnargs > 0)
+		e->entity_type = pstrdup(td->tg_trigger->tgargs[0]);
+	else
+		e->entity_type = TextDatumGetCString(heap_getattr(tuple, cols->entity_type, desc, &isnull));
+	e->left = !TRIGGER_FIRED_BY_INSERT(td->tg_event);
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		e->stage_id = tuple_int64(tuple, desc, cols->stage_id, &isnull);
+		e->trigger_move = crm_move_hooks == NULL ? NULL :
+			crm_move_hooks->take_move(e->entity_type, e->item_id, e->stage_id);
+		e->tuple = heap_copytuple(tuple);
+		e->desc = frame_desc(f, rel);
+		f->bytes += tuple->t_len;
+	}
+	f->n++;
+	MemoryContextSwitchTo(old);
+
+	if (f->n >= CHUNK_ITEMS || f->bytes >= CHUNK_BYTES)
+		run_frame(f);
+	PG_RETURN_POINTER(NULL);
+}
+
+/* The statement is done: run what it noted. */
+Datum
+crm_item_after_statement(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Frame	   *f;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("crm.item_after_statement() must be an AFTER STATEMENT trigger")));
+
+	f = current_frame(false);
+	if (f != NULL)
+	{
+		run_frame(f);
+		Assert(frames[nframes - 1] == f);
+		nframes--;
+		MemoryContextDelete(f->cxt);
+	}
+	PG_RETURN_POINTER(NULL);
+}

@@ -1,0 +1,299 @@
+/*-------------------------------------------------------------------------
+ *
+ * condition.c
+ *	  Conditions of rules (SPEC §6): a jsonb string holding a boolean
+ *	  formula (the leading '=' optional), or the JSON form
+ *	  {"all"|"any": [{"field": "amount", "op": ">=", "value": 5000}, ...]}
+ *	  with nested all/any groups; "field" may also be a reference such as
+ *	  "{=Event:subject}".  Compiled into the same tree as formulas.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_collation.h"
+#include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/jsonb.h"
+
+#include "expr/expr_int.h"
+
+static const struct
+{
+	const char *name;
+	ExprOp		op;
+}			cond_ops[] = {
+	{"=", OP_EQ}, {"!=", OP_NE}, {">", OP_GT}, {">=", OP_GE}, {"<", OP_LT}, {"<=", OP_LE},
+	{"contains", OP_CONTAINS}, {"!contains", OP_NOT_CONTAINS}, {"in", OP_IN},
+	{"!in", OP_NOT_IN}, {"empty", OP_EMPTY}, {"!empty", OP_NOT_EMPTY}
+};
+
+static void
+bad_condition(const char *where, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s: %s", where, what),
+			 errhint("A condition is a formula string such as \"{{amount}} >= 5000\", or "
+					 "{\"all\"|\"any\": [{\"field\": \"amount\", \"op\": \">=\", \"value\": 5000}]} "
+					 "with op one of = != > >= < <= contains !contains in !in empty !empty.")));
+}
+
+static ExprNode *
+value_node(JsonbValue *v, const char *where)
+{
+	ExprNode   *n;
+
+	if (v->type == jbvString)
+		return expr_parse_text(pnstrdup(v->val.string.val, v->val.string.len), where);
+	n = expr_new_node(EN_CONST, 1);
+	switch (v->type)
+	{
+		case jbvNumeric:
+			n->value.type = CRM_VAL_NUMBER;
+			n->value.num = v->val.numeric;
+			break;
+		case jbvBool:
+			n->value.type = CRM_VAL_BOOL;
+			n->value.b = v->val.boolean;
+			break;
+		case jbvNull:
+			break;
+		default:
+			bad_condition(where, "a value must be a scalar, or an array for in / !in");
+	}
+	return n;
+}
+
+static ExprNode *compile_group(JsonbContainer *jc, const char *where);
+
+static ExprNode *
+compile_leaf(JsonbContainer *obj, const char *where)
+{
+	JsonbValue *field = getKeyJsonValueFromContainer(obj, "field", 5, NULL);
+	JsonbValue *op = getKeyJsonValueFromContainer(obj, "op", 2, NULL);
+	JsonbValue *value = getKeyJsonValueFromContainer(obj, "value", 5, NULL);
+	ExprNode   *n;
+	char	   *opname;
+	int			i;
+
+	if (getKeyJsonValueFromContainer(obj, "all", 3, NULL) != NULL ||
+		getKeyJsonValueFromContainer(obj, "any", 3, NULL) != NULL)
+		return compile_group(obj, where);
+	if (field == NULL || field->type != jbvString)
+		bad_condition(where, "each element needs a \"field\" string");
+	if (op == NULL || op->type != jbvString)
+		bad_condition(where, "each element needs an \"op\" string");
+	opname = pnstrdup(op->val.string.val, op->val.string.len);
+	n = expr_new_node(EN_COND, 1);
+	for (i = 0; i < lengthof(cond_ops); i++)
+		if (strcmp(cond_ops[i].name, opname) == 0)
+			break;
+	if (i == lengthof(cond_ops))
+		bad_condition(where, psprintf("unknown operator \"%s\"", opname));
+	n->op = cond_ops[i].op;
+
+	if (n->op == OP_EMPTY || n->op == OP_NOT_EMPTY)
+	{
+		n->nargs = 1;
+		n->args = palloc(sizeof(ExprNode *));
+	}
+	else if (n->op == OP_IN || n->op == OP_NOT_IN)
+	{
+		JsonbIterator *it;
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		List	   *vals = NIL;
+		ListCell   *lc;
+		int			k = 1;
+
+		if (value == NULL || value->type != jbvBinary || !JsonContainerIsArray(value->val.binary.data))
+			bad_condition(where, psprintf("operator \"%s\" needs an array \"value\"", opname));
+		it = JsonbIteratorInit(value->val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+			if (tok == WJB_ELEM)
+				vals = lappend(vals, value_node(&e, where));
+		n->nargs = 1 + list_length(vals);
+		n->args = palloc(sizeof(ExprNode *) * n->nargs);
+		foreach(lc, vals)
+			n->args[k++] = (ExprNode *) lfirst(lc);
+	}
+	else
+	{
+		if (value == NULL)
+			bad_condition(where, psprintf("operator \"%s\" needs a \"value\"", opname));
+		n->nargs = 2;
+		n->args = palloc(sizeof(ExprNode *) * 2);
+		n->args[1] = value_node(value, where);
+	}
+	/*
+	 * "field" names a field of the item, or is a reference such as
+	 * "{=Event:subject}" (a trigger's payload) or "{{contact.phone}}".
+	 */
+	if (field->val.string.len > 0 && field->val.string.val[0] == '{')
+		n->args[0] = expr_parse_text(pnstrdup(field->val.string.val, field->val.string.len), where);
+	else
+		n->args[0] = expr_parse_field_path(pnstrdup(field->val.string.val, field->val.string.len), 1, where);
+	return n;
+}
+
+static ExprNode *
+compile_group(JsonbContainer *jc, const char *where)
+{
+	JsonbValue *all = getKeyJsonValueFromContainer(jc, "all", 3, NULL);
+	JsonbValue *any = getKeyJsonValueFromContainer(jc, "any", 3, NULL);
+	JsonbValue *list = all ? all : any;
+	ExprNode   *acc = NULL;
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+
+	if ((all == NULL) == (any == NULL))
+		bad_condition(where, "a group has exactly one of \"all\" and \"any\"");
+	if (list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data))
+		bad_condition(where, "\"all\" / \"any\" must be an array");
+	it = JsonbIteratorInit(list->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		ExprNode   *leaf;
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
+			bad_condition(where, "each element of \"all\" / \"any\" must be an object");
+		leaf = compile_leaf(e.val.binary.data, where);
+		if (acc == NULL)
+			acc = leaf;
+		else
+		{
+			ExprNode   *b = expr_new_node(EN_BINARY, 1);
+
+			b->op = all ? OP_AND : OP_OR;
+			b->nargs = 2;
+			b->args = palloc(sizeof(ExprNode *) * 2);
+			b->args[0] = acc;
+			b->args[1] = leaf;
+			acc = b;
+		}
+	}
+	if (acc == NULL)
+	{
+		/* all of nothing holds; any of nothing does not */
+		acc = expr_new_node(EN_CONST, 1);
+		acc->value.type = CRM_VAL_BOOL;
+		acc->value.b = all != NULL;
+	}
+	return acc;
+}
+
+CrmExpr *
+crm_expr_compile_condition(Jsonb *cond, const char *where)
+{
+	CrmExpr    *e = palloc0(sizeof(CrmExpr));
+	JsonbValue	v;
+
+	e->where = pstrdup(where ? where : "condition");
+	if (JB_ROOT_IS_SCALAR(cond))
+	{
+		char	   *s;
+
+		if (!JsonbExtractScalar(&cond->root, &v) || v.type != jbvString)
+			bad_condition(e->where, "a condition is a formula string or an object");
+		s = pnstrdup(v.val.string.val, v.val.string.len);
+		e->src = s[0] == '=' ? s : psprintf("=%s", s);
+		e->root = expr_parse_formula(e->src, 1, e->where);
+		return e;
+	}
+	if (!JB_ROOT_IS_OBJECT(cond))
+		bad_condition(e->where, "a condition is a formula string or an object");
+	e->src = JsonbToCString(NULL, &cond->root, VARSIZE(cond));
+	e->root = compile_group(&cond->root, e->where);
+	return e;
+}
+
+static bool
+is_empty(CrmValue v)
+{
+	if (v.type == CRM_VAL_NULL)
+		return true;
+	if (v.type == CRM_VAL_TEXT)
+		return v.str[0] == '\0';
+	if (v.type == CRM_VAL_JSON)
+		return JB_ROOT_COUNT(v.json) == 0;
+	return false;
+}
+
+static bool
+values_equal(CrmValue a, CrmValue b)
+{
+	bool		comparable;
+
+	if (a.type == CRM_VAL_NULL || b.type == CRM_VAL_NULL)
+		return a.type == b.type;
+	return expr_compare(a, b, &comparable) == 0;
+}
+
+CrmValue	expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *where);
+
+CrmValue
+expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *where)
+{
+	CrmValue	f = expr_eval_node(n->args[0], cx, where);
+	CrmValue	res;
+	bool		r = false;
+	int			i;
+
+	memset(&res, 0, sizeof(res));
+	res.type = CRM_VAL_BOOL;
+	switch (n->op)
+	{
+		case OP_EMPTY:
+			r = is_empty(f);
+			break;
+		case OP_NOT_EMPTY:
+			r = !is_empty(f);
+			break;
+		case OP_IN:
+		case OP_NOT_IN:
+			for (i = 1; i < n->nargs && !r; i++)
+				r = values_equal(f, expr_eval_node(n->args[i], cx, where));
+			if (n->op == OP_NOT_IN)
+				r = !r;
+			break;
+		case OP_CONTAINS:
+		case OP_NOT_CONTAINS:
+			{
+				CrmValue	v = expr_eval_node(n->args[1], cx, where);
+				char	   *hay = crm_value_to_cstring(f);
+				char	   *needle = crm_value_to_cstring(v);
+
+				hay = str_tolower(hay, strlen(hay), DEFAULT_COLLATION_OID);
+				needle = str_tolower(needle, strlen(needle), DEFAULT_COLLATION_OID);
+				r = f.type != CRM_VAL_NULL && strstr(hay, needle) != NULL;
+				if (n->op == OP_NOT_CONTAINS)
+					r = !r;
+			}
+			break;
+		default:
+			{
+				CrmValue	v = expr_eval_node(n->args[1], cx, where);
+				bool		comparable;
+				int			c;
+
+				if (f.type == CRM_VAL_NULL || v.type == CRM_VAL_NULL)
+				{
+					bool		both = f.type == v.type;
+
+					r = n->op == OP_EQ ? both : n->op == OP_NE ? !both : false;
+					break;
+				}
+				c = expr_compare(f, v, &comparable);
+				r = (n->op == OP_EQ && c == 0) || (n->op == OP_NE && c != 0) ||
+					(n->op == OP_LT && c < 0) || (n->op == OP_LE && c <= 0) ||
+					(n->op == OP_GT && c > 0) || (n->op == OP_GE && c >= 0);
+			}
+			break;
+	}
+	res.b = r;
+	return res;
+}

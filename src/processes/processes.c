@@ -1,0 +1,831 @@
+/*-------------------------------------------------------------------------
+ *
+ * processes.c
+ *	  Running business-process instances (crm.start_process, the
+ *	  "process_timer" job).
+ *
+ * An instance runs its template's activities in order for one document, in
+ * the transaction that started it (or, after a delay, in the worker's job
+ * transaction):
+ *
+ *	  - a robot action (and set_field, which is update_item with one field)
+ *		goes through the action's descriptor and executor, as a robot does,
+ *		with the instance's variables, constants, parameters and the outputs
+ *		of named activities in the evaluation context;
+ *	  - if evaluates its condition and runs then or else;
+ *	  - set_variable and set_status_text change the instance;
+ *	  - delay stops the run: the instance waits, its position (the path of
+ *		the delay, e.g. [2, "then", 0]), variables, outputs and a copy of the
+ *		definition are kept in crm.process_instance, and a "process_timer"
+ *		job resumes it after the delay.
+ *
+ * Each activity runs in a subtransaction of its own: a failure rolls back
+ * that activity only, marks the instance failed with the error and the
+ * activity's path, and the caller's transaction goes on, as with robots.
+ * Instances act as the automation owner, as robots do, and are on the
+ * causal lineage (kind 'p') while they run.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "actions/actions.h"
+#include "expr/expr.h"
+#include "processes/processes.h"
+#include "engine/robots.h"
+#include "core/scope.h"
+#include "core/rule_cache.h"
+#include "engine/scheduler.h"
+#include "core/spi_util.h"
+
+PG_FUNCTION_INFO_V1(crm_start_process);
+
+/* Nesting of if activities a position can describe (index, branch, ...). */
+#define MAX_STEPS 64
+
+typedef struct ProcessRun
+{
+	int64		instance_id;
+	const char *document_type;
+	int64		document_id;
+	Jsonb	   *definition;
+	Jsonb	   *var_decl;		/* the declarations of variables */
+	CrmEvalContext cx;			/* variables, constants, parameters, outputs */
+	char	   *status_text;
+	bool		status_text_set;
+	const char *status;			/* running, then completed, waiting or failed */
+	char	   *current;		/* path of the activity waiting or failed */
+	char	   *error;
+	Interval   *delay;			/* of the delay that paused the run */
+	int			steps[MAX_STEPS];	/* where the run is: index, branch (0 then,
+									 * 1 else), index, ... */
+	int			nsteps;
+	Jsonb	   *after;			/* the position to resume after, when waiting */
+} ProcessRun;
+
+/* ---------- jsonb helpers ---------- */
+
+static JsonbValue *
+member(JsonbContainer *obj, const char *key)
+{
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
+}
+
+static Jsonb *
+member_jsonb(Jsonb *obj, const char *key)
+{
+	JsonbValue *v;
+
+	if (obj == NULL || (v = member(&obj->root, key)) == NULL)
+		return NULL;
+	return JsonbValueToJsonb(v);
+}
+
+/* ---------- activities ---------- */
+
+static char *
+activity_where(Jsonb *activity, const char *path)
+{
+	char	   *name = crm_jsonb_string(activity, "name");
+
+	return name ? psprintf("activity \"%s\"", name) : psprintf("activity %s", path);
+}
+
+/*
+ * A robot action (or set_field): the descriptor's executor for the
+ * document.  Returns what the executor said about later robots (true after
+ * a change of stage or pipeline, a conversion, a deletion).
+ */
+static bool
+run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
+		   const CrmActionDesc *action, const char *path)
+{
+	CrmActionCall call;
+	bool		isnull;
+	char	   *where = activity_where(activity, path);
+	char	   *name;
+
+	memset(&call, 0, sizeof(call));
+	call.action = action;
+	call.params = crm_action_compile(action, crm_activity_params(activity, kind), where);
+	call.cx = &pr->cx;
+	call.robot_id = 0;
+	call.process_instance_id = pr->instance_id;
+	call.stage_id = crm_item_int(&pr->cx, "stage_id", &isnull);
+	call.where = where;
+	action->exec(&call);
+	if (call.has_outputs && (name = crm_jsonb_string(activity, "name")) != NULL)
+	{
+		Jsonb	   *outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
+		JsonbValue	v;
+
+		crm_jsonb_binary(outputs, &v);
+		pr->cx.activity_outputs = crm_jsonb_with(pr->cx.activity_outputs, name, &v);
+	}
+	return call.stop_chain;
+}
+
+static void
+run_set_variable(ProcessRun *pr, Jsonb *activity)
+{
+	char	   *name = crm_jsonb_string(activity, "variable");
+	JsonbValue *value = member(&activity->root, "value");
+	JsonbValue	v;
+	JsonbValue	stored;
+	char	   *type;
+	char	   *declared = crm_process_variable(pr->var_decl, name, &type);
+
+	if (declared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown variable \"%s\"", name)));
+	v = *value;
+	if (value->type == jbvString)
+	{
+		char	   *src = pnstrdup(value->val.string.val, value->val.string.len);
+
+		crm_value_to_jsonb_value(crm_expr_eval(crm_expr_compile_text(src, "value"), &pr->cx), &v);
+	}
+	if (!crm_process_value(type, &v, &stored))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("value %s does not fit variable \"%s\" of type %s",
+						JsonbToCString(NULL, &JsonbValueToJsonb(&v)->root, 0),
+						declared, type)));
+	pr->cx.variables = crm_jsonb_with(pr->cx.variables, declared, &stored);
+}
+
+typedef struct ActivityArgs
+{
+	Jsonb	   *activity;
+	CrmActivityKind kind;
+	const CrmActionDesc *action;
+	const char *path;
+	bool		result;			/* an if's condition */
+	bool		stop_chain;		/* the action would stop later robots */
+} ActivityArgs;
+
+/* The part of an activity that runs in its subtransaction. */
+static void
+activity_body(ProcessRun *pr, ActivityArgs *a)
+{
+	/* the document may have changed since the last activity: read it again */
+	pr->cx.cache = NULL;
+	switch (a->kind)
+	{
+		case CRM_ACTIVITY_ACTION:
+		case CRM_ACTIVITY_SET_FIELD:
+			a->stop_chain = run_action(pr, a->activity, a->kind, a->action, a->path);
+			break;
+		case CRM_ACTIVITY_IF:
+			a->result = crm_expr_test(crm_expr_compile_condition(member_jsonb(a->activity, "condition"),
+																 "condition"),
+									  &pr->cx);
+			break;
+		case CRM_ACTIVITY_SET_VARIABLE:
+			run_set_variable(pr, a->activity);
+			break;
+		case CRM_ACTIVITY_SET_STATUS_TEXT:
+			pr->status_text = crm_expr_render(crm_expr_compile_text(crm_jsonb_string(a->activity, "text"),
+																	"text"),
+											  &pr->cx);
+			pr->status_text_set = true;
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("activity type \"%s\" is not supported",
+							crm_jsonb_string(a->activity, "type"))));
+	}
+}
+
+typedef struct ActivityCall
+{
+	ProcessRun *pr;
+	ActivityArgs *a;
+} ActivityCall;
+
+static void
+activity_call(void *arg)
+{
+	ActivityCall *c = arg;
+
+	activity_body(c->pr, c->a);
+}
+
+/*
+ * Runs an activity's body in a subtransaction of its own.  A failure rolls
+ * its effects back and fails the instance (false); a query cancel goes on up.
+ */
+static bool
+run_guarded(ProcessRun *pr, ActivityArgs *a)
+{
+	ActivityCall c = {pr, a};
+	ErrorData  *edata = crm_run_isolated(activity_call, &c);
+
+	if (edata == NULL)
+		return true;
+	pr->status = "failed";
+	pr->error = edata->message;
+	pr->current = pstrdup(a->path);
+	return false;
+}
+
+/* True when an action stopped the instance in crm.process_instance. */
+static bool
+instance_stopped(ProcessRun *pr)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+
+	vals[0] = Int64GetDatum(pr->instance_id);
+	crm_exec(crm_plan(&plan,
+					  "SELECT 1 FROM crm.process_instance WHERE id = $1 AND status = 'stopped'",
+					  1, types), vals, NULL, false, 1);
+	return SPI_processed > 0;
+}
+
+/* The current position as a jsonb array: [2, "then", 0]. */
+static Jsonb *
+position_jsonb(ProcessRun *pr)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < pr->nsteps; i++)
+	{
+		if (i % 2 == 0)
+		{
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric(pr->steps[i]);
+		}
+		else
+		{
+			v.type = jbvString;
+			v.val.string.val = pr->steps[i] == 0 ? "then" : "else";
+			v.val.string.len = 4;
+		}
+		pushJsonbValue(&st, WJB_ELEM, &v);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
+}
+
+static bool run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
+					  const int *resume, int nresume);
+static bool document_exists(const char *document_type, int64 document_id);
+
+/* Runs one activity; false when the run stops here (delay, failure, end). */
+static bool
+run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
+{
+	ActivityArgs a;
+	int			depth = pr->nsteps;
+
+	CHECK_FOR_INTERRUPTS();
+	memset(&a, 0, sizeof(a));
+	a.activity = JsonbValueToJsonb(av);
+	a.path = path;
+	a.kind = crm_activity_kind(crm_jsonb_string(a.activity, "type"), &a.action);
+
+	if (a.kind == CRM_ACTIVITY_DELAY)
+	{
+		char	   *s = crm_jsonb_string(a.activity, "for");
+
+		pr->delay = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(s),
+														  ObjectIdGetDatum(InvalidOid),
+														  Int32GetDatum(-1)));
+		pr->status = "waiting";
+		pr->current = pstrdup(path);
+		pr->after = position_jsonb(pr);
+		return false;
+	}
+	if (!run_guarded(pr, &a))
+		return false;
+	if (a.kind == CRM_ACTIVITY_IF)
+	{
+		const char *branch = a.result ? "then" : "else";
+		JsonbValue *b = member(&a.activity->root, branch);
+
+		if (b == NULL)
+			return true;
+		/* the position has this activity's index: the branch follows it */
+		if (depth + 1 > MAX_STEPS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("if activities are nested too deeply at %s", path)));
+		pr->steps[depth] = a.result ? 0 : 1;
+		pr->nsteps = depth + 1;
+		if (!run_block(pr, b->val.binary.data, psprintf("%s.%s", path, branch), NULL, 0))
+			return false;
+		pr->nsteps = depth;
+		return true;
+	}
+	/*
+	 * An action that ends a robot sequence (a change of stage or pipeline, a
+	 * conversion, a deletion) ends the instance only when change_pipeline
+	 * stopped the document's processes, or the document is gone.
+	 */
+	if (a.stop_chain && instance_stopped(pr))
+	{
+		pr->status = "stopped";
+		return false;
+	}
+	if (a.stop_chain && !document_exists(pr->document_type, pr->document_id))
+	{
+		pr->status = "completed";
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Runs the activities of a block in order.  resume (nresume steps), when
+ * given, is the position of a delay inside this block: the run goes on
+ * after it.
+ */
+static bool
+run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
+		  const int *resume, int nresume)
+{
+	int			n = JsonContainerSize(block);
+	int			depth = pr->nsteps;
+	int			start = 0;
+	int			i;
+
+	if (depth + 1 > MAX_STEPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("if activities are nested too deeply at %s", path)));
+	if (nresume > 0)
+	{
+		start = resume[0] + 1;
+		if (nresume >= 3 && resume[0] < n)
+		{
+			/* the delay was inside a branch of the if at resume[0] */
+			JsonbValue *av = getIthJsonbValueFromContainer(block, resume[0]);
+			const char *branch = resume[1] == 0 ? "then" : "else";
+			JsonbValue *b = member(av->val.binary.data, branch);
+
+			pr->steps[depth] = resume[0];
+			pr->steps[depth + 1] = resume[1];
+			pr->nsteps = depth + 2;
+			if (b != NULL &&
+				!run_block(pr, b->val.binary.data,
+						   psprintf("%s[%d].%s", path, resume[0], branch),
+						   resume + 2, nresume - 2))
+				return false;
+			pr->nsteps = depth;
+		}
+	}
+	for (i = start; i < n; i++)
+	{
+		JsonbValue *av = getIthJsonbValueFromContainer(block, i);
+
+		pr->steps[depth] = i;
+		pr->nsteps = depth + 1;
+		if (!run_activity(pr, av, psprintf("%s[%d]", path, i)))
+			return false;
+		pr->nsteps = depth;
+	}
+	return true;
+}
+
+/* The position saved by a delay, as steps. */
+static int
+position_steps(Jsonb *after, int *steps)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+
+	if (after == NULL)
+		return 0;
+	it = JsonbIteratorInit(&after->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM || n >= MAX_STEPS)
+			continue;
+		if (v.type == jbvNumeric)
+			steps[n++] = DatumGetInt32(DirectFunctionCall1(numeric_int4, NumericGetDatum(v.val.numeric)));
+		else if (v.type == jbvString)
+			steps[n++] = (v.val.string.len == 4 && strncmp(v.val.string.val, "else", 4) == 0) ? 1 : 0;
+	}
+	return n;
+}
+
+/* ---------- instances ---------- */
+
+static void
+run_setup(ProcessRun *pr, int64 instance_id, const char *document_type, int64 document_id,
+		  Jsonb *definition, Jsonb *parameters, Jsonb *variables, Jsonb *outputs)
+{
+	memset(pr, 0, sizeof(*pr));
+	pr->instance_id = instance_id;
+	pr->document_type = document_type;
+	pr->document_id = document_id;
+	pr->definition = definition;
+	pr->var_decl = member_jsonb(definition, "variables");
+	pr->status = "running";
+	crm_eval_context_init(&pr->cx, document_type, document_id, NULL, NULL);
+	pr->cx.variables = variables;
+	pr->cx.parameters = parameters;
+	pr->cx.constants = member_jsonb(definition, "constants");
+	pr->cx.activity_outputs = outputs;
+}
+
+/*
+ * Runs (or resumes after a delay at position resume) an instance, as the
+ * automation owner, and records where it ended.
+ */
+static void
+run_instance(ProcessRun *pr, const int *resume, int nresume)
+{
+	static SPIPlanPtr update_plan = NULL;
+	static SPIPlanPtr job_plan = NULL;
+	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
+	Datum		vals[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	JsonbValue *acts = member(&pr->definition->root, "activities");
+	char	   *cycle = NULL;
+	int			depth = crm_lineage_depth();
+	Jsonb	   *state = NULL;
+
+	if (!crm_lineage_push('p', pr->instance_id, pr->document_type, pr->document_id, &cycle))
+	{
+		pr->status = "failed";
+		pr->error = psprintf("loop stopped: %s", cycle);
+	}
+	else
+	{
+		PG_TRY();
+		{
+			if (run_block(pr, acts->val.binary.data, "activities", resume, nresume))
+				pr->status = "completed";
+		}
+		PG_FINALLY();
+		{
+			crm_lineage_restore(depth);
+		}
+		PG_END_TRY();
+	}
+
+	if (pr->cx.activity_outputs != NULL)
+	{
+		JsonbValue	v;
+
+		crm_jsonb_binary(pr->cx.activity_outputs, &v);
+		state = crm_jsonb_with(NULL, "outputs", &v);
+	}
+	if (strcmp(pr->status, "waiting") == 0)
+	{
+		JsonbValue	v;
+
+		crm_jsonb_binary(pr->after, &v);
+		state = crm_jsonb_with(state, "after", &v);
+		crm_jsonb_binary(pr->definition, &v);
+		state = crm_jsonb_with(state, "definition", &v);
+	}
+	if (state == NULL)
+		state = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+
+	vals[0] = Int64GetDatum(pr->instance_id);
+	vals[1] = CStringGetTextDatum(pr->status);
+	vals[2] = pr->status_text ? CStringGetTextDatum(pr->status_text) : (Datum) 0;
+	nulls[2] = pr->status_text ? ' ' : 'n';
+	vals[3] = BoolGetDatum(pr->status_text_set);
+	vals[4] = pr->current ? CStringGetTextDatum(pr->current) : (Datum) 0;
+	nulls[4] = pr->current ? ' ' : 'n';
+	vals[5] = pr->cx.variables ? JsonbPGetDatum(pr->cx.variables) : (Datum) 0;
+	nulls[5] = pr->cx.variables ? ' ' : 'n';
+	vals[6] = JsonbPGetDatum(state);
+	vals[7] = pr->error ? CStringGetTextDatum(pr->error) : (Datum) 0;
+	nulls[7] = pr->error ? ' ' : 'n';
+	crm_exec(crm_plan(&update_plan,
+					  "UPDATE crm.process_instance SET status = $2,"
+					  " status_text = CASE WHEN $4 THEN $3 ELSE status_text END,"
+					  " current_activity = $5, variables = coalesce($6, '{}'), state = $7, error = $8,"
+					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN now() END"
+					  " WHERE id = $1",
+					  8, types), vals, nulls, false, 0);
+
+	if (strcmp(pr->status, "waiting") == 0)
+	{
+		Oid			jtypes[5] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID};
+		Datum		jvals[5];
+		TimestampTz due;
+
+		due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+													  IntervalPGetDatum(pr->delay)));
+		jvals[0] = Int64GetDatum(pr->instance_id);
+		jvals[1] = CStringGetTextDatum(pr->document_type);
+		jvals[2] = Int64GetDatum(pr->document_id);
+		jvals[3] = TimestampTzGetDatum(due);
+		jvals[4] = CStringGetTextDatum(pr->current);
+		crm_exec(crm_plan(&job_plan,
+						  "INSERT INTO crm.job (kind, process_instance_id, entity_type, entity_id, due_at, context)"
+						  " VALUES ('process_timer', $1, $2, $3, $4, jsonb_build_object('activity', $5))",
+						  5, jtypes), jvals, NULL, false, 0);
+	}
+}
+
+/* The value a start parameter gets: given, else its default; checked against its type. */
+static Jsonb *
+start_parameters(int64 template_id, Jsonb *decl, Jsonb *given)
+{
+	Jsonb	   *result = NULL;
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(given) || JB_ROOT_IS_SCALAR(given))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameters must be a JSON object"),
+				 errhint("For example '{\"reason\": \"renewal\"}'.")));
+	/* every given key is declared */
+	it = JsonbIteratorInit(&given->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		if (decl == NULL || member(&decl->root, key) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown parameter \"%s\" for process template %lld", key, (long long) template_id),
+					 errhint("The template's parameters are the keys of its definition's \"parameters\".")));
+	}
+	if (decl == NULL)
+		return given;
+	it = JsonbIteratorInit(&decl->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		JsonbValue	d;
+		JsonbValue *v;
+		JsonbValue *req;
+		JsonbValue	stored;
+		char	   *name;
+		char	   *type;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		(void) JsonbIteratorNext(&it, &d, true);
+		type = crm_jsonb_string(JsonbValueToJsonb(&d), "type");
+		v = member(&given->root, name);
+		if (v == NULL || v->type == jbvNull)
+			v = member(d.val.binary.data, "default");
+		if (v == NULL || v->type == jbvNull)
+		{
+			req = member(d.val.binary.data, "required");
+			if (req != NULL && req->type == jbvBool && req->val.boolean)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("missing required parameter \"%s\" for process template %lld",
+								name, (long long) template_id),
+						 errhint("Pass it in parameters, e.g. '{\"%s\": ...}'.", name)));
+			continue;
+		}
+		if (!crm_process_value(type, v, &stored))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("parameter \"%s\" must be of type %s, not %s", name, type,
+							JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0))));
+		result = crm_jsonb_with(result, name, &stored);
+	}
+	return result ? result : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+/* Initial values of the declared variables: their defaults. */
+static Jsonb *
+initial_variables(Jsonb *decl)
+{
+	Jsonb	   *result = NULL;
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+
+	if (decl == NULL)
+		return NULL;
+	it = JsonbIteratorInit(&decl->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		JsonbValue	d;
+		JsonbValue *v;
+		JsonbValue	stored;
+		char	   *name;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		(void) JsonbIteratorNext(&it, &d, true);
+		v = member(d.val.binary.data, "default");
+		if (v == NULL)
+		{
+			stored.type = jbvNull;
+			v = &stored;
+		}
+		else if (!crm_process_value(crm_jsonb_string(JsonbValueToJsonb(&d), "type"), v, &stored))
+			elog(ERROR, "default of variable \"%s\" does not fit its type", name);
+		result = crm_jsonb_with(result, name, &stored);
+	}
+	return result;
+}
+
+static bool
+document_exists(const char *document_type, int64 document_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	char	   *sql;
+
+	/*
+	 * The table name comes from the catalogue of entity types.  Not read-only:
+	 * a fresh snapshot sees what the activities just did.
+	 */
+	sql = psprintf("SELECT 1 FROM %s WHERE id = $1",
+				   quote_qualified_identifier("crm", crm_entity_table(document_type)));
+	vals[0] = Int64GetDatum(document_id);
+	if (SPI_execute_with_args(sql, 1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read %s %lld", document_type, (long long) document_id);
+	return SPI_processed > 0;
+}
+
+/*
+ * crm._start_process(template_id, document_type, document_id, parameters):
+ * checks, creates the instance and runs it; returns its id.  document_type
+ * NULL takes the template's.
+ */
+Datum
+crm_start_process(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr template_plan = NULL;
+	static SPIPlanPtr insert_plan = NULL;
+	int64		template_id = PG_GETARG_INT64(0);
+	char	   *asked_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int64		document_id = PG_GETARG_INT64(2);
+	Jsonb	   *given = PG_GETARG_JSONB_P(3);
+	Oid			types[5] = {INT8OID, TEXTOID, INT8OID, JSONBOID, JSONBOID};
+	Datum		vals[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *document_type;
+	Jsonb	   *definition;
+	Jsonb	   *parameters;
+	Jsonb	   *variables;
+	bool		isnull;
+	bool		active;
+	int64		instance_id;
+	ProcessRun	pr;
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	vals[0] = Int64GetDatum(template_id);
+	crm_exec(crm_plan(&template_plan,
+					  "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1",
+					  1, types), vals, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("process template %lld does not exist", (long long) template_id),
+				 errhint("List templates with: SELECT id, document_type, name FROM crm.process_template;")));
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		document_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		definition = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		MemoryContextSwitchTo(old);
+	}
+	if (!active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("process template %lld is not active", (long long) template_id),
+				 errhint("Activate it with crm.update_process_template(%lld, active => true).",
+						 (long long) template_id)));
+	if (asked_type != NULL && strcmp(asked_type, document_type) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("process template %lld is for %s documents, not %s",
+						(long long) template_id, document_type, asked_type)));
+	if (!document_exists(document_type, document_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("%s %lld does not exist", document_type, (long long) document_id)));
+	parameters = start_parameters(template_id, member_jsonb(definition, "parameters"), given);
+	variables = initial_variables(member_jsonb(definition, "variables"));
+
+	vals[1] = CStringGetTextDatum(document_type);
+	vals[2] = Int64GetDatum(document_id);
+	vals[3] = JsonbPGetDatum(parameters);
+	vals[4] = variables ? JsonbPGetDatum(variables) : (Datum) 0;
+	nulls[4] = variables ? ' ' : 'n';
+	crm_exec(crm_plan(&insert_plan,
+					  "INSERT INTO crm.process_instance (template_id, document_type, document_id,"
+					  " parameters, variables, started_by)"
+					  " VALUES ($1, $2, $3, $4, coalesce($5, '{}'),"
+					  "  (SELECT id FROM crm.user WHERE id = nullif(current_setting('crm.user_id')::bigint, 0)))"
+					  " RETURNING id",
+					  5, types), vals, nulls, false, 1);
+	instance_id = crm_returned_id();
+
+	run_setup(&pr, instance_id, document_type, document_id, definition, parameters, variables, NULL);
+	run_instance(&pr, NULL, 0);
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	PG_RETURN_INT64(instance_id);
+}
+
+/*
+ * A "process_timer" job: the instance's delay is over, it goes on after
+ * the delay.  An instance no longer waiting (stopped meanwhile) is left
+ * alone.
+ */
+static void
+execute_process_timer(const CrmJob *job)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
+	ProcessRun	pr;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *status;
+	Jsonb	   *state;
+	int			steps[MAX_STEPS];
+	int			nsteps;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	vals[0] = Int64GetDatum(job->process_instance_id);
+	crm_exec(crm_plan(&plan,
+					  "SELECT status, parameters, variables, state FROM crm.process_instance"
+					  " WHERE id = $1 FOR UPDATE",
+					  1, types), vals, NULL, false, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("process instance %lld no longer exists", (long long) job->process_instance_id)));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	status = SPI_getvalue(tup, desc, 1);
+	if (strcmp(status, "waiting") == 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		Jsonb	   *parameters = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
+		Jsonb	   *variables = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+
+		state = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		MemoryContextSwitchTo(old);
+		run_setup(&pr, job->process_instance_id, job->entity_type, job->entity_id,
+				  member_jsonb(state, "definition"), parameters, variables,
+				  member_jsonb(state, "outputs"));
+		nsteps = position_steps(member_jsonb(state, "after"), steps);
+		if (pr.definition == NULL || nsteps == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("process instance %lld has no position to resume at",
+							(long long) job->process_instance_id)));
+		/* the status text set before the delay stays unless changed */
+		run_instance(&pr, steps, nsteps);
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+void
+crm_processes_init(void)
+{
+	crm_register_job_executor("process_timer", execute_process_timer);
+}

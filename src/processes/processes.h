@@ -1,0 +1,62 @@
+/*-------------------------------------------------------------------------
+ *
+ * processes.h
+ *	  Business processes (SPEC §5): templates of activities run for one
+ *	  document, with branches, variables and timers.
+ *
+ * An activity is a JSON object {"type": ..., "name": ..., params...}.  Its
+ * type is either an action of the robots' catalogue (actions.h: the same
+ * descriptor validates, compiles and executes it) or one of the
+ * process-only types below.  process_admin.c checks a definition when a
+ * template is saved; processes.c runs instances.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CRM_PROCESSES_H
+#define CRM_PROCESSES_H
+
+#include "actions/actions.h"
+#include "utils/jsonb.h"
+
+typedef enum CrmActivityKind
+{
+	CRM_ACTIVITY_ACTION,		/* a robot action */
+	CRM_ACTIVITY_IF,
+	CRM_ACTIVITY_DELAY,
+	CRM_ACTIVITY_SET_VARIABLE,
+	CRM_ACTIVITY_SET_FIELD,		/* update_item with one field */
+	CRM_ACTIVITY_SET_STATUS_TEXT,
+	CRM_ACTIVITY_UNSUPPORTED,	/* a process-only type of SPEC §5 not built yet */
+	CRM_ACTIVITY_UNKNOWN
+} CrmActivityKind;
+
+/* The kind of an activity type; *action is set for CRM_ACTIVITY_ACTION. */
+extern CrmActivityKind crm_activity_kind(const char *type, const CrmActionDesc **action);
+
+/*
+ * The parameters an action activity passes to its action's descriptor: the
+ * activity without "type" and "name" (and, for set_field, {"fields":
+ * {field: value}} for update_item).
+ */
+extern Jsonb *crm_activity_params(Jsonb *activity, CrmActivityKind kind);
+
+/* A string member of a JSON object, or NULL. */
+extern char *crm_jsonb_string(Jsonb *obj, const char *key);
+
+/*
+ * The value of a declared parameter or variable as stored: v converted to
+ * the declared type ("text", "int", "number", "bool", "date", "datetime",
+ * "user").  False when it cannot be.
+ */
+extern bool crm_process_value(const char *type, JsonbValue *v, JsonbValue *out);
+
+/*
+ * A declared variable matched without regard to case: its declared name,
+ * with its type in *type; NULL when variables (the declarations) lack it.
+ */
+extern char *crm_process_variable(Jsonb *variables, const char *name, char **type);
+
+/* Registers the "process_timer" job executor (called from _PG_init). */
+extern void crm_processes_init(void);
+
+#endif							/* CRM_PROCESSES_H */
