@@ -3,7 +3,7 @@
 -- Delivery: providers API, the worker's claim function, wake-up at commit,
 -- observability views and requeue functions (SPEC §7).
 --
--- The worker (src/worker.c) claims messages with crm._claim_messages() in a
+-- The worker (src/delivery/worker.c) claims messages with crm._claim_messages() in a
 -- short transaction, commits, sends them with libcurl, and records each
 -- result in a second short transaction.  A message is done only once it is
 -- sent or dead; a crash at any point leaves it pending or leased, never lost.

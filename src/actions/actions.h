@@ -119,7 +119,7 @@ extern void crm_action_validate(const CrmActionDesc *action, Jsonb *params,
 
 /*
  * The pipelines, document templates and providers a rule names exist
- * (robot_admin.c); the caller is connected to SPI.
+ * (params_validate.c); the caller is connected to SPI.
  */
 extern void crm_action_check_references(const CrmActionDesc *action, Jsonb *params,
 										const char *entity_type);

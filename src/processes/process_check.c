@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * process_admin.c
+ * process_check.c
  *	  Save-time validation of business-process templates
  *	  (crm._validate_process_template), behind crm.add_process_template and
  *	  crm.update_process_template, and the activity helpers processes.c

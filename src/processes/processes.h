@@ -7,7 +7,7 @@
  * An activity is a JSON object {"type": ..., "name": ..., params...}.  Its
  * type is either an action of the robots' catalogue (actions.h: the same
  * descriptor validates, compiles and executes it) or one of the
- * process-only types below.  process_admin.c checks a definition when a
+ * process-only types below.  process_check.c checks a definition when a
  * template is saved; processes.c runs instances.
  *
  *-------------------------------------------------------------------------

@@ -7,7 +7,7 @@
  * the rule cache, trigger_decide.c decides which one applies to an event,
  * trigger_log.c logs the outcome and records moves in the history, and
  * trigger_fire.c runs an event for an item (the entry points, the move, the
- * engine's hooks).  See triggers.c's former header in trigger_fire.c.
+ * engine's hooks).  trigger_fire.c's header tells the whole story.
  *
  *-------------------------------------------------------------------------
  */

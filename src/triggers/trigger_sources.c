@@ -18,7 +18,7 @@
  *	  crm._fire_event(...)		for crm.submit_webform and crm.track_click
  *	  crm.fire_trigger(...)		an application's event (webhook triggers)
  *
- * Each fires through crm_fire_event / crm_fire_row_event (triggers.c),
+ * Each fires through crm_fire_event / crm_fire_row_event (trigger_fire.c),
  * which do nothing more than a cache lookup when no trigger of the event
  * exists for the entity type.
  *

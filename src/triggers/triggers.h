@@ -5,12 +5,13 @@
  *	  there when an event happens for it.
  *
  * The events are a catalogue of descriptors (trigger_events.c), validated
- * when a trigger is saved (trigger_admin.c).  The triggers of an entity type
- * are loaded once per backend into the rule cache (rule_cache.c calls
- * crm_triggers_load), with a bitmask of the events that have any, so that a
- * source with no trigger listening costs a hash lookup.  Events are fired
- * by their sources (trigger_sources.c, and the BEFORE ROW trigger of the
- * items for field and responsible changes) through triggers.c, in the
+ * when a trigger is saved (admin/trigger_admin.c).  The triggers of an
+ * entity type are loaded once per backend into the rule cache (by the
+ * loader trigger_load.c registers), with a bitmask of the events that have
+ * any, so that a source with no trigger listening costs a hash lookup.
+ * Events are fired by their sources (trigger_sources.c, and the engine's
+ * BEFORE ROW trigger of the items for field and responsible changes,
+ * through the hooks of engine/hooks.h) through trigger_fire.c, in the
  * transaction of the row or call that caused them.
  *
  *-------------------------------------------------------------------------
