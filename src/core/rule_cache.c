@@ -13,6 +13,8 @@
  * loaders they register from _PG_init (crm_rule_cache_stage_loader,
  * crm_rule_cache_entity_slot, crm_rule_cache_global_slot), into the cache's
  * memory context, and dropped with it: this file calls no layer above core.
+ * Everything is read as automation (core/scope.h), whoever's statement
+ * needed it first.
  *
  * Invalidation follows pg_cron: a statement trigger on each definition table
  * (crm.definitions_changed) registers a relcache invalidation for that
@@ -38,6 +40,7 @@
 
 #include "access/xact.h"
 #include "core/rule_cache.h"
+#include "core/scope.h"
 
 /* Definition tables whose changes make the cache stale. */
 static const char *const definition_tables[] = {
@@ -216,6 +219,7 @@ semantics_code(const char *s)
 static void
 rule_cache_load(void)
 {
+	CrmScope	scope;
 	HASHCTL		ctl;
 	int			ret;
 	uint64		i;
@@ -273,8 +277,8 @@ rule_cache_load(void)
 	EntityTypeHash = hash_create("crm entity types", 32, &ctl,
 								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	/* read as automation: the caller's search_path finds nothing here */
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
 	ret = SPI_execute("SELECT code, table_name, id_prefix FROM crm.entity_type", true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -335,7 +339,7 @@ rule_cache_load(void)
 				d->stage_id = id;
 		}
 	}
-	SPI_finish();
+	crm_scope_leave(&scope);
 }
 
 static inline void
@@ -370,10 +374,15 @@ crm_stage_rules(int64 stage_id)
 	if (!st->rules_loaded)
 	{
 		MemoryContext cxt = RuleCacheContext;
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-		List	   *rules = stage_loader(stage_id);
+		MemoryContext old;
+		List	   *rules;
+		CrmScope	scope;
 
+		crm_scope_enter(&scope, CRM_SCOPE_SPI);
+		old = MemoryContextSwitchTo(cxt);
+		rules = stage_loader(stage_id);
 		MemoryContextSwitchTo(old);
+		crm_scope_leave(&scope);
 
 		/*
 		 * Loading ran SQL, which may have accepted an invalidation and
@@ -418,6 +427,7 @@ crm_rule_cache_global_slot(CrmGlobalRulesLoader loader)
 void *
 crm_entity_rules(const char *entity_type, int slot)
 {
+	CrmScope	scope;
 	EntityTypeInfo *et;
 	MemoryContext cxt;
 	MemoryContext old;
@@ -432,9 +442,11 @@ crm_entity_rules(const char *entity_type, int slot)
 		return et->data[slot];
 
 	cxt = RuleCacheContext;
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	old = MemoryContextSwitchTo(cxt);
 	data = entity_loaders[slot] (entity_type);
 	MemoryContextSwitchTo(old);
+	crm_scope_leave(&scope);
 	/* as for stages: store only into the generation we loaded for */
 	if (cxt == RuleCacheContext && rule_cache_valid)
 	{
@@ -553,6 +565,7 @@ crm_definitions_changed(PG_FUNCTION_ARGS)
 void *
 crm_global_rules(int slot)
 {
+	CrmScope	scope;
 	MemoryContext cxt;
 	MemoryContext old;
 	void	   *data;
@@ -562,9 +575,11 @@ crm_global_rules(int slot)
 	if (global_loaded[slot])
 		return global_data[slot];
 	cxt = RuleCacheContext;
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	old = MemoryContextSwitchTo(cxt);
 	data = global_loaders[slot] ();
 	MemoryContextSwitchTo(old);
+	crm_scope_leave(&scope);
 	if (cxt == RuleCacheContext && rule_cache_valid)
 	{
 		global_data[slot] = data;

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * scope.c
- *	  Who automation acts as (core/scope.h).
+ *	  Acting as automation (core/scope.h): owner identity, a restricted
+ *	  operation, a pinned search_path.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,6 +11,9 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 
 #include "core/scope.h"
@@ -26,4 +30,47 @@ crm_automation_owner(void)
 	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+void
+crm_scope_enter(CrmScope *scope, int flags)
+{
+	Oid			owner = crm_automation_owner();
+
+	scope->flags = flags;
+	GetUserIdAndSecContext(&scope->saved_userid, &scope->saved_sec);
+	SetUserIdAndSecContext(owner, scope->saved_sec |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	/*
+	 * A scope inside a scope (a robot's UPDATE running the next stage's
+	 * robots) finds the path pinned already: nothing to set or undo.
+	 */
+	if (namespace_search_path != NULL &&
+		strcmp(namespace_search_path, CRM_PINNED_SEARCH_PATH) == 0)
+		scope->guc_nest = -1;
+	else
+	{
+		scope->guc_nest = NewGUCNestLevel();
+		(void) set_config_option("search_path", CRM_PINNED_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+
+	if (flags & CRM_SCOPE_SPI)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+	}
+}
+
+void
+crm_scope_leave(CrmScope *scope)
+{
+	if (scope->flags & CRM_SCOPE_SPI)
+		SPI_finish();
+	if (scope->guc_nest >= 0)
+		AtEOXact_GUC(true, scope->guc_nest);
+	SetUserIdAndSecContext(scope->saved_userid, scope->saved_sec);
 }

@@ -110,8 +110,7 @@ crm_due_dates_follow(const char *entity_type, int64 item_id,
 	const CrmDueFields *f = crm_entity_rules(entity_type, due_fields_slot);
 	CrmEvalContext oldcx;
 	CrmEvalContext newcx;
-	Oid			save_userid;
-	int			save_sec;
+	CrmScope	scope;
 	bool		connected = false;
 	int			i;
 
@@ -119,7 +118,6 @@ crm_due_dates_follow(const char *entity_type, int64 item_id,
 		return;
 
 	crm_rule_cache_pin();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
 	PG_TRY();
 	{
 		crm_eval_context_init(&oldcx, entity_type, item_id, oldtuple, desc);
@@ -136,18 +134,13 @@ crm_due_dates_follow(const char *entity_type, int64 item_id,
 			if (!connected)
 			{
 				/* the jobs belong to the automation, not to the application's role */
-				SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-				if (SPI_connect() != SPI_OK_CONNECT)
-					elog(ERROR, "SPI_connect failed");
+				crm_scope_enter(&scope, CRM_SCOPE_SPI);
 				connected = true;
 			}
 			move_jobs(entity_type, item_id, f->names[i], has, after);
 		}
 		if (connected)
-		{
-			SPI_finish();
-			SetUserIdAndSecContext(save_userid, save_sec);
-		}
+			crm_scope_leave(&scope);
 	}
 	PG_FINALLY();
 	{

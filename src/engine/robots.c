@@ -765,14 +765,10 @@ execute_robot_job(const CrmJob *job)
 	int			n;
 	RunState	rs;
 	bool		held = false;
-	Oid			save_userid;
-	int			save_sec;
+	CrmScope	scope;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	crm_rule_cache_pin();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	PG_TRY();
 	{
 		r = find_robot(job->stage_id, job->robot_id, &robots);
@@ -809,8 +805,7 @@ execute_robot_job(const CrmJob *job)
 		crm_rule_cache_unpin();
 	}
 	PG_END_TRY();
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	crm_scope_leave(&scope);
 }
 
 void

@@ -248,16 +248,12 @@ run_optimistic(const CrmStageEntry *entries, int n)
 static void
 run_frame(Frame *f)
 {
-	Oid			save_userid;
-	int			save_sec;
+	CrmScope	scope;
 
 	if (f->n == 0)
 		return;
 	f->busy = true;
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
 	if (!f->careful && !run_optimistic(f->entries, f->n))
 		f->careful = true;
@@ -269,8 +265,7 @@ run_frame(Frame *f)
 		crm_sink_pop();
 	}
 
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	crm_scope_leave(&scope);
 
 	/* empty the frame for the statement's next rows */
 	MemoryContextReset(f->rows_cxt);

@@ -696,13 +696,9 @@ crm_start_process(PG_FUNCTION_ARGS)
 	bool		active;
 	int64		instance_id;
 	ProcessRun	pr;
-	Oid			save_userid;
-	int			save_sec;
+	CrmScope	scope;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
 	vals[0] = Int64GetDatum(template_id);
 	crm_exec(crm_plan(&template_plan,
@@ -756,8 +752,7 @@ crm_start_process(PG_FUNCTION_ARGS)
 	run_setup(&pr, instance_id, document_type, document_id, definition, parameters, variables, NULL);
 	run_instance(&pr, NULL, 0);
 
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	crm_scope_leave(&scope);
 	PG_RETURN_INT64(instance_id);
 }
 
@@ -773,8 +768,7 @@ execute_process_timer(const CrmJob *job)
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
 	MemoryContext caller = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec;
+	CrmScope	scope;
 	ProcessRun	pr;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -784,10 +778,7 @@ execute_process_timer(const CrmJob *job)
 	int			steps[MAX_STEPS];
 	int			nsteps;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	vals[0] = Int64GetDatum(job->process_instance_id);
 	crm_exec(crm_plan(&plan,
 					  "SELECT status, parameters, variables, state FROM crm.process_instance"
@@ -820,8 +811,7 @@ execute_process_timer(const CrmJob *job)
 		/* the status text set before the delay stays unless changed */
 		run_instance(&pr, steps, nsteps);
 	}
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	crm_scope_leave(&scope);
 }
 
 void

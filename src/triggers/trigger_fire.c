@@ -272,32 +272,22 @@ remember_move(const EventCall *c, const Outcome *o, int64 user_id, Jsonb *detail
 /* ---------- acting as the automation ---------- */
 
 /*
- * Triggers act as the extension's owner (as robots do: an application role
- * that records a call need not write the log or move items it cannot see),
- * with the rule cache pinned and SPI connected.  leave_automation after the
+ * Triggers act as automation (core/scope.h, as robots do: an application
+ * role that records a call need not write the log or move items it cannot
+ * see), with the rule cache pinned and SPI connected.  leave_automation after the
  * PG_FINALLY that unpins.
  */
-typedef struct AutomationScope
-{
-	Oid			userid;
-	int			sec;
-} AutomationScope;
-
 static void
-enter_automation(AutomationScope *scope)
+enter_automation(CrmScope *scope)
 {
-	GetUserIdAndSecContext(&scope->userid, &scope->sec);
-	SetUserIdAndSecContext(crm_automation_owner(), scope->sec | SECURITY_LOCAL_USERID_CHANGE);
+	crm_scope_enter(scope, CRM_SCOPE_SPI);
 	crm_rule_cache_pin();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 }
 
 static void
-leave_automation(AutomationScope *scope)
+leave_automation(CrmScope *scope)
 {
-	SPI_finish();
-	SetUserIdAndSecContext(scope->userid, scope->sec);
+	crm_scope_leave(scope);
 }
 
 /* ---------- running ---------- */
@@ -463,7 +453,7 @@ fire(EventCall *c, bool missing_ok)
 {
 	const CrmEntityTriggers *ets = crm_entity_triggers(c->entity_type);
 	const char *result = "no_trigger";
-	AutomationScope scope;
+	CrmScope	scope;
 	int64		move_to;
 
 	/* the cheap answer: nobody listens, and the item need not be checked */
@@ -604,7 +594,7 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 	EventCall	c;
 	CrmEvalContext oldcx;
 	CrmEvalContext newcx;
-	AutomationScope scope;
+	CrmScope	scope;
 	int64		move_to = 0;
 	bool		isnull;
 

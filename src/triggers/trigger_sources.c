@@ -197,8 +197,7 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 	char		nulls[2] = {' ', ' '};
 	char	   *address;
 	bool		listed;
-	Oid			save_userid;
-	int			save_sec;
+	CrmScope	scope;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -209,10 +208,7 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 	if (address == NULL)
 		PG_RETURN_POINTER(td->tg_trigtuple);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(crm_automation_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	/* only an address written as a phone is looked up as one */
 	if (strspn(address, "+0123456789 ()-./") == strlen(address))
 		vals[0] = CStringGetTextDatum(phone_key(address));
@@ -224,8 +220,7 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 					  " WHERE (type, key) IN (('phone', $1), ('email', lower($2)))",
 					  2, types), vals, nulls, true, 1);
 	listed = SPI_processed > 0;
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	crm_scope_leave(&scope);
 
 	PG_RETURN_POINTER(listed ? NULL : td->tg_trigtuple);
 }
