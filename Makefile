@@ -1,11 +1,16 @@
 # crm_automation — PGXS build.
 #
-# The install script sql/crm_automation--$(EXTVERSION).sql is assembled from
-# the ordered fragments in sql/install/ (one per topic), so that each concern
-# keeps its own file.  pg_regress inputs are every other sql/*.sql file.
+# The install script of the current version, sql/crm_automation--$(EXTVERSION).sql,
+# is assembled from the ordered fragments in sql/install/ (one per topic), so
+# that each concern keeps its own file; it is generated, not committed.
+# Released versions are frozen and committed: sql/crm_automation--0.1.0.sql
+# (the install script of 0.1.0 exactly as it was built) and the upgrade
+# scripts sql/crm_automation--A--B.sql.  A change to sql/install/ must also go
+# into the upgrade script to $(EXTVERSION) (test/integration/upgrade.sh fails
+# otherwise).  pg_regress inputs are every other sql/*.sql file.
 
 EXTENSION  = crm_automation
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 MODULE_big = crm_automation
 
 # src/ is layered: each folder uses only the folders below it (src/README.md,

@@ -211,7 +211,7 @@ SIG=$(q "SELECT crm.webhook_signature('$SECRET', 'msg_00000000000000000000000000
 python3 - "$BODY" "$SIG" "$BENCH_DIR" <<'PY'
 import json, sys
 body, sig, out = sys.argv[1], sys.argv[2], sys.argv[3]
-headers = [("Content-Type", "application/json"), ("User-Agent", "crm_automation/0.1.0"),
+headers = [("Content-Type", "application/json"), ("User-Agent", "crm_automation/0.2.0"),
            ("webhook-id", "msg_00000000000000000000000000000000"),
            ("webhook-timestamp", "1700000000"), ("webhook-signature", sig)]
 with open(out + "/post.lua", "w") as f:
