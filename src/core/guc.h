@@ -11,7 +11,7 @@
 #ifndef CRM_GUC_H
 #define CRM_GUC_H
 
-#define CRM_VERSION "0.1.0"
+#define CRM_VERSION "0.2.0"
 
 /* Upper bound of crm.workers_per_database (shared memory is sized by it). */
 #define CRM_MAX_WORKERS_PER_DATABASE 16
