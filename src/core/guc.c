@@ -30,6 +30,7 @@ int			crm_workers_per_database = 2;
 int			crm_outbox_retention = 7 * 24 * 3600;
 bool		crm_worker_enabled = true;
 int			crm_max_depth = 16;
+int			crm_max_steps = 1000;
 int			crm_acting_user_id = 0;
 bool		crm_import_mode = false;
 
@@ -125,6 +126,13 @@ crm_guc_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("crm.max_steps",
+							"Most automation steps (robots, triggers, processes) one change may cause, however wide.",
+							"Counted from a change made outside automation; the step past it stops with a log entry, the statement still succeeds.",
+							&crm_max_steps,
+							1000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("crm.user_id",
 							"The CRM user acting in this session (crm.user id), used as author of changes.",
 							"0 means no user: changes are recorded as made by the system.",

@@ -32,6 +32,7 @@ extern bool crm_worker_enabled;
 
 /* automation */
 extern int	crm_max_depth;
+extern int	crm_max_steps;
 extern int	crm_acting_user_id;
 extern bool crm_import_mode;
 

@@ -74,6 +74,21 @@ static Oid	definition_relids[N_DEFINITION_TABLES];
 static bool rule_cache_valid = false;
 
 /*
+ * The cache was (partly) read under a transaction snapshot (REPEATABLE READ
+ * or SERIALIZABLE), which may be older than a definition change whose
+ * invalidation it already consumed: it is right for this transaction only,
+ * and dropped at its end.
+ */
+static bool rule_cache_xact_local = false;
+
+static inline void
+note_snapshot(void)
+{
+	if (IsolationUsesXactSnapshot())
+		rule_cache_xact_local = true;
+}
+
+/*
  * The row triggers look up the same entity type row after row: the last
  * one found is kept (it lives in RuleCacheContext, forgotten on reload).
  */
@@ -151,6 +166,11 @@ rule_cache_xact_callback(XactEvent event, void *arg)
 		cache_pins = 0;
 		if (retired_contexts != NIL)
 			free_retired();
+		if (rule_cache_xact_local)
+		{
+			rule_cache_valid = false;
+			rule_cache_xact_local = false;
+		}
 	}
 }
 
@@ -280,7 +300,13 @@ rule_cache_load(void)
 	/* read as automation: the caller's search_path finds nothing here */
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
-	ret = SPI_execute("SELECT code, table_name, id_prefix FROM crm.entity_type", true, 0);
+	/*
+	 * Not read-only: each query takes a new snapshot (in READ COMMITTED),
+	 * which sees the change whose invalidation brought us here even if the
+	 * statement's own snapshot is older.
+	 */
+	note_snapshot();
+	ret = SPI_execute("SELECT code, table_name, id_prefix FROM crm.entity_type", false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not load crm entity types: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -302,7 +328,7 @@ rule_cache_load(void)
 					  "       p.entity_type, p.is_default"
 					  "  FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
 					  " ORDER BY p.entity_type, s.sort, s.id",
-					  true, 0);
+					  false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not load crm stages: %s", SPI_result_code_string(ret));
 
@@ -379,6 +405,7 @@ crm_stage_rules(int64 stage_id)
 		CrmScope	scope;
 
 		crm_scope_enter(&scope, CRM_SCOPE_SPI);
+		note_snapshot();
 		old = MemoryContextSwitchTo(cxt);
 		rules = stage_loader(stage_id);
 		MemoryContextSwitchTo(old);
@@ -443,6 +470,7 @@ crm_entity_rules(const char *entity_type, int slot)
 
 	cxt = RuleCacheContext;
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
+	note_snapshot();
 	old = MemoryContextSwitchTo(cxt);
 	data = entity_loaders[slot] (entity_type);
 	MemoryContextSwitchTo(old);
@@ -576,6 +604,7 @@ crm_global_rules(int slot)
 		return global_data[slot];
 	cxt = RuleCacheContext;
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
+	note_snapshot();
 	old = MemoryContextSwitchTo(cxt);
 	data = global_loaders[slot] ();
 	MemoryContextSwitchTo(old);

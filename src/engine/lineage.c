@@ -55,11 +55,24 @@ typedef struct LineageEntry
 	int64		rule_id;
 	int64		item_id;
 	char		entity_type[CRM_NAME_LEN];
+	SubTransactionId subid;		/* pushed in this subtransaction */
 } LineageEntry;
 
 static LineageEntry lineage[MAX_LINEAGE];
 static int	lineage_len = 0;
 static bool xact_callback_registered = false;
+
+/*
+ * Steps caused by one change: everything that a statement's change of one
+ * item caused, however wide (two copy_deal robots on a first stage double
+ * on every level), is bounded by crm.max_steps.  The root is the item whose
+ * automation started with an empty lineage, in the current top-level
+ * statement; each item of a bulk statement is a root of its own.
+ */
+static int	root_steps = 0;
+static int64 root_item_id = 0;
+static char root_entity_type[CRM_NAME_LEN];
+static TimestampTz root_statement = 0;
 
 static void
 robots_xact_callback(XactEvent event, void *arg)
@@ -67,7 +80,26 @@ robots_xact_callback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		lineage_len = 0;
+		root_steps = 0;
+		root_item_id = 0;
+	}
+}
+
+/*
+ * What ran in a subtransaction that is rolled back (ROLLBACK TO SAVEPOINT
+ * after an error escaped a statement, a PL/pgSQL exception block) is no
+ * longer running: a retry must not be taken for a loop.
+ */
+static void
+robots_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	while (lineage_len > 0 && lineage[lineage_len - 1].subid >= mySubid)
+		lineage_len--;
 }
 
 static const char *
@@ -90,6 +122,7 @@ crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(robots_xact_callback, NULL);
+		RegisterSubXactCallback(robots_subxact_callback, NULL);
 		xact_callback_registered = true;
 	}
 	for (i = 0; i < lineage_len; i++)
@@ -119,7 +152,24 @@ crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
 		*cycle = psprintf("automation depth %d reached (crm.max_depth)", lineage_len);
 		return false;
 	}
+	if (lineage_len == 0 &&
+		(root_item_id != item_id || root_statement != GetCurrentStatementStartTimestamp() ||
+		 strcmp(root_entity_type, entity_type) != 0))
+	{
+		root_steps = 0;
+		root_item_id = item_id;
+		root_statement = GetCurrentStatementStartTimestamp();
+		strlcpy(root_entity_type, entity_type, CRM_NAME_LEN);
+	}
+	if (root_steps >= crm_max_steps)
+	{
+		*cycle = psprintf("%d automation steps caused by one change reached (crm.max_steps)",
+						  root_steps);
+		return false;
+	}
+	root_steps++;
 	lineage[lineage_len].kind = kind;
+	lineage[lineage_len].subid = GetCurrentSubTransactionId();
 	lineage[lineage_len].rule_id = rule_id;
 	lineage[lineage_len].item_id = item_id;
 	strlcpy(lineage[lineage_len].entity_type, entity_type, CRM_NAME_LEN);

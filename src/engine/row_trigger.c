@@ -145,7 +145,8 @@ crm_item_before(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	TupleDesc	desc;
-	const CrmItemColumns *cols;
+	CrmItemColumns colsbuf;
+	const CrmItemColumns *cols = &colsbuf;
 	HeapTuple	newtuple;
 	bool		is_insert;
 	int			ncols = 0;
@@ -162,7 +163,11 @@ crm_item_before(PG_FUNCTION_ARGS)
 
 	rel = td->tg_relation;
 	desc = RelationGetDescr(rel);
-	cols = crm_item_columns(rel);
+	/*
+	 * A copy: the hooks below run SQL, which may accept invalidations that
+	 * free the cache's entry.
+	 */
+	colsbuf = *crm_item_columns(rel);
 	is_insert = TRIGGER_FIRED_BY_INSERT(td->tg_event);
 	newtuple = is_insert ? td->tg_trigtuple : td->tg_newtuple;
 

@@ -290,7 +290,8 @@ crm_item_after(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	TupleDesc	desc;
-	const CrmItemColumns *cols;
+	CrmItemColumns colsbuf;
+	const CrmItemColumns *cols = &colsbuf;
 	HeapTuple	tuple;
 	Frame	   *f;
 	CrmStageEntry *e;
@@ -305,7 +306,7 @@ crm_item_after(PG_FUNCTION_ARGS)
 
 	rel = td->tg_relation;
 	desc = RelationGetDescr(rel);
-	cols = crm_item_columns(rel);
+	colsbuf = *crm_item_columns(rel);	/* a copy, as in row_trigger.c */
 	if (cols->id == InvalidAttrNumber || cols->stage_id == InvalidAttrNumber)
 		PG_RETURN_POINTER(NULL);
 	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;

@@ -51,7 +51,7 @@ work_schedule_load(void)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute("SELECT work_days, extract(epoch FROM day_start)::int,"
 					  "       extract(epoch FROM day_end)::int, time_zone"
-					  "  FROM crm.work_schedule", true, 1);
+					  "  FROM crm.work_schedule", false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not load crm.work_schedule: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 1)
@@ -77,7 +77,7 @@ work_schedule_load(void)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("time zone \"%s\" of crm.work_schedule is not recognized", ws->time_zone)));
 
-	ret = SPI_execute("SELECT day FROM crm.holiday ORDER BY day", true, 0);
+	ret = SPI_execute("SELECT day FROM crm.holiday ORDER BY day", false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not load crm.holiday: %s", SPI_result_code_string(ret));
 	ws->nholidays = (int) SPI_processed;

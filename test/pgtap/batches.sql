@@ -123,9 +123,10 @@ SELECT results_eq($$SELECT entity_id, name, status FROM crm.robot_log
 		(10, 'last', 'done'), (10, 'ratio', 'done'), (10, 'first', 'done')$$,
 	'a move of three deals logs each robot for each deal once, in order');
 CREATE TABLE log_seen (entity_id bigint, name text);
+-- Automation runs with search_path = pg_catalog, pg_temp: name your tables.
 CREATE FUNCTION log_seen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO log_seen VALUES (NEW.entity_id, NEW.name);
+	INSERT INTO public.log_seen VALUES (NEW.entity_id, NEW.name);
 	RETURN NEW;
 END $$;
 CREATE TRIGGER seen AFTER INSERT ON crm.robot_log FOR EACH ROW EXECUTE FUNCTION log_seen();

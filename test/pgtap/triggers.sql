@@ -271,9 +271,10 @@ SELECT throws_ok($$INSERT INTO crm.activity (entity_type, entity_id, type, direc
 	'a CHECK constraint added to the log applies to decisions');
 ALTER TABLE crm.robot_log DROP CONSTRAINT no_false;
 CREATE TABLE log_seen (status text);
+-- Automation runs with search_path = pg_catalog, pg_temp: name your tables.
 CREATE FUNCTION log_seen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO log_seen VALUES (NEW.status);
+	INSERT INTO public.log_seen VALUES (NEW.status);
 	RETURN NEW;
 END $$;
 CREATE TRIGGER seen AFTER INSERT ON crm.robot_log FOR EACH ROW EXECUTE FUNCTION log_seen();
