@@ -118,6 +118,14 @@ extern void crm_action_validate(const CrmActionDesc *action, Jsonb *params,
 								List *robot_names, const char *where);
 
 /*
+ * The same checks without the catalog (fields, stages, custom fields): the
+ * shape, required parameters, types and templates of a rule read back from
+ * its table, which may have been changed behind the admin API's back.
+ */
+extern void crm_action_check_structure(const CrmActionDesc *action, Jsonb *params,
+									   const char *where);
+
+/*
  * The pipelines, document templates and providers a rule names exist
  * (params_validate.c); the caller is connected to SPI.
  */
@@ -169,6 +177,16 @@ extern char *crm_jbv_string(JsonbValue *v);	/* a jbvString, palloc'd */
 extern bool crm_all_digits(const char *s);	/* non-empty, 0-9 only */
 extern bool crm_looks_like_email(const char *s);
 extern bool crm_looks_like_phone(const char *s);	/* +, digits, " ()-." */
+
+/*
+ * The longest delay a rule may ask for, in days (about 100 years): a
+ * robot's delay or date-field offset, an interval parameter (wait, control),
+ * a process delay.  Checked when a rule is saved and again when it is
+ * loaded or run, so a due time is always a valid timestamp.
+ */
+#define CRM_MAX_DELAY_DAYS 36525
+
+extern bool crm_delay_in_bounds(const Interval *iv);
 
 /* Executors, by family (actions_*.c). */
 extern void crm_exec_add_comment(CrmActionCall *call);

@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include <ctype.h>
 
 #include "access/htup_details.h"
@@ -135,4 +137,21 @@ crm_looks_like_phone(const char *s)
 			return false;
 	}
 	return digits >= 3;
+}
+
+/*
+ * Whether an interval's span is at most CRM_MAX_DELAY_DAYS, each of its
+ * fields and all of them together (a month counted as 30 days, as
+ * interval comparison does), in either direction.
+ */
+bool
+crm_delay_in_bounds(const Interval *iv)
+{
+	double		days = (double) iv->month * DAYS_PER_MONTH + iv->day +
+		(double) iv->time / USECS_PER_DAY;
+
+	return fabs((double) iv->month * DAYS_PER_MONTH) <= CRM_MAX_DELAY_DAYS &&
+		fabs((double) iv->day) <= CRM_MAX_DELAY_DAYS &&
+		fabs((double) iv->time / USECS_PER_DAY) <= CRM_MAX_DELAY_DAYS &&
+		fabs(days) <= CRM_MAX_DELAY_DAYS;
 }

@@ -128,7 +128,9 @@ check_text(const char *src, const CrmParamDesc *p, const char *entity_type,
 {
 	CrmExpr    *e = crm_expr_compile_text(src, psprintf("params.%s", p->name));
 
-	crm_expr_check(e, entity_type, robot_names, true, psprintf("params.%s", p->name));
+	/* the structural checks of a stored rule (no entity type) only compile */
+	if (entity_type != NULL)
+		crm_expr_check(e, entity_type, robot_names, true, psprintf("params.%s", p->name));
 	if (p->max_length > 0 && crm_expr_is_constant(e) &&
 		pg_mbstrlen(src) > p->max_length)
 		ereport(ERROR,
@@ -152,6 +154,8 @@ check_custom_field(const CrmParamDesc *p, const char *code, const char *entity_t
 	bool		isnull;
 	char	   *type;
 
+	if (entity_type == NULL)
+		return;					/* structural checks only */
 	vals[0] = CStringGetTextDatum(entity_type);
 	vals[1] = CStringGetTextDatum(code);
 	crm_exec(crm_plan(&plan,
@@ -276,7 +280,12 @@ check_interval(const char *s, const CrmParamDesc *p)
 	if (iv->month < 0 || iv->day < 0 || iv->time < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("parameter \"%s\" must be a positive interval, not \"%s\"", p->name, s)));
+				 errmsg("parameter \"%s\" must be a positive interval, not \"%s\"", p->name, s)));	if (!crm_delay_in_bounds(iv))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameter \"%s\" is too long: \"%s\"", p->name, s),
+				 errdetail("An interval parameter is at most %d days (about 100 years).",
+						   CRM_MAX_DELAY_DAYS)));
 }
 
 static bool
@@ -301,6 +310,13 @@ check_stage_param(JsonbValue *v, const CrmParamDesc *p, int64 stage_id,
 	Datum		vals[3];
 	int			ret;
 
+	if (entity_type == NULL)
+	{
+		/* structural checks only: an id or a code */
+		if (v->type != jbvNumeric && v->type != jbvString)
+			type_error(p, v, "a stage id or code");
+		return;
+	}
 	vals[0] = Int64GetDatum(stage_id);
 	vals[2] = CStringGetTextDatum(entity_type);
 	if (v->type == jbvNumeric)
@@ -489,6 +505,7 @@ check_one_param(const CrmParamDesc *p, JsonbValue *v, int64 stage_id,
 								 errhint("Use change_stage to move the item; custom fields are set by their code, e.g. \"UF_X\".")));
 					/* the field must exist on the target: check it as a reference */
 					check_text(psprintf("{{%s}}", field), p,
+							   entity_type == NULL ? NULL :
 							   p->enum_values ? p->enum_values : entity_type, NIL, where);
 					if (val.type == jbvString)
 						check_text(crm_jbv_string(&val), p, entity_type, robot_names, where);
@@ -525,9 +542,14 @@ check_one_param(const CrmParamDesc *p, JsonbValue *v, int64 stage_id,
 	}
 }
 
-void
-crm_action_validate(const CrmActionDesc *action, Jsonb *params, int64 stage_id,
-					const char *entity_type, List *robot_names, const char *where)
+/*
+ * The checks of crm_action_validate; with entity_type NULL, only those that
+ * need no catalog: the shape of params, required parameters, types, enum
+ * values, intervals, and templates that compile.
+ */
+static void
+validate_params(const CrmActionDesc *action, Jsonb *params, int64 stage_id,
+				const char *entity_type, List *robot_names, const char *where)
 {
 	ErrorContextCallback errcb;
 	ParamErrorContext pc;
@@ -544,13 +566,19 @@ crm_action_validate(const CrmActionDesc *action, Jsonb *params, int64 stage_id,
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	if (((action->flags & CRM_ACT_DEALS_ONLY) && strcmp(entity_type, "deal") != 0) ||
-		((action->flags & CRM_ACT_LEADS_ONLY) && strcmp(entity_type, "lead") != 0))
+	if (params == NULL || !JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params must be a JSON object"),
+				 errhint("Parameters of %s: %s.", action->name, param_names(action))));
+	if (entity_type != NULL &&
+		(((action->flags & CRM_ACT_DEALS_ONLY) && strcmp(entity_type, "deal") != 0) ||
+		 ((action->flags & CRM_ACT_LEADS_ONLY) && strcmp(entity_type, "lead") != 0)))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("action \"%s\" is not available for %s stages", action->name, entity_type),
 				 errhint("It works on %s only.", (action->flags & CRM_ACT_DEALS_ONLY) ? "deals" : "leads")));
-	if (strcmp(action->name, "convert") == 0)
+	if (entity_type != NULL && strcmp(action->name, "convert") == 0)
 	{
 		JsonbValue *to = getKeyJsonValueFromContainer(&params->root, "to", 2, NULL);
 		bool		from_lead = strcmp(entity_type, "lead") == 0;
@@ -630,6 +658,26 @@ crm_action_validate(const CrmActionDesc *action, Jsonb *params, int64 stage_id,
 					 errhint("For example: {\"for\": \"2 days\"}.")));
 	}
 	error_context_stack = errcb.previous;
+}
+
+void
+crm_action_validate(const CrmActionDesc *action, Jsonb *params, int64 stage_id,
+					const char *entity_type, List *robot_names, const char *where)
+{
+	Assert(entity_type != NULL);
+	validate_params(action, params, stage_id, entity_type, robot_names, where);
+}
+
+/*
+ * The structural part of crm_action_validate, for a rule read back from its
+ * table: the row may have been changed by a direct UPDATE, so what the rule
+ * cache compiles is checked again.  No catalog lookups (fields, stages,
+ * custom fields): those fail, if they must, when the rule runs.
+ */
+void
+crm_action_check_structure(const CrmActionDesc *action, Jsonb *params, const char *where)
+{
+	validate_params(action, params, 0, NULL, NIL, where);
 }
 
 

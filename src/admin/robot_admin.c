@@ -23,6 +23,7 @@
 #include "expr/expr.h"
 #include "core/rule_cache.h"
 #include "core/spi_util.h"
+#include "engine/robots.h"
 
 PG_FUNCTION_INFO_V1(crm_validate_robot);
 
@@ -47,108 +48,22 @@ stage_robot_names(int64 stage_id, int64 exclude_id)
 	return names;
 }
 
-static void
-check_interval_text(JsonbValue *v, const char *key, bool allow_negative)
-{
-	Interval   *iv;
-	char	   *s;
-
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("delay.%s must be an interval such as \"2 days\"", key)));
-	s = pnstrdup(v->val.string.val, v->val.string.len);
-	iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(s),
-											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	if (!allow_negative && (iv->month < 0 || iv->day < 0 || iv->time < 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("delay.%s must be positive, not \"%s\"", key, s)));
-}
-
+/*
+ * The delay's shape and bounds (crm_robot_parse_delay, the same checks the
+ * rule cache makes when it loads the robot), then the date field it names.
+ */
 static void
 check_delay(Jsonb *delay, const char *entity_type)
 {
-	JsonbIterator *it;
-	JsonbValue	k;
-	JsonbIteratorToken tok;
-	bool		has_after = false;
-	bool		has_at = false;
-	bool		work_time = false;
-	Interval   *after = NULL;
+	CrmRobot	r;
 
-	if (!JB_ROOT_IS_OBJECT(delay) || JB_ROOT_IS_SCALAR(delay))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("delay must be a JSON object"),
-				 errhint("For example {\"after\": \"2 days\"} or {\"at\": \"close_date\", \"offset\": \"-1 day\"}.")));
-	it = JsonbIteratorInit(&delay->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	memset(&r, 0, sizeof(r));
+	crm_robot_parse_delay(&r, delay);
+	if (r.delay_kind == CRM_DELAY_AT)
 	{
-		JsonbValue	v;
-		char	   *key;
+		CrmExpr    *e = crm_expr_compile_text(psprintf("{{%s}}", r.delay_field), "delay.at");
 
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(k.val.string.val, k.val.string.len);
-		(void) JsonbIteratorNext(&it, &v, true);
-		if (strcmp(key, "after") == 0)
-		{
-			check_interval_text(&v, key, false);
-			has_after = true;
-		}
-		else if (strcmp(key, "offset") == 0)
-			check_interval_text(&v, key, true);
-		else if (strcmp(key, "at") == 0)
-		{
-			char	   *field;
-			CrmExpr    *e;
-
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("delay.at must name a date field")));
-			field = pnstrdup(v.val.string.val, v.val.string.len);
-			e = crm_expr_compile_text(psprintf("{{%s}}", field), "delay.at");
-			crm_expr_check(e, entity_type, NIL, false, "delay.at");
-			has_at = true;
-		}
-		else if (strcmp(key, "work_time") == 0)
-		{
-			if (v.type != jbvBool)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("delay.work_time must be a boolean")));
-			work_time = v.val.boolean;
-		}
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown delay key \"%s\"", key),
-					 errhint("A delay has \"after\" (with an optional \"work_time\"), or \"at\" with an optional \"offset\".")));
-	}
-	if (has_after == has_at)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("delay needs exactly one of \"after\" and \"at\""),
-				 errhint("For example {\"after\": \"2 days\"} or {\"at\": \"close_date\", \"offset\": \"-1 day\"}.")));
-	if (work_time && has_at)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("delay.work_time applies to \"after\" delays, not to \"at\""),
-				 errhint("A date field's time is kept as it is; use {\"after\": \"3 hours\", \"work_time\": true} to count working hours.")));
-	if (work_time)
-	{
-		JsonbValue *v = getKeyJsonValueFromContainer(&delay->root, "after", 5, NULL);
-
-		after = DatumGetIntervalP(DirectFunctionCall3(interval_in,
-													  CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
-													  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-		if (after->month != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("a delay in working time counts days and hours, not months"),
-					 errhint("Write \"20 days\" rather than \"1 month\".")));
+		crm_expr_check(e, entity_type, NIL, false, "delay.at");
 	}
 }
 
@@ -165,8 +80,8 @@ delay_error_callback(void *arg)
 Datum
 crm_validate_robot(PG_FUNCTION_ARGS)
 {
-	int64		stage_id = PG_GETARG_INT64(0);
-	char	   *action_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int64		stage_id;
+	char	   *action_name;
 	Jsonb	   *params = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	Jsonb	   *condition = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	Jsonb	   *delay = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
@@ -175,6 +90,19 @@ crm_validate_robot(PG_FUNCTION_ARGS)
 	char		entity_type[CRM_NAME_LEN];
 	const CrmActionDesc *action;
 	List	   *names;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stage id must not be null"),
+				 errhint("Find a stage id with crm.stage(entity_type, code).")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("action must not be null"),
+				 errhint("See SELECT action, parameters FROM crm.robot_actions; for the list.")));
+	stage_id = PG_GETARG_INT64(0);
+	action_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	st = crm_stage_info(stage_id);
 	if (st == NULL)

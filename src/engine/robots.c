@@ -106,7 +106,7 @@ log_run(const CrmRobot *r, const char *entity_type, int64 item_id,
 		vals[1] = CStringGetTextDatum(r->name);
 	else
 		nulls[1] = true;
-	vals[2] = CStringGetTextDatum(r->action->name);
+	vals[2] = CStringGetTextDatum(r->action_name);
 	vals[3] = Int64GetDatum(r->stage_id);
 	vals[4] = CStringGetTextDatum(entity_type);
 	vals[5] = Int64GetDatum(item_id);
@@ -143,7 +143,7 @@ log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
 		vals[1] = CStringGetTextDatum(r->name);
 	else
 		nulls[1] = 'n';
-	vals[2] = CStringGetTextDatum(r->action->name);
+	vals[2] = CStringGetTextDatum(r->action_name);
 	vals[3] = Int64GetDatum(r->stage_id);
 	vals[4] = CStringGetTextDatum(entity_type);
 	vals[5] = Int64GetDatum(item_id);
@@ -290,7 +290,38 @@ run_guarded(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started,
 		body(rs, r, log_id, started);
 		return NULL;
 	}
-	return crm_run_isolated(robot_body_call, &c);
+	return crm_run_isolated_retrying(robot_body_call, &c);
+}
+
+/* Attempts of a step that failed on a deadlock or a serialization failure. */
+#define RETRY_ATTEMPTS 3
+
+/*
+ * crm_run_isolated, again after a deadlock or a serialization failure: the
+ * step's own subtransaction was rolled back, so it runs again from scratch
+ * (a lock another transaction held may be free by then).  Other errors,
+ * and the last attempt's, are returned as they are.
+ */
+ErrorData *
+crm_run_isolated_retrying(void (*body) (void *arg), void *arg)
+{
+	int			attempt;
+
+	for (attempt = 1;; attempt++)
+	{
+		ErrorData  *edata = crm_run_isolated(body, arg);
+
+		if (edata == NULL || attempt >= RETRY_ATTEMPTS ||
+			(edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED &&
+			 edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE))
+			return edata;
+		ereport(LOG,
+				(errmsg("crm_automation: attempt %d of %d failed, trying again: %s",
+						attempt, RETRY_ATTEMPTS, edata->message)));
+		FreeErrorData(edata);
+		pg_usleep(attempt * 50000L);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /* Runs one robot now (run_guarded); a failure is logged as the robot's. */
@@ -301,6 +332,15 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 	TimestampTz started = GetCurrentTimestamp();
 	ErrorData  *edata;
 
+	if (r->invalid != NULL)
+	{
+		/* its row failed the checks when loaded: it fails alone */
+		if (log_id)
+			log_update(log_id, "failed", r->invalid, NULL);
+		else
+			log_run(r, rs->entity_type, rs->item_id, "failed", r->invalid, NULL, NULL, started);
+		return;
+	}
 	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
 	{
 		if (log_id)
@@ -323,16 +363,6 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 			log_run(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, started);
 		FreeErrorData(edata);
 	}
-}
-
-/* The start of a wait: its instructions go to the responsible user. */
-static void
-wait_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
-{
-	CrmActionCall call;
-
-	robot_call(&call, rs, r);
-	r->action->exec(&call);
 }
 
 /* Encodes robot ids as a jsonb array for a job's chain. */
@@ -476,9 +506,121 @@ hold_rest(RunState *rs, const CrmRobot *r, CrmRobot **seq, int from, int n)
 	return true;
 }
 
+/* Planning one robot of a sequence that does not run now (plan_step). */
+typedef struct PlanStep
+{
+	RunState   *rs;
+	CrmRobot  **seq;
+	int			i;				/* the robot, seq[i] */
+	int			n;
+	int			chain_end;		/* seq[i + 1 .. chain_end) go with a delayed one */
+	const char *status;			/* not NULL: log the robot with it */
+	char	   *error;
+	bool		ends_sequence;	/* a wait: the later robots are its job */
+} PlanStep;
+
+/* An interval parameter as a due time from now, within the bounds of delays. */
+static TimestampTz
+due_after(Interval *iv)
+{
+	if (!crm_delay_in_bounds(iv))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the interval is too long"),
+				 errdetail("A delay is at most %d days (about 100 years).", CRM_MAX_DELAY_DAYS)));
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+												   IntervalPGetDatum(iv)));
+}
+
+/*
+ * A wait or a control: condition, due time, the wait's instructions (its
+ * executor), its job.
+ */
+static void
+plan_wait_or_control(void *arg)
+{
+	PlanStep   *ps = arg;
+	RunState   *rs = ps->rs;
+	CrmRobot   *r = ps->seq[ps->i];
+	bool		is_wait = strcmp(r->action->name, "wait") == 0;
+	CrmActionCall call;
+	Interval   *iv = NULL;
+	TimestampTz due;
+
+	robot_call(&call, rs, r);
+	if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
+	{
+		ps->status = "skipped";
+		return;
+	}
+	if (!crm_param_interval(&call, is_wait ? "for" : "after", &iv))
+		due = far_future();
+	else
+		due = due_after(iv);
+	if (is_wait)
+	{
+		/* its instructions go to the responsible user; later robots wait */
+		r->action->exec(&call);
+		schedule_job(rs, "wait", r, due, job_context(ps->seq, ps->i + 1, ps->n, rs->outputs));
+		ps->ends_sequence = true;
+	}
+	else
+		schedule_job(rs, "control", r, due, job_context(ps->seq, 0, 0, rs->outputs));
+}
+
+/* A delayed robot: its due time and its job (with the robots chained to it). */
+static void
+plan_delayed(void *arg)
+{
+	PlanStep   *ps = arg;
+	RunState   *rs = ps->rs;
+	CrmRobot   *r = ps->seq[ps->i];
+	TimestampTz due;
+	char	   *why = NULL;
+
+	if (robot_due(rs, r, &due, &why))
+		schedule_job(rs, "robot", r, due,
+					 job_context(ps->seq, ps->i + 1, ps->chain_end, rs->outputs));
+	else
+	{
+		ps->status = "failed";
+		ps->error = why;
+	}
+}
+
+/*
+ * Plans one robot with body; carefully, in a subtransaction of its own, so
+ * that anything failing (a condition dividing by zero, a due time out of
+ * range, the job's INSERT) fails this robot alone and is logged as its run.
+ */
+static void
+plan_step(PlanStep *ps, void (*body) (void *arg))
+{
+	const CrmRobot *r = ps->seq[ps->i];
+	ErrorData  *edata = NULL;
+
+	if (ps->rs->careful)
+		edata = crm_run_isolated_retrying(body, ps);
+	else
+		body(ps);
+	if (edata != NULL)
+	{
+		ps->status = "failed";
+		ps->error = pstrdup(edata->message);
+		ps->ends_sequence = false;
+		FreeErrorData(edata);
+	}
+	if (ps->status != NULL)
+		log_run(r, ps->rs->entity_type, ps->rs->item_id, ps->status, ps->error,
+				NULL, NULL, 0);
+}
+
 /*
  * Runs a sequence of robots for one item: immediate ones now, delayed ones
  * (with the robots chained to them) and everything after a wait as jobs.
+ * A robot whose row failed its checks when loaded (r->invalid) is logged as
+ * failed where it would have run; the others go on.
  */
 static void
 run_sequence(RunState *rs, CrmRobot **seq, int n)
@@ -489,6 +631,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 	{
 		CrmRobot   *r = seq[i];
 		int			chain_end = i + 1;
+		PlanStep	ps;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -496,58 +639,34 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 		while (chain_end < n && seq[chain_end]->after_previous)
 			chain_end++;
 
-		if (strcmp(r->action->name, "wait") == 0 || strcmp(r->action->name, "control") == 0)
+		if (r->invalid != NULL)
 		{
-			/* executed now: they schedule their own job */
-			CrmActionCall call;
-			Interval   *iv = NULL;
-			TimestampTz due;
-			bool		is_wait = strcmp(r->action->name, "wait") == 0;
+			log_run(r, rs->entity_type, rs->item_id, "failed", r->invalid, NULL, NULL, 0);
+			/* a delayed one's chain would have run with it */
+			i = r->has_delay ? chain_end : i + 1;
+			continue;
+		}
 
-			robot_call(&call, rs, r);
-			if (r->condition != NULL && !crm_expr_test(r->condition, &rs->cx))
-			{
-				log_run(r, rs->entity_type, rs->item_id, "skipped", NULL, NULL, NULL, 0);
-				i++;
-				continue;
-			}
-			if (!crm_param_interval(&call, is_wait ? "for" : "after", &iv))
-				due = far_future();
-			else
-				due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-															  IntervalPGetDatum(iv)));
-			if (is_wait)
-			{
-				ErrorData  *edata = run_guarded(rs, r, 0, GetCurrentTimestamp(), wait_body);
+		memset(&ps, 0, sizeof(ps));
+		ps.rs = rs;
+		ps.seq = seq;
+		ps.i = i;
+		ps.n = n;
+		ps.chain_end = chain_end;
 
-				if (edata != NULL)
-				{
-					/* instructions that cannot be sent: a failed robot */
-					log_run(r, rs->entity_type, rs->item_id, "failed", edata->message,
-							NULL, NULL, GetCurrentTimestamp());
-					FreeErrorData(edata);
-					i++;
-					continue;
-				}
-				/* every later robot runs when the wait ends */
-				schedule_job(rs, "wait", r, due, job_context(seq, i + 1, n, rs->outputs));
-				return;
-			}
-			schedule_job(rs, "control", r, due, job_context(seq, 0, 0, rs->outputs));
+		if (r->action->flags & CRM_ACT_SCHEDULES)
+		{
+			/* wait and control schedule their own job */
+			plan_step(&ps, plan_wait_or_control);
+			if (ps.ends_sequence)
+				return;			/* every later robot runs when the wait ends */
 			i++;
 			continue;
 		}
 
 		if (r->delay_kind != CRM_DELAY_NONE)
 		{
-			TimestampTz due;
-			char	   *why = NULL;
-
-			if (robot_due(rs, r, &due, &why))
-				schedule_job(rs, "robot", r, due, job_context(seq, i + 1, chain_end, rs->outputs));
-			else
-				log_run(r, rs->entity_type, rs->item_id, "failed", why, NULL, NULL, 0);
+			plan_step(&ps, plan_delayed);
 			i = chain_end;
 			continue;
 		}
@@ -752,6 +871,23 @@ context_outputs(Jsonb *context)
 	return JsonbValueToJsonb(v);
 }
 
+/* A control's check when it is due, alone in its subtransaction. */
+typedef struct ControlRun
+{
+	RunState   *rs;
+	const CrmRobot *r;
+} ControlRun;
+
+static void
+run_control(void *arg)
+{
+	ControlRun *cr = arg;
+	CrmActionCall call;
+
+	robot_call(&call, cr->rs, cr->r);
+	cr->r->action->exec(&call);
+}
+
 /*
  * Executes a due robot job, a finished wait or a stage control.  The item
  * is still in the stage: leaving it cancels the job.
@@ -791,11 +927,18 @@ execute_robot_job(const CrmJob *job)
 			log_update(job->log_id, "done", NULL, NULL);
 		else if (strcmp(job->kind, "control") == 0)
 		{
-			CrmActionCall call;
+			ControlRun	cr = {&rs, r};
+			ErrorData  *edata = r->invalid ? NULL : crm_run_isolated_retrying(run_control, &cr);
 
-			robot_call(&call, &rs, r);
-			r->action->exec(&call);
-			log_update(job->log_id, "done", NULL, NULL);
+			if (r->invalid)
+				log_update(job->log_id, "failed", r->invalid, NULL);
+			else if (edata != NULL)
+			{
+				log_update(job->log_id, "failed", edata->message, NULL);
+				FreeErrorData(edata);
+			}
+			else
+				log_update(job->log_id, "done", NULL, NULL);
 		}
 		if (!held)
 			run_sequence(&rs, seq, n);

@@ -36,7 +36,24 @@ typedef struct CrmRobot
 	Interval   *delay_offset;
 	bool		after_previous;
 	char	   *where;			/* "robot \"name\"" or "robot 12", for messages */
+	char	   *action_name;	/* as stored, for the log (action may be NULL) */
+	bool		has_delay;		/* the row has a delay (parsed or not) */
+	char	   *invalid;		/* the row failed its checks when loaded: the
+								 * error every run of it is logged with */
 } CrmRobot;
+
+/*
+ * Reads a robot's delay into r, checking its shape and bounds; an ERROR
+ * when it is wrong (robots_load.c).
+ */
+extern void crm_robot_parse_delay(CrmRobot *r, Jsonb *delay);
+
+/*
+ * crm_run_isolated, but a deadlock or serialization failure is tried again
+ * (up to 3 attempts, after a short sleep) before its error is returned:
+ * the step's subtransaction was rolled back, so running it again is safe.
+ */
+extern struct ErrorData *crm_run_isolated_retrying(void (*body) (void *arg), void *arg);
 
 /*
  * An item that entered and/or left a stage, as the row trigger saw it

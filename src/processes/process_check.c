@@ -36,6 +36,7 @@
 #include "actions/actions.h"
 #include "expr/expr.h"
 #include "processes/processes.h"
+#include "engine/robots.h"
 
 PG_FUNCTION_INFO_V1(crm_validate_process_template);
 
@@ -558,7 +559,11 @@ check_delay(JsonbContainer *act)
 		(iv->month == 0 && iv->day == 0 && iv->time == 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"for\" of a delay activity must be a positive interval, not \"%s\"", s)));
+				 errmsg("\"for\" of a delay activity must be a positive interval, not \"%s\"", s)));	if (!crm_delay_in_bounds(iv))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"for\" of a delay activity is too long: \"%s\"", s),
+				 errdetail("A delay is at most %d days (about 100 years).", CRM_MAX_DELAY_DAYS)));
 }
 
 char *
@@ -921,21 +926,21 @@ check_definition(Validation *vs, Jsonb *def)
 }
 
 /*
- * crm._validate_process_template(document_type, definition) raises an
- * error for anything wrong with the definition.  The document type was
- * checked by the caller.
+ * Checks a definition for a document type, as when its template is saved;
+ * an ERROR whose detail gives the place in the definition.  The caller is
+ * connected to SPI.  crm.start_process and the process_timer job check the
+ * definition they run again: a row of crm.process_template (or an
+ * instance's copy) may have been changed by a direct UPDATE.
  */
-Datum
-crm_validate_process_template(PG_FUNCTION_ARGS)
+void
+crm_process_check_definition(const char *document_type, Jsonb *definition)
 {
 	Validation	vs;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	memset(&vs, 0, sizeof(vs));
-	vs.document_type = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	vs.document_type = document_type;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	/*
 	 * Errors of the checks (our own and the action descriptors') get the
 	 * place in the definition as their detail, then go on up: nothing is
@@ -943,7 +948,7 @@ crm_validate_process_template(PG_FUNCTION_ARGS)
 	 */
 	PG_TRY();
 	{
-		check_definition(&vs, PG_GETARG_JSONB_P(1));
+		check_definition(&vs, definition);
 	}
 	PG_CATCH();
 	{
@@ -959,6 +964,20 @@ crm_validate_process_template(PG_FUNCTION_ARGS)
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * crm._validate_process_template(document_type, definition) raises an
+ * error for anything wrong with the definition.  The document type was
+ * checked by the caller.
+ */
+Datum
+crm_validate_process_template(PG_FUNCTION_ARGS)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	crm_process_check_definition(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+								 PG_GETARG_JSONB_P(1));
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -233,7 +233,7 @@ static bool
 run_guarded(ProcessRun *pr, ActivityArgs *a)
 {
 	ActivityCall c = {pr, a};
-	ErrorData  *edata = crm_run_isolated(activity_call, &c);
+	ErrorData  *edata = crm_run_isolated_retrying(activity_call, &c);
 
 	if (edata == NULL)
 		return true;
@@ -466,7 +466,9 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 	int			depth = crm_lineage_depth();
 	Jsonb	   *state = NULL;
 
-	if (!crm_lineage_push('p', pr->instance_id, pr->document_type, pr->document_id, &cycle))
+	if (strcmp(pr->status, "failed") == 0)
+		;						/* its definition is invalid: nothing runs */
+	else if (!crm_lineage_push('p', pr->instance_id, pr->document_type, pr->document_id, &cycle))
 	{
 		pr->status = "failed";
 		pr->error = psprintf("loop stopped: %s", cycle);
@@ -543,6 +545,32 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 						  " VALUES ('process_timer', $1, $2, $3, $4, jsonb_build_object('activity', $5))",
 						  5, jtypes), jvals, NULL, false, 0);
 	}
+}
+
+/* A definition to check again before it runs (crm_run_isolated). */
+typedef struct DefinitionCheck
+{
+	const char *document_type;
+	Jsonb	   *definition;
+} DefinitionCheck;
+
+static void
+check_definition_call(void *arg)
+{
+	DefinitionCheck *dc = arg;
+
+	crm_process_check_definition(dc->document_type, dc->definition);
+}
+
+/* The instance fails at once: what it would run is not a valid definition. */
+static void
+invalid_definition(ProcessRun *pr, const char *what, ErrorData *edata)
+{
+	pr->status = "failed";
+	pr->error = edata->detail
+		? psprintf("%s has an invalid definition: %s (%s)", what, edata->message, edata->detail)
+		: psprintf("%s has an invalid definition: %s", what, edata->message);
+	FreeErrorData(edata);
 }
 
 /* The value a start parameter gets: given, else its default; checked against its type. */
@@ -680,10 +708,10 @@ crm_start_process(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr template_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
-	int64		template_id = PG_GETARG_INT64(0);
-	char	   *asked_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	int64		document_id = PG_GETARG_INT64(2);
-	Jsonb	   *given = PG_GETARG_JSONB_P(3);
+	int64		template_id;
+	char	   *asked_type;
+	int64		document_id;
+	Jsonb	   *given;
 	Oid			types[5] = {INT8OID, TEXTOID, INT8OID, JSONBOID, JSONBOID};
 	Datum		vals[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -697,6 +725,23 @@ crm_start_process(PG_FUNCTION_ARGS)
 	int64		instance_id;
 	ProcessRun	pr;
 	CrmScope	scope;
+	DefinitionCheck dc;
+	ErrorData  *edata;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("template_id must not be null"),
+				 errhint("List templates with: SELECT id, document_type, name FROM crm.process_template;")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("document_id must not be null")));
+	template_id = PG_GETARG_INT64(0);
+	asked_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	document_id = PG_GETARG_INT64(2);
+	given = PG_ARGISNULL(3) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+		: PG_GETARG_JSONB_P(3);
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
@@ -732,8 +777,21 @@ crm_start_process(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("%s %lld does not exist", document_type, (long long) document_id)));
-	parameters = start_parameters(template_id, member_jsonb(definition, "parameters"), given);
-	variables = initial_variables(member_jsonb(definition, "variables"));
+	/* the stored definition is checked again: a bad one fails its instance */
+	dc.document_type = document_type;
+	dc.definition = definition;
+	edata = crm_run_isolated(check_definition_call, &dc);
+	if (edata == NULL)
+	{
+		parameters = start_parameters(template_id, member_jsonb(definition, "parameters"), given);
+		variables = initial_variables(member_jsonb(definition, "variables"));
+	}
+	else
+	{
+		parameters = JB_ROOT_IS_OBJECT(given) && !JB_ROOT_IS_SCALAR(given) ? given
+			: DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		variables = NULL;
+	}
 
 	vals[1] = CStringGetTextDatum(document_type);
 	vals[2] = Int64GetDatum(document_id);
@@ -750,6 +808,8 @@ crm_start_process(PG_FUNCTION_ARGS)
 	instance_id = crm_returned_id();
 
 	run_setup(&pr, instance_id, document_type, document_id, definition, parameters, variables, NULL);
+	if (edata != NULL)
+		invalid_definition(&pr, psprintf("process template %lld", (long long) template_id), edata);
 	run_instance(&pr, NULL, 0);
 
 	crm_scope_leave(&scope);
@@ -808,6 +868,14 @@ execute_process_timer(const CrmJob *job)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("process instance %lld has no position to resume at",
 							(long long) job->process_instance_id)));
+		{
+			DefinitionCheck dc = {job->entity_type, pr.definition};
+			ErrorData  *edata = crm_run_isolated(check_definition_call, &dc);
+
+			if (edata != NULL)
+				invalid_definition(&pr, psprintf("process instance %lld",
+												 (long long) job->process_instance_id), edata);
+		}
 		/* the status text set before the delay stays unless changed */
 		run_instance(&pr, steps, nsteps);
 	}

@@ -56,6 +56,12 @@ extern bool crm_process_value(const char *type, JsonbValue *v, JsonbValue *out);
  */
 extern char *crm_process_variable(Jsonb *variables, const char *name, char **type);
 
+/*
+ * Checks a definition as when its template is saved (process_check.c); an
+ * ERROR when it is wrong.  The caller is connected to SPI.
+ */
+extern void crm_process_check_definition(const char *document_type, Jsonb *definition);
+
 /* Registers the "process_timer" job executor (called from _PG_init). */
 extern void crm_processes_init(void);
 

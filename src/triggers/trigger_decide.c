@@ -151,6 +151,7 @@ trig_decide(const EventCall *c, List *triggers, Outcome *o)
 	ListCell   *lc;
 	const CrmTrigger *first_false = NULL;
 	const CrmTrigger *first_back = NULL;
+	const CrmTrigger *first_invalid = NULL;
 	int			max = list_length(triggers);
 
 	crm_eval_context_init(&cx, c->entity_type, c->item_id, c->tuple, c->desc);
@@ -162,6 +163,14 @@ trig_decide(const EventCall *c, List *triggers, Outcome *o)
 
 		if (!applies(t, c, false))
 			continue;
+		if (t->invalid != NULL)
+		{
+			/* its row is broken: it fails alone, the others still decide */
+			note(o, t, "failed", max);
+			if (first_invalid == NULL)
+				first_invalid = t;
+			continue;
+		}
 		o->trigger = t;			/* blamed if the condition fails */
 		if (t->condition != NULL && !crm_expr_test(t->condition, &cx))
 		{
@@ -193,7 +202,13 @@ trig_decide(const EventCall *c, List *triggers, Outcome *o)
 		o->trigger = t;
 		return;
 	}
-	if (first_back != NULL)
+	if (first_invalid != NULL)
+	{
+		o->status = "failed";
+		o->error = first_invalid->invalid;
+		o->trigger = first_invalid;
+	}
+	else if (first_back != NULL)
 	{
 		o->status = "backwards";
 		o->trigger = first_back;

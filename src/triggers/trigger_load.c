@@ -89,8 +89,100 @@ load_fields(CrmTrigger *t, Jsonb *params, List **names)
 }
 
 /*
+ * The shape of a stored trigger's parameters, as crm._validate_trigger
+ * checks it at save time without the catalog: a direct UPDATE of
+ * crm.trigger may have left anything there.
+ */
+static void
+check_params_shape(const CrmEventDesc *ev, Jsonb *params)
+{
+	const CrmEventParam *p;
+
+	if (params == NULL || !JB_ROOT_IS_OBJECT(params) || JB_ROOT_IS_SCALAR(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("params must be a JSON object")));
+	for (p = ev->params; p->name != NULL; p++)
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(&params->root, p->name,
+													 strlen(p->name), NULL);
+
+		if (v == NULL || v->type == jbvNull)
+		{
+			if (p->required)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("missing required parameter \"%s\" for event \"%s\"",
+								p->name, ev->name)));
+			continue;
+		}
+		if (p->type == CRM_EP_FIELDS)
+		{
+			JsonbIterator *it;
+			JsonbValue	e;
+			JsonbIteratorToken tok;
+
+			if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+				JsonContainerSize(v->val.binary.data) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("parameter \"%s\" must be an array of field names", p->name)));
+			it = JsonbIteratorInit(v->val.binary.data);
+			while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+				if (tok == WJB_ELEM && (e.type != jbvString || e.val.string.len == 0))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("parameter \"%s\" must hold field names", p->name)));
+		}
+		else if (v->type != jbvString || v->val.string.len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("parameter \"%s\" must be a non-empty string", p->name)));
+	}
+}
+
+/* One trigger row being compiled (the guarded part of the loading). */
+typedef struct TriggerLoad
+{
+	CrmTrigger *t;
+	Jsonb	   *params;
+	Jsonb	   *condition;
+	List	  **names;
+	const char *what;
+} TriggerLoad;
+
+static void
+trigger_compile(void *arg)
+{
+	TriggerLoad *tl = arg;
+	CrmTrigger *t = tl->t;
+
+	tl->what = "parameters";
+	check_params_shape(t->event, tl->params);
+	if (t->event->key_param)
+		t->key = jsonb_string_key(tl->params, t->event->key_param);
+	if (t->event->id == CRM_EV_FIELD_CHANGED)
+	{
+		ListCell   *lc;
+
+		/* the field names compile as references */
+		load_fields(t, tl->params, tl->names);
+		foreach(lc, *tl->names)
+			(void) crm_expr_compile_text(psprintf("{{%s}}", (char *) lfirst(lc)), "params.fields");
+	}
+	tl->what = "condition";
+	if (tl->condition != NULL)
+	{
+		t->condition = crm_expr_compile_condition(tl->condition, "condition");
+		t->reads_event = crm_expr_refs(t->condition, "Event") != NIL;
+	}
+}
+
+/*
  * Loads the active triggers of an entity type, compiled into the current
- * memory context (the rule cache's).
+ * memory context (the rule cache's).  A trigger whose row fails its checks
+ * stays in the list with the error (t->invalid), and fails the events it
+ * would decide (trigger_decide.c).
  */
 static void *
 triggers_load(const char *entity_type)
@@ -102,7 +194,9 @@ triggers_load(const char *entity_type)
 	Oid			types[1] = {TEXTOID};
 	Datum		vals[1];
 	ListCell   *lc;
+	SPITupleTable *tuptable;
 	uint64		i;
+	uint64		n;
 	int			k;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -116,10 +210,15 @@ triggers_load(const char *entity_type)
 					  " WHERE p.entity_type = $1 AND t.active"
 					  " ORDER BY s.sort, s.id, t.sort, t.id",
 					  1, types), vals, NULL, true, 0);
-	for (i = 0; i < SPI_processed; i++)
+	tuptable = SPI_tuptable;	/* a check below may run queries */
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = tuptable->vals[i];
+		TupleDesc	desc = tuptable->tupdesc;
+		TriggerLoad tl;
+		List	   *fields = NIL;
+		ErrorData  *edata;
 		bool		isnull;
 		Datum		d;
 		MemoryContext old = MemoryContextSwitchTo(cache_cxt);
@@ -141,17 +240,30 @@ triggers_load(const char *entity_type)
 		t->stage_sort = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
 		d = SPI_getbinval(tup, desc, 5, &isnull);
 		t->name = isnull ? psprintf("trigger %lld", (long long) t->id) : TextDatumGetCString(d);
-		params = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
-		if (t->event->key_param)
-			t->key = jsonb_string_key(params, t->event->key_param);
-		if (t->event->id == CRM_EV_FIELD_CHANGED)
-			load_fields(t, params, &names);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		params = isnull ? NULL : DatumGetJsonbPCopy(d);
 		d = SPI_getbinval(tup, desc, 8, &isnull);
-		if (!isnull)
+		memset(&tl, 0, sizeof(tl));
+		tl.t = t;
+		tl.params = params;
+		tl.condition = isnull ? NULL : DatumGetJsonbPCopy(d);
+		tl.names = &fields;
+		/* the watched fields join the list only when the trigger is valid */
+		fields = list_copy(names);
+		edata = crm_run_isolated(trigger_compile, &tl);
+		if (edata != NULL)
 		{
-			t->condition = crm_expr_compile_condition(DatumGetJsonbPCopy(d), "condition");
-			t->reads_event = crm_expr_refs(t->condition, "Event") != NIL;
+			t->invalid = psprintf("trigger %lld has %s: %s", (long long) t->id,
+								  strcmp(tl.what, "condition") == 0 ? "an invalid condition"
+								  : "invalid parameters", edata->message);
+			FreeErrorData(edata);
+			t->key = NULL;
+			t->nfields = 0;
+			t->condition = NULL;
+			t->reads_event = false;
 		}
+		else
+			names = fields;
 		t->allow_backwards = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
 		d = SPI_getbinval(tup, desc, 10, &isnull);
 		t->on_behalf_of = isnull ? 0 : DatumGetInt64(d);

@@ -124,6 +124,8 @@ typedef struct CrmTrigger
 	bool		reads_event;	/* the condition reads the payload, {=Event:key} */
 	bool		allow_backwards;
 	int64		on_behalf_of;	/* 0: the item's responsible user */
+	char	   *invalid;		/* its row failed the checks when loaded: an
+								 * event it would decide fails with this */
 } CrmTrigger;
 
 /* Every active trigger of one entity type, as kept in the rule cache. */
