@@ -6,7 +6,7 @@
 -- rule_cache_sessions.sh.)
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(9);
+SELECT plan(11);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1);
@@ -59,6 +59,27 @@ UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 302;
 SELECT results_eq($$SELECT status FROM crm.robot_log WHERE entity_id = 302 AND robot_id = $$ || :prep_robot,
 	$$VALUES ('done')$$, 'after an exception block caught the timeout, the retry runs the robot');
 DROP TRIGGER slow_comment ON crm.timeline_comment;
+
+-- The same for a trigger: an incoming call moves the deal, the robots of
+-- the stage it moved to are cancelled with the statement; the retried call
+-- moves it.
+SELECT crm.add_robot(crm.stage('deal', 'final_invoice'), 'add_comment', '{"text": "Invoiced"}') IS NOT NULL AS inv_robot;
+SELECT crm.add_trigger(crm.stage('deal', 'final_invoice'), 'incoming_call') AS call_trigger \gset
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (303, 'Call', 1);
+SAVEPOINT before_call;
+SET faulttest.slow = 'on';
+SET statement_timeout = '300ms';
+\set ON_ERROR_STOP 0
+INSERT INTO crm.activity (entity_type, entity_id, type, direction) VALUES ('deal', 303, 'call', 'incoming');
+\set ON_ERROR_STOP 1
+ROLLBACK TO SAVEPOINT before_call;
+RESET statement_timeout;
+SET faulttest.slow = 'off';
+INSERT INTO crm.activity (entity_type, entity_id, type, direction) VALUES ('deal', 303, 'call', 'incoming');
+SELECT results_eq($$SELECT status FROM crm.robot_log WHERE entity_id = 303 AND trigger_id = $$ || :call_trigger,
+	$$VALUES ('fired')$$, 'the retried call fires the trigger (not loop_stopped)');
+SELECT is((SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 303 AND text = 'Invoiced'), 1::bigint,
+	'and the robots of its stage run');
 
 -- 2. Fan-out: two copy_deal robots on the first stage copy every copy.
 -- Depth alone (crm.max_depth = 16) would allow 2^16 deals; crm.max_steps
