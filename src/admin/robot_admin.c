@@ -165,8 +165,8 @@ delay_error_callback(void *arg)
 Datum
 crm_validate_robot(PG_FUNCTION_ARGS)
 {
-	int64		stage_id = PG_GETARG_INT64(0);
-	char	   *action_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int64		stage_id;
+	char	   *action_name;
 	Jsonb	   *params = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	Jsonb	   *condition = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	Jsonb	   *delay = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
@@ -175,6 +175,20 @@ crm_validate_robot(PG_FUNCTION_ARGS)
 	char		entity_type[CRM_NAME_LEN];
 	const CrmActionDesc *action;
 	List	   *names;
+
+	/* not STRICT (params, condition, delay and robot_id may be NULL) */
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stage id must not be null"),
+				 errhint("Find a stage id with crm.stage(entity_type, code).")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("action must not be null"),
+				 errhint("See SELECT action, parameters FROM crm.robot_actions; for the list.")));
+	stage_id = PG_GETARG_INT64(0);
+	action_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	st = crm_stage_info(stage_id);
 	if (st == NULL)
