@@ -12,7 +12,7 @@
 # must not: no backend terminated by a signal, no crash-and-restart lines
 # in the server log, the server still answering at the end.
 #
-# Deterministic: FUZZ_SEED (default 20240611) and FUZZ_CASES (default 2500)
+# Deterministic: FUZZ_SEED (default 20240611) and FUZZ_CASES (default 1500)
 # choose the inputs; the run takes a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 . test/integration/common.bash
 
 SEED=${FUZZ_SEED:-20240611}
-CASES=${FUZZ_CASES:-2500}
+CASES=${FUZZ_CASES:-1500}
 
 # The statements themselves are not logged when they fail (some are long).
 it_begin fuzz_expressions "crm.worker_enabled = off" "log_min_error_statement = panic" \
