@@ -91,6 +91,7 @@ crm_validate_robot(PG_FUNCTION_ARGS)
 	const CrmActionDesc *action;
 	List	   *names;
 
+	/* not STRICT (params, condition, delay and robot_id may be NULL) */
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_collation.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/jsonb.h"
@@ -46,7 +47,7 @@ value_node(JsonbValue *v, const char *where)
 
 	if (v->type == jbvString)
 		return expr_parse_text(pnstrdup(v->val.string.val, v->val.string.len), where);
-	n = expr_new_node(EN_CONST, 1);
+	n = expr_new_node(EN_CONST, 0);
 	switch (v->type)
 	{
 		case jbvNumeric:
@@ -65,10 +66,15 @@ value_node(JsonbValue *v, const char *where)
 	return n;
 }
 
-static ExprNode *compile_group(JsonbContainer *jc, const char *where);
+static ExprNode *compile_group(JsonbContainer *jc, const char *where, int nest);
 
+/*
+ * A rule {"field", "op", "value"}, or a nested group; nest counts the groups
+ * around it (each a level, so a condition nested past the limit is refused
+ * before it is walked any deeper).
+ */
 static ExprNode *
-compile_leaf(JsonbContainer *obj, const char *where)
+compile_leaf(JsonbContainer *obj, const char *where, int nest)
 {
 	JsonbValue *field = getKeyJsonValueFromContainer(obj, "field", 5, NULL);
 	JsonbValue *op = getKeyJsonValueFromContainer(obj, "op", 2, NULL);
@@ -77,15 +83,16 @@ compile_leaf(JsonbContainer *obj, const char *where)
 	char	   *opname;
 	int			i;
 
+	check_stack_depth();
 	if (getKeyJsonValueFromContainer(obj, "all", 3, NULL) != NULL ||
 		getKeyJsonValueFromContainer(obj, "any", 3, NULL) != NULL)
-		return compile_group(obj, where);
+		return compile_group(obj, where, nest);
 	if (field == NULL || field->type != jbvString)
 		bad_condition(where, "each element needs a \"field\" string");
 	if (op == NULL || op->type != jbvString)
 		bad_condition(where, "each element needs an \"op\" string");
 	opname = pnstrdup(op->val.string.val, op->val.string.len);
-	n = expr_new_node(EN_COND, 1);
+	n = expr_new_node(EN_COND, 0);
 	for (i = 0; i < lengthof(cond_ops); i++)
 		if (strcmp(cond_ops[i].name, opname) == 0)
 			break;
@@ -106,13 +113,19 @@ compile_leaf(JsonbContainer *obj, const char *where)
 		List	   *vals = NIL;
 		ListCell   *lc;
 		int			k = 1;
+		int			size = 1;
 
 		if (value == NULL || value->type != jbvBinary || !JsonContainerIsArray(value->val.binary.data))
 			bad_condition(where, psprintf("operator \"%s\" needs an array \"value\"", opname));
 		it = JsonbIteratorInit(value->val.binary.data);
 		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 			if (tok == WJB_ELEM)
-				vals = lappend(vals, value_node(&e, where));
+			{
+				ExprNode   *v = value_node(&e, where);
+
+				expr_count_term(&size, v, where);
+				vals = lappend(vals, v);
+			}
 		n->nargs = 1 + list_length(vals);
 		n->args = palloc(sizeof(ExprNode *) * n->nargs);
 		foreach(lc, vals)
@@ -134,20 +147,31 @@ compile_leaf(JsonbContainer *obj, const char *where)
 		n->args[0] = expr_parse_text(pnstrdup(field->val.string.val, field->val.string.len), where);
 	else
 		n->args[0] = expr_parse_field_path(pnstrdup(field->val.string.val, field->val.string.len), 1, where);
-	return n;
+	return expr_finish_node(n, where);
 }
 
+/*
+ * A group: its rules in one chain of "and" or "or" (one level however many
+ * rules it has), evaluated without recursing once per rule.
+ */
 static ExprNode *
-compile_group(JsonbContainer *jc, const char *where)
+compile_group(JsonbContainer *jc, const char *where, int nest)
 {
-	JsonbValue *all = getKeyJsonValueFromContainer(jc, "all", 3, NULL);
-	JsonbValue *any = getKeyJsonValueFromContainer(jc, "any", 3, NULL);
-	JsonbValue *list = all ? all : any;
-	ExprNode   *acc = NULL;
+	JsonbValue *all;
+	JsonbValue *any;
+	JsonbValue *list;
+	ExprChain	c = {NIL, NIL, NIL, 0};
+	ExprNode   *acc;
 	JsonbIterator *it;
 	JsonbValue	e;
 	JsonbIteratorToken tok;
 
+	check_stack_depth();
+	if (++nest > CRM_EXPR_MAX_DEPTH)
+		expr_too_deep(where, 0);
+	all = getKeyJsonValueFromContainer(jc, "all", 3, NULL);
+	any = getKeyJsonValueFromContainer(jc, "any", 3, NULL);
+	list = all ? all : any;
 	if ((all == NULL) == (any == NULL))
 		bad_condition(where, "a group has exactly one of \"all\" and \"any\"");
 	if (list->type != jbvBinary || !JsonContainerIsArray(list->val.binary.data))
@@ -161,29 +185,20 @@ compile_group(JsonbContainer *jc, const char *where)
 			continue;
 		if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
 			bad_condition(where, "each element of \"all\" / \"any\" must be an object");
-		leaf = compile_leaf(e.val.binary.data, where);
-		if (acc == NULL)
-			acc = leaf;
-		else
-		{
-			ExprNode   *b = expr_new_node(EN_BINARY, 1);
-
-			b->op = all ? OP_AND : OP_OR;
-			b->nargs = 2;
-			b->args = palloc(sizeof(ExprNode *) * 2);
-			b->args[0] = acc;
-			b->args[1] = leaf;
-			acc = b;
-		}
+		leaf = compile_leaf(e.val.binary.data, where, nest);
+		expr_chain_add(&c, all ? OP_AND : OP_OR, 0, leaf, where);
 	}
-	if (acc == NULL)
+	if (c.args == NIL)
 	{
 		/* all of nothing holds; any of nothing does not */
-		acc = expr_new_node(EN_CONST, 1);
+		acc = expr_new_node(EN_CONST, 0);
 		acc->value.type = CRM_VAL_BOOL;
 		acc->value.b = all != NULL;
+		return expr_nest(acc, where);
 	}
-	return acc;
+	if (list_length(c.args) == 1)
+		return expr_nest(expr_chain_end(&c, where), where);
+	return expr_chain_end(&c, where);
 }
 
 CrmExpr *
@@ -207,7 +222,7 @@ crm_expr_compile_condition(Jsonb *cond, const char *where)
 	if (!JB_ROOT_IS_OBJECT(cond))
 		bad_condition(e->where, "a condition is a formula string or an object");
 	e->src = JsonbToCString(NULL, &cond->root, VARSIZE(cond));
-	e->root = compile_group(&cond->root, e->where);
+	e->root = compile_group(&cond->root, e->where, 0);
 	return e;
 }
 
@@ -233,16 +248,17 @@ values_equal(CrmValue a, CrmValue b)
 	return expr_compare(a, b, &comparable) == 0;
 }
 
-CrmValue	expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *where);
-
+/* A rule of a JSON condition; depth is its own (the evaluator's count). */
 CrmValue
-expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *where)
+expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *where, int depth)
 {
-	CrmValue	f = expr_eval_node(n->args[0], cx, where);
+	CrmValue	f;
 	CrmValue	res;
 	bool		r = false;
 	int			i;
 
+	check_stack_depth();
+	f = expr_eval_node(n->args[0], cx, where, depth + 1);
 	memset(&res, 0, sizeof(res));
 	res.type = CRM_VAL_BOOL;
 	switch (n->op)
@@ -256,14 +272,14 @@ expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *wher
 		case OP_IN:
 		case OP_NOT_IN:
 			for (i = 1; i < n->nargs && !r; i++)
-				r = values_equal(f, expr_eval_node(n->args[i], cx, where));
+				r = values_equal(f, expr_eval_node(n->args[i], cx, where, depth + 1));
 			if (n->op == OP_NOT_IN)
 				r = !r;
 			break;
 		case OP_CONTAINS:
 		case OP_NOT_CONTAINS:
 			{
-				CrmValue	v = expr_eval_node(n->args[1], cx, where);
+				CrmValue	v = expr_eval_node(n->args[1], cx, where, depth + 1);
 				char	   *hay = crm_value_to_cstring(f);
 				char	   *needle = crm_value_to_cstring(v);
 
@@ -276,7 +292,7 @@ expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *wher
 			break;
 		default:
 			{
-				CrmValue	v = expr_eval_node(n->args[1], cx, where);
+				CrmValue	v = expr_eval_node(n->args[1], cx, where, depth + 1);
 				bool		comparable;
 				int			c;
 

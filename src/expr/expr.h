@@ -55,6 +55,18 @@ typedef struct CrmValue
 	Jsonb	   *json;
 } CrmValue;
 
+/*
+ * Limits of a compiled template, formula or condition, enforced by the
+ * compiler (so by save-time validation and by the rule cache alike) and again
+ * by the evaluator.  Nesting: each pair of parentheses, function call,
+ * operator, condition group and embedded formula is a level; a chain of one
+ * operator ("1 + 2 + 3", "a & b & c", the rules of one "all" group) is one
+ * level however long.  Terms: literals, references, operators, function
+ * calls and condition rules, counted over the whole expression.
+ */
+#define CRM_EXPR_MAX_DEPTH	100
+#define CRM_EXPR_MAX_TERMS	50000
+
 /* A compiled template, formula or condition (opaque). */
 typedef struct CrmExpr CrmExpr;
 
@@ -81,7 +93,9 @@ typedef struct CrmEvalContext
 /*
  * Compiling.  'where' names the parameter in error messages (for example
  * "params.text").  Errors are ERRORs with ERRCODE_SYNTAX_ERROR and the
- * 1-based character position in the detail.  The result is allocated in
+ * 1-based character position; past the limits above, with
+ * ERRCODE_STATEMENT_TOO_COMPLEX (nesting) or ERRCODE_PROGRAM_LIMIT_EXCEEDED
+ * (terms).  The result is allocated in
  * CurrentMemoryContext and holds no pointers outside it.
  */
 extern CrmExpr *crm_expr_compile_text(const char *src, const char *where);

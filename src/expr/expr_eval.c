@@ -18,10 +18,12 @@
 #include <ctype.h>
 
 #include "access/htup_details.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
-#include "catalog/pg_collation.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/date.h"
@@ -402,7 +404,7 @@ to_number(CrmValue v, Numeric *out)
 	}
 }
 
-/* Text that reads as a date or timestamp (ISO forms). */
+/* Text that reads as a date or timestamp (ISO forms, or [-]infinity). */
 static bool
 text_to_timestamp(const char *s, TimestampTz *out)
 {
@@ -410,7 +412,8 @@ text_to_timestamp(const char *s, TimestampTz *out)
 				m,
 				d;
 
-	if (sscanf(s, "%4d-%2d-%2d", &y, &m, &d) != 3)
+	if (pg_strcasecmp(s, "infinity") != 0 && pg_strcasecmp(s, "-infinity") != 0 &&
+		sscanf(s, "%4d-%2d-%2d", &y, &m, &d) != 3)
 		return false;
 	*out = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
 												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
@@ -542,6 +545,10 @@ crm_value_to_cstring(CrmValue v)
 							m,
 							d;
 
+				if (DATE_IS_NOBEGIN(v.date))
+					return pstrdup("-infinity");
+				if (DATE_IS_NOEND(v.date))
+					return pstrdup("infinity");
 				j2date(v.date + POSTGRES_EPOCH_JDATE, &y, &m, &d);
 				return psprintf("%04d-%02d-%02d", y, m, d);
 			}
@@ -551,8 +558,14 @@ crm_value_to_cstring(CrmValue v)
 				fsec_t		fsec;
 				int			tz;
 
+				if (TIMESTAMP_IS_NOBEGIN(v.ts))
+					return pstrdup("-infinity");
+				if (TIMESTAMP_IS_NOEND(v.ts))
+					return pstrdup("infinity");
 				if (timestamp2tm(v.ts, &tz, &tm, &fsec, NULL, NULL) != 0)
-					return pstrdup("");
+					ereport(ERROR,
+							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+							 errmsg("timestamp out of range")));
 				return psprintf("%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year, tm.tm_mon,
 								tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 			}
@@ -619,7 +632,7 @@ expr_compare(CrmValue a, CrmValue b, bool *comparable)
 /* ---------- evaluation ---------- */
 
 static Numeric
-need_number(CrmValue v, const ExprNode *n, const char *where)
+need_number(CrmValue v, int pos, const char *where)
 {
 	Numeric		num;
 
@@ -627,8 +640,79 @@ need_number(CrmValue v, const ExprNode *n, const char *where)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("\"%s\" is not a number, in %s at position %d",
-						crm_value_to_cstring(v), where, n->pos)));
+						crm_value_to_cstring(v), where, pos)));
 	return num;
+}
+
+/* An integer argument: a number, rounded; NaN is refused. */
+static Numeric
+integer_arg(CrmValue v, const ExprNode *n, const char *where)
+{
+	Numeric		num = need_number(v, n->pos, where);
+
+	if (numeric_is_nan(num))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("NaN is not an integer, in argument of %s in %s at position %d",
+						n->name, where, n->pos)));
+	return DatumGetNumeric(DirectFunctionCall2(numeric_round, NumericGetDatum(num),
+											   Int32GetDatum(0)));
+}
+
+/*
+ * An integer clamped to [lo, hi]: a huge value is as far as the function can
+ * go, never a wrapped-around small one.
+ */
+static int64
+clamp_integer(Numeric num, int64 lo, int64 hi)
+{
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(num),
+										  NumericGetDatum(int64_to_numeric(lo)))) <= 0)
+		return lo;
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(num),
+										  NumericGetDatum(int64_to_numeric(hi)))) >= 0)
+		return hi;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
+}
+
+/*
+ * substr(s, start[, len]) with start and len of any size: the characters
+ * from max(start, 1) up to start + len (exclusive), computed exactly in
+ * numeric and only then brought into text_substr's int32 range.
+ */
+static CrmValue
+eval_substr(const ExprNode *n, CrmValue *a, const char *where)
+{
+	Datum		s = CStringGetTextDatum(crm_value_to_cstring(a[0]));
+	Numeric		start = integer_arg(a[1], n, where);
+	int64		first = Max(clamp_integer(start, 1, PG_INT64_MAX), 1);
+	Numeric		len;
+	int64		end;
+
+	if (n->nargs < 3)
+	{
+		if (first > PG_INT32_MAX)
+			return expr_text_value(pstrdup(""));
+		return expr_text_value(TextDatumGetCString(DirectFunctionCall2(text_substr_no_len, s,
+																	   Int32GetDatum((int32) first))));
+	}
+	len = integer_arg(a[2], n, where);
+	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(len),
+										  NumericGetDatum(int64_to_numeric(0)))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SUBSTRING_ERROR),
+				 errmsg("negative substring length not allowed, in %s at position %d", where, n->pos)));
+	end = clamp_integer(DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(start),
+															NumericGetDatum(len))),
+						0, PG_INT64_MAX);
+	if (end <= first || first > PG_INT32_MAX)
+		return expr_text_value(pstrdup(""));
+	if (end - 1 > PG_INT32_MAX)
+		return expr_text_value(TextDatumGetCString(DirectFunctionCall2(text_substr_no_len, s,
+																	   Int32GetDatum((int32) first))));
+	return expr_text_value(TextDatumGetCString(DirectFunctionCall3(text_substr, s,
+																   Int32GetDatum((int32) first),
+																   Int32GetDatum((int32) (end - first)))));
 }
 
 static Interval *
@@ -638,25 +722,37 @@ text_interval(const char *s)
 												 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 }
 
+static void
+not_a_date(CrmValue v, const ExprNode *n, const char *where)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+			 errmsg("\"%s\" is not a date, in %s at position %d",
+					crm_value_to_cstring(v), where, n->pos)));
+}
+
 static CrmValue
-eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where)
+eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where, int depth)
 {
 	const char *f = n->name;
-	CrmValue	a[16];
+	CrmValue   *a;
 	int			i;
 
 	if (strcmp(f, "if") == 0)
-		return expr_value_true(expr_eval_node(n->args[0], cx, where)) ?
-			expr_eval_node(n->args[1], cx, where) : expr_eval_node(n->args[2], cx, where);
-	for (i = 0; i < n->nargs && i < 16; i++)
-		a[i] = expr_eval_node(n->args[i], cx, where);
+		return expr_value_true(expr_eval_node(n->args[0], cx, where, depth + 1)) ?
+			expr_eval_node(n->args[1], cx, where, depth + 1) :
+			expr_eval_node(n->args[2], cx, where, depth + 1);
+	/* every argument, however many (concat, min, max take any number) */
+	a = palloc(sizeof(CrmValue) * Max(n->nargs, 1));
+	for (i = 0; i < n->nargs; i++)
+		a[i] = expr_eval_node(n->args[i], cx, where, depth + 1);
 
 	if (strcmp(f, "concat") == 0)
 	{
 		StringInfoData buf;
 
 		initStringInfo(&buf);
-		for (i = 0; i < n->nargs && i < 16; i++)
+		for (i = 0; i < n->nargs; i++)
 			appendStringInfoString(&buf, crm_value_to_cstring(a[i]));
 		return expr_text_value(buf.data);
 	}
@@ -677,57 +773,11 @@ eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where)
 													 TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
 		return v;
 	}
-	if (n->nargs > 0 && a[0].type == CRM_VAL_NULL &&
-		strcmp(f, "min") != 0 && strcmp(f, "max") != 0)
-		return null_value();
-	if (strcmp(f, "upper") == 0 || strcmp(f, "lower") == 0)
-	{
-		char	   *s = crm_value_to_cstring(a[0]);
-
-		return expr_text_value(strcmp(f, "upper") == 0 ?
-							   str_toupper(s, strlen(s), DEFAULT_COLLATION_OID) :
-							   str_tolower(s, strlen(s), DEFAULT_COLLATION_OID));
-	}
-	if (strcmp(f, "trim") == 0)
-		return expr_text_value(TextDatumGetCString(DirectFunctionCall1(btrim1,
-																	   CStringGetTextDatum(crm_value_to_cstring(a[0])))));
-	if (strcmp(f, "length") == 0)
-		return number_value(int64_to_numeric(pg_mbstrlen(crm_value_to_cstring(a[0]))));
-	if (strcmp(f, "substr") == 0)
-	{
-		Datum		s = CStringGetTextDatum(crm_value_to_cstring(a[0]));
-		int64		start,
-					len;
-
-		if (!crm_value_to_int64(a[1], &start))
-			start = 1;
-		if (n->nargs == 3 && crm_value_to_int64(a[2], &len))
-			return expr_text_value(TextDatumGetCString(DirectFunctionCall3(text_substr, s,
-																		   Int32GetDatum((int32) start),
-																		   Int32GetDatum((int32) len))));
-		return expr_text_value(TextDatumGetCString(DirectFunctionCall2(text_substr_no_len, s,
-																	   Int32GetDatum((int32) start))));
-	}
-	if (strcmp(f, "round") == 0)
-	{
-		int64		digits = 0;
-
-		if (n->nargs == 2 && !crm_value_to_int64(a[1], &digits))
-			digits = 0;
-		return number_value(DatumGetNumeric(DirectFunctionCall2(numeric_round,
-																NumericGetDatum(need_number(a[0], n, where)),
-																Int32GetDatum((int32) digits))));
-	}
-	if (strcmp(f, "abs") == 0)
-		return number_value(DatumGetNumeric(DirectFunctionCall1(numeric_abs,
-																NumericGetDatum(need_number(a[0], n, where)))));
-	if (strcmp(f, "number") == 0)
-		return number_value(need_number(a[0], n, where));
 	if (strcmp(f, "min") == 0 || strcmp(f, "max") == 0)
 	{
 		CrmValue	best = null_value();
 
-		for (i = 0; i < n->nargs && i < 16; i++)
+		for (i = 0; i < n->nargs; i++)
 		{
 			bool		comparable;
 
@@ -745,16 +795,56 @@ eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where)
 		}
 		return best;
 	}
+	/* the other functions give null for a null first argument */
+	if (n->nargs > 0 && a[0].type == CRM_VAL_NULL)
+		return null_value();
+	if (strcmp(f, "upper") == 0 || strcmp(f, "lower") == 0)
+	{
+		char	   *s = crm_value_to_cstring(a[0]);
+
+		return expr_text_value(strcmp(f, "upper") == 0 ?
+							   str_toupper(s, strlen(s), DEFAULT_COLLATION_OID) :
+							   str_tolower(s, strlen(s), DEFAULT_COLLATION_OID));
+	}
+	if (strcmp(f, "trim") == 0)
+		return expr_text_value(TextDatumGetCString(DirectFunctionCall1(btrim1,
+																	   CStringGetTextDatum(crm_value_to_cstring(a[0])))));
+	if (strcmp(f, "length") == 0)
+		return number_value(int64_to_numeric(pg_mbstrlen(crm_value_to_cstring(a[0]))));
+	if (strcmp(f, "substr") == 0)
+	{
+		/* a null start or length: null, as in SQL */
+		if (a[1].type == CRM_VAL_NULL || (n->nargs == 3 && a[2].type == CRM_VAL_NULL))
+			return null_value();
+		return eval_substr(n, a, where);
+	}
+	if (strcmp(f, "round") == 0)
+	{
+		int64		digits = 0;
+
+		if (n->nargs == 2)
+		{
+			if (a[1].type == CRM_VAL_NULL)
+				return null_value();
+			/* numeric_round limits the scale further */
+			digits = clamp_integer(integer_arg(a[1], n, where), PG_INT32_MIN, PG_INT32_MAX);
+		}
+		return number_value(DatumGetNumeric(DirectFunctionCall2(numeric_round,
+																NumericGetDatum(need_number(a[0], n->pos, where)),
+																Int32GetDatum((int32) digits))));
+	}
+	if (strcmp(f, "abs") == 0)
+		return number_value(DatumGetNumeric(DirectFunctionCall1(numeric_abs,
+																NumericGetDatum(need_number(a[0], n->pos, where)))));
+	if (strcmp(f, "number") == 0)
+		return number_value(need_number(a[0], n->pos, where));
 	if (strcmp(f, "date") == 0)
 	{
 		TimestampTz ts;
 		CrmValue	v = null_value();
 
 		if (!crm_value_to_timestamptz(a[0], &ts))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
-					 errmsg("\"%s\" is not a date, in %s at position %d",
-							crm_value_to_cstring(a[0]), where, n->pos)));
+			not_a_date(a[0], n, where);
 		v.type = CRM_VAL_DATE;
 		v.date = DatumGetDateADT(DirectFunctionCall1(timestamptz_date, TimestampTzGetDatum(ts)));
 		return v;
@@ -765,12 +855,10 @@ eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where)
 		CrmValue	v = null_value();
 
 		if (!crm_value_to_timestamptz(a[0], &ts))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
-					 errmsg("\"%s\" is not a date, in %s at position %d",
-							crm_value_to_cstring(a[0]), where, n->pos)));
+			not_a_date(a[0], n, where);
 		if (a[1].type == CRM_VAL_NULL)
 			return null_value();
+		/* an infinite date stays infinite (timestamptz_pl_interval) */
 		ts = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(ts),
 													 IntervalPGetDatum(text_interval(crm_value_to_cstring(a[1])))));
 		if (a[0].type == CRM_VAL_DATE)
@@ -791,6 +879,7 @@ eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where)
 					t2;
 		const char *unit = n->nargs == 3 ? crm_value_to_cstring(a[2]) : "days";
 		int64		div;
+		int64		diff;
 
 		if (a[1].type == CRM_VAL_NULL)
 			return null_value();
@@ -811,36 +900,27 @@ eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown datediff unit \"%s\" in %s", unit, where),
 					 errhint("Units: days, hours, minutes, seconds.")));
-		return number_value(int64_to_numeric((t2 - t1) / div));
+		if (TIMESTAMP_NOT_FINITE(t1) || TIMESTAMP_NOT_FINITE(t2))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("datediff cannot count the time to or from an infinite date, in %s at position %d",
+							where, n->pos),
+					 errhint("Test for it first, e.g. if({{close_date}} = \"infinity\", ..., datediff(...)).")));
+		if (pg_sub_s64_overflow(t2, t1, &diff))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("datediff out of range, in %s at position %d", where, n->pos)));
+		return number_value(int64_to_numeric(diff / div));
 	}
 	elog(ERROR, "function \"%s\" is not implemented", f);
 	return null_value();
 }
 
+/* l op r for the arithmetic and comparison operators; pos is op's. */
 static CrmValue
-eval_binary(const ExprNode *n, CrmEvalContext *cx, const char *where)
+apply_binary(ExprOp op, CrmValue l, CrmValue r, int pos, const char *where)
 {
-	CrmValue	l;
-	CrmValue	r;
-
-	if (n->op == OP_AND)
-	{
-		l = expr_eval_node(n->args[0], cx, where);
-		if (!expr_value_true(l))
-			return bool_value(false);
-		return bool_value(expr_value_true(expr_eval_node(n->args[1], cx, where)));
-	}
-	if (n->op == OP_OR)
-	{
-		l = expr_eval_node(n->args[0], cx, where);
-		if (expr_value_true(l))
-			return bool_value(true);
-		return bool_value(expr_value_true(expr_eval_node(n->args[1], cx, where)));
-	}
-	l = expr_eval_node(n->args[0], cx, where);
-	r = expr_eval_node(n->args[1], cx, where);
-
-	switch (n->op)
+	switch (op)
 	{
 		case OP_CAT:
 			return expr_text_value(psprintf("%s%s", crm_value_to_cstring(l), crm_value_to_cstring(r)));
@@ -851,8 +931,8 @@ eval_binary(const ExprNode *n, CrmEvalContext *cx, const char *where)
 			if (l.type == CRM_VAL_DATE || l.type == CRM_VAL_TIMESTAMP)
 			{
 				/* date + number of days */
-				Numeric		days = need_number(r, n, where);
-				char	   *iv = psprintf("%s%s days", n->op == OP_SUB ? "-" : "",
+				Numeric		days = need_number(r, pos, where);
+				char	   *iv = psprintf("%s%s days", op == OP_SUB ? "-" : "",
 										  DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(days))));
 				CrmValue	res = null_value();
 				TimestampTz ts;
@@ -867,35 +947,40 @@ eval_binary(const ExprNode *n, CrmEvalContext *cx, const char *where)
 					res.ts = ts;
 				return res;
 			}
-			return number_value(DatumGetNumeric(DirectFunctionCall2(n->op == OP_ADD ? numeric_add : numeric_sub,
-																	NumericGetDatum(need_number(l, n, where)),
-																	NumericGetDatum(need_number(r, n, where)))));
+			return number_value(DatumGetNumeric(DirectFunctionCall2(op == OP_ADD ? numeric_add : numeric_sub,
+																	NumericGetDatum(need_number(l, pos, where)),
+																	NumericGetDatum(need_number(r, pos, where)))));
 		case OP_MUL:
 			if (l.type == CRM_VAL_NULL || r.type == CRM_VAL_NULL)
 				return null_value();
 			return number_value(DatumGetNumeric(DirectFunctionCall2(numeric_mul,
-																	NumericGetDatum(need_number(l, n, where)),
-																	NumericGetDatum(need_number(r, n, where)))));
+																	NumericGetDatum(need_number(l, pos, where)),
+																	NumericGetDatum(need_number(r, pos, where)))));
 		case OP_DIV:
 			{
 				Numeric		d;
 
 				if (l.type == CRM_VAL_NULL || r.type == CRM_VAL_NULL)
 					return null_value();
-				d = need_number(r, n, where);
+				d = need_number(r, pos, where);
 				if (numeric_is_nan(d) ||
 					DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(d),
 													 NumericGetDatum(int64_to_numeric(0)))))
 					ereport(ERROR,
 							(errcode(ERRCODE_DIVISION_BY_ZERO),
-							 errmsg("division by zero in %s at position %d", where, n->pos)));
+							 errmsg("division by zero in %s at position %d", where, pos)));
 				/* a quotient keeps no trailing zeros: 4 / 2 is 2, not 2.0000000000000000 */
 				return number_value(DatumGetNumeric(DirectFunctionCall1(numeric_trim_scale,
 																		DirectFunctionCall2(numeric_div,
-																							NumericGetDatum(need_number(l, n, where)),
+																							NumericGetDatum(need_number(l, pos, where)),
 																							NumericGetDatum(d)))));
 			}
-		default:
+		case OP_EQ:
+		case OP_NE:
+		case OP_LT:
+		case OP_LE:
+		case OP_GT:
+		case OP_GE:
 			{
 				bool		comparable;
 				int			c;
@@ -904,14 +989,14 @@ eval_binary(const ExprNode *n, CrmEvalContext *cx, const char *where)
 				{
 					bool		both = l.type == CRM_VAL_NULL && r.type == CRM_VAL_NULL;
 
-					if (n->op == OP_EQ)
+					if (op == OP_EQ)
 						return bool_value(both);
-					if (n->op == OP_NE)
+					if (op == OP_NE)
 						return bool_value(!both);
 					return bool_value(false);
 				}
 				c = expr_compare(l, r, &comparable);
-				switch (n->op)
+				switch (op)
 				{
 					case OP_EQ:
 						return bool_value(c == 0);
@@ -923,22 +1008,68 @@ eval_binary(const ExprNode *n, CrmEvalContext *cx, const char *where)
 						return bool_value(c <= 0);
 					case OP_GT:
 						return bool_value(c > 0);
-					case OP_GE:
-						return bool_value(c >= 0);
 					default:
-						break;
+						return bool_value(c >= 0);
 				}
 			}
+		default:
+			break;
 	}
-	elog(ERROR, "unexpected operator %d", (int) n->op);
+	elog(ERROR, "unexpected operator %d", (int) op);
 	return null_value();
 }
 
-extern CrmValue expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *where);
-
-CrmValue
-expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where)
+/*
+ * A chain of one precedence level, left to right in a loop: "and" / "or"
+ * stop at the first operand that decides, "&" appends to one buffer.
+ */
+static CrmValue
+eval_chain(const ExprNode *n, CrmEvalContext *cx, const char *where, int depth)
 {
+	CrmValue	acc;
+	int			i;
+
+	switch (n->ops[1])
+	{
+		case OP_AND:
+		case OP_OR:
+			{
+				bool		decides = n->ops[1] == OP_OR;
+
+				for (i = 0; i < n->nargs; i++)
+					if (expr_value_true(expr_eval_node(n->args[i], cx, where, depth + 1)) == decides)
+						return bool_value(decides);
+				return bool_value(!decides);
+			}
+		case OP_CAT:
+			{
+				StringInfoData buf;
+
+				initStringInfo(&buf);
+				for (i = 0; i < n->nargs; i++)
+					appendStringInfoString(&buf, crm_value_to_cstring(expr_eval_node(n->args[i], cx, where, depth + 1)));
+				return expr_text_value(buf.data);
+			}
+		default:
+			acc = expr_eval_node(n->args[0], cx, where, depth + 1);
+			for (i = 1; i < n->nargs; i++)
+				acc = apply_binary(n->ops[i], acc, expr_eval_node(n->args[i], cx, where, depth + 1),
+								   n->opos[i], where);
+			return acc;
+	}
+}
+
+/*
+ * Evaluates a node at the given depth (the root is 0).  A compiled tree is
+ * never deeper than CRM_EXPR_MAX_DEPTH; the evaluator holds to the same limit.
+ */
+CrmValue
+expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where, int depth)
+{
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+	if (depth > CRM_EXPR_MAX_DEPTH)
+		expr_too_deep(where, n->pos);
 	switch (n->kind)
 	{
 		case EN_CONST:
@@ -949,19 +1080,26 @@ expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where)
 			return ref_value(n, cx);
 		case EN_UNARY:
 			{
-				CrmValue	v = expr_eval_node(n->args[0], cx, where);
+				CrmValue	v = expr_eval_node(n->args[0], cx, where, depth + 1);
 
 				if (n->op == OP_NOT)
 					return bool_value(!expr_value_true(v));
 				if (v.type == CRM_VAL_NULL)
 					return v;
 				return number_value(DatumGetNumeric(DirectFunctionCall1(numeric_uminus,
-																		NumericGetDatum(need_number(v, n, where)))));
+																		NumericGetDatum(need_number(v, n->pos, where)))));
 			}
 		case EN_BINARY:
-			return eval_binary(n, cx, where);
+			{
+				CrmValue	l = expr_eval_node(n->args[0], cx, where, depth + 1);
+				CrmValue	r = expr_eval_node(n->args[1], cx, where, depth + 1);
+
+				return apply_binary(n->op, l, r, n->pos, where);
+			}
+		case EN_CHAIN:
+			return eval_chain(n, cx, where, depth);
 		case EN_FUNC:
-			return eval_func(n, cx, where);
+			return eval_func(n, cx, where, depth);
 		case EN_CONCAT:
 			{
 				StringInfoData buf;
@@ -969,11 +1107,11 @@ expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where)
 
 				initStringInfo(&buf);
 				for (i = 0; i < n->nargs; i++)
-					appendStringInfoString(&buf, crm_value_to_cstring(expr_eval_node(n->args[i], cx, where)));
+					appendStringInfoString(&buf, crm_value_to_cstring(expr_eval_node(n->args[i], cx, where, depth + 1)));
 				return expr_text_value(buf.data);
 			}
 		case EN_COND:
-			return expr_eval_condition_leaf(n, cx, where);
+			return expr_eval_condition_leaf(n, cx, where, depth);
 	}
 	return null_value();
 }
@@ -992,7 +1130,7 @@ crm_eval_context_init(CrmEvalContext *cx, const char *entity_type, int64 item_id
 CrmValue
 crm_expr_eval(const CrmExpr *e, CrmEvalContext *cx)
 {
-	return expr_eval_node(e->root, cx, e->where);
+	return expr_eval_node(e->root, cx, e->where, 0);
 }
 
 char *
@@ -1000,11 +1138,11 @@ crm_expr_render(const CrmExpr *e, CrmEvalContext *cx)
 {
 	if (e->constant)
 		return e->root->value.str;
-	return crm_value_to_cstring(expr_eval_node(e->root, cx, e->where));
+	return crm_value_to_cstring(expr_eval_node(e->root, cx, e->where, 0));
 }
 
 bool
 crm_expr_test(const CrmExpr *e, CrmEvalContext *cx)
 {
-	return expr_value_true(expr_eval_node(e->root, cx, e->where));
+	return expr_value_true(expr_eval_node(e->root, cx, e->where, 0));
 }

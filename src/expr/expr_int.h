@@ -17,7 +17,8 @@ typedef enum ExprNodeKind
 	EN_FIELD,					/* {{path}} / {=Document:path} */
 	EN_REF,						/* {=Variable:x}, {=Constant:x}, {=Robot:N.k}, ... */
 	EN_UNARY,					/* -x, not x */
-	EN_BINARY,					/* x op y */
+	EN_BINARY,					/* x op y (comparisons) */
+	EN_CHAIN,					/* x op y op z ...: one precedence level, left to right */
 	EN_FUNC,					/* f(args) */
 	EN_CONCAT,					/* a template: parts rendered and joined */
 	EN_COND						/* JSON condition leaf: field op value */
@@ -46,7 +47,23 @@ struct ExprNode
 	ExprOp		op;
 	int			nargs;
 	ExprNode  **args;			/* operands, function arguments, template parts */
+	ExprOp	   *ops;			/* EN_CHAIN: ops[i] joins args[i] (i >= 1) */
+	int		   *opos;			/* EN_CHAIN: position of ops[i] */
+	int			depth;			/* nesting levels below and at this node (leaf 0) */
+	int			size;			/* terms in this subtree */
 };
+
+/*
+ * An EN_CHAIN being built: operands joined by operators of one precedence
+ * level, evaluated left to right without recursing once per operand.
+ */
+typedef struct ExprChain
+{
+	List	   *args;			/* ExprNode * */
+	List	   *ops;			/* int (ExprOp), the first unused */
+	List	   *opos;			/* int */
+	int			size;
+} ExprChain;
 
 struct CrmExpr
 {
@@ -61,7 +78,19 @@ extern ExprNode *expr_parse_field_path(const char *path, int pos, const char *wh
 extern ExprNode *expr_parse_text(const char *src, const char *where);
 extern ExprNode *expr_parse_formula(const char *src, int offset, const char *where);
 
-extern CrmValue expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where);
+/* The limits (CRM_EXPR_MAX_DEPTH, CRM_EXPR_MAX_TERMS); pos 0: no position. */
+extern void expr_too_deep(const char *where, int pos) pg_attribute_noreturn();
+extern void expr_too_long(const char *where) pg_attribute_noreturn();
+extern ExprNode *expr_finish_node(ExprNode *n, const char *where);
+extern ExprNode *expr_nest(ExprNode *n, const char *where);
+extern void expr_count_term(int *size, const ExprNode *n, const char *where);
+extern void expr_chain_add(ExprChain *c, ExprOp op, int pos, ExprNode *arg, const char *where);
+extern ExprNode *expr_chain_end(ExprChain *c, const char *where);
+
+extern CrmValue expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where,
+							   int depth);
+extern CrmValue expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx,
+										 const char *where, int depth);
 extern bool expr_value_true(CrmValue v);
 extern int	expr_compare(CrmValue a, CrmValue b, bool *comparable);
 extern CrmValue expr_text_value(const char *s);

@@ -20,6 +20,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/lsyscache.h"
@@ -36,6 +38,7 @@ expr_new_node(ExprNodeKind kind, int pos)
 
 	n->kind = kind;
 	n->pos = pos;
+	n->size = 1;
 	return n;
 }
 
@@ -50,14 +53,148 @@ expr_text_value(const char *s)
 	return v;
 }
 
+/*
+ * The source as an error's detail shows it: whole when short, else about
+ * 160 bytes around the 1-based position, cut at character boundaries, so a
+ * huge text does not become a huge message.
+ */
+static const char *
+echo_source(const char *src, int pos)
+{
+	size_t		len = strlen(src);
+	size_t		start = 0;
+	size_t		clip;
+
+	if (len <= 200)
+		return src;
+	if (pos > 60)
+	{
+		/* the first character boundary at or after pos - 60 */
+		const char *q = src;
+
+		while (*q && (size_t) (q - src) < (size_t) (pos - 60))
+			q += pg_mblen(q);
+		start = q - src;
+	}
+	clip = pg_mbcliplen(src + start, len - start, 160);
+	return psprintf("%s%s%s", start > 0 ? "..." : "", pnstrdup(src + start, clip),
+					start + clip < len ? "..." : "");
+}
+
+/* The (possibly multibyte) character at s, for messages. */
+static char *
+char_at(const char *s)
+{
+	return pnstrdup(s, pg_mblen(s));
+}
+
 static void
 syntax_error(const char *where, const char *src, int pos, const char *what)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_SYNTAX_ERROR),
 			 errmsg("%s in %s at position %d", what, where, pos),
-			 errdetail("Expression: %s", src),
+			 errdetail("Expression: %s", echo_source(src, pos)),
 			 errhint("Formulas start with \"=\"; fields are written {{field}}, strings in double quotes.")));
+}
+
+/* ---------- limits ---------- */
+
+void
+expr_too_deep(const char *where, int pos)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+			 errmsg("%s is nested more than %d levels deep", where, CRM_EXPR_MAX_DEPTH),
+			 pos > 0 ?
+			 errdetail("The limit is passed at position %d.  Each pair of parentheses, function call, operator, condition group and embedded formula is a level.", pos) :
+			 errdetail("Each pair of parentheses, function call, operator, condition group and embedded formula is a level."),
+			 errhint("Flatten it: a chain of one operator (1 + 2 + 3, a & b & c) or the rules of one \"all\" / \"any\" group are one level however long.")));
+}
+
+void
+expr_too_long(const char *where)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("%s has more than %d terms", where, CRM_EXPR_MAX_TERMS),
+			 errdetail("Terms are literals, references, operators, function calls and condition rules."),
+			 errhint("Split it into several rules or expressions.")));
+}
+
+/* Adds n's terms to *size, stopping at the limit before anything more is built. */
+void
+expr_count_term(int *size, const ExprNode *n, const char *where)
+{
+	*size += n->size;
+	if (*size > CRM_EXPR_MAX_TERMS)
+		expr_too_long(where);
+}
+
+/* Sets the depth and size of a node from its arguments, within the limits. */
+ExprNode *
+expr_finish_node(ExprNode *n, const char *where)
+{
+	int			depth = 0;
+	int			size = 1;
+	int			i;
+
+	for (i = 0; i < n->nargs; i++)
+	{
+		depth = Max(depth, n->args[i]->depth);
+		expr_count_term(&size, n->args[i], where);
+	}
+	n->depth = depth + 1;
+	n->size = size;
+	if (n->depth > CRM_EXPR_MAX_DEPTH)
+		expr_too_deep(where, n->pos);
+	return n;
+}
+
+/* One more level around n (parentheses, a group of one). */
+ExprNode *
+expr_nest(ExprNode *n, const char *where)
+{
+	if (++n->depth > CRM_EXPR_MAX_DEPTH)
+		expr_too_deep(where, n->pos);
+	return n;
+}
+
+void
+expr_chain_add(ExprChain *c, ExprOp op, int pos, ExprNode *arg, const char *where)
+{
+	expr_count_term(&c->size, arg, where);
+	c->args = lappend(c->args, arg);
+	c->ops = lappend_int(c->ops, (int) op);
+	c->opos = lappend_int(c->opos, pos);
+}
+
+/* The chain as one node (its only operand when there is one). */
+ExprNode *
+expr_chain_end(ExprChain *c, const char *where)
+{
+	ExprNode   *n;
+	int			k;
+
+	Assert(c->args != NIL);
+	if (list_length(c->args) == 1)
+		return (ExprNode *) linitial(c->args);
+	n = expr_new_node(EN_CHAIN, list_nth_int(c->opos, 1));
+	n->nargs = list_length(c->args);
+	n->args = palloc(sizeof(ExprNode *) * n->nargs);
+	n->ops = palloc(sizeof(ExprOp) * n->nargs);
+	n->opos = palloc(sizeof(int) * n->nargs);
+	for (k = 0; k < n->nargs; k++)
+	{
+		n->args[k] = (ExprNode *) list_nth(c->args, k);
+		n->ops[k] = (ExprOp) list_nth_int(c->ops, k);
+		n->opos[k] = list_nth_int(c->opos, k);
+	}
+	n->op = n->ops[1];
+	list_free(c->args);
+	list_free(c->ops);
+	list_free(c->opos);
+	return expr_finish_node(n, where);
 }
 
 /* ---------- field paths ---------- */
@@ -79,7 +216,7 @@ expr_parse_field_path(const char *path, int pos, const char *where)
 		syntax_error(where, path, pos, "empty field reference");
 	for (s = p; *s; s++)
 		if (!(isalnum((unsigned char) *s) || *s == '_' || *s == '.'))
-			syntax_error(where, path, pos, psprintf("invalid character \"%c\" in field reference", *s));
+			syntax_error(where, path, pos, psprintf("invalid character \"%s\" in field reference", char_at(s)));
 	dot = strchr(p, '.');
 	if (dot)
 	{
@@ -150,6 +287,7 @@ typedef struct Parser
 	int			i;
 	int			offset;			/* position of s[0] in src, 0-based */
 	const char *where;
+	int			nest;			/* open parentheses, function calls, unary operators */
 } Parser;
 
 static ExprNode *parse_or(Parser *p);
@@ -196,8 +334,26 @@ accept_word(Parser *p, const char *word)
 	return false;
 }
 
+/*
+ * Entering a construct that nests (and recurses): each adds a level to the
+ * tree being built, so more open ones than the limit can never compile.
+ */
+static void
+enter(Parser *p, int pos)
+{
+	check_stack_depth();
+	if (++p->nest > CRM_EXPR_MAX_DEPTH)
+		expr_too_deep(p->where, pos);
+}
+
+static void
+leave(Parser *p)
+{
+	p->nest--;
+}
+
 static ExprNode *
-binary(ExprOp op, ExprNode *l, ExprNode *r, int pos)
+binary(Parser *p, ExprOp op, ExprNode *l, ExprNode *r, int pos)
 {
 	ExprNode   *n = expr_new_node(EN_BINARY, pos);
 
@@ -206,7 +362,7 @@ binary(ExprOp op, ExprNode *l, ExprNode *r, int pos)
 	n->args = palloc(sizeof(ExprNode *) * 2);
 	n->args[0] = l;
 	n->args[1] = r;
-	return n;
+	return expr_finish_node(n, p->where);
 }
 
 /* Known functions and their arity (min, max; -1 = any). */
@@ -238,11 +394,14 @@ parse_primary(Parser *p)
 
 	if (accept(p, "("))
 	{
-		ExprNode   *n = parse_or(p);
+		ExprNode   *n;
 
+		enter(p, pos);
+		n = parse_or(p);
 		if (!accept(p, ")"))
 			syntax_error(p->where, p->src, ppos(p), "missing \")\"");
-		return n;
+		leave(p);
+		return expr_nest(n, p->where);
 	}
 	if (p->s[p->i] == '"' || p->s[p->i] == '\'')
 	{
@@ -324,6 +483,7 @@ parse_primary(Parser *p)
 		List	   *args = NIL;
 		ListCell   *lc;
 		int			k = 0;
+		int			size = 1;
 
 		while (isalnum((unsigned char) p->s[p->i]) || p->s[p->i] == '_')
 			p->i++;
@@ -349,14 +509,20 @@ parse_primary(Parser *p)
 					 errmsg("unknown function \"%s\" in %s at position %d", word, p->where, pos),
 					 errdetail("Expression: %s", p->src),
 					 errhint("Functions: if, concat, upper, lower, substr, length, trim, round, abs, min, max, dateadd, datediff, date, now, today, number.")));
+		enter(p, pos);
 		if (!accept(p, ")"))
 		{
 			do
-				args = lappend(args, parse_or(p));
-			while (accept(p, ","));
+			{
+				ExprNode   *arg = parse_or(p);
+
+				expr_count_term(&size, arg, p->where);
+				args = lappend(args, arg);
+			} while (accept(p, ","));
 			if (!accept(p, ")"))
 				syntax_error(p->where, p->src, ppos(p), "missing \")\" after function arguments");
 		}
+		leave(p);
 		if (list_length(args) < functions[f].min ||
 			(functions[f].max >= 0 && list_length(args) > functions[f].max))
 			ereport(ERROR,
@@ -373,9 +539,9 @@ parse_primary(Parser *p)
 		n->args = palloc(sizeof(ExprNode *) * Max(n->nargs, 1));
 		foreach(lc, args)
 			n->args[k++] = (ExprNode *) lfirst(lc);
-		return n;
+		return expr_finish_node(n, p->where);
 	}
-	syntax_error(p->where, p->src, pos, psprintf("unexpected \"%c\"", p->s[p->i]));
+	syntax_error(p->where, p->src, pos, psprintf("unexpected \"%s\"", char_at(p->s + p->i)));
 	return NULL;				/* keep compiler quiet */
 }
 
@@ -383,81 +549,83 @@ static ExprNode *
 parse_unary(Parser *p)
 {
 	int			pos;
+	ExprOp		op;
+	ExprNode   *n;
 
 	skip_ws(p);
 	pos = ppos(p);
 	if (accept(p, "-"))
-	{
-		ExprNode   *n = expr_new_node(EN_UNARY, pos);
-
-		n->op = OP_NEG;
-		n->nargs = 1;
-		n->args = palloc(sizeof(ExprNode *));
-		n->args[0] = parse_unary(p);
-		return n;
-	}
-	if (accept_word(p, "not") || (p->s[p->i] == '!' && p->s[p->i + 1] != '=' && accept(p, "!")))
-	{
-		ExprNode   *n = expr_new_node(EN_UNARY, pos);
-
-		n->op = OP_NOT;
-		n->nargs = 1;
-		n->args = palloc(sizeof(ExprNode *));
-		n->args[0] = parse_unary(p);
-		return n;
-	}
-	return parse_primary(p);
+		op = OP_NEG;
+	else if (accept_word(p, "not") || (p->s[p->i] == '!' && p->s[p->i + 1] != '=' && accept(p, "!")))
+		op = OP_NOT;
+	else
+		return parse_primary(p);
+	enter(p, pos);
+	n = expr_new_node(EN_UNARY, pos);
+	n->op = op;
+	n->nargs = 1;
+	n->args = palloc(sizeof(ExprNode *));
+	n->args[0] = parse_unary(p);
+	leave(p);
+	return expr_finish_node(n, p->where);
 }
 
+/*
+ * Operators of one precedence level make one chain node, so "1 + 1 + ..."
+ * neither nests nor recurses per operand.
+ */
 static ExprNode *
 parse_mul(Parser *p)
 {
-	ExprNode   *l = parse_unary(p);
+	ExprChain	c = {NIL, NIL, NIL, 0};
 
+	expr_chain_add(&c, OP_MUL, 0, parse_unary(p), p->where);
 	for (;;)
 	{
 		int			pos = (skip_ws(p), ppos(p));
 
 		if (accept(p, "*"))
-			l = binary(OP_MUL, l, parse_unary(p), pos);
+			expr_chain_add(&c, OP_MUL, pos, parse_unary(p), p->where);
 		else if (accept(p, "/"))
-			l = binary(OP_DIV, l, parse_unary(p), pos);
+			expr_chain_add(&c, OP_DIV, pos, parse_unary(p), p->where);
 		else
-			return l;
+			return expr_chain_end(&c, p->where);
 	}
 }
 
 static ExprNode *
 parse_add(Parser *p)
 {
-	ExprNode   *l = parse_mul(p);
+	ExprChain	c = {NIL, NIL, NIL, 0};
 
+	expr_chain_add(&c, OP_ADD, 0, parse_mul(p), p->where);
 	for (;;)
 	{
 		int			pos = (skip_ws(p), ppos(p));
 
 		if (accept(p, "+"))
-			l = binary(OP_ADD, l, parse_mul(p), pos);
+			expr_chain_add(&c, OP_ADD, pos, parse_mul(p), p->where);
 		else if (accept(p, "-"))
-			l = binary(OP_SUB, l, parse_mul(p), pos);
+			expr_chain_add(&c, OP_SUB, pos, parse_mul(p), p->where);
 		else
-			return l;
+			return expr_chain_end(&c, p->where);
 	}
 }
 
 static ExprNode *
 parse_cat(Parser *p)
 {
-	ExprNode   *l = parse_add(p);
+	ExprChain	c = {NIL, NIL, NIL, 0};
 
+	expr_chain_add(&c, OP_CAT, 0, parse_add(p), p->where);
 	for (;;)
 	{
 		int			pos = (skip_ws(p), ppos(p));
 
 		if (p->s[p->i] == '&' && p->s[p->i + 1] != '&' && accept(p, "&"))
-			l = binary(OP_CAT, l, parse_add(p), pos);
+			expr_chain_add(&c, OP_CAT, pos, parse_add(p), p->where);
 		else
-			return l;
+			return expr_chain_end(&c, p->where);
 	}
 }
 
@@ -468,49 +636,52 @@ parse_cmp(Parser *p)
 	int			pos = (skip_ws(p), ppos(p));
 
 	if (accept(p, "==") || accept(p, "="))
-		return binary(OP_EQ, l, parse_cat(p), pos);
+		return binary(p, OP_EQ, l, parse_cat(p), pos);
 	if (accept(p, "!=") || accept(p, "<>"))
-		return binary(OP_NE, l, parse_cat(p), pos);
+		return binary(p, OP_NE, l, parse_cat(p), pos);
 	if (accept(p, "<="))
-		return binary(OP_LE, l, parse_cat(p), pos);
+		return binary(p, OP_LE, l, parse_cat(p), pos);
 	if (accept(p, ">="))
-		return binary(OP_GE, l, parse_cat(p), pos);
+		return binary(p, OP_GE, l, parse_cat(p), pos);
 	if (accept(p, "<"))
-		return binary(OP_LT, l, parse_cat(p), pos);
+		return binary(p, OP_LT, l, parse_cat(p), pos);
 	if (accept(p, ">"))
-		return binary(OP_GT, l, parse_cat(p), pos);
+		return binary(p, OP_GT, l, parse_cat(p), pos);
 	return l;
 }
 
 static ExprNode *
 parse_and(Parser *p)
 {
-	ExprNode   *l = parse_cmp(p);
+	ExprChain	c = {NIL, NIL, NIL, 0};
 
+	expr_chain_add(&c, OP_AND, 0, parse_cmp(p), p->where);
 	for (;;)
 	{
 		int			pos = (skip_ws(p), ppos(p));
 
 		if (accept_word(p, "and") || accept(p, "&&"))
-			l = binary(OP_AND, l, parse_cmp(p), pos);
+			expr_chain_add(&c, OP_AND, pos, parse_cmp(p), p->where);
 		else
-			return l;
+			return expr_chain_end(&c, p->where);
 	}
 }
 
 static ExprNode *
 parse_or(Parser *p)
 {
-	ExprNode   *l = parse_and(p);
+	ExprChain	c = {NIL, NIL, NIL, 0};
 
+	check_stack_depth();
+	expr_chain_add(&c, OP_OR, 0, parse_and(p), p->where);
 	for (;;)
 	{
 		int			pos = (skip_ws(p), ppos(p));
 
 		if (accept_word(p, "or") || accept(p, "||"))
-			l = binary(OP_OR, l, parse_and(p), pos);
+			expr_chain_add(&c, OP_OR, pos, parse_and(p), p->where);
 		else
-			return l;
+			return expr_chain_end(&c, p->where);
 	}
 }
 
@@ -526,10 +697,11 @@ expr_parse_formula(const char *src, int offset, const char *where)
 	p.i = 0;
 	p.offset = offset;
 	p.where = where;
+	p.nest = 0;
 	n = parse_or(&p);
 	skip_ws(&p);
 	if (p.s[p.i] != '\0')
-		syntax_error(where, src, ppos(&p), psprintf("unexpected \"%c\"", p.s[p.i]));
+		syntax_error(where, src, ppos(&p), psprintf("unexpected \"%s\"", char_at(p.s + p.i)));
 	return n;
 }
 
@@ -544,6 +716,8 @@ expr_parse_text(const char *src, const char *where)
 	const char *s = src;
 	ListCell   *lc;
 	int			k = 0;
+	int			size = 1;
+	char	   *copy = NULL;
 
 	if (src[0] == '=')
 		return expr_parse_formula(src, 1, where);
@@ -561,6 +735,7 @@ expr_parse_text(const char *src, const char *where)
 				ExprNode   *c = expr_new_node(EN_CONST, pos);
 
 				c->value = expr_text_value(pstrdup(lit.data));
+				expr_count_term(&size, c, where);
 				parts = lappend(parts, c);
 				resetStringInfo(&lit);
 			}
@@ -601,14 +776,22 @@ expr_parse_text(const char *src, const char *where)
 				inner = pnstrdup(s + 2, end - (s + 2));
 				if (inner[0] == '=')
 				{
-					/* an embedded formula: parse it in the context of the whole text */
-					char	   *copy = pstrdup(src);
-
+					/*
+					 * An embedded formula: parsed in the context of the whole
+					 * text (for positions), ended where its "}}" starts.  One
+					 * copy serves every formula of the text.
+					 */
+					if (copy == NULL)
+						copy = pstrdup(src);
 					copy[end - src] = '\0';
 					ref = expr_parse_formula(copy, (s + 3) - src, where);
+					copy[end - src] = '}';
 				}
 				else
 					ref = expr_parse_field_path(inner, pos, where);
+				/* the template around it is one more level */
+				if (ref->depth >= CRM_EXPR_MAX_DEPTH)
+					expr_too_deep(where, pos);
 				s = end + 2;
 			}
 			else
@@ -620,6 +803,7 @@ expr_parse_text(const char *src, const char *where)
 				ref = parse_ns_ref(pnstrdup(s + 2, end - (s + 2)), pos, where, src);
 				s = end + 1;
 			}
+			expr_count_term(&size, ref, where);
 			parts = lappend(parts, ref);
 			continue;
 		}
@@ -639,7 +823,7 @@ expr_parse_text(const char *src, const char *where)
 	t->args = palloc(sizeof(ExprNode *) * t->nargs);
 	foreach(lc, parts)
 		t->args[k++] = (ExprNode *) lfirst(lc);
-	return t;
+	return expr_finish_node(t, where);
 }
 
 CrmExpr *
@@ -754,6 +938,7 @@ check_node(const ExprNode *n, const char *entity_type, const char *table,
 {
 	int			i;
 
+	check_stack_depth();
 	switch (n->kind)
 	{
 		case EN_FIELD:
@@ -814,6 +999,7 @@ collect_refs(const ExprNode *n, const char *ns, List **out)
 {
 	int			i;
 
+	check_stack_depth();
 	if (n->kind == EN_REF && strcmp(n->ns, ns) == 0)
 		*out = lappend(*out, n->name);
 	for (i = 0; i < n->nargs; i++)

@@ -5,6 +5,11 @@
  *	  try templates, formulas and conditions from psql:
  *	  crm.evaluate, crm.test_condition, crm.check_expression.
  *
+ * evaluate and test_condition are not STRICT (their defaults are NULLs): a
+ * NULL expression or condition gives NULL, a NULL entity type evaluates
+ * without an item, a NULL context is an empty one; an item id without an
+ * entity type, or an entity type without an item id, is an error.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -19,6 +24,7 @@ PG_FUNCTION_INFO_V1(crm_evaluate);
 PG_FUNCTION_INFO_V1(crm_test_condition);
 PG_FUNCTION_INFO_V1(crm_check_expression);
 
+/* context->key, an object or absent (JSON null counts as absent). */
 static Jsonb *
 context_part(Jsonb *context, const char *key)
 {
@@ -26,8 +32,13 @@ context_part(Jsonb *context, const char *key)
 
 	if (context == NULL ||
 		(v = getKeyJsonValueFromContainer(&context->root, key, strlen(key), NULL)) == NULL ||
-		v->type != jbvBinary)
+		v->type == jbvNull)
 		return NULL;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context key \"%s\" must be an object", key),
+				 errhint("For example {\"%s\": {\"name\": \"value\"}}.", key)));
 	return JsonbValueToJsonb(v);
 }
 
@@ -43,6 +54,17 @@ sql_context(FunctionCallInfo fcinfo, CrmEvalContext *cx)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("an item id is needed with entity type \"%s\"", entity_type)));
+	if (entity_type == NULL && !PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("an entity type is needed with item id %lld", (long long) item_id),
+				 errhint("Pass the item's entity type, for example 'deal'.")));
+	/* only an object's keys can be read (a scalar or array root has none) */
+	if (context != NULL && !JB_ROOT_IS_OBJECT(context))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("context must be a JSON object"),
+				 errhint("Keys: variables, constants, parameters, robots, activities, event.")));
 	crm_eval_context_init(cx, entity_type, item_id, NULL, NULL);
 	cx->variables = context_part(context, "variables");
 	cx->constants = context_part(context, "constants");
@@ -86,11 +108,15 @@ crm_test_condition(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(crm_expr_test(e, &cx));
 }
 
+/* STRICT in SQL; the NULL test keeps a direct call from another C caller safe. */
 Datum
 crm_check_expression(PG_FUNCTION_ARGS)
 {
-	CrmExpr    *e = crm_expr_compile_text(text_to_cstring(PG_GETARG_TEXT_PP(0)), "expression");
+	CrmExpr    *e;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	e = crm_expr_compile_text(text_to_cstring(PG_GETARG_TEXT_PP(0)), "expression");
 	crm_expr_check(e, text_to_cstring(PG_GETARG_TEXT_PP(1)), NIL, false, "expression");
 	PG_RETURN_VOID();
 }
