@@ -645,3 +645,26 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	SELECT count(*) FROM d;
 $$;
 
+
+-- A provider's secret goes to its URL's host (the SMTP password, an SMS or
+-- robocall gateway's {secret}).  crm_admin may change a provider, by
+-- crm.update_provider or a direct UPDATE, but not make it carry the secret
+-- elsewhere: pointing it at another endpoint (scheme and authority) or
+-- another channel removes its secret, which must then be given again.
+CREATE FUNCTION crm._provider_secret_follows_url() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF OLD.channel IS DISTINCT FROM NEW.channel
+	   OR (NEW.channel IN ('email', 'sms', 'robocall')
+		   AND crm._url_endpoint(OLD.config->>'url') IS DISTINCT FROM crm._url_endpoint(NEW.config->>'url')) THEN
+		DELETE FROM crm.provider_secret s WHERE s.provider_id = NEW.id;
+		IF FOUND THEN
+			RAISE NOTICE 'the secret of % provider "%" was removed: it now points to another endpoint', NEW.channel, NEW.name
+				USING HINT = 'Give it again with crm.update_provider(id, secret => ...).';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER secret_follows_url AFTER UPDATE OF config, channel ON crm.provider
+	FOR EACH ROW EXECUTE FUNCTION crm._provider_secret_follows_url();

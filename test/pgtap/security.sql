@@ -9,7 +9,7 @@
 -- her code may run only as herself.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(22);
+SELECT plan(25);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1);
@@ -191,7 +191,29 @@ RESET search_path;
 SELECT is(:'path_after'::text, 'evil, pg_catalog', 'the caller''s search_path is restored after robots ran');
 SELECT is(current_user::text, session_user::text, 'and so is the caller''s identity');
 
--- 8. CREATE EXTENSION does not adopt a crm schema that another role owns.
+-- 8. A provider's secret follows its URL: crm_admin may repoint a gateway,
+-- but then the secret is gone and must be given again, so that
+-- "?k={secret}" on a host of her own never receives it.
+SELECT crm.add_provider('sms', 'gw', '{"url": "https://sms.example.com/send", "body": "{\"to\": \"{to}\", \"key\": \"{secret}\"}"}', 'tok') AS gw \gset
+GRANT crm_admin TO mallory_sec;
+SET ROLE mallory_sec;
+UPDATE crm.provider SET config = jsonb_set(config, '{body}', '"{\"to\": \"{to}\", \"k\": \"{secret}\"}"') WHERE id = :gw;
+RESET ROLE;
+SELECT is((SELECT count(*) FROM crm.provider_secret WHERE provider_id = :gw), 1::bigint,
+	'providers: a change on the same endpoint keeps the secret');
+SET ROLE mallory_sec;
+UPDATE crm.provider SET config = jsonb_set(config, '{url}', '"https://mallory.example.net/?k={secret}"') WHERE id = :gw;
+RESET ROLE;
+SELECT is((SELECT count(*) FROM crm.provider_secret WHERE provider_id = :gw), 0::bigint,
+	'providers: a direct UPDATE to another host removes the secret');
+SET ROLE mallory_sec;
+SELECT crm.update_provider(:gw, config => '{"url": "https://sms2.example.com/send"}', secret => 'tok2');
+RESET ROLE;
+SELECT is((SELECT secret FROM crm.provider_secret WHERE provider_id = :gw), 'tok2',
+	'providers: repointed with its secret given again, it has the new one');
+REVOKE crm_admin FROM mallory_sec;
+
+-- 9. CREATE EXTENSION does not adopt a crm schema that another role owns.
 DROP EXTENSION crm_automation;
 DROP SCHEMA IF EXISTS crm CASCADE;
 CREATE SCHEMA crm AUTHORIZATION mallory_sec;
