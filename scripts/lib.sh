@@ -12,7 +12,7 @@
 
 CRM_PACKAGES=(build-essential postgresql-15 postgresql-server-dev-15
 	libcurl4-openssl-dev libjansson-dev postgresql-15-pgtap
-	libtap-parser-sourcehandler-pgtap-perl python3 python3-aiosmtpd curl openssl)
+	libtap-parser-sourcehandler-pgtap-perl python3 python3-aiosmtpd curl openssl pgbouncer)
 
 crm_as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi

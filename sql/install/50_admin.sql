@@ -474,3 +474,25 @@ BEGIN
 	RETURN v_id;
 END
 $$;
+
+-- The acting user for the current transaction only: what an application
+-- behind a transaction pooler (pgbouncer in transaction mode) must use, since
+-- a plain SET crm.user_id stays with the server connection and reaches
+-- other clients' transactions.  Same as SET LOCAL crm.user_id; 0 or NULL
+-- means the system.
+CREATE FUNCTION crm.set_user(user_id bigint) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF coalesce(user_id, 0) <> 0 AND NOT EXISTS (SELECT FROM crm.user u WHERE u.id = set_user.user_id) THEN
+		RAISE EXCEPTION 'user % does not exist', user_id
+			USING ERRCODE = 'no_data_found',
+				  HINT = 'List users with: SELECT id, name FROM crm.user;';
+	END IF;
+	IF coalesce(user_id, 0) < 0 OR coalesce(user_id, 0) > 2147483647 THEN
+		RAISE EXCEPTION 'user id % is out of range', user_id USING ERRCODE = 'numeric_value_out_of_range';
+	END IF;
+	RETURN set_config('crm.user_id', coalesce(user_id, 0)::text, true)::bigint;
+END
+$$;
+COMMENT ON FUNCTION crm.set_user(bigint) IS
+	'Sets the acting CRM user for the current transaction only (safe behind a transaction pooler)';

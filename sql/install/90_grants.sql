@@ -8,7 +8,8 @@ GRANT USAGE ON SCHEMA crm TO crm_user;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA crm FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm.stage(text, text, bigint), crm.stage(text, text, text),
-	crm.default_pipeline(text), crm._entity_type(text), crm._pipeline(bigint), crm.phone_key(text)
+	crm.default_pipeline(text), crm._entity_type(text), crm._pipeline(bigint), crm.phone_key(text),
+	crm.set_user(bigint)
 	TO crm_user;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA crm TO crm_admin;
 
