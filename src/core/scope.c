@@ -14,21 +14,46 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/syscache.h"
 
 #include "core/scope.h"
 
+/*
+ * The owner is looked up once per backend and forgotten when any schema
+ * changes (ALTER SCHEMA crm OWNER TO, DROP EXTENSION): every automation step
+ * asks for it.
+ */
+static Oid	cached_owner = InvalidOid;
+static bool owner_callback_registered = false;
+
+static void
+owner_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cached_owner = InvalidOid;
+}
+
 Oid
 crm_automation_owner(void)
 {
-	Oid			nsp = get_namespace_oid("crm", false);
-	HeapTuple	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	Oid			nsp;
+	HeapTuple	tup;
 	Oid			owner;
 
+	if (OidIsValid(cached_owner))
+		return cached_owner;
+	if (!owner_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, owner_invalidate, (Datum) 0);
+		owner_callback_registered = true;
+	}
+	nsp = get_namespace_oid("crm", false);
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for namespace %u", nsp);
 	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
+	cached_owner = owner;
 	return owner;
 }
 
