@@ -432,18 +432,47 @@ BEGIN
 	), rendered AS (
 		SELECT r.*,
 			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
-				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t),
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
 								  r.payload ->> 'number'),
 				   'number', coalesce(r.payload ->> 'number',
-									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t)),
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
 				   'text', r.payload ->> 'text',
 				   'message_id', r.idempotency_key,
 				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
 				   'secret', coalesce(r.p_secret, '')) END AS vars,
 			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
 			   -- most webhooks have no headers of their own: skip the subqueries then
-			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers
-		  FROM resolved r
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
+			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
+		  FROM (SELECT r.*,
+					   -- lists read only when they are arrays: a message of the
+					   -- wrong shape must not stop the claim (see shape_error)
+					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
+					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
+							ELSE '[]' END AS att_list,
+					   -- the first field of the wrong type, if any: the message is
+					   -- dead with it, the others of the claim go on
+					   CASE WHEN r.channel = 'webhook' THEN
+								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
+										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
+									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
+										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
+									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
+										 'webhook headers must be a JSON object' END
+							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
+												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
+									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
+												 ('email', 'body', 'string'), ('email', 'from', 'string'),
+												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
+												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
+												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
+												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
+								   WHERE f.channel = r.channel
+									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
+									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
+								   LIMIT 1) END AS shape_error
+				  FROM resolved r) r
 	)
 	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
 		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
@@ -451,11 +480,11 @@ BEGIN
 				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
 		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
 						  r.cfg ->> 'method', 'POST')),
-		   CASE WHEN r.own_headers OR r.cfg ? 'headers' THEN
+		   CASE WHEN r.own_headers OR r.cfg_headers THEN
 			   ARRAY(SELECT h.key || ': ' ||
 							CASE WHEN r.channel IN ('sms', 'robocall')
 								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
-					   FROM (SELECT * FROM jsonb_each_text(coalesce(r.cfg -> 'headers', '{}'))
+					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
 							 UNION ALL
 							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
 																 THEN r.payload -> 'headers'
@@ -475,23 +504,30 @@ BEGIN
 		   r.cfg ->> 'username',
 		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
 		   CASE WHEN r.channel = 'email'
-				THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'to', '[]'))) END,
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
 		   r.payload ->> 'subject',
-		   coalesce((r.payload ->> 'html')::boolean, false),
+		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
 		   coalesce(r.cfg ->> 'tls', 'try'),
 		   CASE WHEN r.channel = 'email'
-				THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'attachments', '[]'))) END,
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
 		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
 				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
 					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
 				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
 					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.shape_error IS NOT NULL THEN
+					r.shape_error
+				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
+											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
+											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
+																			 THEN r.cfg ELSE '{}' END) c
+														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
+					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
+						   r.channel, r.p_name)
 				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
 					'the webhook has no url and its provider none'
 				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
 					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
-				WHEN r.channel = 'webhook' AND r.payload ? 'headers' AND jsonb_typeof(r.payload -> 'headers') <> 'object' THEN
-					'webhook headers must be a JSON object'
 				WHEN r.own_headers
 					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
 								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
