@@ -70,20 +70,27 @@ CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid
 
 -- Replaces {name} placeholders of a provider template with values, escaped
 -- for the template's format: 'json' (inside a JSON string), 'form'
--- (application/x-www-form-urlencoded) or 'text' (as is).
+-- (application/x-www-form-urlencoded) or 'text' (as is).  One pass over the
+-- template: a value is never searched for placeholders, so a text that
+-- says "{secret}" stays as it is.  Placeholders not in vars stay as written.
 CREATE FUNCTION crm._render_template(tpl text, vars jsonb, format text DEFAULT 'text')
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	v_key	text;
+	v_part	text[];
 	v_val	text;
-	v_out	text := tpl;
+	v_out	text := '';
 BEGIN
 	IF tpl IS NULL THEN
 		RETURN NULL;
 	END IF;
-	FOR v_key, v_val IN SELECT key, value FROM jsonb_each_text(vars) LOOP
-		v_val := coalesce(v_val, '');
+	-- the template in pieces, in order: {name}, a run without "{", a lone "{"
+	FOR v_part IN SELECT m FROM regexp_matches(tpl, '(\{([^{}]*)\}|[^{]+|\{)', 'g') AS m LOOP
+		IF v_part[2] IS NULL OR NOT vars ? v_part[2] THEN
+			v_out := v_out || v_part[1];
+			CONTINUE;
+		END IF;
+		v_val := coalesce(vars ->> v_part[2], '');
 		IF format = 'json' THEN
 			v_val := substr(to_jsonb(v_val)::text, 2, length(to_jsonb(v_val)::text) - 2);
 		ELSIF format = 'form' THEN
@@ -96,7 +103,7 @@ BEGIN
 					  FROM generate_series(0, octet_length(convert_to(v_val, 'UTF8')) - 1) AS i) s;
 			v_val := coalesce(v_val, '');
 		END IF;
-		v_out := replace(v_out, '{' || v_key || '}', v_val);
+		v_out := v_out || v_val;
 	END LOOP;
 	RETURN v_out;
 END
