@@ -81,6 +81,7 @@ typedef struct CrmMessage
 	int			excerpt_len;
 	long		retry_after;	/* seconds, from Retry-After; -1 none */
 	bool		refused;		/* the address guard refused to connect */
+	int			record_tries;	/* records of its result that rolled back */
 	char		refused_why[256];
 
 	/* outcome */
@@ -109,9 +110,13 @@ extern bool crm_transport_wait(CrmTransport *t, long timeout_ms);
 extern List *crm_transport_finished(CrmTransport *t);
 extern int	crm_transport_nfinished(CrmTransport *t);
 extern List *crm_transport_abandon(CrmTransport *t);
+extern bool crm_transport_recover(CrmTransport *t, const char *error);
 
 /* smtp.c: an e-mail transfer on an easy handle; false with m->error set */
 extern bool crm_smtp_prepare(CrmMessage *m, void *easy);
+
+/* message_check.c */
+extern char *crm_message_check(CrmMessage *m);
 
 /* signature.c */
 extern char *crm_webhook_sign(const char *secret, const char *msg_id, int64 ts,

@@ -82,6 +82,7 @@ struct CrmTransport
 	HTAB	   *load;			/* transfers in flight by endpoint (EndpointLoad) */
 	List	   *finished;		/* done, not yet handed back */
 	MemoryContext cxt;			/* holds the two lists and the wait set */
+	CrmMessage *starting;		/* being prepared (crm_transport_recover) */
 };
 
 typedef struct EndpointLoad
@@ -633,12 +634,15 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 
+	/* an ERROR while preparing is the message's: crm_transport_recover */
+	t->starting = m;
 	old = MemoryContextSwitchTo(m->cxt);
 	if (strcmp(m->channel, "email") == 0)
 		ok = crm_smtp_prepare(m, easy);
 	else
 		ok = http_prepare(m, easy);
 	MemoryContextSwitchTo(old);
+	t->starting = NULL;
 
 	if (!ok)
 	{
@@ -828,6 +832,25 @@ crm_transport_wait(CrmTransport *t, long timeout_ms)
 	}
 	collect(t);
 	return latch;
+}
+
+/*
+ * After an ERROR thrown out of crm_transport_start (the worker's recovery
+ * block): the message being prepared, if any, is finished dead with it.
+ * Returns whether a message took the blame.
+ */
+bool
+crm_transport_recover(CrmTransport *t, const char *error)
+{
+	CrmMessage *m = t->starting;
+
+	if (m == NULL)
+		return false;
+	t->starting = NULL;
+	free_transfer(t, m);
+	finish_now(t, m, CRM_OUT_DEAD,
+			   psprintf("could not prepare the message: %s", error ? error : "error"));
+	return true;
 }
 
 /* Finished messages since the last call (the caller records them). */

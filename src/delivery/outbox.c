@@ -226,6 +226,8 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
 			m->body = pstrdup("");
+		if (m->error == NULL)
+			m->error = crm_message_check(m);
 		MemoryContextSwitchTo(old);
 
 		if (m->error == NULL && natt > 0)
