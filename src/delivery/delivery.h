@@ -79,6 +79,7 @@ typedef struct CrmMessage
 	char		errbuf[256];
 	char		excerpt[CRM_EXCERPT_MAX + 1];
 	int			excerpt_len;
+	char		location[256];	/* Location of a 3xx answer, raw */
 	long		retry_after;	/* seconds, from Retry-After; -1 none */
 	bool		refused;		/* the address guard refused to connect */
 	int			record_tries;	/* records of its result that rolled back */

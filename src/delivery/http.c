@@ -14,11 +14,14 @@
  * them by endpoint (crm_transport_load) so that the worker can keep some
  * slots for the others.
  *
- * Safety: only http/https (smtp/smtps for e-mail), at most 3 redirects,
- * TLS verified, no proxy from the environment, and an address guard on the
- * address actually connected (CURLOPT_OPENSOCKETFUNCTION), so DNS rebinding
- * cannot reach a private network that crm.allow_private_networks or
- * crm.allowed_hosts did not open.
+ * Safety: only http/https (smtp/smtps for e-mail), redirects never
+ * followed (a 3xx answer is a dead message with its status and Location:
+ * following would turn a POST into a bodiless GET, or take the request and
+ * the provider's headers to another host), TLS verified, no proxy from the
+ * environment, and an address guard on the address actually connected
+ * (CURLOPT_OPENSOCKETFUNCTION), so DNS rebinding cannot reach a private
+ * network that crm.allow_private_networks or crm.allowed_hosts did not
+ * open.
  *
  * libcurl allocates with malloc: each message's easy handle, header list and
  * MIME tree are freed when its transfer ends, whatever the outcome.  No
@@ -192,7 +195,7 @@ crm_address_allowed(CrmMessage *m, const void *sockaddr)
 	if (kind == NULL)
 		return true;
 
-	/* the host of the request being made, after redirects */
+	/* the host of the request being made */
 	if (m->easy)
 		curl_easy_getinfo((CURL *) m->easy, CURLINFO_EFFECTIVE_URL, &url);
 	u = curl_url();
@@ -272,6 +275,19 @@ on_header(char *data, size_t size, size_t nmemb, void *clientp)
 		m->retry_after = -1;
 		m->excerpt_len = 0;
 		m->excerpt[0] = '\0';
+		m->location[0] = '\0';
+	}
+	else if (pg_strncasecmp(line, "Location:", 9) == 0)
+	{
+		char	   *v = line + 9;
+		size_t		vlen;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		vlen = strcspn(v, "\r\n");
+		vlen = Min(vlen, sizeof(m->location) - 1);
+		memcpy(m->location, v, vlen);
+		m->location[vlen] = '\0';
 	}
 	else if (pg_strncasecmp(line, "Retry-After:", 12) == 0)
 	{
@@ -529,9 +545,8 @@ http_prepare(CrmMessage *m, CURL *easy)
 	curl_easy_setopt(easy, CURLOPT_URL, m->url);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 3L);
+	/* never followed: see the header comment; classify() says why */
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, m);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -733,6 +748,18 @@ classify(CrmMessage *m, CURLcode rc)
 	}
 	else if (smtp || (code >= 200 && code < 300))
 		m->outcome = CRM_OUT_SENT;
+	else if (code >= 300 && code < 400)
+	{
+		/*
+		 * Redirects are not followed (see the header comment) and not
+		 * retried: the same request would get the same answer.  The URL is
+		 * to be corrected, then crm.retry_message() sends it again.
+		 */
+		m->result_error = psprintf("HTTP %ld: redirects are not followed%s%s%s", code,
+								   m->location[0] ? " (Location: " : "", m->location,
+								   m->location[0] ? ")" : "");
+		m->outcome = CRM_OUT_DEAD;
+	}
 	else
 	{
 		m->result_error = psprintf("HTTP %ld", code);
