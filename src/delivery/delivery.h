@@ -77,8 +77,9 @@ typedef struct CrmMessage
 	void	   *mime;
 	TimestampTz started_at;
 	char		errbuf[256];
-	char		excerpt[CRM_EXCERPT_MAX + 1];
+	char		excerpt[CRM_EXCERPT_MAX + 1];	/* raw bytes of the answer */
 	int			excerpt_len;
+	bool		excerpt_cut;	/* the answer was longer */
 	char		location[256];	/* Location of a 3xx answer, raw */
 	long		retry_after;	/* seconds, from Retry-After; -1 none */
 	bool		refused;		/* the address guard refused to connect */
@@ -118,6 +119,7 @@ extern bool crm_smtp_prepare(CrmMessage *m, void *easy);
 
 /* message_check.c */
 extern char *crm_message_check(CrmMessage *m);
+extern char *crm_text_clean(const char *s, size_t len, size_t max, bool cut);
 
 /* signature.c */
 extern char *crm_webhook_sign(const char *secret, const char *msg_id, int64 ts,

@@ -256,6 +256,8 @@ on_body(char *data, size_t size, size_t nmemb, void *clientp)
 	for (i = 0; i < take; i++)
 		m->excerpt[m->excerpt_len++] = data[i] ? data[i] : ' ';
 	m->excerpt[m->excerpt_len] = '\0';
+	if (take < n)
+		m->excerpt_cut = true;
 	return n;
 }
 
@@ -275,6 +277,7 @@ on_header(char *data, size_t size, size_t nmemb, void *clientp)
 		m->retry_after = -1;
 		m->excerpt_len = 0;
 		m->excerpt[0] = '\0';
+		m->excerpt_cut = false;
 		m->location[0] = '\0';
 	}
 	else if (pg_strncasecmp(line, "Location:", 9) == 0)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * message_check.c
- *	  What a claimed message may carry.
+ *	  What a claimed message may carry, and what the worker may store.
  *
  * A message reaches the outbox from robots, which validate it, but also
  * from anyone who may INSERT into crm.outbox, and its provider's config
@@ -10,6 +10,11 @@
  * message that fails is dead with the reason, without a request; the
  * others of the claim go on.
  *
+ * Texts that come from the network (response excerpts, libcurl's and the
+ * servers' error texts, header values) are stored only once made valid in
+ * the database encoding (crm_text_clean): clipped on a character boundary,
+ * invalid bytes written as \xNN.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -17,6 +22,7 @@
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
 #include "core/guc.h"
 #include "delivery/delivery.h"
@@ -196,4 +202,56 @@ crm_message_check(CrmMessage *m)
 			return pstrdup("the e-mail provider's password contains a control character");
 	}
 	return NULL;
+}
+
+/*
+ * Text from the network made fit to store: valid in the database encoding
+ * (invalid bytes written as \xNN, NULs as spaces), at most max bytes, cut
+ * on a character boundary.  cut says the input itself was cut at its end:
+ * a character left incomplete there is dropped rather than escaped.
+ */
+char *
+crm_text_clean(const char *s, size_t len, size_t max, bool cut)
+{
+	int			enc = GetDatabaseEncoding();
+	StringInfoData out;
+	size_t		i = 0;
+
+	initStringInfo(&out);
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) s[i];
+		char		esc[8];
+		const char *piece = s + i;
+		int			plen;
+		int			adv;
+
+		if (c == '\0')
+		{
+			piece = " ";
+			plen = adv = 1;
+		}
+		else if (!IS_HIGHBIT_SET(c))
+			plen = adv = 1;
+		else
+		{
+			plen = pg_encoding_verifymbchar(enc, s + i, (int) Min(len - i, (size_t) INT_MAX));
+			if (plen < 0 && cut && (size_t) pg_encoding_mblen(enc, s + i) > len - i)
+				break;			/* the last character, cut short */
+			if (plen > 0)
+				adv = plen;
+			else
+			{
+				snprintf(esc, sizeof(esc), "\\x%02x", c);
+				piece = esc;
+				plen = 4;
+				adv = 1;
+			}
+		}
+		if ((size_t) out.len + plen > max)
+			break;
+		appendBinaryStringInfo(&out, piece, plen);
+		i += adv;
+	}
+	return out.data;
 }

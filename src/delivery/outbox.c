@@ -31,6 +31,9 @@
 #include "delivery/delivery.h"
 #include "core/spi_util.h"
 
+/* longest error text stored, in bytes */
+#define ERROR_MAX 4096
+
 /* The claim's result columns, in the order of crm._claim_messages. */
 enum
 {
@@ -440,6 +443,9 @@ crm_outbox_record(List *msgs)
 		char	   *error;
 		const char *st = status_of(m, &delay, &error);
 
+		/* texts from the network: valid in the database encoding */
+		if (error)
+			error = crm_text_clean(error, strlen(error), ERROR_MAX, false);
 		ids[i] = Int64GetDatum(m->id);
 		attempts[i] = Int32GetDatum(m->attempts);
 		status[i] = CStringGetTextDatum(st);
@@ -447,7 +453,10 @@ crm_outbox_record(List *msgs)
 		code_null[i] = m->code == 0;
 		errors[i] = error ? CStringGetTextDatum(error) : (Datum) 0;
 		error_null[i] = error == NULL;
-		excerpts[i] = m->excerpt_len > 0 ? CStringGetTextDatum(m->excerpt) : (Datum) 0;
+		excerpts[i] = m->excerpt_len > 0
+			? CStringGetTextDatum(crm_text_clean(m->excerpt, m->excerpt_len, CRM_EXCERPT_MAX,
+												 m->excerpt_cut))
+			: (Datum) 0;
 		excerpt_null[i] = m->excerpt_len == 0;
 		delays[i] = Float8GetDatum(delay);
 		released[i] = BoolGetDatum(m->outcome == CRM_OUT_RELEASED);
