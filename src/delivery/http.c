@@ -719,6 +719,7 @@ retryable_curl_error(CURLcode rc)
 		case CURLE_TOO_MANY_REDIRECTS:
 		case CURLE_LOGIN_DENIED:
 		case CURLE_FILESIZE_EXCEEDED:
+		case CURLE_USE_SSL_FAILED:	/* no STARTTLS where TLS is required */
 			return false;
 		default:
 			return true;

@@ -4,15 +4,20 @@
  *	  E-mail messages: SMTP envelope and a MIME message built with libcurl's
  *	  mime API.
  *
- * The provider gives the server (smtp:// or smtps://; STARTTLS when offered
- * unless its "tls" is "none", required when "required"), the login and the
- * default sender.
+ * The provider gives the server (smtp:// or smtps://), the login and the
+ * default sender.  TLS: with a login, always required (smtps://, or
+ * STARTTLS or nothing is sent: a server, or a man in the middle, that does
+ * not offer STARTTLS never sees the password), and "tls": "none" with a
+ * login is refused; without a login, STARTTLS when offered ("try", the
+ * default), required ("required") or never ("none").
  *
  * The message is in the database's encoding, and says so: a subject in
  * RFC 2047 encoded words when it is not plain ASCII (cut on the encoding's
  * character boundaries), a text or html body in quoted-printable, and the
  * drive files it attaches in base64.  Addresses and header values with CR,
- * LF or angle brackets are refused: no header injection.
+ * LF or angle brackets are refused, and so are attachment names and
+ * content types with control characters (crm.drive_file is written by
+ * users): no header injection.
  *
  *-------------------------------------------------------------------------
  */
@@ -183,6 +188,38 @@ encode_subject(const char *subject)
 	return buf.data;
 }
 
+/*
+ * An attachment's name and content type come from crm.drive_file, which
+ * users write, and go into MIME headers: no control characters (CR, LF:
+ * header injection), a content type that is type/subtype[; parameters].
+ */
+static char *
+check_attachment(const CrmAttachment *a)
+{
+	const char *p;
+	const char *slash;
+
+	if (a->name == NULL || *a->name == '\0')
+		return pstrdup("an attachment has no file name");
+	for (p = a->name; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p == 0x7F)
+			return pstrdup("an attachment's file name contains CR, LF or another control character");
+	if (a->content_type == NULL)
+		return NULL;
+	for (p = a->content_type; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7F)
+			return psprintf("attachment \"%s\" has a content type with a control or non-ASCII character",
+							a->name);
+	slash = strchr(a->content_type, '/');
+	if (slash == NULL || slash == a->content_type ||
+		strspn(a->content_type, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&^_.+-")
+		!= (size_t) (slash - a->content_type) ||
+		strspn(slash + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&^_.+-") == 0)
+		return psprintf("attachment \"%s\" has an invalid content type \"%s\"",
+						a->name, a->content_type);
+	return NULL;
+}
+
 static char *
 date_header(void)
 {
@@ -228,6 +265,22 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 	if (m->subject && (strchr(m->subject, '\r') || strchr(m->subject, '\n')))
 	{
 		m->error = "the subject contains CR or LF";
+		return false;
+	}
+
+	for (i = 0; i < m->natt; i++)
+	{
+		char	   *why = check_attachment(&m->att[i]);
+
+		if (why)
+		{
+			m->error = why;
+			return false;
+		}
+	}
+	if (m->username && m->tls && strcmp(m->tls, "none") == 0)
+	{
+		m->error = "the e-mail provider has a login and \"tls\": \"none\": refused to send the password in clear";
 		return false;
 	}
 
@@ -287,7 +340,8 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 		if (m->secret)
 			curl_easy_setopt(easy, CURLOPT_PASSWORD, m->secret);
 	}
-	if (m->tls && strcmp(m->tls, "required") == 0)
+	/* with a login, TLS or nothing: never "try", which a stripped STARTTLS defeats */
+	if (m->username || (m->tls && strcmp(m->tls, "required") == 0))
 		curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
 	else if (m->tls && strcmp(m->tls, "none") == 0)
 		curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_NONE);
