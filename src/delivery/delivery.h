@@ -113,6 +113,7 @@ extern List *crm_transport_finished(CrmTransport *t);
 extern int	crm_transport_nfinished(CrmTransport *t);
 extern List *crm_transport_abandon(CrmTransport *t);
 extern bool crm_transport_recover(CrmTransport *t, const char *error);
+extern void crm_transport_guard_changed(CrmTransport *t);
 
 /* smtp.c: an e-mail transfer on an easy handle; false with m->error set */
 extern bool crm_smtp_prepare(CrmMessage *m, void *easy);

@@ -19,9 +19,13 @@
  * following would turn a POST into a bodiless GET, or take the request and
  * the provider's headers to another host), TLS verified, no proxy from the
  * environment, and an address guard on the address actually connected
- * (CURLOPT_OPENSOCKETFUNCTION), so DNS rebinding cannot reach a private
- * network that crm.allow_private_networks or crm.allowed_hosts did not
- * open.
+ * (CURLOPT_OPENSOCKETFUNCTION) and on the address of every request before
+ * it is sent, on a new connection or a kept-alive one
+ * (CURLOPT_PREREQFUNCTION), so neither DNS rebinding nor a connection
+ * opened before crm.allowed_hosts or crm.allow_private_networks was
+ * tightened can reach a private network they do not open.  A reload that
+ * changes either drops the idle connections (the multi handle is made anew
+ * once no transfer is in flight).
  *
  * libcurl allocates with malloc: each message's easy handle, header list and
  * MIME tree are freed when its transfer ends, whatever the outcome.  No
@@ -86,6 +90,7 @@ struct CrmTransport
 	List	   *finished;		/* done, not yet handed back */
 	MemoryContext cxt;			/* holds the two lists and the wait set */
 	CrmMessage *starting;		/* being prepared (crm_transport_recover) */
+	bool		pool_stale;		/* the guard's settings changed: new pool */
 };
 
 typedef struct EndpointLoad
@@ -237,6 +242,30 @@ open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 	if (fd != CURL_SOCKET_BAD && the_transport)
 		forget_socket(the_transport, fd);
 	return fd;
+}
+
+/*
+ * Before each request, on a new connection or a kept-alive one: the guard
+ * once more, on the address the connection goes to, under the settings
+ * of now.
+ */
+static int
+before_request(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+			   int conn_primary_port, int conn_local_port)
+{
+	CrmMessage *m = clientp;
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (conn_primary_ip == NULL)
+		return CURL_PREREQFUNC_OK;
+	if (inet_pton(AF_INET, conn_primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, conn_primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return CURL_PREREQFUNC_OK;	/* not an IP connection */
+	return crm_address_allowed(m, &ss) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 /* ---------------------------------------------------------------------------
@@ -426,6 +455,50 @@ new_load_table(MemoryContext cxt)
 					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
+static void drop_stale_pool(CrmTransport *t);
+
+/* The multi handle, which holds the pool of kept-alive connections. */
+static void
+new_multi(CrmTransport *t)
+{
+	t->multi = curl_multi_init();
+	if (t->multi == NULL)
+		elog(ERROR, "could not create a libcurl multi handle");
+	t->timer_ms = -1;
+	curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+}
+
+/*
+ * The settings of the address guard changed (a reload): the connections
+ * kept alive were opened under the old ones.  Every request is guarded
+ * before it is sent whatever its connection (before_request), and the pool
+ * itself is dropped as soon as no transfer is in flight.
+ */
+void
+crm_transport_guard_changed(CrmTransport *t)
+{
+	t->pool_stale = true;
+	drop_stale_pool(t);
+}
+
+static void
+drop_stale_pool(CrmTransport *t)
+{
+	int			i;
+
+	if (!t->pool_stale || t->inflight > 0)
+		return;
+	for (i = 0; i < t->nwatched; i++)
+		(void) set_interest(t, &t->watched[i], 0);
+	t->nwatched = 0;
+	curl_multi_cleanup(t->multi);	/* closes every connection */
+	new_multi(t);
+	t->pool_stale = false;
+}
+
 CrmTransport *
 crm_transport_create(void)
 {
@@ -433,16 +506,9 @@ crm_transport_create(void)
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		elog(ERROR, "could not initialise libcurl");
-	t->multi = curl_multi_init();
-	if (t->multi == NULL)
-		elog(ERROR, "could not create a libcurl multi handle");
-	t->timer_ms = -1;
+	new_multi(t);
 	t->cxt = AllocSetContextCreate(TopMemoryContext, "crm transport", ALLOCSET_SMALL_SIZES);
 	t->load = new_load_table(t->cxt);
-	curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
 
 	/*
 	 * libcurl's sockets live in an epoll set of their own, which the wait set
@@ -633,6 +699,8 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 		finish_now(t, m, CRM_OUT_DEAD, m->error);
 		return;
 	}
+	if (t->pool_stale)
+		drop_stale_pool(t);
 	easy = t->nidle > 0 ? t->idle[--t->nidle] : curl_easy_init();
 	if (easy == NULL)
 	{
@@ -648,6 +716,8 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(crm_http_timeout, 10000));
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, m);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, before_request);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, m);
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);

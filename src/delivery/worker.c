@@ -697,6 +697,14 @@ restore_ready(void)
 	MemoryContextSwitchTo(old);
 }
 
+/* Have crm.allowed_hosts or crm.allow_private_networks changed? */
+static bool
+guard_changed(const char *hosts_before, bool private_before)
+{
+	return private_before != crm_allow_private_networks ||
+		strcmp(hosts_before, crm_allowed_hosts ? crm_allowed_hosts : "") != 0;
+}
+
 void
 crm_worker_main(Datum arg)
 {
@@ -808,8 +816,14 @@ crm_worker_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			char	   *hosts = pstrdup(crm_allowed_hosts ? crm_allowed_hosts : "");
+			bool		private_networks = crm_allow_private_networks;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* connections kept alive were opened under the old settings */
+			if (guard_changed(hosts, private_networks))
+				crm_transport_guard_changed(t);
 		}
 		if (!share_slots())
 			break;
