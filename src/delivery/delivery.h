@@ -96,7 +96,7 @@ typedef struct CrmMessage
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
 							  List *busy, MemoryContext parent);
 extern char *crm_endpoint_of(const char *url);
-extern void crm_outbox_record(List *msgs);
+extern double crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);
 extern double crm_retry_delay(int attempts, long retry_after);
 

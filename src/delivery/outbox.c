@@ -398,9 +398,10 @@ disable_endpoint(CrmMessage *m, const char *error)
  * session claiming and recording 20,000 messages) grew the table by three
  * quarters.
  * A dead message's next attempt is 'infinity', which takes it out of
- * outbox_due.
+ * outbox_due.  Returns the shortest delay, in seconds, before one of them
+ * is due again (-1: none is), so that the worker knows without a query.
  */
-void
+double
 crm_outbox_record(List *msgs)
 {
 	static SPIPlanPtr plan = NULL;
@@ -421,9 +422,10 @@ crm_outbox_record(List *msgs)
 	Datum		vals[8];
 	ListCell   *lc;
 	int			i = 0;
+	double		soonest = -1;
 
 	if (n == 0)
-		return;
+		return -1;
 	ids = palloc(sizeof(Datum) * n);
 	attempts = palloc(sizeof(Datum) * n);
 	status = palloc(sizeof(Datum) * n);
@@ -459,6 +461,8 @@ crm_outbox_record(List *msgs)
 			: (Datum) 0;
 		excerpt_null[i] = m->excerpt_len == 0;
 		delays[i] = Float8GetDatum(delay);
+		if (strcmp(st, "failed") == 0 && (soonest < 0 || delay < soonest))
+			soonest = delay;
 		released[i] = BoolGetDatum(m->outcome == CRM_OUT_RELEASED);
 		i++;
 		if (m->outcome == CRM_OUT_GONE)
@@ -488,6 +492,7 @@ crm_outbox_record(List *msgs)
 						   " WHERE o.id = r.id AND o.attempts = r.attempts"
 						   "   AND o.status = 'sending'",
 						   8, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
+	return soonest;
 }
 
 /* Gives unfinished messages back to the queue (worker shutdown). */
@@ -503,5 +508,5 @@ crm_outbox_release(List *msgs)
 		m->outcome = CRM_OUT_RELEASED;
 		m->result_error = "interrupted by worker shutdown";
 	}
-	crm_outbox_record(msgs);
+	(void) crm_outbox_record(msgs);
 }

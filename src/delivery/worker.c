@@ -268,6 +268,7 @@ static void
 step_exchange(void *arg)
 {
 	Exchange   *x = arg;
+	double		retry_in;
 
 	if (x->check_extension)
 	{
@@ -288,7 +289,16 @@ step_exchange(void *arg)
 	 */
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
-	crm_outbox_record(x->finished);
+	retry_in = crm_outbox_record(x->finished);
+
+	/*
+	 * A failure is due again after its delay: the worker must look then,
+	 * whether or not a claim follows (one that does reads the due time).
+	 */
+	if (retry_in >= 0)
+		next_msg_due = Min(next_msg_due,
+						   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   (int64) (retry_in * 1000.0)));
 	if (x->limit > 0)
 	{
 		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
@@ -500,7 +510,12 @@ results_waiting(CrmTransport *t)
 static void
 step_record(void *arg)
 {
-	crm_outbox_record((List *) arg);
+	double		retry_in = crm_outbox_record((List *) arg);
+
+	if (retry_in >= 0)
+		next_msg_due = Min(next_msg_due,
+						   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   (int64) (retry_in * 1000.0)));
 }
 
 /*
