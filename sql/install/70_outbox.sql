@@ -70,20 +70,27 @@ CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid
 
 -- Replaces {name} placeholders of a provider template with values, escaped
 -- for the template's format: 'json' (inside a JSON string), 'form'
--- (application/x-www-form-urlencoded) or 'text' (as is).
+-- (application/x-www-form-urlencoded) or 'text' (as is).  One pass over the
+-- template: a value is never searched for placeholders, so a text that
+-- says "{secret}" stays as it is.  Placeholders not in vars stay as written.
 CREATE FUNCTION crm._render_template(tpl text, vars jsonb, format text DEFAULT 'text')
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	v_key	text;
+	v_part	text[];
 	v_val	text;
-	v_out	text := tpl;
+	v_out	text := '';
 BEGIN
 	IF tpl IS NULL THEN
 		RETURN NULL;
 	END IF;
-	FOR v_key, v_val IN SELECT key, value FROM jsonb_each_text(vars) LOOP
-		v_val := coalesce(v_val, '');
+	-- the template in pieces, in order: {name}, a run without "{", a lone "{"
+	FOR v_part IN SELECT m FROM regexp_matches(tpl, '(\{([^{}]*)\}|[^{]+|\{)', 'g') AS m LOOP
+		IF v_part[2] IS NULL OR NOT vars ? v_part[2] THEN
+			v_out := v_out || v_part[1];
+			CONTINUE;
+		END IF;
+		v_val := coalesce(vars ->> v_part[2], '');
 		IF format = 'json' THEN
 			v_val := substr(to_jsonb(v_val)::text, 2, length(to_jsonb(v_val)::text) - 2);
 		ELSIF format = 'form' THEN
@@ -96,7 +103,7 @@ BEGIN
 					  FROM generate_series(0, octet_length(convert_to(v_val, 'UTF8')) - 1) AS i) s;
 			v_val := coalesce(v_val, '');
 		END IF;
-		v_out := replace(v_out, '{' || v_key || '}', v_val);
+		v_out := v_out || v_val;
 	END LOOP;
 	RETURN v_out;
 END
@@ -432,18 +439,47 @@ BEGIN
 	), rendered AS (
 		SELECT r.*,
 			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
-				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t),
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
 								  r.payload ->> 'number'),
 				   'number', coalesce(r.payload ->> 'number',
-									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.payload -> 'to') t)),
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
 				   'text', r.payload ->> 'text',
 				   'message_id', r.idempotency_key,
 				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
 				   'secret', coalesce(r.p_secret, '')) END AS vars,
 			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
 			   -- most webhooks have no headers of their own: skip the subqueries then
-			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers
-		  FROM resolved r
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
+			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
+		  FROM (SELECT r.*,
+					   -- lists read only when they are arrays: a message of the
+					   -- wrong shape must not stop the claim (see shape_error)
+					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
+					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
+							ELSE '[]' END AS att_list,
+					   -- the first field of the wrong type, if any: the message is
+					   -- dead with it, the others of the claim go on
+					   CASE WHEN r.channel = 'webhook' THEN
+								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
+										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
+									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
+										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
+									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
+										 'webhook headers must be a JSON object' END
+							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
+												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
+									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
+												 ('email', 'body', 'string'), ('email', 'from', 'string'),
+												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
+												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
+												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
+												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
+								   WHERE f.channel = r.channel
+									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
+									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
+								   LIMIT 1) END AS shape_error
+				  FROM resolved r) r
 	)
 	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
 		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
@@ -451,11 +487,11 @@ BEGIN
 				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
 		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
 						  r.cfg ->> 'method', 'POST')),
-		   CASE WHEN r.own_headers OR r.cfg ? 'headers' THEN
+		   CASE WHEN r.own_headers OR r.cfg_headers THEN
 			   ARRAY(SELECT h.key || ': ' ||
 							CASE WHEN r.channel IN ('sms', 'robocall')
 								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
-					   FROM (SELECT * FROM jsonb_each_text(coalesce(r.cfg -> 'headers', '{}'))
+					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
 							 UNION ALL
 							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
 																 THEN r.payload -> 'headers'
@@ -475,23 +511,30 @@ BEGIN
 		   r.cfg ->> 'username',
 		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
 		   CASE WHEN r.channel = 'email'
-				THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'to', '[]'))) END,
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
 		   r.payload ->> 'subject',
-		   coalesce((r.payload ->> 'html')::boolean, false),
+		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
 		   coalesce(r.cfg ->> 'tls', 'try'),
 		   CASE WHEN r.channel = 'email'
-				THEN ARRAY(SELECT jsonb_array_elements_text(coalesce(r.payload -> 'attachments', '[]'))) END,
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
 		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
 				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
 					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
 				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
 					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.shape_error IS NOT NULL THEN
+					r.shape_error
+				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
+											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
+											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
+																			 THEN r.cfg ELSE '{}' END) c
+														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
+					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
+						   r.channel, r.p_name)
 				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
 					'the webhook has no url and its provider none'
 				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
 					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
-				WHEN r.channel = 'webhook' AND r.payload ? 'headers' AND jsonb_typeof(r.payload -> 'headers') <> 'object' THEN
-					'webhook headers must be a JSON object'
 				WHEN r.own_headers
 					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
 								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN

@@ -77,10 +77,13 @@ typedef struct CrmMessage
 	void	   *mime;
 	TimestampTz started_at;
 	char		errbuf[256];
-	char		excerpt[CRM_EXCERPT_MAX + 1];
+	char		excerpt[CRM_EXCERPT_MAX + 1];	/* raw bytes of the answer */
 	int			excerpt_len;
+	bool		excerpt_cut;	/* the answer was longer */
+	char		location[256];	/* Location of a 3xx answer, raw */
 	long		retry_after;	/* seconds, from Retry-After; -1 none */
 	bool		refused;		/* the address guard refused to connect */
+	int			record_tries;	/* records of its result that rolled back */
 	char		refused_why[256];
 
 	/* outcome */
@@ -93,7 +96,7 @@ typedef struct CrmMessage
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
 							  List *busy, MemoryContext parent);
 extern char *crm_endpoint_of(const char *url);
-extern void crm_outbox_record(List *msgs);
+extern double crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);
 extern double crm_retry_delay(int attempts, long retry_after);
 
@@ -109,9 +112,15 @@ extern bool crm_transport_wait(CrmTransport *t, long timeout_ms);
 extern List *crm_transport_finished(CrmTransport *t);
 extern int	crm_transport_nfinished(CrmTransport *t);
 extern List *crm_transport_abandon(CrmTransport *t);
+extern bool crm_transport_recover(CrmTransport *t, const char *error);
+extern void crm_transport_guard_changed(CrmTransport *t);
 
 /* smtp.c: an e-mail transfer on an easy handle; false with m->error set */
 extern bool crm_smtp_prepare(CrmMessage *m, void *easy);
+
+/* message_check.c */
+extern char *crm_message_check(CrmMessage *m);
+extern char *crm_text_clean(const char *s, size_t len, size_t max, bool cut);
 
 /* signature.c */
 extern char *crm_webhook_sign(const char *secret, const char *msg_id, int64 ts,

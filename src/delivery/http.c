@@ -14,11 +14,18 @@
  * them by endpoint (crm_transport_load) so that the worker can keep some
  * slots for the others.
  *
- * Safety: only http/https (smtp/smtps for e-mail), at most 3 redirects,
- * TLS verified, no proxy from the environment, and an address guard on the
- * address actually connected (CURLOPT_OPENSOCKETFUNCTION), so DNS rebinding
- * cannot reach a private network that crm.allow_private_networks or
- * crm.allowed_hosts did not open.
+ * Safety: only http/https (smtp/smtps for e-mail), redirects never
+ * followed (a 3xx answer is a dead message with its status and Location:
+ * following would turn a POST into a bodiless GET, or take the request and
+ * the provider's headers to another host), TLS verified, no proxy from the
+ * environment, and an address guard on the address actually connected
+ * (CURLOPT_OPENSOCKETFUNCTION) and on the address of every request before
+ * it is sent, on a new connection or a kept-alive one
+ * (CURLOPT_PREREQFUNCTION), so neither DNS rebinding nor a connection
+ * opened before crm.allowed_hosts or crm.allow_private_networks was
+ * tightened can reach a private network they do not open.  A reload that
+ * changes either drops the idle connections (the multi handle is made anew
+ * once no transfer is in flight).
  *
  * libcurl allocates with malloc: each message's easy handle, header list and
  * MIME tree are freed when its transfer ends, whatever the outcome.  No
@@ -82,6 +89,8 @@ struct CrmTransport
 	HTAB	   *load;			/* transfers in flight by endpoint (EndpointLoad) */
 	List	   *finished;		/* done, not yet handed back */
 	MemoryContext cxt;			/* holds the two lists and the wait set */
+	CrmMessage *starting;		/* being prepared (crm_transport_recover) */
+	bool		pool_stale;		/* the guard's settings changed: new pool */
 };
 
 typedef struct EndpointLoad
@@ -191,7 +200,7 @@ crm_address_allowed(CrmMessage *m, const void *sockaddr)
 	if (kind == NULL)
 		return true;
 
-	/* the host of the request being made, after redirects */
+	/* the host of the request being made */
 	if (m->easy)
 		curl_easy_getinfo((CURL *) m->easy, CURLINFO_EFFECTIVE_URL, &url);
 	u = curl_url();
@@ -235,6 +244,30 @@ open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 	return fd;
 }
 
+/*
+ * Before each request, on a new connection or a kept-alive one: the guard
+ * once more, on the address the connection goes to, under the settings
+ * of now.
+ */
+static int
+before_request(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+			   int conn_primary_port, int conn_local_port)
+{
+	CrmMessage *m = clientp;
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (conn_primary_ip == NULL)
+		return CURL_PREREQFUNC_OK;
+	if (inet_pton(AF_INET, conn_primary_ip, &((struct sockaddr_in *) &ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, conn_primary_ip, &((struct sockaddr_in6 *) &ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return CURL_PREREQFUNC_OK;	/* not an IP connection */
+	return crm_address_allowed(m, &ss) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+}
+
 /* ---------------------------------------------------------------------------
  * Callbacks: response body excerpt, Retry-After, libcurl's sockets and timer
  * ---------------------------------------------------------------------------
@@ -252,6 +285,8 @@ on_body(char *data, size_t size, size_t nmemb, void *clientp)
 	for (i = 0; i < take; i++)
 		m->excerpt[m->excerpt_len++] = data[i] ? data[i] : ' ';
 	m->excerpt[m->excerpt_len] = '\0';
+	if (take < n)
+		m->excerpt_cut = true;
 	return n;
 }
 
@@ -271,6 +306,20 @@ on_header(char *data, size_t size, size_t nmemb, void *clientp)
 		m->retry_after = -1;
 		m->excerpt_len = 0;
 		m->excerpt[0] = '\0';
+		m->excerpt_cut = false;
+		m->location[0] = '\0';
+	}
+	else if (pg_strncasecmp(line, "Location:", 9) == 0)
+	{
+		char	   *v = line + 9;
+		size_t		vlen;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		vlen = strcspn(v, "\r\n");
+		vlen = Min(vlen, sizeof(m->location) - 1);
+		memcpy(m->location, v, vlen);
+		m->location[vlen] = '\0';
 	}
 	else if (pg_strncasecmp(line, "Retry-After:", 12) == 0)
 	{
@@ -406,6 +455,50 @@ new_load_table(MemoryContext cxt)
 					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 }
 
+static void drop_stale_pool(CrmTransport *t);
+
+/* The multi handle, which holds the pool of kept-alive connections. */
+static void
+new_multi(CrmTransport *t)
+{
+	t->multi = curl_multi_init();
+	if (t->multi == NULL)
+		elog(ERROR, "could not create a libcurl multi handle");
+	t->timer_ms = -1;
+	curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+}
+
+/*
+ * The settings of the address guard changed (a reload): the connections
+ * kept alive were opened under the old ones.  Every request is guarded
+ * before it is sent whatever its connection (before_request), and the pool
+ * itself is dropped as soon as no transfer is in flight.
+ */
+void
+crm_transport_guard_changed(CrmTransport *t)
+{
+	t->pool_stale = true;
+	drop_stale_pool(t);
+}
+
+static void
+drop_stale_pool(CrmTransport *t)
+{
+	int			i;
+
+	if (!t->pool_stale || t->inflight > 0)
+		return;
+	for (i = 0; i < t->nwatched; i++)
+		(void) set_interest(t, &t->watched[i], 0);
+	t->nwatched = 0;
+	curl_multi_cleanup(t->multi);	/* closes every connection */
+	new_multi(t);
+	t->pool_stale = false;
+}
+
 CrmTransport *
 crm_transport_create(void)
 {
@@ -413,16 +506,9 @@ crm_transport_create(void)
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		elog(ERROR, "could not initialise libcurl");
-	t->multi = curl_multi_init();
-	if (t->multi == NULL)
-		elog(ERROR, "could not create a libcurl multi handle");
-	t->timer_ms = -1;
+	new_multi(t);
 	t->cxt = AllocSetContextCreate(TopMemoryContext, "crm transport", ALLOCSET_SMALL_SIZES);
 	t->load = new_load_table(t->cxt);
-	curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
 
 	/*
 	 * libcurl's sockets live in an epoll set of their own, which the wait set
@@ -528,9 +614,8 @@ http_prepare(CrmMessage *m, CURL *easy)
 	curl_easy_setopt(easy, CURLOPT_URL, m->url);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 3L);
+	/* never followed: see the header comment; classify() says why */
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, m);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -614,6 +699,8 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 		finish_now(t, m, CRM_OUT_DEAD, m->error);
 		return;
 	}
+	if (t->pool_stale)
+		drop_stale_pool(t);
 	easy = t->nidle > 0 ? t->idle[--t->nidle] : curl_easy_init();
 	if (easy == NULL)
 	{
@@ -629,16 +716,21 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(crm_http_timeout, 10000));
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, m);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, before_request);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, m);
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 
+	/* an ERROR while preparing is the message's: crm_transport_recover */
+	t->starting = m;
 	old = MemoryContextSwitchTo(m->cxt);
 	if (strcmp(m->channel, "email") == 0)
 		ok = crm_smtp_prepare(m, easy);
 	else
 		ok = http_prepare(m, easy);
 	MemoryContextSwitchTo(old);
+	t->starting = NULL;
 
 	if (!ok)
 	{
@@ -697,6 +789,7 @@ retryable_curl_error(CURLcode rc)
 		case CURLE_TOO_MANY_REDIRECTS:
 		case CURLE_LOGIN_DENIED:
 		case CURLE_FILESIZE_EXCEEDED:
+		case CURLE_USE_SSL_FAILED:	/* no STARTTLS where TLS is required */
 			return false;
 		default:
 			return true;
@@ -729,6 +822,18 @@ classify(CrmMessage *m, CURLcode rc)
 	}
 	else if (smtp || (code >= 200 && code < 300))
 		m->outcome = CRM_OUT_SENT;
+	else if (code >= 300 && code < 400)
+	{
+		/*
+		 * Redirects are not followed (see the header comment) and not
+		 * retried: the same request would get the same answer.  The URL is
+		 * to be corrected, then crm.retry_message() sends it again.
+		 */
+		m->result_error = psprintf("HTTP %ld: redirects are not followed%s%s%s", code,
+								   m->location[0] ? " (Location: " : "", m->location,
+								   m->location[0] ? ")" : "");
+		m->outcome = CRM_OUT_DEAD;
+	}
 	else
 	{
 		m->result_error = psprintf("HTTP %ld", code);
@@ -828,6 +933,25 @@ crm_transport_wait(CrmTransport *t, long timeout_ms)
 	}
 	collect(t);
 	return latch;
+}
+
+/*
+ * After an ERROR thrown out of crm_transport_start (the worker's recovery
+ * block): the message being prepared, if any, is finished dead with it.
+ * Returns whether a message took the blame.
+ */
+bool
+crm_transport_recover(CrmTransport *t, const char *error)
+{
+	CrmMessage *m = t->starting;
+
+	if (m == NULL)
+		return false;
+	t->starting = NULL;
+	free_transfer(t, m);
+	finish_now(t, m, CRM_OUT_DEAD,
+			   psprintf("could not prepare the message: %s", error ? error : "error"));
+	return true;
 }
 
 /* Finished messages since the last call (the caller records them). */

@@ -23,6 +23,11 @@
  * sets its next sibling's latch, so a burst draws every worker in, while a
  * trickle of messages wakes only one and the others sleep without polling.
  *
+ * A prepared transaction's commit is not this backend's: COMMIT PREPARED
+ * (the utility hook) wakes the workers of its database once it has run,
+ * whatever the transaction wrote (a latch costs nothing; the worker then
+ * looks for due jobs and messages once).
+ *
  * DROP DATABASE waits for nobody to be connected: a utility hook asks the
  * database's worker to leave first.
  *
@@ -274,6 +279,14 @@ crm_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			break;
+		case XACT_EVENT_PREPARE:
+
+			/*
+			 * Whether it commits is known only at COMMIT PREPARED, perhaps in
+			 * another session: that statement wakes the workers (the utility
+			 * hook).  Nothing is left to the next transaction of this one.
+			 */
 			break;
 		default:
 			return;
@@ -551,6 +564,16 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	}
 	else if (IsA(parsetree, CreatedbStmt))
 		wake_launcher();
+	else if (IsA(parsetree, TransactionStmt) &&
+			 ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+	{
+		/*
+		 * Committed (an error would not come here): its messages and jobs
+		 * are visible now.  The prepared transaction belonged to this
+		 * database (COMMIT PREPARED refuses another's).
+		 */
+		wake_workers(MyDatabaseId, 0, false);
+	}
 }
 
 /* ---------------------------------------------------------------------------

@@ -31,6 +31,9 @@
 #include "delivery/delivery.h"
 #include "core/spi_util.h"
 
+/* longest error text stored, in bytes */
+#define ERROR_MAX 4096
+
 /* The claim's result columns, in the order of crm._claim_messages. */
 enum
 {
@@ -226,6 +229,8 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
 			m->body = pstrdup("");
+		if (m->error == NULL)
+			m->error = crm_message_check(m);
 		MemoryContextSwitchTo(old);
 
 		if (m->error == NULL && natt > 0)
@@ -393,9 +398,10 @@ disable_endpoint(CrmMessage *m, const char *error)
  * session claiming and recording 20,000 messages) grew the table by three
  * quarters.
  * A dead message's next attempt is 'infinity', which takes it out of
- * outbox_due.
+ * outbox_due.  Returns the shortest delay, in seconds, before one of them
+ * is due again (-1: none is), so that the worker knows without a query.
  */
-void
+double
 crm_outbox_record(List *msgs)
 {
 	static SPIPlanPtr plan = NULL;
@@ -416,9 +422,10 @@ crm_outbox_record(List *msgs)
 	Datum		vals[8];
 	ListCell   *lc;
 	int			i = 0;
+	double		soonest = -1;
 
 	if (n == 0)
-		return;
+		return -1;
 	ids = palloc(sizeof(Datum) * n);
 	attempts = palloc(sizeof(Datum) * n);
 	status = palloc(sizeof(Datum) * n);
@@ -438,6 +445,9 @@ crm_outbox_record(List *msgs)
 		char	   *error;
 		const char *st = status_of(m, &delay, &error);
 
+		/* texts from the network: valid in the database encoding */
+		if (error)
+			error = crm_text_clean(error, strlen(error), ERROR_MAX, false);
 		ids[i] = Int64GetDatum(m->id);
 		attempts[i] = Int32GetDatum(m->attempts);
 		status[i] = CStringGetTextDatum(st);
@@ -445,9 +455,14 @@ crm_outbox_record(List *msgs)
 		code_null[i] = m->code == 0;
 		errors[i] = error ? CStringGetTextDatum(error) : (Datum) 0;
 		error_null[i] = error == NULL;
-		excerpts[i] = m->excerpt_len > 0 ? CStringGetTextDatum(m->excerpt) : (Datum) 0;
+		excerpts[i] = m->excerpt_len > 0
+			? CStringGetTextDatum(crm_text_clean(m->excerpt, m->excerpt_len, CRM_EXCERPT_MAX,
+												 m->excerpt_cut))
+			: (Datum) 0;
 		excerpt_null[i] = m->excerpt_len == 0;
 		delays[i] = Float8GetDatum(delay);
+		if (strcmp(st, "failed") == 0 && (soonest < 0 || delay < soonest))
+			soonest = delay;
 		released[i] = BoolGetDatum(m->outcome == CRM_OUT_RELEASED);
 		i++;
 		if (m->outcome == CRM_OUT_GONE)
@@ -477,6 +492,7 @@ crm_outbox_record(List *msgs)
 						   " WHERE o.id = r.id AND o.attempts = r.attempts"
 						   "   AND o.status = 'sending'",
 						   8, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
+	return soonest;
 }
 
 /* Gives unfinished messages back to the queue (worker shutdown). */
@@ -492,5 +508,5 @@ crm_outbox_release(List *msgs)
 		m->outcome = CRM_OUT_RELEASED;
 		m->result_error = "interrupted by worker shutdown";
 	}
-	crm_outbox_record(msgs);
+	(void) crm_outbox_record(msgs);
 }

@@ -4,12 +4,20 @@
  *	  E-mail messages: SMTP envelope and a MIME message built with libcurl's
  *	  mime API.
  *
- * The provider gives the server (smtp:// or smtps://; STARTTLS when offered
- * unless its "tls" is "none", required when "required"), the login and the
- * default sender.  The message has a UTF-8 subject (RFC 2047 encoded words
- * when it is not plain ASCII), a text or html body in quoted-printable, and
- * the drive files it attaches in base64.  Addresses and header values with
- * CR, LF or angle brackets are refused: no header injection.
+ * The provider gives the server (smtp:// or smtps://), the login and the
+ * default sender.  TLS: with a login, always required (smtps://, or
+ * STARTTLS or nothing is sent: a server, or a man in the middle, that does
+ * not offer STARTTLS never sees the password), and "tls": "none" with a
+ * login is refused; without a login, STARTTLS when offered ("try", the
+ * default), required ("required") or never ("none").
+ *
+ * The message is in the database's encoding, and says so: a subject in
+ * RFC 2047 encoded words when it is not plain ASCII (cut on the encoding's
+ * character boundaries), a text or html body in quoted-printable, and the
+ * drive files it attaches in base64.  Addresses and header values with CR,
+ * LF or angle brackets are refused, and so are attachment names and
+ * content types with control characters (crm.drive_file is written by
+ * users): no header injection.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +29,7 @@
 
 #include "common/base64.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
 #include "core/guc.h"
 #include "delivery/delivery.h"
@@ -40,13 +49,108 @@ is_ascii(const char *s)
 	return true;
 }
 
-/* Subject header: as is when ASCII, else encoded words of at most 45 bytes. */
+/*
+ * The MIME charset of the database encoding, which texts are in: IANA's
+ * preferred name for the server encodings mail readers know, else the
+ * name gettext uses; SQL_ASCII has none: UTF-8 is the likeliest.
+ */
+static const char *
+db_charset(void)
+{
+	int			enc = GetDatabaseEncoding();
+	const pg_enc2gettext *e;
+
+	switch (enc)
+	{
+		case PG_UTF8:
+		case PG_SQL_ASCII:
+			return "UTF-8";
+		case PG_LATIN1:
+			return "ISO-8859-1";
+		case PG_LATIN2:
+			return "ISO-8859-2";
+		case PG_LATIN3:
+			return "ISO-8859-3";
+		case PG_LATIN4:
+			return "ISO-8859-4";
+		case PG_LATIN5:
+			return "ISO-8859-9";
+		case PG_LATIN6:
+			return "ISO-8859-10";
+		case PG_LATIN7:
+			return "ISO-8859-13";
+		case PG_LATIN8:
+			return "ISO-8859-14";
+		case PG_LATIN9:
+			return "ISO-8859-15";
+		case PG_LATIN10:
+			return "ISO-8859-16";
+		case PG_ISO_8859_5:
+			return "ISO-8859-5";
+		case PG_ISO_8859_6:
+			return "ISO-8859-6";
+		case PG_ISO_8859_7:
+			return "ISO-8859-7";
+		case PG_ISO_8859_8:
+			return "ISO-8859-8";
+		case PG_WIN1250:
+			return "windows-1250";
+		case PG_WIN1251:
+			return "windows-1251";
+		case PG_WIN1252:
+			return "windows-1252";
+		case PG_WIN1253:
+			return "windows-1253";
+		case PG_WIN1254:
+			return "windows-1254";
+		case PG_WIN1255:
+			return "windows-1255";
+		case PG_WIN1256:
+			return "windows-1256";
+		case PG_WIN1257:
+			return "windows-1257";
+		case PG_WIN1258:
+			return "windows-1258";
+		case PG_WIN874:
+			return "windows-874";
+		case PG_WIN866:
+			return "IBM866";
+		case PG_KOI8R:
+			return "KOI8-R";
+		case PG_KOI8U:
+			return "KOI8-U";
+		case PG_EUC_JP:
+		case PG_EUC_JIS_2004:
+			return "EUC-JP";
+		case PG_EUC_KR:
+			return "EUC-KR";
+		case PG_EUC_CN:
+			return "GB2312";
+		default:
+			break;
+	}
+	for (e = pg_enc2gettext_tbl; e->name; e++)
+		if (e->encoding == enc)
+			return e->name;
+	return "UTF-8";
+}
+
+#define WORD_BYTES	45			/* of text per encoded word: 60 in base64 */
+
+/*
+ * Subject header: as is when ASCII, else encoded words of at most
+ * WORD_BYTES bytes each, cut between characters of the database encoding
+ * (a word always takes at least one character, so the loop ends whatever
+ * the bytes).
+ */
 static char *
 encode_subject(const char *subject)
 {
 	StringInfoData buf;
 	const char *p = subject;
 	size_t		len = strlen(subject);
+	int			enc = GetDatabaseEncoding();
+	const char *charset = db_charset();
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "Subject: ");
@@ -57,21 +161,63 @@ encode_subject(const char *subject)
 	}
 	while (len > 0)
 	{
-		size_t		chunk = Min(len, 45);
-		char		enc[64];
+		size_t		chunk = 0;
+		char		b64[WORD_BYTES * 2];
 		int			n;
 
-		/* never split a UTF-8 sequence */
-		while (chunk < len && ((unsigned char) p[chunk] & 0xC0) == 0x80)
-			chunk--;
-		n = pg_b64_encode(p, chunk, enc, sizeof(enc));
+		for (;;)
+		{
+			size_t		l = (size_t) pg_encoding_mblen(enc, p + chunk);
+
+			l = Max(Min(l, len - chunk), 1);
+			if (chunk > 0 && chunk + l > WORD_BYTES)
+				break;
+			chunk += l;
+			if (chunk >= len || chunk >= WORD_BYTES)
+				break;
+		}
+		n = pg_b64_encode(p, (int) chunk, b64, sizeof(b64));
+		if (n < 0)
+			elog(ERROR, "could not encode the subject");
 		if (p != subject)
 			appendStringInfoString(&buf, "\r\n ");
-		appendStringInfo(&buf, "=?UTF-8?B?%.*s?=", n, enc);
+		appendStringInfo(&buf, "=?%s?B?%.*s?=", charset, n, b64);
 		p += chunk;
 		len -= chunk;
 	}
 	return buf.data;
+}
+
+/*
+ * An attachment's name and content type come from crm.drive_file, which
+ * users write, and go into MIME headers: no control characters (CR, LF:
+ * header injection), a content type that is type/subtype[; parameters].
+ */
+static char *
+check_attachment(const CrmAttachment *a)
+{
+	const char *p;
+	const char *slash;
+
+	if (a->name == NULL || *a->name == '\0')
+		return pstrdup("an attachment has no file name");
+	for (p = a->name; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p == 0x7F)
+			return pstrdup("an attachment's file name contains CR, LF or another control character");
+	if (a->content_type == NULL)
+		return NULL;
+	for (p = a->content_type; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7F)
+			return psprintf("attachment \"%s\" has a content type with a control or non-ASCII character",
+							a->name);
+	slash = strchr(a->content_type, '/');
+	if (slash == NULL || slash == a->content_type ||
+		strspn(a->content_type, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&^_.+-")
+		!= (size_t) (slash - a->content_type) ||
+		strspn(slash + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&^_.+-") == 0)
+		return psprintf("attachment \"%s\" has an invalid content type \"%s\"",
+						a->name, a->content_type);
+	return NULL;
 }
 
 static char *
@@ -122,6 +268,22 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 		return false;
 	}
 
+	for (i = 0; i < m->natt; i++)
+	{
+		char	   *why = check_attachment(&m->att[i]);
+
+		if (why)
+		{
+			m->error = why;
+			return false;
+		}
+	}
+	if (m->username && m->tls && strcmp(m->tls, "none") == 0)
+	{
+		m->error = "the e-mail provider has a login and \"tls\": \"none\": refused to send the password in clear";
+		return false;
+	}
+
 	initStringInfo(&to);
 	appendStringInfoString(&to, "To: ");
 	for (i = 0; i < m->nrcpt; i++)
@@ -154,7 +316,8 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 	m->mime = mime;
 	part = curl_mime_addpart(mime);
 	curl_mime_data(part, m->body, CURL_ZERO_TERMINATED);
-	curl_mime_type(part, m->html ? "text/html; charset=utf-8" : "text/plain; charset=utf-8");
+	curl_mime_type(part, psprintf("%s; charset=%s", m->html ? "text/html" : "text/plain",
+								  db_charset()));
 	curl_mime_encoder(part, "quoted-printable");
 	for (i = 0; i < m->natt; i++)
 	{
@@ -177,7 +340,8 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 		if (m->secret)
 			curl_easy_setopt(easy, CURLOPT_PASSWORD, m->secret);
 	}
-	if (m->tls && strcmp(m->tls, "required") == 0)
+	/* with a login, TLS or nothing: never "try", which a stripped STARTTLS defeats */
+	if (m->username || (m->tls && strcmp(m->tls, "required") == 0))
 		curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
 	else if (m->tls && strcmp(m->tls, "none") == 0)
 		curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_NONE);

@@ -106,6 +106,9 @@
 									 * back short, how long before the next may;
 									 * doubled while they come back empty, up to */
 #define SKIP_AGAIN_MAX_MS	2000
+#define EXCHANGE_RETRY_MS	1000	/* after a failed exchange, the next waits that long */
+#define RECORD_TRIES		3	/* records of one result before it is given up */
+#define ERROR_NAP_MS		1000	/* after an ERROR out of the loop no message took */
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -131,6 +134,24 @@ static int	ready_blocked = 0;	/* how many of them wait for a busy endpoint */
 static int	last_claimed = 0;	/* how many messages the last exchange claimed */
 static List *unsent = NIL;
 static MemoryContext worker_cxt = NULL;
+
+/*
+ * While start_ready() goes through the ready messages: those it keeps, and
+ * the position of the one being started (-1: none), so that an ERROR in
+ * between loses none of them (restore_ready()).
+ */
+static List *ready_kept = NIL;
+static int	ready_pos = -1;
+
+/*
+ * Results whose record rolled back (the exchange failed): recorded again,
+ * not dropped (their messages would be sent again once their lease ended).
+ * After a second failure in a row each is recorded in a transaction of its
+ * own, so that one result that cannot be recorded holds no other.
+ */
+static List *unrecorded = NIL;
+static int	record_failures = 0;
+static TimestampTz exchange_retry_at = 0;	/* after a failed exchange, not before */
 
 /*
  * Results committed without waiting for the disk: when the oldest of those
@@ -247,6 +268,7 @@ static void
 step_exchange(void *arg)
 {
 	Exchange   *x = arg;
+	double		retry_in;
 
 	if (x->check_extension)
 	{
@@ -267,7 +289,16 @@ step_exchange(void *arg)
 	 */
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
-	crm_outbox_record(x->finished);
+	retry_in = crm_outbox_record(x->finished);
+
+	/*
+	 * A failure is due again after its delay: the worker must look then,
+	 * whether or not a claim follows (one that does reads the due time).
+	 */
+	if (retry_in >= 0)
+		next_msg_due = Min(next_msg_due,
+						   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   (int64) (retry_in * 1000.0)));
 	if (x->limit > 0)
 	{
 		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
@@ -389,7 +420,6 @@ start_ready(CrmTransport *t, List **busy)
 	TimestampTz now = GetCurrentTimestamp();
 	int			share = endpoint_share();
 	List	   *blocked = NIL;
-	List	   *kept = NIL;
 	int			nblocked = 0;
 	ListCell   *lc;
 	MemoryContext old;
@@ -399,6 +429,7 @@ start_ready(CrmTransport *t, List **busy)
 		return ready_blocked;
 	old = MemoryContextSwitchTo(worker_cxt);
 
+	Assert(ready_kept == NIL);
 	foreach(lc, ready)
 	{
 		CrmMessage *m = lfirst(lc);
@@ -406,7 +437,7 @@ start_ready(CrmTransport *t, List **busy)
 		if (crm_transport_inflight(t) >= slots)
 		{
 			/* no free slot: the rest wait as they are */
-			kept = list_concat(kept, list_copy_tail(ready, foreach_current_index(lc)));
+			ready_kept = list_concat(ready_kept, list_copy_tail(ready, foreach_current_index(lc)));
 			break;
 		}
 		if (TimestampDifferenceExceeds(m->claimed_at, now, LEASE_MARGIN_MS - START_MARGIN_MS))
@@ -420,7 +451,7 @@ start_ready(CrmTransport *t, List **busy)
 			ListCell   *bc;
 			Blocked    *b = NULL;
 
-			kept = lappend(kept, m);
+			ready_kept = lappend(ready_kept, m);
 			nblocked++;
 			if (busy == NULL)
 				continue;
@@ -441,10 +472,16 @@ start_ready(CrmTransport *t, List **busy)
 			b->n++;
 		}
 		else
+		{
+			/* an ERROR here is caught by the loop: see restore_ready() */
+			ready_pos = foreach_current_index(lc);
 			crm_transport_start(t, m);
+			ready_pos = -1;
+		}
 	}
 	list_free(ready);
-	ready = kept;
+	ready = ready_kept;
+	ready_kept = NIL;
 	ready_blocked = nblocked;
 	MemoryContextSwitchTo(old);
 
@@ -467,7 +504,68 @@ start_ready(CrmTransport *t, List **busy)
 static int
 results_waiting(CrmTransport *t)
 {
-	return crm_transport_nfinished(t) + list_length(unsent);
+	return crm_transport_nfinished(t) + list_length(unsent) + list_length(unrecorded);
+}
+
+static void
+step_record(void *arg)
+{
+	double		retry_in = crm_outbox_record((List *) arg);
+
+	if (retry_in >= 0)
+		next_msg_due = Min(next_msg_due,
+						   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   (int64) (retry_in * 1000.0)));
+}
+
+/*
+ * The exchange failed twice in a row with results in it: each result
+ * waiting is recorded in a transaction of its own.  One whose record fails
+ * alone is kept once more without its excerpt, error text or disabling of
+ * its endpoint; after RECORD_TRIES it is given up with a WARNING (its
+ * lease ends and the message is sent again, with the same webhook-id).
+ */
+static void
+record_alone(void)
+{
+	List	   *all = unrecorded;
+	List	   *left = NIL;
+	ListCell   *lc;
+
+	unrecorded = NIL;
+	foreach(lc, all)
+	{
+		CrmMessage *m = lfirst(lc);
+		List	   *one = list_make1(m);
+		bool		ok;
+		MemoryContext old;
+
+		ok = in_transaction(step_record, one, "crm_automation: recording deliveries");
+		list_free(one);
+		if (ok)
+		{
+			results_committed(1);
+			MemoryContextDelete(m->cxt);
+			continue;
+		}
+		if (++m->record_tries >= RECORD_TRIES)
+		{
+			ereport(WARNING,
+					(errmsg("crm_automation: could not record the result of outbox message " INT64_FORMAT, m->id),
+					 errdetail("It will be sent again once its lease ends.")));
+			MemoryContextDelete(m->cxt);
+			continue;
+		}
+		m->excerpt_len = 0;
+		m->result_error = "the result's text could not be recorded";
+		if (m->outcome == CRM_OUT_GONE)
+			m->outcome = CRM_OUT_DEAD;
+		old = MemoryContextSwitchTo(worker_cxt);
+		left = lappend(left, m);
+		MemoryContextSwitchTo(old);
+	}
+	list_free(all);
+	unrecorded = left;
 }
 
 /*
@@ -485,9 +583,14 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 	MemoryContext old;
 	bool		ok;
 
+	if (record_failures >= 2 && unrecorded != NIL)
+		record_alone();
 	x.finished = list_concat(crm_transport_finished(t), unsent);
 	list_free(unsent);
 	unsent = NIL;
+	x.finished = list_concat(x.finished, unrecorded);
+	list_free(unrecorded);
+	unrecorded = NIL;
 	x.limit = limit;
 	x.busy = busy;
 	x.check_extension = check_extension;
@@ -498,17 +601,25 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 	ok = in_transaction(step_exchange, &x,
 						limit > 0 ? "crm_automation: claiming messages"
 						: "crm_automation: recording deliveries");
-	if (ok)
-		results_committed(list_length(x.finished));
-	free_messages(x.finished);
-	list_free(x.finished);
 	if (!ok)
 	{
 		/* the claim rolled back with the rest: its messages were never ours */
 		free_messages(x.claimed);
+		/* the results are kept, to be recorded again in a second */
+		old = MemoryContextSwitchTo(worker_cxt);
+		unrecorded = list_copy(x.finished);
+		MemoryContextSwitchTo(old);
+		list_free(x.finished);
+		if (unrecorded != NIL)
+			record_failures++;
+		exchange_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EXCHANGE_RETRY_MS);
 		*full = false;
 		return false;
 	}
+	record_failures = 0;
+	results_committed(list_length(x.finished));
+	free_messages(x.finished);
+	list_free(x.finished);
 	if (limit > 0)
 		*full = list_length(x.claimed) >= limit;
 	last_claimed = list_length(x.claimed);
@@ -573,6 +684,42 @@ shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
 	}
 }
 
+/*
+ * After an ERROR: the messages start_ready() was going through are ready
+ * again, but the one being started (the transport finished it).
+ */
+static void
+restore_ready(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker_cxt);
+
+	if (ready_pos >= 0)
+	{
+		List	   *rest = list_copy_tail(ready, ready_pos + 1);
+
+		list_free(ready);
+		ready = list_concat(ready_kept, rest);
+		list_free(rest);
+		ready_kept = NIL;
+		ready_pos = -1;
+	}
+	else if (ready_kept != NIL)
+	{
+		/* thrown before any start: ready still holds every message */
+		list_free(ready_kept);
+		ready_kept = NIL;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Have crm.allowed_hosts or crm.allow_private_networks changed? */
+static bool
+guard_changed(const char *hosts_before, bool private_before)
+{
+	return private_before != crm_allow_private_networks ||
+		strcmp(hosts_before, crm_allowed_hosts ? crm_allowed_hosts : "") != 0;
+}
+
 void
 crm_worker_main(Datum arg)
 {
@@ -580,17 +727,25 @@ crm_worker_main(Datum arg)
 	MemoryContext loop_cxt;
 	MemoryContext msg_cxt;
 	CrmTransport *t;
-	TimestampTz last_cleanup = 0;
-	bool		woken = true;	/* do everything once at start */
-	bool		backlog = false;
-	bool		check_pending = true;	/* woken: look for DROP EXTENSION */
-	TimestampTz first_result_at = 0;	/* when the oldest result waiting finished */
-	TimestampTz sibling_woken_at = 0;
-	int			skipped = 0;	/* endpoints the last claim skipped, if it came
+	sigjmp_buf	local_sigjmp_buf;
+
+	/*
+	 * The loop's state lives in static storage: it must survive a longjmp
+	 * to the recovery block below.
+	 */
+	static TimestampTz last_cleanup = 0;
+	static bool woken = true;	/* do everything once at start */
+	static bool backlog = false;
+	static bool check_pending = true;	/* woken: look for DROP EXTENSION */
+	static TimestampTz first_result_at = 0; /* when the oldest result waiting
+											 * finished */
+	static TimestampTz sibling_woken_at = 0;
+	static int	skipped = 0;	/* endpoints the last claim skipped, if it came
 								 * back short */
-	TimestampTz skip_again_at = 0;	/* then, when a claim may skip them again */
-	int			skip_again_ms = SKIP_AGAIN_MS;
-	TimestampTz skipped_at = 0;	/* when the last such claim ran */
+	static TimestampTz skip_again_at = 0;	/* then, when a claim may skip them
+											 * again */
+	static int	skip_again_ms = SKIP_AGAIN_MS;
+	static TimestampTz skipped_at = 0;	/* when the last such claim ran */
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
@@ -621,6 +776,44 @@ crm_worker_main(Datum arg)
 	worker_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker queues", ALLOCSET_SMALL_SIZES);
 	t = crm_transport_create();
 
+	/*
+	 * An ERROR outside the transactions of the steps (which catch their
+	 * own) comes here, as in PostgreSQL's own background workers
+	 * (autovacuum, the WAL writer), instead of ending the worker: reported,
+	 * any transaction aborted, and the loop goes on.  One thrown while a
+	 * message was being prepared (crm_transport_start: rendering, MIME,
+	 * signing) is that message's: it is recorded dead with the error.  Any
+	 * other makes the loop pause a second, so that one that comes back at
+	 * every turn cannot flood the log.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+		bool		blamed;
+
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		MemoryContextSwitchTo(worker_cxt);
+		edata = CopyErrorData();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		MemoryContextSwitchTo(worker_cxt);
+		blamed = crm_transport_recover(t, edata->message);
+		restore_ready();
+		FreeErrorData(edata);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		RESUME_INTERRUPTS();
+		if (!blamed)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ERROR_NAP_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		woken = true;
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
 	while (!got_sigterm)
 	{
 		TimestampTz now;
@@ -638,8 +831,14 @@ crm_worker_main(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			char	   *hosts = pstrdup(crm_allowed_hosts ? crm_allowed_hosts : "");
+			bool		private_networks = crm_allow_private_networks;
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* connections kept alive were opened under the old settings */
+			if (guard_changed(hosts, private_networks))
+				crm_transport_guard_changed(t);
 		}
 		if (!share_slots())
 			break;
@@ -682,8 +881,13 @@ crm_worker_main(Datum arg)
 		want_record = waiting >= slots ||
 			(waiting > 0 && (crm_transport_inflight(t) == 0 ||
 							 TimestampDifferenceExceeds(first_result_at, now, RECORD_DELAY_MS)));
-		if (want_claim || want_record ||
-			(check_pending && crm_transport_inflight(t) == 0 && ready == NIL))
+		if (now < exchange_retry_at)
+		{
+			/* the last exchange failed: the next waits a little */
+			want_claim = want_record = false;
+		}
+		else if (want_claim || want_record ||
+				 (check_pending && crm_transport_inflight(t) == 0 && ready == NIL))
 		{
 			if (!exchange(t, want_claim ? room : 0, busy, check_pending, msg_cxt, &backlog))
 				next_msg_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
@@ -759,6 +963,13 @@ crm_worker_main(Datum arg)
 				first_result_at = now;
 			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(first_result_at, RECORD_DELAY_MS));
 		}
+		if (now < exchange_retry_at)
+		{
+			/* nothing to record or claim before then; jobs as they fall due */
+			wake_at = exchange_retry_at;
+			if (crm_worker_enabled && rank == 0)
+				wake_at = Min(wake_at, next_job_due);
+		}
 		if ((crm_worker_enabled && rank == 0 && job_backlog) || wake_at <= now)
 			timeout = 0;
 		else if (wake_at == DT_NOEND)
@@ -770,6 +981,8 @@ crm_worker_main(Datum arg)
 		ResetLatch(MyLatch);
 	}
 
+	/* an ERROR from here on ends the worker */
+	PG_exception_stack = NULL;
 	MemoryContextSwitchTo(TopMemoryContext);
 	shutdown_worker(t, msg_cxt);
 	if (extension_gone)

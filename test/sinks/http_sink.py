@@ -16,6 +16,10 @@ LOGFILE: time, method, path, headers, body.  The path chooses the answer:
     /redirect-loop/...    302 to itself
     /redirect-to/URL      302 to URL (percent-encoded in the path)
     /big/BYTES/...        200 with a body of BYTES bytes
+    /redirect-code/CODE/URL  CODE (a 3xx) to URL (percent-encoded in the path)
+    /redirect-raw/...     302 to /ok/café, the header in Latin-1 (one byte 0xe9)
+    /latin1/...           200 with the Latin-1 body "café" (0x63 0x61 0x66 0xe9)
+    /utf8/N/...           200 with "x" and N times "é" in UTF-8 (2 bytes each)
 """
 import json
 import ssl
@@ -83,6 +87,16 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(302, {"Location": unquote(parts[1])}, b"")
         elif kind == "big":
             self.answer(200, None, b"x" * int(parts[1]))
+        elif kind == "redirect-code":
+            self.answer(int(parts[1]), {"Location": unquote(parts[2])}, b"")
+        elif kind == "redirect-raw":
+            # http.server encodes header values in Latin-1
+            self.answer(302, {"Location": "/ok/caf\u00e9"}, b"")
+        elif kind == "latin1":
+            self.answer(200, {"Content-Type": "text/plain; charset=iso-8859-1"}, "café".encode("latin-1"))
+        elif kind == "utf8":
+            self.answer(200, {"Content-Type": "text/plain; charset=utf-8"},
+                        ("x" + "\u00e9" * int(parts[1])).encode("utf-8"))
         else:
             self.answer(200)
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A local SMTP sink for the worker's integration tests (aiosmtpd).
 
-    smtp_sink.py PORTFILE LOGFILE
+    smtp_sink.py PORTFILE LOGFILE [AUTHLOG]
 
 Listens on 127.0.0.1 and appends one JSON line per message to LOGFILE:
 envelope sender, recipients and the raw message.  Recipients whose local
 part starts with "reject" get a permanent 550; "busy" a transient 451.
+With AUTHLOG, the server offers AUTH without TLS (as a server that lost
+its STARTTLS to a man in the middle would) and appends each login and
+password it receives to AUTHLOG.  It never offers STARTTLS.
 """
 import json
 import os
@@ -14,8 +17,19 @@ import sys
 import time
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 portfile, logfile = sys.argv[1], sys.argv[2]
+authlog = sys.argv[3] if len(sys.argv) > 3 else None
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    with open(authlog, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"mechanism": mechanism,
+                            "login": auth_data.login.decode("utf-8", "replace"),
+                            "password": auth_data.password.decode("utf-8", "replace")}) + "\n")
+    return AuthResult(success=True)
+
 
 
 class Handler:
@@ -44,7 +58,11 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 port = s.getsockname()[1]
 s.close()
-ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
+if authlog:
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port,
+                     authenticator=authenticator, auth_require_tls=False)
+else:
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
 ctl.start()
 with open(portfile + ".tmp", "w") as f:
     f.write(str(port))
