@@ -88,6 +88,7 @@
 #include "utils/timestamp.h"
 
 #include "core/guc.h"
+#include "core/scope.h"
 #include "delivery/delivery.h"
 #include "delivery/worker.h"
 
@@ -761,6 +762,14 @@ crm_worker_main(Datum arg)
 	 * far more than it saves.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Whatever search_path the database or a role was given (ALTER DATABASE
+	 * ... SET search_path), the worker finds nothing by name outside
+	 * pg_catalog: its SQL names crm objects, and jobs act as automation
+	 * (core/scope.h) with the same path.
+	 */
+	SetConfigOption("search_path", CRM_PINNED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 
 	(void) in_transaction(step_check_extension, NULL, "crm_automation: starting");
 	if (extension_gone)
