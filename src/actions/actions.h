@@ -142,7 +142,8 @@ extern CrmCompiledParams *crm_action_compile(const CrmActionDesc *action,
 /* Accessors for executors: render a parameter for the current item. */
 extern const CrmCompiledParam *crm_param(CrmActionCall *call, const char *name);
 extern bool crm_param_present(CrmActionCall *call, const char *name);
-extern char *crm_param_text(CrmActionCall *call, const char *name);	/* NULL if absent */
+extern char *crm_param_text(CrmActionCall *call, const char *name);
+extern char *crm_param_url(CrmActionCall *call, const char *name);	/* NULL if absent */
 extern bool crm_param_bool(CrmActionCall *call, const char *name, bool dflt);
 extern bool crm_param_int(CrmActionCall *call, const char *name, int64 *out);
 extern int	crm_param_users(CrmActionCall *call, const char *name, int64 **ids);

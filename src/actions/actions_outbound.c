@@ -188,7 +188,7 @@ crm_exec_outbound(CrmActionCall *call)
 		Jsonb	   *body = crm_param_json(call, "body");
 
 		channel = "webhook";
-		ob_text(&b, "url", crm_param_text(call, "url"));
+		ob_text(&b, "url", crm_param_url(call, "url"));
 		ob_text(&b, "method", method ? method : "POST");
 		ob_jsonb(&b, "headers", crm_param_json(call, "headers"));
 		if (body == NULL)

@@ -70,6 +70,17 @@ crm_param_text(CrmActionCall *call, const char *name)
 	return s;
 }
 
+/* A URL parameter: its template's values percent-encoded (crm_expr_render_url). */
+char *
+crm_param_url(CrmActionCall *call, const char *name)
+{
+	const CrmCompiledParam *c = crm_param(call, name);
+
+	if (!c->present || c->expr == NULL)
+		return NULL;
+	return crm_expr_render_url(c->expr, call->cx);
+}
+
 bool
 crm_param_bool(CrmActionCall *call, const char *name, bool dflt)
 {
@@ -195,7 +206,13 @@ crm_param_json(CrmActionCall *call, const char *name)
 			v.val.string.val = r;
 			v.val.string.len = strlen(r);
 		}
-		res = pushJsonbValue(&state, tok, (tok < WJB_BEGIN_ARRAY) ? &v : NULL);
+		/*
+		 * A lone string (a webhook body given as text) is a raw scalar:
+		 * keep it one, or it would come out as a one-element array.
+		 */
+		res = pushJsonbValue(&state, tok,
+							 (tok < WJB_BEGIN_ARRAY ||
+							  (tok == WJB_BEGIN_ARRAY && v.val.array.rawScalar)) ? &v : NULL);
 	}
 	return JsonbValueToJsonb(res);
 }

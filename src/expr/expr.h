@@ -126,6 +126,9 @@ extern void crm_eval_context_init(CrmEvalContext *cx, const char *entity_type,
 								  int64 item_id, HeapTuple tuple, TupleDesc desc);
 extern CrmValue crm_expr_eval(const CrmExpr *e, CrmEvalContext *cx);
 extern char *crm_expr_render(const CrmExpr *e, CrmEvalContext *cx);
+
+/* The same for a URL: values after its first literal part percent-encoded. */
+extern char *crm_expr_render_url(const CrmExpr *e, CrmEvalContext *cx);
 extern bool crm_expr_test(const CrmExpr *e, CrmEvalContext *cx);
 
 /* Conversions used by actions. */

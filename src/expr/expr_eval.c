@@ -1141,6 +1141,62 @@ crm_expr_render(const CrmExpr *e, CrmEvalContext *cx)
 	return crm_value_to_cstring(expr_eval_node(e->root, cx, e->where, 0));
 }
 
+/* Percent-encodes everything but RFC 3986's unreserved characters. */
+static void
+append_percent_encoded(StringInfo buf, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~')
+			appendStringInfoChar(buf, (char) c);
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[c >> 4]);
+			appendStringInfoChar(buf, hex[c & 15]);
+		}
+	}
+}
+
+/*
+ * A template that is a URL: the values it inserts after its first literal
+ * part are percent-encoded, so a title with "&", "/" or "#" stays one value
+ * in its query or path segment.  A leading value (the base URL from a field)
+ * and a formula's result are taken as written.
+ */
+char *
+crm_expr_render_url(const CrmExpr *e, CrmEvalContext *cx)
+{
+	StringInfoData buf;
+	bool		literal_seen = false;
+	int			i;
+
+	if (e->constant || e->root->kind != EN_CONCAT)
+		return crm_expr_render(e, cx);
+	initStringInfo(&buf);
+	for (i = 0; i < e->root->nargs; i++)
+	{
+		const ExprNode *part = e->root->args[i];
+		char	   *v = crm_value_to_cstring(expr_eval_node(part, cx, e->where, 1));
+
+		if (part->kind == EN_CONST)
+		{
+			appendStringInfoString(&buf, v);
+			literal_seen = true;
+		}
+		else if (literal_seen)
+			append_percent_encoded(&buf, v);
+		else
+			appendStringInfoString(&buf, v);
+	}
+	return buf.data;
+}
+
 bool
 crm_expr_test(const CrmExpr *e, CrmEvalContext *cx)
 {
