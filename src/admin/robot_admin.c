@@ -105,12 +105,7 @@ crm_validate_robot(PG_FUNCTION_ARGS)
 	stage_id = PG_GETARG_INT64(0);
 	action_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
-	st = crm_stage_info(stage_id);
-	if (st == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("stage %lld does not exist", (long long) stage_id),
-				 errhint("Find a stage id with crm.stage(entity_type, code).")));
+	st = crm_stage_info_required(stage_id);
 	strlcpy(entity_type, st->entity_type, CRM_NAME_LEN);
 
 	action = crm_action_lookup(action_name);

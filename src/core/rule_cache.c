@@ -382,6 +382,19 @@ crm_stage_info(int64 stage_id)
 	return hash_search(StageHash, &stage_id, HASH_FIND, NULL);
 }
 
+const CrmStageInfo *
+crm_stage_info_required(int64 stage_id)
+{
+	const CrmStageInfo *st = crm_stage_info(stage_id);
+
+	if (st == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stage %lld does not exist", (long long) stage_id),
+				 errhint("Find a stage id with crm.stage(entity_type, code).")));
+	return st;
+}
+
 void
 crm_rule_cache_stage_loader(CrmStageRulesLoader loader)
 {

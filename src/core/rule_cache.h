@@ -42,6 +42,9 @@ typedef struct CrmStageInfo
  */
 extern const CrmStageInfo *crm_stage_info(int64 stage_id);
 
+/* The same, where an unknown stage is the caller's mistake: an ERROR. */
+extern const CrmStageInfo *crm_stage_info_required(int64 stage_id);
+
 /*
  * The table (in schema crm) and binding prefix of an entity type, palloc'd
  * in the caller's context; an unknown type is an ERROR.
