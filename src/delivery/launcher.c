@@ -56,6 +56,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -487,8 +488,25 @@ crm_worker_set_state(CrmWorkerState state)
  * Utility hook: DROP DATABASE, DROP EXTENSION, CREATE DATABASE
  * ---------------------------------------------------------------------------
  */
+
+/*
+ * Whether this session's DROP DATABASE of dbname can succeed as far as we
+ * can tell beforehand: the database exists, is not the current one, and the
+ * current user owns it (dropdb's own checks, in its order).  A role that
+ * may not drop it must not stop its workers.
+ */
+static bool
+may_drop_database(Oid dboid, bool isTopLevel)
+{
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId)
+		return false;
+	if (!isTopLevel || IsTransactionBlock())
+		return false;			/* DROP DATABASE refuses a transaction block */
+	return pg_database_ownercheck(dboid, GetUserId());
+}
+
 static void
-stop_workers_for_drop(const char *dbname)
+stop_workers_for_drop(const char *dbname, bool isTopLevel)
 {
 	Oid			dboid = get_database_oid(dbname, true);
 	pid_t		pids[CRM_MAX_WORKERS_PER_DATABASE];
@@ -497,7 +515,7 @@ stop_workers_for_drop(const char *dbname)
 	int			waited;
 	bool		any = false;
 
-	if (!OidIsValid(dboid) || crm_shared == NULL)
+	if (crm_shared == NULL || !may_drop_database(dboid, isTopLevel))
 		return;
 
 	SpinLockAcquire(&crm_shared->mutex);
@@ -544,7 +562,8 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	Node	   *parsetree = pstmt->utilityStmt;
 
 	if (IsA(parsetree, DropdbStmt))
-		stop_workers_for_drop(((DropdbStmt *) parsetree)->dbname);
+		stop_workers_for_drop(((DropdbStmt *) parsetree)->dbname,
+							  context == PROCESS_UTILITY_TOPLEVEL);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
