@@ -28,8 +28,15 @@
  * whatever the transaction wrote (a latch costs nothing; the worker then
  * looks for due jobs and messages once).
  *
- * DROP DATABASE waits for nobody to be connected: a utility hook asks the
- * database's worker to leave first.
+ * DROP DATABASE, CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME
+ * fail while anybody else is connected to the database: a utility hook asks
+ * its workers to leave first, once the statement is sure to get past its
+ * permission checks (a role that may not run it stops nothing).  After a
+ * copy or a rename, or a drop that failed, the launcher starts them again
+ * at once (a rename keeps the OID they connect by).
+ *
+ * With crm.worker_enabled off the workers leave at their next reload and
+ * the launcher starts none until it is on again.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +50,7 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -60,6 +68,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "core/guc.h"
@@ -115,7 +124,8 @@ static int	my_slot = -1;
 static int	my_rank = -1;
 
 static const char *const state_names[] = {
-	"free", "starting", "running", "absent", "stopped", "dropping"
+	"free", "starting", "running", "absent", "stopped", "dropping", "paused",
+	"disabled"
 };
 
 static void
@@ -438,9 +448,12 @@ void
 crm_worker_attach(Oid dboid, int rank)
 {
 	int			i;
+	bool		stepped_aside = false;
+	TimestampTz now;
 
 	if (rank < 0 || rank >= CRM_MAX_WORKERS_PER_DATABASE)
 		elog(ERROR, "crm_automation worker of rank %d", rank);
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
 	if (i < 0)
@@ -449,12 +462,23 @@ crm_worker_attach(Oid dboid, int rank)
 	{
 		CrmWorkerSlot *w = &crm_shared->slots[i].workers[rank];
 
-		w->pid = MyProcPid;
-		w->proc = MyProc;
-		w->state = CRM_WORKER_STARTING;
-		w->changed_at = GetCurrentTimestamp();
+		/*
+		 * Started just before a statement asked this database's workers to
+		 * leave: it did not see this one, which leaves by itself.
+		 */
+		stepped_aside = w->state == CRM_WORKER_DROPPING ||
+			w->state == CRM_WORKER_PAUSED;
+		if (!stepped_aside)
+		{
+			w->pid = MyProcPid;
+			w->proc = MyProc;
+			w->state = CRM_WORKER_STARTING;
+			w->changed_at = now;
+		}
 	}
 	SpinLockRelease(&crm_shared->mutex);
+	if (stepped_aside)
+		proc_exit(0);
 	if (i < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -473,8 +497,8 @@ crm_worker_set_state(CrmWorkerState state)
 	w = my_worker_slot();
 	if (w)
 	{
-		/* a DROP DATABASE in progress keeps its mark */
-		if (w->state != CRM_WORKER_DROPPING)
+		/* a DROP DATABASE, a copy or a rename in progress keeps its mark */
+		if (w->state != CRM_WORKER_DROPPING && w->state != CRM_WORKER_PAUSED)
 			w->state = state;
 		w->changed_at = GetCurrentTimestamp();
 	}
@@ -485,38 +509,93 @@ crm_worker_set_state(CrmWorkerState state)
 }
 
 /* ---------------------------------------------------------------------------
- * Utility hook: DROP DATABASE, DROP EXTENSION, CREATE DATABASE
+ * Utility hook: DROP DATABASE, CREATE DATABASE, ALTER DATABASE ... RENAME,
+ * DROP EXTENSION, COMMIT PREPARED
  * ---------------------------------------------------------------------------
  */
 
 /*
- * Whether this session's DROP DATABASE of dbname can succeed as far as we
- * can tell beforehand: the database exists, is not the current one, and the
- * current user owns it (dropdb's own checks, in its order).  A role that
- * may not drop it must not stop its workers.
+ * The database whose workers a statement needs gone, with the mark they get
+ * (DROPPING or PAUSED), or InvalidOid.  Only when the statement will get
+ * past the checks the server makes before it looks for other sessions (in
+ * the same order as dropdb, createdb and RenameDatabase): a role that may
+ * not drop, copy or rename the database must not stop its workers.
  */
-static bool
-may_drop_database(Oid dboid, bool isTopLevel)
+static Oid
+database_to_leave(Node *parsetree, bool isTopLevel, CrmWorkerState *mark)
 {
-	if (!OidIsValid(dboid) || dboid == MyDatabaseId)
-		return false;
-	if (!isTopLevel || IsTransactionBlock())
-		return false;			/* DROP DATABASE refuses a transaction block */
-	return pg_database_ownercheck(dboid, GetUserId());
+	Oid			dboid = InvalidOid;
+
+	if (IsA(parsetree, DropdbStmt))
+	{
+		/* DROP DATABASE refuses a transaction block and a function */
+		if (!isTopLevel || IsTransactionBlock())
+			return InvalidOid;
+		dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+		if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
+			!pg_database_ownercheck(dboid, GetUserId()))
+			return InvalidOid;
+		*mark = CRM_WORKER_DROPPING;
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		ListCell   *lc;
+		HeapTuple	tup;
+		bool		is_template;
+
+		if (!isTopLevel || IsTransactionBlock() || !have_createdb_privilege())
+			return InvalidOid;
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *d = lfirst(lc);
+
+			if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
+				dboid = get_database_oid(defGetString(d), true);
+		}
+		if (!OidIsValid(dboid))
+			return InvalidOid;	/* template1, or an error to come */
+		tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+		if (!HeapTupleIsValid(tup))
+			return InvalidOid;
+		is_template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		ReleaseSysCache(tup);
+		/* a database not marked as a template is copied by its owner only */
+		if (!is_template && !pg_database_ownercheck(dboid, GetUserId()))
+			return InvalidOid;
+		*mark = CRM_WORKER_PAUSED;
+	}
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+	{
+		RenameStmt *stmt = (RenameStmt *) parsetree;
+
+		dboid = get_database_oid(stmt->subname, true);
+		if (!OidIsValid(dboid) ||
+			!pg_database_ownercheck(dboid, GetUserId()) ||
+			!have_createdb_privilege() ||
+			dboid == MyDatabaseId ||
+			OidIsValid(get_database_oid(stmt->newname, true)))
+			return InvalidOid;
+		*mark = CRM_WORKER_PAUSED;
+	}
+	return dboid;
 }
 
+/*
+ * Asks the workers of a database to leave and waits for them (up to 10 s;
+ * the statement itself then waits 5 s more for anybody still there).  The
+ * mark keeps the launcher from starting them again meanwhile, and a worker
+ * connecting at that moment from taking its slot.
+ */
 static void
-stop_workers_for_drop(const char *dbname, bool isTopLevel)
+ask_workers_to_leave(Oid dboid, CrmWorkerState mark)
 {
-	Oid			dboid = get_database_oid(dbname, true);
 	pid_t		pids[CRM_MAX_WORKERS_PER_DATABASE];
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 	int			r;
 	int			waited;
 	bool		any = false;
-
-	if (crm_shared == NULL || !may_drop_database(dboid, isTopLevel))
-		return;
 
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
@@ -525,8 +604,8 @@ stop_workers_for_drop(const char *dbname, bool isTopLevel)
 		pids[r] = 0;
 		if (i < 0)
 			continue;
-		crm_shared->slots[i].workers[r].state = CRM_WORKER_DROPPING;
-		crm_shared->slots[i].workers[r].changed_at = GetCurrentTimestamp();
+		crm_shared->slots[i].workers[r].state = mark;
+		crm_shared->slots[i].workers[r].changed_at = now;
 		pids[r] = crm_shared->slots[i].workers[r].pid;
 		any |= pids[r] != 0;
 	}
@@ -537,7 +616,6 @@ stop_workers_for_drop(const char *dbname, bool isTopLevel)
 	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		if (pids[r] != 0)
 			kill(pids[r], SIGTERM);
-	/* wait up to 10 s for them to leave; dropdb itself then waits 5 s more */
 	for (waited = 0; waited < 1000; waited++)
 	{
 		bool		gone = true;
@@ -554,26 +632,71 @@ stop_workers_for_drop(const char *dbname, bool isTopLevel)
 	}
 }
 
+/*
+ * The statement is over (a copy or a rename), or failed: the launcher
+ * starts the workers again at once.  Until its transaction ends they wait
+ * at connection for the lock it holds on the database.  No allocation: this
+ * also runs while an error unwinds.
+ */
+static void
+let_workers_back(Oid dboid)
+{
+	int			i;
+	int			r;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dboid);
+	for (r = 0; i >= 0 && r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+	{
+		CrmWorkerSlot *w = &crm_shared->slots[i].workers[r];
+
+		if (w->state == CRM_WORKER_DROPPING || w->state == CRM_WORKER_PAUSED)
+		{
+			w->state = CRM_WORKER_STOPPED;
+			w->changed_at = 0;
+		}
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	wake_launcher();
+}
+
 static void
 crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	CrmWorkerState mark = CRM_WORKER_FREE;
+	Oid			aside = InvalidOid;
 
-	if (IsA(parsetree, DropdbStmt))
-		stop_workers_for_drop(((DropdbStmt *) parsetree)->dbname,
-							  context == PROCESS_UTILITY_TOPLEVEL);
+	if (crm_shared != NULL)
+		aside = database_to_leave(parsetree, context == PROCESS_UTILITY_TOPLEVEL, &mark);
+	if (OidIsValid(aside))
+		ask_workers_to_leave(aside, mark);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		if (OidIsValid(aside))
+			let_workers_back(aside);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	if (crm_shared == NULL)
 		return;
+	/* a dropped database's workers stay away; the launcher forgets it */
+	if (OidIsValid(aside) && mark == CRM_WORKER_PAUSED)
+		let_workers_back(aside);
+
 	if (IsA(parsetree, DropStmt) &&
 		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 	{
@@ -712,8 +835,18 @@ should_start(int slot, int rank, TimestampTz now, long *nap)
 			if (!start && s->pid == 0)
 				*nap = Min(*nap, RESTART_DELAY_MS);
 			break;
+		case CRM_WORKER_DISABLED:
+			/* crm.worker_enabled is on again (launcher_pass checks) */
+			start = true;
+			break;
 		case CRM_WORKER_DROPPING:
-			/* the database survived: DROP DATABASE failed */
+		case CRM_WORKER_PAUSED:
+
+			/*
+			 * The statement's session normally lets them back at its end;
+			 * this is for one that died on the way (the database survived a
+			 * DROP that failed, or a copy or a rename is over).
+			 */
 			if (s->pid == 0 && TimestampDifferenceExceeds(s->changed_at, now, 10000))
 				start = true;
 			else
@@ -750,6 +883,13 @@ launcher_pass(void)
 			d->used = false;
 	}
 	SpinLockRelease(&crm_shared->mutex);
+
+	/* crm.worker_enabled off: the workers left, none starts */
+	if (!crm_worker_enabled)
+	{
+		list_free(dbs);
+		return LAUNCHER_NAP_MS;
+	}
 
 	foreach(lc, dbs)
 	{
