@@ -429,6 +429,7 @@ static void
 worker_detach(int code, Datum arg)
 {
 	CrmWorkerSlot *w;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&crm_shared->mutex);
 	w = my_worker_slot();
@@ -438,7 +439,7 @@ worker_detach(int code, Datum arg)
 			w->state = CRM_WORKER_STOPPED;
 		w->pid = 0;
 		w->proc = NULL;
-		w->changed_at = GetCurrentTimestamp();
+		w->changed_at = now;
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	wake_launcher();
@@ -492,6 +493,7 @@ void
 crm_worker_set_state(CrmWorkerState state)
 {
 	CrmWorkerSlot *w;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&crm_shared->mutex);
 	w = my_worker_slot();
@@ -500,7 +502,7 @@ crm_worker_set_state(CrmWorkerState state)
 		/* a DROP DATABASE, a copy or a rename in progress keeps its mark */
 		if (w->state != CRM_WORKER_DROPPING && w->state != CRM_WORKER_PAUSED)
 			w->state = state;
-		w->changed_at = GetCurrentTimestamp();
+		w->changed_at = now;
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	/* the first worker running: the launcher starts its siblings */
@@ -723,7 +725,26 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
  * ---------------------------------------------------------------------------
  */
 
-/* Connectable, non-template, valid databases. */
+/* A database the launcher serves, as read from pg_database. */
+typedef struct LauncherDb
+{
+	Oid			oid;
+	NameData	name;
+} LauncherDb;
+
+/*
+ * Databases the launcher could not give a slot (CRM_MAX_DATABASES), each
+ * warned about once, as long as it stays without one.
+ */
+static List *over_limit = NIL;
+
+/* When the launcher last said that a database's worker found no bgworker slot. */
+static Oid	no_bgworker_db[CRM_MAX_DATABASES];
+static TimestampTz no_bgworker_logged_at[CRM_MAX_DATABASES];
+
+#define NO_BGWORKER_LOG_MS	60000
+
+/* Connectable, non-template, valid databases (a list of LauncherDb). */
 static List *
 database_list(void)
 {
@@ -741,11 +762,15 @@ database_list(void)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 		MemoryContext old;
+		LauncherDb *d;
 
 		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
 			continue;
 		old = MemoryContextSwitchTo(caller);
-		dbs = lappend_oid(dbs, db->oid);
+		d = palloc(sizeof(LauncherDb));
+		d->oid = db->oid;
+		d->name = db->datname;
+		dbs = lappend(dbs, d);
 		MemoryContextSwitchTo(old);
 	}
 	table_endscan(scan);
@@ -755,7 +780,18 @@ database_list(void)
 }
 
 static bool
-start_worker(int slot, int rank, Oid dboid)
+database_listed(List *dbs, Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, dbs)
+		if (((LauncherDb *) lfirst(lc))->oid == dboid)
+			return true;
+	return false;
+}
+
+static bool
+start_worker(int slot, int rank, LauncherDb *db, TimestampTz now)
 {
 	BackgroundWorker w;
 	BackgroundWorkerHandle **handle = &handles[slot][rank];
@@ -767,11 +803,11 @@ start_worker(int slot, int rank, Oid dboid)
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "crm_automation");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "crm_worker_main");
 	if (rank == 0)
-		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", dboid);
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", db->oid);
 	else
-		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", dboid, rank);
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", db->oid, rank);
 	snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation worker");
-	w.bgw_main_arg = ObjectIdGetDatum(dboid);
+	w.bgw_main_arg = ObjectIdGetDatum(db->oid);
 	memcpy(w.bgw_extra, &rank, sizeof(rank));
 	w.bgw_notify_pid = MyProcPid;
 
@@ -780,9 +816,20 @@ start_worker(int slot, int rank, Oid dboid)
 	*handle = NULL;
 	if (!RegisterDynamicBackgroundWorker(&w, handle))
 	{
-		ereport(LOG,
-				(errmsg("crm_automation: no background worker slot left for database %u", dboid),
-				 errhint("Raise max_worker_processes.")));
+		/* tried again every 5 s: said once a minute */
+		if (no_bgworker_db[slot] != db->oid ||
+			TimestampDifferenceExceeds(no_bgworker_logged_at[slot], now, NO_BGWORKER_LOG_MS))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("crm_automation: no background worker slot left for worker %d of database \"%s\"",
+							rank, NameStr(db->name)),
+					 errdetail("All %d background worker processes (max_worker_processes) are in use; the launcher tries again every %d seconds.",
+							   max_worker_processes, RESTART_DELAY_MS / 1000),
+					 errhint("Raise max_worker_processes (a restart is needed) or lower crm.workers_per_database.")));
+			no_bgworker_db[slot] = db->oid;
+			no_bgworker_logged_at[slot] = now;
+		}
 		return false;
 	}
 	return true;
@@ -790,14 +837,15 @@ start_worker(int slot, int rank, Oid dboid)
 
 /*
  * Whether the worker of a slot and rank should start now; *nap shortens to
- * when it should be looked at again.  The caller holds the mutex.
+ * when it should be looked at again.  exited says whether the worker last
+ * registered for them is known to be gone (read before: the caller holds
+ * the mutex, and GetBackgroundWorkerPid takes an LWLock).
  */
 static bool
-should_start(int slot, int rank, TimestampTz now, long *nap)
+should_start(int slot, int rank, bool exited, TimestampTz now, long *nap)
 {
 	CrmDatabaseSlot *d = &crm_shared->slots[slot];
 	CrmWorkerSlot *s = &d->workers[rank];
-	pid_t		pid;
 	bool		start = false;
 
 	/* siblings follow the first worker, once it found the extension */
@@ -827,8 +875,7 @@ should_start(int slot, int rank, TimestampTz now, long *nap)
 			break;
 		case CRM_WORKER_STARTING:
 			/* registered but never attached (e.g. could not connect) */
-			if (s->pid == 0 && handles[slot][rank] != NULL &&
-				GetBackgroundWorkerPid(handles[slot][rank], &pid) == BGWH_STOPPED)
+			if (s->pid == 0 && handles[slot][rank] != NULL && exited)
 				start = TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS);
 			else if (s->pid == 0 && handles[slot][rank] == NULL)
 				start = TimestampDifferenceExceeds(s->changed_at, now, 10000);
@@ -863,6 +910,7 @@ static long
 launcher_pass(void)
 {
 	List	   *dbs = database_list();
+	List	   *still_over = NIL;
 	TimestampTz now = GetCurrentTimestamp();
 	long		nap = LAUNCHER_NAP_MS;
 	int			wanted = crm_workers_wanted();
@@ -879,7 +927,7 @@ launcher_pass(void)
 
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 			live |= d->workers[r].pid != 0;
-		if (d->used && !live && !list_member_oid(dbs, d->dboid))
+		if (d->used && !live && !database_listed(dbs, d->dboid))
 			d->used = false;
 	}
 	SpinLockRelease(&crm_shared->mutex);
@@ -887,29 +935,54 @@ launcher_pass(void)
 	/* crm.worker_enabled off: the workers left, none starts */
 	if (!crm_worker_enabled)
 	{
-		list_free(dbs);
+		list_free_deep(dbs);
 		return LAUNCHER_NAP_MS;
 	}
 
 	foreach(lc, dbs)
 	{
-		Oid			dboid = lfirst_oid(lc);
+		LauncherDb *db = lfirst(lc);
 		bool		start[CRM_MAX_WORKERS_PER_DATABASE];
+		bool		exited[CRM_MAX_WORKERS_PER_DATABASE];
+		pid_t		pid;
+
+		/*
+		 * Only this process frees a slot: the one found here stays the
+		 * database's while the mutex is released.
+		 */
+		SpinLockAcquire(&crm_shared->mutex);
+		i = slot_of(db->oid);
+		if (i < 0)
+			i = slot_alloc(db->oid);
+		SpinLockRelease(&crm_shared->mutex);
+		if (i < 0)
+		{
+			if (!list_member_oid(over_limit, db->oid))
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("crm_automation: database \"%s\" has no worker: at most %d databases are served",
+								NameStr(db->name), CRM_MAX_DATABASES),
+						 errhint("Drop databases that are no longer used, or disallow connections to them (ALTER DATABASE ... ALLOW_CONNECTIONS false).")));
+			still_over = lappend_oid(still_over, db->oid);
+			continue;
+		}
+
+		/* GetBackgroundWorkerPid takes an LWLock: never under the mutex */
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			exited[r] = handles[i][r] != NULL &&
+				GetBackgroundWorkerPid(handles[i][r], &pid) == BGWH_STOPPED;
 
 		SpinLockAcquire(&crm_shared->mutex);
-		i = slot_of(dboid);
-		if (i < 0)
-			i = slot_alloc(dboid);
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		{
-			start[r] = i >= 0 && r < wanted && should_start(i, r, now, &nap);
+			start[r] = r < wanted && should_start(i, r, exited[r], now, &nap);
 			if (start[r])
 			{
 				crm_shared->slots[i].workers[r].state = CRM_WORKER_STARTING;
 				crm_shared->slots[i].workers[r].changed_at = now;
 			}
 		}
-		if (i >= 0 && start[0] && crm_shared->slots[i].recheck)
+		if (start[0] && crm_shared->slots[i].recheck)
 		{
 			/* CREATE EXTENSION: the siblings follow the first at once */
 			crm_shared->slots[i].recheck = false;
@@ -924,7 +997,7 @@ launcher_pass(void)
 
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		{
-			if (start[r] && !start_worker(i, r, dboid))
+			if (start[r] && !start_worker(i, r, db, now))
 			{
 				SpinLockAcquire(&crm_shared->mutex);
 				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
@@ -934,7 +1007,10 @@ launcher_pass(void)
 			}
 		}
 	}
-	list_free(dbs);
+	/* a database that got a slot, or is gone, is warned about again */
+	list_free(over_limit);
+	over_limit = still_over;
+	list_free_deep(dbs);
 	return nap;
 }
 
