@@ -38,6 +38,11 @@
  * With crm.worker_enabled off the workers leave at their next reload and
  * the launcher starts none until it is on again.
  *
+ * Limits are said by database name: a database beyond the slots of shared
+ * memory (once), a worker that finds no background worker process (once a
+ * minute per database), and CREATE EXTENSION when max_worker_processes
+ * cannot hold the launcher and every database's workers.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -662,6 +667,44 @@ let_workers_back(Oid dboid)
 	wake_launcher();
 }
 
+/*
+ * CREATE EXTENSION crm_automation: says so when max_worker_processes cannot
+ * hold the launcher and crm.workers_per_database workers for every database
+ * that has the extension, this one included.  The others are counted from
+ * the slots: those whose first worker did not find the extension missing
+ * (a database whose worker never got a process counts, as it may have it).
+ */
+static void
+check_worker_processes(void)
+{
+	int			wanted = crm_workers_wanted();
+	int			ndb = 1;
+	int			needed;
+	int			i;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+	{
+		CrmDatabaseSlot *d = &crm_shared->slots[i];
+
+		if (d->used && d->dboid != MyDatabaseId &&
+			d->workers[0].state != CRM_WORKER_ABSENT &&
+			d->workers[0].state != CRM_WORKER_FREE)
+			ndb++;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+
+	needed = 1 + wanted * ndb;
+	if (needed > max_worker_processes)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("max_worker_processes is too low for the crm_automation workers of every database"),
+				 errdetail("The launcher and %d workers in each of %d databases with crm_automation need %d background worker processes; max_worker_processes is %d, and other background workers share it.",
+						   wanted, ndb, needed, max_worker_processes),
+				 errhint("Raise max_worker_processes to at least %d (a restart is needed), or lower crm.workers_per_database.",
+						 needed)));
+}
+
 static void
 crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
@@ -708,6 +751,9 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	}
 	else if (IsA(parsetree, CreatedbStmt))
 		wake_launcher();
+	else if (IsA(parsetree, CreateExtensionStmt) &&
+			 strcmp(((CreateExtensionStmt *) parsetree)->extname, "crm_automation") == 0)
+		check_worker_processes();
 	else if (IsA(parsetree, TransactionStmt) &&
 			 ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
 	{

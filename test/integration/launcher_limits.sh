@@ -22,7 +22,9 @@ echo "# no background worker slot for a second database"
 wait_for "$(running crm_it 2)" 15 || true
 check "crm_it's two workers run" "t" "$(q "$(running crm_it 2)")"
 psql -X -q -d postgres -c "CREATE DATABASE crm_b" >/dev/null
-psql -X -q -d crm_b -c "CREATE EXTENSION crm_automation" >/dev/null
+check "CREATE EXTENSION warns that max_worker_processes cannot hold them all" \
+	"WARNING:  max_worker_processes is too low for the crm_automation workers of every database|HINT:  Raise max_worker_processes to at least 5 (a restart is needed), or lower crm.workers_per_database." \
+	"$(psql -X -q -d crm_b -c "CREATE EXTENSION crm_automation" 2>&1 | grep -E '^(WARNING|HINT)' | paste -sd '|')"
 sleep 12	# the launcher tries again every 5 s
 check "the log names the database, once in the minute" "1" \
 	"$(grep -c 'no background worker slot left for worker 0 of database "crm_b"' "$LOG" || true)"
@@ -35,6 +37,9 @@ q "SELECT pg_reload_conf()" >/dev/null
 for _ in $(seq 1 150); do [ "$(psql -X -q -t -A -d crm_b -c "$(running crm_b 1)")" = t ] && break; sleep 0.1; done
 check "with crm.workers_per_database = 1, crm_b's worker runs" "t" \
 	"$(psql -X -q -t -A -d crm_b -c "$(running crm_b 1)")"
+psql -X -q -d postgres -c "CREATE DATABASE crm_c" >/dev/null
+check "one worker each in three databases and the launcher: 4, no warning" "" \
+	"$(psql -X -q -d crm_c -c "CREATE EXTENSION crm_automation" 2>&1)"
 
 echo "# more databases than the launcher has slots for (256)"
 n=$(q "SELECT count(*) FROM pg_database WHERE datallowconn AND NOT datistemplate")
