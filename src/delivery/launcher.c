@@ -28,8 +28,20 @@
  * whatever the transaction wrote (a latch costs nothing; the worker then
  * looks for due jobs and messages once).
  *
- * DROP DATABASE waits for nobody to be connected: a utility hook asks the
- * database's worker to leave first.
+ * DROP DATABASE, CREATE DATABASE ... TEMPLATE and ALTER DATABASE ... RENAME
+ * fail while anybody else is connected to the database: a utility hook asks
+ * its workers to leave first, once the statement is sure to get past its
+ * permission checks (a role that may not run it stops nothing).  After a
+ * copy or a rename, or a drop that failed, the launcher starts them again
+ * at once (a rename keeps the OID they connect by).
+ *
+ * With crm.worker_enabled off the workers leave at their next reload and
+ * the launcher starts none until it is on again.
+ *
+ * Limits are said by database name: a database beyond the slots of shared
+ * memory (once), a worker that finds no background worker process (once a
+ * minute per database), and CREATE EXTENSION when max_worker_processes
+ * cannot hold the launcher and every database's workers.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +55,7 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -56,9 +69,11 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "core/guc.h"
@@ -114,7 +129,8 @@ static int	my_slot = -1;
 static int	my_rank = -1;
 
 static const char *const state_names[] = {
-	"free", "starting", "running", "absent", "stopped", "dropping"
+	"free", "starting", "running", "absent", "stopped", "dropping", "paused",
+	"disabled"
 };
 
 static void
@@ -418,6 +434,7 @@ static void
 worker_detach(int code, Datum arg)
 {
 	CrmWorkerSlot *w;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&crm_shared->mutex);
 	w = my_worker_slot();
@@ -427,7 +444,7 @@ worker_detach(int code, Datum arg)
 			w->state = CRM_WORKER_STOPPED;
 		w->pid = 0;
 		w->proc = NULL;
-		w->changed_at = GetCurrentTimestamp();
+		w->changed_at = now;
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	wake_launcher();
@@ -437,9 +454,12 @@ void
 crm_worker_attach(Oid dboid, int rank)
 {
 	int			i;
+	bool		stepped_aside = false;
+	TimestampTz now;
 
 	if (rank < 0 || rank >= CRM_MAX_WORKERS_PER_DATABASE)
 		elog(ERROR, "crm_automation worker of rank %d", rank);
+	now = GetCurrentTimestamp();
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
 	if (i < 0)
@@ -448,12 +468,23 @@ crm_worker_attach(Oid dboid, int rank)
 	{
 		CrmWorkerSlot *w = &crm_shared->slots[i].workers[rank];
 
-		w->pid = MyProcPid;
-		w->proc = MyProc;
-		w->state = CRM_WORKER_STARTING;
-		w->changed_at = GetCurrentTimestamp();
+		/*
+		 * Started just before a statement asked this database's workers to
+		 * leave: it did not see this one, which leaves by itself.
+		 */
+		stepped_aside = w->state == CRM_WORKER_DROPPING ||
+			w->state == CRM_WORKER_PAUSED;
+		if (!stepped_aside)
+		{
+			w->pid = MyProcPid;
+			w->proc = MyProc;
+			w->state = CRM_WORKER_STARTING;
+			w->changed_at = now;
+		}
 	}
 	SpinLockRelease(&crm_shared->mutex);
+	if (stepped_aside)
+		proc_exit(0);
 	if (i < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -467,15 +498,16 @@ void
 crm_worker_set_state(CrmWorkerState state)
 {
 	CrmWorkerSlot *w;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&crm_shared->mutex);
 	w = my_worker_slot();
 	if (w)
 	{
-		/* a DROP DATABASE in progress keeps its mark */
-		if (w->state != CRM_WORKER_DROPPING)
+		/* a DROP DATABASE, a copy or a rename in progress keeps its mark */
+		if (w->state != CRM_WORKER_DROPPING && w->state != CRM_WORKER_PAUSED)
 			w->state = state;
-		w->changed_at = GetCurrentTimestamp();
+		w->changed_at = now;
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	/* the first worker running: the launcher starts its siblings */
@@ -484,21 +516,93 @@ crm_worker_set_state(CrmWorkerState state)
 }
 
 /* ---------------------------------------------------------------------------
- * Utility hook: DROP DATABASE, DROP EXTENSION, CREATE DATABASE
+ * Utility hook: DROP DATABASE, CREATE DATABASE, ALTER DATABASE ... RENAME,
+ * DROP EXTENSION, COMMIT PREPARED
  * ---------------------------------------------------------------------------
  */
-static void
-stop_workers_for_drop(const char *dbname)
+
+/*
+ * The database whose workers a statement needs gone, with the mark they get
+ * (DROPPING or PAUSED), or InvalidOid.  Only when the statement will get
+ * past the checks the server makes before it looks for other sessions (in
+ * the same order as dropdb, createdb and RenameDatabase): a role that may
+ * not drop, copy or rename the database must not stop its workers.
+ */
+static Oid
+database_to_leave(Node *parsetree, bool isTopLevel, CrmWorkerState *mark)
 {
-	Oid			dboid = get_database_oid(dbname, true);
+	Oid			dboid = InvalidOid;
+
+	if (IsA(parsetree, DropdbStmt))
+	{
+		/* DROP DATABASE refuses a transaction block and a function */
+		if (!isTopLevel || IsTransactionBlock())
+			return InvalidOid;
+		dboid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
+		if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
+			!pg_database_ownercheck(dboid, GetUserId()))
+			return InvalidOid;
+		*mark = CRM_WORKER_DROPPING;
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		ListCell   *lc;
+		HeapTuple	tup;
+		bool		is_template;
+
+		if (!isTopLevel || IsTransactionBlock() || !have_createdb_privilege())
+			return InvalidOid;
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *d = lfirst(lc);
+
+			if (strcmp(d->defname, "template") == 0 && d->arg != NULL)
+				dboid = get_database_oid(defGetString(d), true);
+		}
+		if (!OidIsValid(dboid))
+			return InvalidOid;	/* template1, or an error to come */
+		tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+		if (!HeapTupleIsValid(tup))
+			return InvalidOid;
+		is_template = ((Form_pg_database) GETSTRUCT(tup))->datistemplate;
+		ReleaseSysCache(tup);
+		/* a database not marked as a template is copied by its owner only */
+		if (!is_template && !pg_database_ownercheck(dboid, GetUserId()))
+			return InvalidOid;
+		*mark = CRM_WORKER_PAUSED;
+	}
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+	{
+		RenameStmt *stmt = (RenameStmt *) parsetree;
+
+		dboid = get_database_oid(stmt->subname, true);
+		if (!OidIsValid(dboid) ||
+			!pg_database_ownercheck(dboid, GetUserId()) ||
+			!have_createdb_privilege() ||
+			dboid == MyDatabaseId ||
+			OidIsValid(get_database_oid(stmt->newname, true)))
+			return InvalidOid;
+		*mark = CRM_WORKER_PAUSED;
+	}
+	return dboid;
+}
+
+/*
+ * Asks the workers of a database to leave and waits for them (up to 10 s;
+ * the statement itself then waits 5 s more for anybody still there).  The
+ * mark keeps the launcher from starting them again meanwhile, and a worker
+ * connecting at that moment from taking its slot.
+ */
+static void
+ask_workers_to_leave(Oid dboid, CrmWorkerState mark)
+{
 	pid_t		pids[CRM_MAX_WORKERS_PER_DATABASE];
+	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 	int			r;
 	int			waited;
 	bool		any = false;
-
-	if (!OidIsValid(dboid) || crm_shared == NULL)
-		return;
 
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
@@ -507,8 +611,8 @@ stop_workers_for_drop(const char *dbname)
 		pids[r] = 0;
 		if (i < 0)
 			continue;
-		crm_shared->slots[i].workers[r].state = CRM_WORKER_DROPPING;
-		crm_shared->slots[i].workers[r].changed_at = GetCurrentTimestamp();
+		crm_shared->slots[i].workers[r].state = mark;
+		crm_shared->slots[i].workers[r].changed_at = now;
 		pids[r] = crm_shared->slots[i].workers[r].pid;
 		any |= pids[r] != 0;
 	}
@@ -519,7 +623,6 @@ stop_workers_for_drop(const char *dbname)
 	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		if (pids[r] != 0)
 			kill(pids[r], SIGTERM);
-	/* wait up to 10 s for them to leave; dropdb itself then waits 5 s more */
 	for (waited = 0; waited < 1000; waited++)
 	{
 		bool		gone = true;
@@ -536,25 +639,109 @@ stop_workers_for_drop(const char *dbname)
 	}
 }
 
+/*
+ * The statement is over (a copy or a rename), or failed: the launcher
+ * starts the workers again at once.  Until its transaction ends they wait
+ * at connection for the lock it holds on the database.  No allocation: this
+ * also runs while an error unwinds.
+ */
+static void
+let_workers_back(Oid dboid)
+{
+	int			i;
+	int			r;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dboid);
+	for (r = 0; i >= 0 && r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+	{
+		CrmWorkerSlot *w = &crm_shared->slots[i].workers[r];
+
+		if (w->state == CRM_WORKER_DROPPING || w->state == CRM_WORKER_PAUSED)
+		{
+			w->state = CRM_WORKER_STOPPED;
+			w->changed_at = 0;
+		}
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	wake_launcher();
+}
+
+/*
+ * CREATE EXTENSION crm_automation: says so when max_worker_processes cannot
+ * hold the launcher and crm.workers_per_database workers for every database
+ * that has the extension, this one included.  The others are counted from
+ * the slots: those whose first worker did not find the extension missing
+ * (a database whose worker never got a process counts, as it may have it).
+ */
+static void
+check_worker_processes(void)
+{
+	int			wanted = crm_workers_wanted();
+	int			ndb = 1;
+	int			needed;
+	int			i;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+	{
+		CrmDatabaseSlot *d = &crm_shared->slots[i];
+
+		if (d->used && d->dboid != MyDatabaseId &&
+			d->workers[0].state != CRM_WORKER_ABSENT &&
+			d->workers[0].state != CRM_WORKER_FREE)
+			ndb++;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+
+	needed = 1 + wanted * ndb;
+	if (needed > max_worker_processes)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("max_worker_processes is too low for the crm_automation workers of every database"),
+				 errdetail("The launcher and %d workers in each of %d databases with crm_automation need %d background worker processes; max_worker_processes is %d, and other background workers share it.",
+						   wanted, ndb, needed, max_worker_processes),
+				 errhint("Raise max_worker_processes to at least %d (a restart is needed), or lower crm.workers_per_database.",
+						 needed)));
+}
+
 static void
 crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
 				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	CrmWorkerState mark = CRM_WORKER_FREE;
+	Oid			aside = InvalidOid;
 
-	if (IsA(parsetree, DropdbStmt))
-		stop_workers_for_drop(((DropdbStmt *) parsetree)->dbname);
+	if (crm_shared != NULL)
+		aside = database_to_leave(parsetree, context == PROCESS_UTILITY_TOPLEVEL, &mark);
+	if (OidIsValid(aside))
+		ask_workers_to_leave(aside, mark);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		if (OidIsValid(aside))
+			let_workers_back(aside);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	if (crm_shared == NULL)
 		return;
+	/* a dropped database's workers stay away; the launcher forgets it */
+	if (OidIsValid(aside) && mark == CRM_WORKER_PAUSED)
+		let_workers_back(aside);
+
 	if (IsA(parsetree, DropStmt) &&
 		((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 	{
@@ -564,6 +751,9 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	}
 	else if (IsA(parsetree, CreatedbStmt))
 		wake_launcher();
+	else if (IsA(parsetree, CreateExtensionStmt) &&
+			 strcmp(((CreateExtensionStmt *) parsetree)->extname, "crm_automation") == 0)
+		check_worker_processes();
 	else if (IsA(parsetree, TransactionStmt) &&
 			 ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
 	{
@@ -581,7 +771,26 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
  * ---------------------------------------------------------------------------
  */
 
-/* Connectable, non-template, valid databases. */
+/* A database the launcher serves, as read from pg_database. */
+typedef struct LauncherDb
+{
+	Oid			oid;
+	NameData	name;
+} LauncherDb;
+
+/*
+ * Databases the launcher could not give a slot (CRM_MAX_DATABASES), each
+ * warned about once, as long as it stays without one.
+ */
+static List *over_limit = NIL;
+
+/* When the launcher last said that a database's worker found no bgworker slot. */
+static Oid	no_bgworker_db[CRM_MAX_DATABASES];
+static TimestampTz no_bgworker_logged_at[CRM_MAX_DATABASES];
+
+#define NO_BGWORKER_LOG_MS	60000
+
+/* Connectable, non-template, valid databases (a list of LauncherDb). */
 static List *
 database_list(void)
 {
@@ -599,11 +808,15 @@ database_list(void)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 		MemoryContext old;
+		LauncherDb *d;
 
 		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
 			continue;
 		old = MemoryContextSwitchTo(caller);
-		dbs = lappend_oid(dbs, db->oid);
+		d = palloc(sizeof(LauncherDb));
+		d->oid = db->oid;
+		d->name = db->datname;
+		dbs = lappend(dbs, d);
 		MemoryContextSwitchTo(old);
 	}
 	table_endscan(scan);
@@ -613,7 +826,18 @@ database_list(void)
 }
 
 static bool
-start_worker(int slot, int rank, Oid dboid)
+database_listed(List *dbs, Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, dbs)
+		if (((LauncherDb *) lfirst(lc))->oid == dboid)
+			return true;
+	return false;
+}
+
+static bool
+start_worker(int slot, int rank, LauncherDb *db, TimestampTz now)
 {
 	BackgroundWorker w;
 	BackgroundWorkerHandle **handle = &handles[slot][rank];
@@ -625,11 +849,11 @@ start_worker(int slot, int rank, Oid dboid)
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "crm_automation");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "crm_worker_main");
 	if (rank == 0)
-		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", dboid);
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", db->oid);
 	else
-		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", dboid, rank);
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", db->oid, rank);
 	snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation worker");
-	w.bgw_main_arg = ObjectIdGetDatum(dboid);
+	w.bgw_main_arg = ObjectIdGetDatum(db->oid);
 	memcpy(w.bgw_extra, &rank, sizeof(rank));
 	w.bgw_notify_pid = MyProcPid;
 
@@ -638,9 +862,20 @@ start_worker(int slot, int rank, Oid dboid)
 	*handle = NULL;
 	if (!RegisterDynamicBackgroundWorker(&w, handle))
 	{
-		ereport(LOG,
-				(errmsg("crm_automation: no background worker slot left for database %u", dboid),
-				 errhint("Raise max_worker_processes.")));
+		/* tried again every 5 s: said once a minute */
+		if (no_bgworker_db[slot] != db->oid ||
+			TimestampDifferenceExceeds(no_bgworker_logged_at[slot], now, NO_BGWORKER_LOG_MS))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("crm_automation: no background worker slot left for worker %d of database \"%s\"",
+							rank, NameStr(db->name)),
+					 errdetail("All %d background worker processes (max_worker_processes) are in use; the launcher tries again every %d seconds.",
+							   max_worker_processes, RESTART_DELAY_MS / 1000),
+					 errhint("Raise max_worker_processes (a restart is needed) or lower crm.workers_per_database.")));
+			no_bgworker_db[slot] = db->oid;
+			no_bgworker_logged_at[slot] = now;
+		}
 		return false;
 	}
 	return true;
@@ -648,14 +883,15 @@ start_worker(int slot, int rank, Oid dboid)
 
 /*
  * Whether the worker of a slot and rank should start now; *nap shortens to
- * when it should be looked at again.  The caller holds the mutex.
+ * when it should be looked at again.  exited says whether the worker last
+ * registered for them is known to be gone (read before: the caller holds
+ * the mutex, and GetBackgroundWorkerPid takes an LWLock).
  */
 static bool
-should_start(int slot, int rank, TimestampTz now, long *nap)
+should_start(int slot, int rank, bool exited, TimestampTz now, long *nap)
 {
 	CrmDatabaseSlot *d = &crm_shared->slots[slot];
 	CrmWorkerSlot *s = &d->workers[rank];
-	pid_t		pid;
 	bool		start = false;
 
 	/* siblings follow the first worker, once it found the extension */
@@ -685,16 +921,25 @@ should_start(int slot, int rank, TimestampTz now, long *nap)
 			break;
 		case CRM_WORKER_STARTING:
 			/* registered but never attached (e.g. could not connect) */
-			if (s->pid == 0 && handles[slot][rank] != NULL &&
-				GetBackgroundWorkerPid(handles[slot][rank], &pid) == BGWH_STOPPED)
+			if (s->pid == 0 && handles[slot][rank] != NULL && exited)
 				start = TimestampDifferenceExceeds(s->changed_at, now, RESTART_DELAY_MS);
 			else if (s->pid == 0 && handles[slot][rank] == NULL)
 				start = TimestampDifferenceExceeds(s->changed_at, now, 10000);
 			if (!start && s->pid == 0)
 				*nap = Min(*nap, RESTART_DELAY_MS);
 			break;
+		case CRM_WORKER_DISABLED:
+			/* crm.worker_enabled is on again (launcher_pass checks) */
+			start = true;
+			break;
 		case CRM_WORKER_DROPPING:
-			/* the database survived: DROP DATABASE failed */
+		case CRM_WORKER_PAUSED:
+
+			/*
+			 * The statement's session normally lets them back at its end;
+			 * this is for one that died on the way (the database survived a
+			 * DROP that failed, or a copy or a rename is over).
+			 */
 			if (s->pid == 0 && TimestampDifferenceExceeds(s->changed_at, now, 10000))
 				start = true;
 			else
@@ -711,6 +956,7 @@ static long
 launcher_pass(void)
 {
 	List	   *dbs = database_list();
+	List	   *still_over = NIL;
 	TimestampTz now = GetCurrentTimestamp();
 	long		nap = LAUNCHER_NAP_MS;
 	int			wanted = crm_workers_wanted();
@@ -727,30 +973,62 @@ launcher_pass(void)
 
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 			live |= d->workers[r].pid != 0;
-		if (d->used && !live && !list_member_oid(dbs, d->dboid))
+		if (d->used && !live && !database_listed(dbs, d->dboid))
 			d->used = false;
 	}
 	SpinLockRelease(&crm_shared->mutex);
 
+	/* crm.worker_enabled off: the workers left, none starts */
+	if (!crm_worker_enabled)
+	{
+		list_free_deep(dbs);
+		return LAUNCHER_NAP_MS;
+	}
+
 	foreach(lc, dbs)
 	{
-		Oid			dboid = lfirst_oid(lc);
+		LauncherDb *db = lfirst(lc);
 		bool		start[CRM_MAX_WORKERS_PER_DATABASE];
+		bool		exited[CRM_MAX_WORKERS_PER_DATABASE];
+		pid_t		pid;
+
+		/*
+		 * Only this process frees a slot: the one found here stays the
+		 * database's while the mutex is released.
+		 */
+		SpinLockAcquire(&crm_shared->mutex);
+		i = slot_of(db->oid);
+		if (i < 0)
+			i = slot_alloc(db->oid);
+		SpinLockRelease(&crm_shared->mutex);
+		if (i < 0)
+		{
+			if (!list_member_oid(over_limit, db->oid))
+				ereport(WARNING,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("crm_automation: database \"%s\" has no worker: at most %d databases are served",
+								NameStr(db->name), CRM_MAX_DATABASES),
+						 errhint("Drop databases that are no longer used, or disallow connections to them (ALTER DATABASE ... ALLOW_CONNECTIONS false).")));
+			still_over = lappend_oid(still_over, db->oid);
+			continue;
+		}
+
+		/* GetBackgroundWorkerPid takes an LWLock: never under the mutex */
+		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			exited[r] = handles[i][r] != NULL &&
+				GetBackgroundWorkerPid(handles[i][r], &pid) == BGWH_STOPPED;
 
 		SpinLockAcquire(&crm_shared->mutex);
-		i = slot_of(dboid);
-		if (i < 0)
-			i = slot_alloc(dboid);
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		{
-			start[r] = i >= 0 && r < wanted && should_start(i, r, now, &nap);
+			start[r] = r < wanted && should_start(i, r, exited[r], now, &nap);
 			if (start[r])
 			{
 				crm_shared->slots[i].workers[r].state = CRM_WORKER_STARTING;
 				crm_shared->slots[i].workers[r].changed_at = now;
 			}
 		}
-		if (i >= 0 && start[0] && crm_shared->slots[i].recheck)
+		if (start[0] && crm_shared->slots[i].recheck)
 		{
 			/* CREATE EXTENSION: the siblings follow the first at once */
 			crm_shared->slots[i].recheck = false;
@@ -765,7 +1043,7 @@ launcher_pass(void)
 
 		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
 		{
-			if (start[r] && !start_worker(i, r, dboid))
+			if (start[r] && !start_worker(i, r, db, now))
 			{
 				SpinLockAcquire(&crm_shared->mutex);
 				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
@@ -775,7 +1053,10 @@ launcher_pass(void)
 			}
 		}
 	}
-	list_free(dbs);
+	/* a database that got a slot, or is gone, is warned about again */
+	list_free(over_limit);
+	over_limit = still_over;
+	list_free_deep(dbs);
 	return nap;
 }
 

@@ -777,6 +777,12 @@ crm_worker_main(Datum arg)
 		crm_worker_set_state(CRM_WORKER_ABSENT);
 		proc_exit(0);
 	}
+	if (!crm_worker_enabled)
+	{
+		/* started before the launcher read crm.worker_enabled = off */
+		crm_worker_set_state(CRM_WORKER_DISABLED);
+		proc_exit(0);
+	}
 	crm_worker_set_state(CRM_WORKER_RUNNING);
 	ereport(LOG, (errmsg("crm_automation worker %d started for database \"%s\"", rank, dbname)));
 
@@ -849,7 +855,7 @@ crm_worker_main(Datum arg)
 			if (guard_changed(hosts, private_networks))
 				crm_transport_guard_changed(t);
 		}
-		if (!share_slots())
+		if (!crm_worker_enabled || !share_slots())
 			break;
 
 		now = GetCurrentTimestamp();
@@ -998,6 +1004,13 @@ crm_worker_main(Datum arg)
 	{
 		crm_worker_set_state(CRM_WORKER_ABSENT);
 		ereport(LOG, (errmsg("crm_automation worker %d stopping: the extension was dropped from database \"%s\"", rank, dbname)));
+		proc_exit(0);
+	}
+	if (!got_sigterm && !crm_worker_enabled)
+	{
+		/* the launcher starts it again once the setting is on */
+		crm_worker_set_state(CRM_WORKER_DISABLED);
+		ereport(LOG, (errmsg("crm_automation worker %d stopping: crm.worker_enabled is off", rank)));
 		proc_exit(0);
 	}
 	if (!got_sigterm)

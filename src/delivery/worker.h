@@ -25,7 +25,11 @@ typedef enum CrmWorkerState
 	CRM_WORKER_RUNNING,			/* connected, extension present */
 	CRM_WORKER_ABSENT,			/* the database has no crm_automation */
 	CRM_WORKER_STOPPED,			/* exited; the launcher restarts it */
-	CRM_WORKER_DROPPING			/* DROP DATABASE asked it to leave */
+	CRM_WORKER_DROPPING,		/* DROP DATABASE asked it to leave */
+	CRM_WORKER_PAUSED,			/* CREATE DATABASE ... TEMPLATE or ALTER
+								 * DATABASE ... RENAME asked it to leave; it
+								 * starts again once the statement ran */
+	CRM_WORKER_DISABLED			/* left: crm.worker_enabled is off */
 } CrmWorkerState;
 
 /* _PG_init: shared memory hooks, launcher registration, utility hook. */
