@@ -112,7 +112,7 @@ crm_guc_init(void)
 
 	DefineCustomBoolVariable("crm.worker_enabled",
 							 "Runs the delivery and scheduling workers.",
-							 "When off, outbox messages and due jobs wait until it is turned back on.",
+							 "When off, outbox messages and due jobs wait until it is turned back on, and the workers disconnect.",
 							 &crm_worker_enabled,
 							 true,
 							 PGC_SIGHUP, 0,

@@ -88,8 +88,10 @@ N=3000
 pause
 q "INSERT INTO crm.outbox (channel, payload)
    SELECT 'webhook', jsonb_build_object('url', '$B/ok/many/' || i) FROM generate_series(1, $N) i"
-old1=$(pid_of 1)
 resume
+# paused workers have left (crm.worker_enabled = off); take rank 1's new pid
+wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE database = 'crm_it' AND state = 'running'" 15 || true
+old1=$(pid_of 1)
 for _ in $(seq 1 300); do [ "$(grep -c '/ok/many/' "$HTTP_LOG" || true)" -ge $((N / 3)) ] && break; sleep 0.05; done
 q "SELECT pg_terminate_backend($old1)" >/dev/null
 echo "# stopped rank 1 (SIGTERM) after $(grep -c '/ok/many/' "$HTTP_LOG" || true) requests"
