@@ -18,6 +18,7 @@ q "INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 coproc SESSION_A { psql -X -q -t -A -v ON_ERROR_STOP=0 -d crm_it 2>&1; }
 A_IN=${SESSION_A[1]}
 A_OUT=${SESSION_A[0]}
+A_PID=$SESSION_A_PID	# bash unsets SESSION_A_PID once the coprocess ends
 # a SQL: runs SQL in session A and prints its output (bounded wait).
 a() {
 	local line out=""
@@ -56,6 +57,6 @@ a "UPDATE crm.deal SET stage_id = crm.stage('deal', 'executing') WHERE id = 6;" 
 check "a changed robot is seen at the next move" 1 "$(comments 6 B3)"
 
 printf '\\q\n' >&"$A_IN" || true
-wait "$SESSION_A_PID" 2>/dev/null || true
+wait "$A_PID" 2>/dev/null || true
 check "the server log has no crash" 0 "$(grep -c 'terminated by signal' "$CRM_CLUSTER_DIR/server.log" 2>/dev/null || true)"
 it_end
