@@ -71,7 +71,9 @@ BEGIN
 				  HINT = 'List users with: SELECT id, name FROM crm.user;';
 	END IF;
 	IF coalesce(user_id, 0) < 0 OR coalesce(user_id, 0) > 2147483647 THEN
-		RAISE EXCEPTION 'user id % is out of range', user_id USING ERRCODE = 'numeric_value_out_of_range';
+		RAISE EXCEPTION 'user id % is out of range', user_id
+			USING ERRCODE = 'numeric_value_out_of_range',
+				  HINT = 'crm.user_id holds ids from 1 to 2147483647.';
 	END IF;
 	RETURN set_config('crm.user_id', coalesce(user_id, 0)::text, true)::bigint;
 END

@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include <ctype.h>
 
 #include "catalog/pg_type.h"
@@ -422,6 +424,7 @@ check_value_refs(Validation *vs, JsonbValue *v, const char *where)
 	JsonbValue	e;
 	JsonbIteratorToken tok;
 
+	check_stack_depth();
 	if (v->type == jbvString)
 	{
 		char	   *s = jbv_cstring(v);

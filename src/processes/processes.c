@@ -367,6 +367,7 @@ run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
 	int			start = 0;
 	int			i;
 
+	check_stack_depth();
 	if (depth + 1 > MAX_STEPS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

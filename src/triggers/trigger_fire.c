@@ -412,6 +412,7 @@ run_event(EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
 	Jsonb	   *detail;
 	int64		user_id;
 
+	check_stack_depth();
 	memset(&o, 0, sizeof(o));
 	*move_to = 0;
 	if (c->payload == NULL && c->source_row != NULL && trig_any_reads_event(triggers, c))

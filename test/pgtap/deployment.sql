@@ -2,7 +2,7 @@
 -- rights on one table only, loading data without automation.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(10);
+SELECT plan(11);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -16,6 +16,9 @@ INSERT INTO crm.deal (id, title, responsible_id) VALUES (1, 'By Sam', 1);
 SELECT is((SELECT created_by FROM crm.deal WHERE id = 1), 2::bigint, 'the deal is authored by that user');
 SELECT throws_ok($$SELECT crm.set_user(99)$$, 'P0002', 'user 99 does not exist', 'an unknown user is refused');
 SELECT is(crm.set_user(NULL), 0::bigint, 'NULL means the system');
+INSERT INTO crm.user (id, name, email, department_id) VALUES (3000000000, 'Big', 'big@example.com', 1);
+SELECT throws_ok($$SELECT crm.set_user(3000000000)$$, '22003', 'user id 3000000000 is out of range',
+	'a user id past crm.user_id''s range is refused');
 
 -- A role granted INSERT on crm.deal alone (not crm_user): its writes get
 -- their automation, since automation reads its rules as the owner.

@@ -9,7 +9,7 @@
 -- her code may run only as herself.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(25);
+SELECT plan(26);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1);
@@ -213,7 +213,29 @@ SELECT is((SELECT secret FROM crm.provider_secret WHERE provider_id = :gw), 'tok
 	'providers: repointed with its secret given again, it has the new one');
 REVOKE crm_admin FROM mallory_sec;
 
--- 9. CREATE EXTENSION does not adopt a crm schema that another role owns.
+-- 9. Automation acts as the schema's owner of the moment: after ALTER
+-- SCHEMA crm OWNER TO another role, the next robot acts as that role (the
+-- owner is cached per backend and forgotten on the change).
+CREATE ROLE owner2_sec SUPERUSER NOLOGIN;
+CREATE TABLE public.acted_as (who text);
+CREATE FUNCTION public.record_actor() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.acted_as VALUES (current_user);
+	RETURN NEW;
+END $$;
+CREATE TRIGGER record_actor BEFORE INSERT ON crm.timeline_comment
+	FOR EACH ROW EXECUTE FUNCTION public.record_actor();
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (903, 'Owner', 1);
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 903;
+ALTER SCHEMA crm OWNER TO owner2_sec;
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'new') WHERE id = 903;
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 903;
+SELECT is((SELECT string_agg(who, ',' ORDER BY ctid) FROM public.acted_as), session_user::text || ',owner2_sec',
+	'robots act as the owner of schema crm, also after it changes');
+ALTER SCHEMA crm OWNER TO CURRENT_USER;
+DROP TRIGGER record_actor ON crm.timeline_comment;
+
+-- 10. CREATE EXTENSION does not adopt a crm schema that another role owns.
 DROP EXTENSION crm_automation;
 DROP SCHEMA IF EXISTS crm CASCADE;
 CREATE SCHEMA crm AUTHORIZATION mallory_sec;
