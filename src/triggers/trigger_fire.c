@@ -293,7 +293,8 @@ leave_automation(CrmScope *scope)
 /* ---------- running ---------- */
 
 /*
- * Runs a step in a subtransaction (crm_run_isolated).  An error rolls back
+ * Runs a step in a subtransaction (crm_run_isolated_retrying: again after a
+ * deadlock or a serialization failure).  An error rolls back
  * what the step wrote and makes the outcome failed, with the error, blaming
  * o->trigger: the statement that caused the event goes on.  A query cancel
  * or statement timeout cancels the statement.
@@ -320,7 +321,7 @@ static void
 run_isolated(EventStep step, const EventCall *c, Outcome *o, void *arg)
 {
 	StepCall	s = {step, c, o, arg};
-	ErrorData  *edata = crm_run_isolated(step_call, &s);
+	ErrorData  *edata = crm_run_isolated_retrying(step_call, &s);
 
 	if (edata != NULL)
 	{
@@ -400,6 +401,25 @@ set_stage_of(EventCall *c)
 }
 
 /*
+ * Locks the item for a move, as a step of its own (crm_run_isolated_retrying):
+ * waiting for the row can end in a deadlock, which is tried again and at
+ * worst fails the event, never the statement that caused it.
+ */
+typedef struct LockCall
+{
+	EventCall  *c;
+	bool		found;
+} LockCall;
+
+static void
+lock_step(void *arg)
+{
+	LockCall   *l = arg;
+
+	l->found = load_item(l->c->entity_type, l->c->item_id, true, &l->c->tuple, &l->c->desc);
+}
+
+/*
  * Decides, moves (outside the BEFORE trigger) and logs.  In the BEFORE
  * trigger a fired move is remembered and its stage returned in *move_to.
  * A decision to move taken on the row as read is taken again on the row
@@ -423,7 +443,19 @@ run_event(EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
 
 	if (strcmp(o.status, "fired") == 0 && !c->locked)
 	{
-		if (!load_item(c->entity_type, c->item_id, true, &c->tuple, &c->desc))
+		LockCall	l = {c, false};
+		ErrorData  *edata = crm_run_isolated_retrying(lock_step, &l);
+
+		if (edata != NULL)
+		{
+			/* a deadlock three times, a lock timeout: the event fails alone */
+			o.status = "failed";
+			o.error = edata->message;
+			trig_log_outcome(c->entity_type, c->item_id, c->event, o.trigger, o.status, o.error,
+							 trig_log_detail(c, &o));
+			return o.status;
+		}
+		if (!l.found)
 			return "no_trigger";	/* deleted meanwhile */
 		c->locked = true;
 		c->stage_id = tuple_int8(c->tuple, c->desc, "stage_id");
