@@ -229,9 +229,19 @@ CREATE FUNCTION crm.item_automation(entity_type text, item_id bigint)
 RETURNS TABLE (log_id bigint, kind text, name text, action text, stage text, status text,
 			   error text, outputs jsonb, planned_at timestamptz, finished_at timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT l.id, l.kind, l.name, l.action, s.code, l.status, l.error,
-		   coalesce(l.outputs, l.detail), l.planned_at, l.finished_at
-	  FROM crm.robot_log l LEFT JOIN crm.stage s ON s.id = l.stage_id
-	 WHERE l.entity_type = item_automation.entity_type AND l.entity_id = item_automation.item_id
-	 ORDER BY l.planned_at, l.id;
+	SELECT * FROM (
+		SELECT l.id, l.kind, l.name, l.action, s.code, l.status, l.error,
+			   coalesce(l.outputs, l.detail), l.planned_at, l.finished_at
+		  FROM crm.robot_log l LEFT JOIN crm.stage s ON s.id = l.stage_id
+		 WHERE l.entity_type = item_automation.entity_type AND l.entity_id = item_automation.item_id
+		UNION ALL
+		-- business processes' activities: "template / activity name or place"
+		SELECT p.id, 'process', t.name || ' / ' || coalesce(p.name, p.path), p.type, NULL, p.status,
+			   p.error, p.outputs, p.started_at, p.finished_at
+		  FROM crm.process_log p
+		  JOIN crm.process_instance i ON i.id = p.instance_id
+		  JOIN crm.process_template t ON t.id = i.template_id
+		 WHERE p.document_type = item_automation.entity_type AND p.document_id = item_automation.item_id
+	) h (log_id, kind, name, action, stage, status, error, outputs, planned_at, finished_at)
+	 ORDER BY h.planned_at, h.kind, h.log_id;
 $$;

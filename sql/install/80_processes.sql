@@ -201,6 +201,23 @@ CREATE VIEW crm.process_instances AS
 COMMENT ON VIEW crm.process_instances IS
 	'Business-process instances with their template, status, status text and current activity';
 
+-- A document's business processes, newest first: what each is doing (its
+-- status text, the activity it waits at) or how it ended.
+CREATE FUNCTION crm.document_processes(document_type text, document_id bigint)
+RETURNS TABLE (instance_id bigint, template text, status text, status_text text,
+			   current_activity text, error text, started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT i.id, t.name, i.status, i.status_text, i.current_activity, i.error, i.created_at, i.finished_at
+	  FROM crm.process_instance i
+	  JOIN crm.process_template t ON t.id = i.template_id
+	 WHERE i.document_type = document_processes.document_type
+	   AND i.document_id = document_processes.document_id
+	 ORDER BY i.created_at DESC, i.id DESC;
+$$;
+COMMENT ON FUNCTION crm.document_processes(text, bigint) IS
+	'A document''s business-process instances with their status text, newest first';
+
 GRANT EXECUTE ON FUNCTION crm.start_process(bigint, bigint, jsonb),
-	crm.start_process(bigint, text, bigint, jsonb), crm.stop_process(bigint) TO crm_user;
+	crm.start_process(bigint, text, bigint, jsonb), crm.stop_process(bigint),
+	crm.document_processes(text, bigint) TO crm_user;
 GRANT SELECT ON crm.process_instances TO crm_user;

@@ -15,7 +15,8 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA crm TO crm_admin;
 
 GRANT SELECT ON crm.entity_type, crm.pipeline, crm.stage, crm.user_field,
 	crm.user, crm.department, crm.robot, crm.trigger, crm.robot_log,
-	crm.work_schedule, crm.holiday, crm.process_template, crm.process_instance, crm.document_template
+	crm.work_schedule, crm.holiday, crm.process_template, crm.process_instance, crm.document_template,
+	crm.process_log
 	TO crm_user;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON
@@ -29,7 +30,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 GRANT SELECT, INSERT, UPDATE, DELETE ON
 	crm.entity_type, crm.pipeline, crm.stage, crm.user_field, crm.user, crm.department,
 	crm.robot, crm.robot_turn, crm.trigger, crm.work_schedule, crm.holiday, crm.robot_log, crm.job, crm.outbox, crm.provider,
-	crm.process_template, crm.process_instance, crm.document_template
+	crm.process_template, crm.process_instance, crm.document_template, crm.process_log
 	TO crm_admin;
 
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO crm_user;

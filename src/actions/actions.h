@@ -171,6 +171,8 @@ extern int64 crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull);
 extern const char *crm_item_table(const char *entity_type);
 extern const char *crm_item_prefix(const char *entity_type);
 extern int64 crm_returned_id(void);
+extern void crm_action_author(const CrmActionCall *call, Datum *vals, char *nulls,
+							  int robot, int instance);
 extern Datum crm_int8_array(const int64 *ids, int n);
 
 /* Small checks shared by the parameters' phases (actions_util.c). */

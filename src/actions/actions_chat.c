@@ -49,10 +49,10 @@ void
 crm_exec_feed_post(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-	INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
-	Datum		vals[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+	INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		sender = first_or_zero(call, "sender");
 	int64	   *ids;
 	int			n = crm_param_users(call, "recipients", &ids);
@@ -63,19 +63,19 @@ crm_exec_feed_post(CrmActionCall *call)
 	vals[2] = CStringGetTextDatum(crm_param_text(call, "text"));
 	vals[3] = CStringGetTextDatum(call->cx->entity_type);
 	vals[4] = Int64GetDatum(call->cx->item_id);
-	vals[5] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 5, 9);
 	vals[6] = crm_int8_array(ids, n);
 	vals[7] = text_array(crm_param_json(call, "tags"));
 	vals[8] = crm_param_file_array(call, "files");
 	/* no recipients: a post to everyone */
 	crm_exec(crm_plan(&plan,
 					  "WITH p AS (INSERT INTO crm.feed_post (author_id, title, text, entity_type, entity_id,"
-					  "   robot_id, to_all, tags, files)"
-					  "  VALUES ($1, $2, $3, $4, $5, $6, cardinality($7) = 0, $8, $9) RETURNING id),"
+					  "   robot_id, to_all, tags, files, process_instance_id)"
+					  "  VALUES ($1, $2, $3, $4, $5, $6, cardinality($7) = 0, $8, $9, $10) RETURNING id),"
 					  " r AS (INSERT INTO crm.feed_post_recipient (post_id, user_id)"
 					  "  SELECT p.id, u FROM p, unnest($7) u ON CONFLICT DO NOTHING)"
 					  " SELECT id FROM p",
-					  9, types), vals, nulls, false, 1);
+					  10, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "post_id", crm_returned_id());
 }
 
@@ -84,9 +84,9 @@ crm_exec_create_group_chat(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
 	static SPIPlanPtr members = NULL;
-	Oid			types[5] = {TEXTOID, INT8OID, TEXTOID, INT8OID, INT8OID};
-	Datum		vals[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[6] = {TEXTOID, INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		vals[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	int64	   *ids;
 	int			n = crm_param_users(call, "members", &ids);
 	Oid			mtypes[2] = {INT8OID, INT8ARRAYOID};
@@ -101,11 +101,12 @@ crm_exec_create_group_chat(CrmActionCall *call)
 	vals[1] = Int64GetDatum(ids[0]);
 	vals[2] = CStringGetTextDatum(call->cx->entity_type);
 	vals[3] = Int64GetDatum(call->cx->item_id);
-	vals[4] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 4, 5);
 	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.chat (title, type, owner_id, created_by_automation, entity_type, entity_id, robot_id)"
-					  " VALUES ($1, 'group', $2, true, $3, $4, $5) RETURNING id",
-					  5, types), vals, nulls, false, 1);
+					  "INSERT INTO crm.chat (title, type, owner_id, created_by_automation, entity_type, entity_id,"
+					  " robot_id, process_instance_id)"
+					  " VALUES ($1, 'group', $2, true, $3, $4, $5, $6) RETURNING id",
+					  6, types), vals, nulls, false, 1);
 	chat = crm_returned_id();
 	mvals[0] = Int64GetDatum(chat);
 	mvals[1] = crm_int8_array(ids, n);
@@ -179,9 +180,9 @@ static void
 insert_message(CrmActionCall *call, int64 chat, int64 recipient)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID};
-	Datum		vals[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID};
+	Datum		vals[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int64		sender = first_or_zero(call, "sender");
 	char	   *type = crm_param_text(call, "type");
 
@@ -193,10 +194,11 @@ insert_message(CrmActionCall *call, int64 chat, int64 recipient)
 	nulls[2] = sender ? ' ' : 'n';
 	vals[3] = CStringGetTextDatum(type ? type : "normal");
 	vals[4] = CStringGetTextDatum(crm_param_text(call, "text"));
-	vals[5] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 5, 6);
 	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.chat_message (chat_id, recipient_id, sender_id, type, text, robot_id)"
-					  " VALUES ($1, $2, $3, $4, $5, $6)", 6, types), vals, nulls, false, 0);
+					  "INSERT INTO crm.chat_message (chat_id, recipient_id, sender_id, type, text, robot_id,"
+					  " process_instance_id)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types), vals, nulls, false, 0);
 }
 
 void
@@ -258,10 +260,10 @@ static void
 schedule(CrmActionCall *call, const char *type)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[9] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
-	TIMESTAMPTZOID, TEXTOID, INT8OID};
-	Datum		vals[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+	TIMESTAMPTZOID, TEXTOID, INT8OID, INT8OID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz when;
 	char	   *desc = crm_param_text(call, "description");
 	char	   *loc = crm_param_text(call, "location");
@@ -280,18 +282,19 @@ schedule(CrmActionCall *call, const char *type)
 	vals[6] = TimestampTzGetDatum(when);
 	vals[7] = loc ? CStringGetTextDatum(loc) : (Datum) 0;
 	nulls[7] = loc ? ' ' : 'n';
-	vals[8] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 8, 9);
 	/* the activity, and the same slot in the responsible user's calendar */
 	crm_exec(crm_plan(&plan,
 					  "WITH a AS (INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject,"
-					  "   description, responsible_id, start_at, end_at, deadline, location, robot_id)"
-					  "  VALUES ($1, $2, $3, 'outgoing', $4, $5, $6, $7, $7 + interval '1 hour', $7, $8, $9)"
+					  "   description, responsible_id, start_at, end_at, deadline, location, robot_id,"
+					  "   process_instance_id)"
+					  "  VALUES ($1, $2, $3, 'outgoing', $4, $5, $6, $7, $7 + interval '1 hour', $7, $8, $9, $10)"
 					  "  RETURNING id)"
 					  " INSERT INTO crm.calendar_event (owner_id, title, description, location, start_at, end_at,"
-					  "   activity_id, entity_type, entity_id, robot_id)"
-					  " SELECT $6, $4, $5, $8, $7, $7 + interval '1 hour', a.id, $1, $2, $9 FROM a"
+					  "   activity_id, entity_type, entity_id, robot_id, process_instance_id)"
+					  " SELECT $6, $4, $5, $8, $7, $7 + interval '1 hour', a.id, $1, $2, $9, $10 FROM a"
 					  " RETURNING activity_id",
-					  9, types), vals, nulls, false, 1);
+					  10, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "activity_id", crm_returned_id());
 }
 

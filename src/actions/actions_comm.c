@@ -200,10 +200,10 @@ void
 crm_exec_create_task(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[13] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
-	INT8OID, TEXTARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID, INT8ARRAYOID};
-	Datum		vals[13];
-	char		nulls[13] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[14] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TEXTOID,
+	INT8OID, TEXTARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		vals[14];
+	char		nulls[14] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz deadline;
 	char	   *desc = crm_param_text(call, "description");
 	char	   *priority = crm_param_text(call, "priority");
@@ -238,7 +238,7 @@ crm_exec_create_task(CrmActionCall *call)
 	vals[5] = CStringGetTextDatum(call->cx->entity_type);
 	vals[6] = Int64GetDatum(call->cx->item_id);
 	vals[7] = PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
-	vals[8] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 8, 13);
 	vals[9] = crm_param_file_array(call, "files");
 	vals[10] = Int64GetDatum((int64) crm_acting_user_id);
 	nulls[10] = DatumGetInt64(vals[10]) ? ' ' : 'n';
@@ -246,9 +246,10 @@ crm_exec_create_task(CrmActionCall *call)
 	vals[12] = crm_param_user_array(call, "auditors");
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.task (title, description, responsible_id, deadline, priority,"
-					  " entity_type, entity_id, bindings, robot_id, files, created_by, accomplices, auditors)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-					  13, types), vals, nulls, false, 1);
+					  " entity_type, entity_id, bindings, robot_id, files, created_by, accomplices, auditors,"
+					  " process_instance_id)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+					  14, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "task_id",
 						  DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 }
@@ -257,10 +258,10 @@ void
 crm_exec_create_activity(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[10] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BOOLOID,
-	BOOLOID, TIMESTAMPTZOID, INT8OID};
-	Datum		vals[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[11] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, BOOLOID,
+	BOOLOID, TIMESTAMPTZOID, INT8OID, INT8OID};
+	Datum		vals[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz deadline;
 	char	   *desc = crm_param_text(call, "description");
 	char	   *type = crm_param_text(call, "type");
@@ -281,12 +282,13 @@ crm_exec_create_activity(CrmActionCall *call)
 		vals[8] = TimestampTzGetDatum(deadline);
 	else
 		nulls[8] = 'n';
-	vals[9] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 9, 10);
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject,"
-					  " description, responsible_id, important, auto_complete, deadline, robot_id)"
-					  " VALUES ($1, $2, $3, 'outgoing', $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-					  10, types), vals, nulls, false, 1);
+					  " description, responsible_id, important, auto_complete, deadline, robot_id,"
+					  " process_instance_id)"
+					  " VALUES ($1, $2, $3, 'outgoing', $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+					  11, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "activity_id",
 						  DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 }

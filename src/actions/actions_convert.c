@@ -262,8 +262,9 @@ crm_exec_create_document(CrmActionCall *call)
 	static SPIPlanPtr ins = NULL;
 	char	   *template = crm_param_text(call, "template");
 	Oid			ttypes[1] = {TEXTOID};
-	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID};
-	Datum		vals[6];
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		vals[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	int64		tid;
 	char	   *name;
@@ -290,10 +291,11 @@ crm_exec_create_document(CrmActionCall *call)
 	vals[2] = CStringGetTextDatum(body);
 	vals[3] = CStringGetTextDatum(call->cx->entity_type);
 	vals[4] = Int64GetDatum(call->cx->item_id);
-	vals[5] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 5, 6);
 	crm_exec(crm_plan(&ins,
-					  "INSERT INTO crm.document (template_id, title, body, entity_type, entity_id, robot_id)"
-					  " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", 6, types), vals, NULL, false, 1);
+					  "INSERT INTO crm.document (template_id, title, body, entity_type, entity_id, robot_id,"
+					  " process_instance_id)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id", 7, types), vals, nulls, false, 1);
 	crm_action_output_int(call, "document_id", crm_returned_id());
 }
 
@@ -301,10 +303,10 @@ void
 crm_exec_reserve_resource(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[8] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZOID, INTERVALOID, TEXTOID,
-	TEXTOID, INT8OID, INT8OID};
-	Datum		vals[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZOID, INTERVALOID, TEXTOID,
+	TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		vals[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz start;
 	Interval   *duration;
 	int64	   *ids;
@@ -325,12 +327,12 @@ crm_exec_reserve_resource(CrmActionCall *call)
 	nulls[4] = field ? ' ' : 'n';
 	vals[5] = CStringGetTextDatum(call->cx->entity_type);
 	vals[6] = Int64GetDatum(call->cx->item_id);
-	vals[7] = Int64GetDatum(call->robot_id);
+	crm_action_author(call, vals, nulls, 7, 8);
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field,"
-					  " entity_type, entity_id, robot_id)"
-					  " SELECT $1, u, $3, $4, $5, $6, $7, $8 FROM unnest($2) u",
-					  8, types), vals, nulls, false, 0);
+					  " entity_type, entity_id, robot_id, process_instance_id)"
+					  " SELECT $1, u, $3, $4, $5, $6, $7, $8, $9 FROM unnest($2) u",
+					  9, types), vals, nulls, false, 0);
 	crm_action_output_int(call, "booked", (int64) SPI_processed);
 }
 

@@ -78,6 +78,20 @@ crm_returned_id(void)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * The automation that writes a row, as two parameters of its INSERT: the
+ * robot at vals[robot], the process instance at vals[instance]; NULL for
+ * the one that is not writing (a process's activity has no robot).
+ */
+void
+crm_action_author(const CrmActionCall *call, Datum *vals, char *nulls, int robot, int instance)
+{
+	vals[robot] = Int64GetDatum(call->robot_id);
+	nulls[robot] = call->robot_id ? ' ' : 'n';
+	vals[instance] = Int64GetDatum(call->process_instance_id);
+	nulls[instance] = call->process_instance_id ? ' ' : 'n';
+}
+
 /* A bigint[] datum of ids. */
 Datum
 crm_int8_array(const int64 *ids, int n)

@@ -111,6 +111,12 @@ push_value(JsonbParseState **st, JsonbValue *v)
 	pushJsonbValue(st, WJB_VALUE, v);
 }
 
+static bool
+key_is(const JsonbValue *k, const char *key)
+{
+	return k->val.string.len == strlen(key) && strncmp(k->val.string.val, key, k->val.string.len) == 0;
+}
+
 Jsonb *
 crm_activity_params(Jsonb *activity, CrmActivityKind kind)
 {
@@ -120,6 +126,7 @@ crm_activity_params(Jsonb *activity, CrmActivityKind kind)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	char	   *type = crm_jsonb_string(activity, "type");
+	JsonbValue *params;
 
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	if (kind == CRM_ACTIVITY_SET_FIELD)
@@ -138,14 +145,41 @@ crm_activity_params(Jsonb *activity, CrmActivityKind kind)
 		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 		return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 	}
-	it = JsonbIteratorInit(&activity->root);
+	/*
+	 * With "params", every parameter is read from it, so that an action's own
+	 * "name" or "type" (create_group_chat, chat_message, ...) can be given;
+	 * nothing but type, name and params may then stand beside it.
+	 */
+	params = getKeyJsonValueFromContainer(&activity->root, "params", 6, NULL);
+	if (params != NULL)
+	{
+		if (params->type != jbvBinary || !JsonContainerIsObject(params->val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"params\" must be a JSON object of the activity's parameters, not %s",
+							crm_jsonb_type_name(params)),
+					 errhint("For example {\"type\": \"create_group_chat\", \"params\": {\"name\": \"Deal {{title}}\", \"members\": [\"responsible\"]}}.")));
+		it = JsonbIteratorInit(&activity->root);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			if (tok != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&it, &v, true);
+			if (!key_is(&k, "type") && !key_is(&k, "name") && !key_is(&k, "params"))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("parameter \"%.*s\" stands beside \"params\"",
+								k.val.string.len, k.val.string.val),
+						 errhint("With \"params\", every parameter of the activity goes inside it.")));
+		}
+	}
+	it = JsonbIteratorInit(params ? params->val.binary.data : &activity->root);
 	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
 	{
 		if (tok != WJB_KEY)
 			continue;
 		(void) JsonbIteratorNext(&it, &v, true);
-		if ((k.val.string.len == 4 && strncmp(k.val.string.val, "type", 4) == 0) ||
-			(k.val.string.len == 4 && strncmp(k.val.string.val, "name", 4) == 0))
+		if (params == NULL && (key_is(&k, "type") || key_is(&k, "name")))
 			continue;
 		/* create_task's "wait": false is the action's own behaviour */
 		if (type != NULL && strcmp(type, "create_task") == 0 &&

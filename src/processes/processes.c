@@ -30,12 +30,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
@@ -110,7 +112,7 @@ activity_where(Jsonb *activity, const char *path)
  */
 static bool
 run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
-		   const CrmActionDesc *action, const char *path)
+		   const CrmActionDesc *action, const char *path, Jsonb **outputs_out)
 {
 	CrmActionCall call;
 	bool		isnull;
@@ -126,13 +128,17 @@ run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
 	call.stage_id = crm_item_int(&pr->cx, "stage_id", &isnull);
 	call.where = where;
 	action->exec(&call);
-	if (call.has_outputs && (name = crm_jsonb_string(activity, "name")) != NULL)
+	if (call.has_outputs)
 	{
 		Jsonb	   *outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
 		JsonbValue	v;
 
-		crm_jsonb_binary(outputs, &v);
-		pr->cx.activity_outputs = crm_jsonb_with(pr->cx.activity_outputs, name, &v);
+		*outputs_out = outputs;
+		if ((name = crm_jsonb_string(activity, "name")) != NULL)
+		{
+			crm_jsonb_binary(outputs, &v);
+			pr->cx.activity_outputs = crm_jsonb_with(pr->cx.activity_outputs, name, &v);
+		}
 	}
 	return call.stop_chain;
 }
@@ -175,6 +181,7 @@ typedef struct ActivityArgs
 	const char *path;
 	bool		result;			/* an if's condition */
 	bool		stop_chain;		/* the action would stop later robots */
+	Jsonb	   *outputs;		/* what an action said it did (the trace) */
 } ActivityArgs;
 
 /* The part of an activity that runs in its subtransaction. */
@@ -187,7 +194,7 @@ activity_body(ProcessRun *pr, ActivityArgs *a)
 	{
 		case CRM_ACTIVITY_ACTION:
 		case CRM_ACTIVITY_SET_FIELD:
-			a->stop_chain = run_action(pr, a->activity, a->kind, a->action, a->path);
+			a->stop_chain = run_action(pr, a->activity, a->kind, a->action, a->path, &a->outputs);
 			break;
 		case CRM_ACTIVITY_IF:
 			a->result = crm_expr_test(crm_expr_compile_condition(member_jsonb(a->activity, "condition"),
@@ -289,12 +296,66 @@ static bool run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
 					  const int *resume, int nresume);
 static bool document_exists(const char *document_type, int64 document_id);
 
+/* {"key": "text"} */
+static Jsonb *
+one_string(const char *key, const char *text)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) text;
+	v.val.string.len = strlen(text);
+	return crm_jsonb_with(NULL, key, &v);
+}
+
+/*
+ * The trace: a row of crm.process_log for an activity that ran (done or
+ * failed) or paused the instance (waiting).  Written after the activity's
+ * subtransaction ended, so a failure's row stays.
+ */
+static void
+log_activity(ProcessRun *pr, ActivityArgs *a, const char *status, const char *error,
+			 Jsonb *outputs, TimestampTz started)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[10] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, JSONBOID, TIMESTAMPTZOID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	char	   *type = crm_jsonb_string(a->activity, "type");
+	char	   *name = crm_jsonb_string(a->activity, "name");
+
+	/* a 0.1.0 schema, not yet updated (ALTER EXTENSION ... UPDATE) has none */
+	if (!OidIsValid(get_relname_relid("process_log", get_namespace_oid("crm", false))))
+		return;
+	vals[0] = Int64GetDatum(pr->instance_id);
+	vals[1] = CStringGetTextDatum(pr->document_type);
+	vals[2] = Int64GetDatum(pr->document_id);
+	vals[3] = CStringGetTextDatum(a->path);
+	vals[4] = CStringGetTextDatum(type ? type : "?");
+	vals[5] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	nulls[5] = name ? ' ' : 'n';
+	vals[6] = CStringGetTextDatum(status);
+	vals[7] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[7] = error ? ' ' : 'n';
+	vals[8] = outputs ? JsonbPGetDatum(outputs) : (Datum) 0;
+	nulls[8] = outputs ? ' ' : 'n';
+	vals[9] = TimestampTzGetDatum(started);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.process_log (instance_id, document_type, document_id, path, type,"
+					  " name, status, error, outputs, started_at, finished_at)"
+					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+					  " CASE WHEN $7 <> 'waiting' THEN clock_timestamp() END)",
+					  10, types), vals, nulls, false, 0);
+}
+
 /* Runs one activity; false when the run stops here (delay, failure, end). */
 static bool
 run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 {
 	ActivityArgs a;
 	int			depth = pr->nsteps;
+	TimestampTz started = GetCurrentTimestamp();
 
 	CHECK_FOR_INTERRUPTS();
 	memset(&a, 0, sizeof(a));
@@ -312,10 +373,19 @@ run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 		pr->status = "waiting";
 		pr->current = pstrdup(path);
 		pr->after = position_jsonb(pr);
+		log_activity(pr, &a, "waiting", NULL, one_string("for", s), started);
 		return false;
 	}
 	if (!run_guarded(pr, &a))
+	{
+		log_activity(pr, &a, "failed", pr->error, NULL, started);
 		return false;
+	}
+	if (a.kind == CRM_ACTIVITY_IF)
+		a.outputs = one_string("branch", a.result ? "then" : "else");
+	else if (a.kind == CRM_ACTIVITY_SET_STATUS_TEXT)
+		a.outputs = one_string("text", pr->status_text);
+	log_activity(pr, &a, "done", NULL, a.outputs, started);
 	if (a.kind == CRM_ACTIVITY_IF)
 	{
 		const char *branch = a.result ? "then" : "else";
@@ -451,6 +521,72 @@ run_setup(ProcessRun *pr, int64 instance_id, const char *document_type, int64 do
 }
 
 /*
+ * A failed instance tells the people who can act on it: the document's
+ * responsible and the template's author (once if they are the same), by a
+ * system notification naming the template, the document and the error.
+ */
+typedef struct FailureNotice
+{
+	ProcessRun *pr;
+	bool		to_responsible;
+} FailureNotice;
+
+static void
+notify_failure_call(void *arg)
+{
+	static SPIPlanPtr plan = NULL;
+	FailureNotice *fn = arg;
+	ProcessRun *pr = fn->pr;
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		vals[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		isnull = true;
+	int64		responsible = 0;
+
+	/* feed posts and drive files have no responsible */
+	if (fn->to_responsible)
+		responsible = crm_item_int(&pr->cx, "responsible_id", &isnull);
+	vals[0] = Int64GetDatum(pr->instance_id);
+	vals[1] = Int64GetDatum(responsible);
+	nulls[1] = isnull ? 'n' : ' ';
+	vals[2] = CStringGetTextDatum(pr->error ? pr->error : "unknown error");
+	vals[3] = CStringGetTextDatum(pr->document_type);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.notification (user_id, kind, text, entity_type, entity_id,"
+					  "   process_instance_id)"
+					  " SELECT DISTINCT u.id, 'system',"
+					  "   format('Business process \"%s\" failed on %s %s: %s', t.name, i.document_type,"
+					  "          i.document_id, $3),"
+					  "   e.code, CASE WHEN e.code IS NOT NULL THEN i.document_id END, i.id"
+					  "  FROM crm.process_instance i"
+					  "  JOIN crm.process_template t ON t.id = i.template_id"
+					  "  JOIN crm.user u ON u.id = t.created_by OR u.id = $2"
+					  "  LEFT JOIN crm.entity_type e ON e.code = $4"
+					  " WHERE i.id = $1",
+					  4, types), vals, nulls, false, 0);
+}
+
+static void
+notify_failure(ProcessRun *pr)
+{
+	FailureNotice fn = {pr, strcmp(pr->document_type, "feed_post") != 0 &&
+	strcmp(pr->document_type, "drive_file") != 0};
+	ErrorData  *edata = crm_run_isolated(notify_failure_call, &fn);
+
+	if (edata != NULL && fn.to_responsible)
+	{
+		/* the document is gone, or unreadable: its author at least */
+		fn.to_responsible = false;
+		pr->cx.cache = NULL;
+		edata = crm_run_isolated(notify_failure_call, &fn);
+	}
+	if (edata != NULL)
+		ereport(LOG,
+				(errmsg("crm_automation: process instance %lld failed and nobody could be notified: %s",
+						(long long) pr->instance_id, edata->message)));
+}
+
+/*
  * Runs (or resumes after a delay at position resume) an instance, as the
  * automation owner, and records where it ended.
  */
@@ -526,6 +662,8 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN now() END"
 					  " WHERE id = $1",
 					  8, types), vals, nulls, false, 0);
+	if (strcmp(pr->status, "failed") == 0)
+		notify_failure(pr);
 
 	if (strcmp(pr->status, "waiting") == 0)
 	{
