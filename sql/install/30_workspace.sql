@@ -190,6 +190,7 @@ CREATE TABLE crm.calendar_event (
 	robot_id	bigint,
 	process_instance_id bigint,
 	created_at	timestamptz NOT NULL DEFAULT now(),
+	group_id	bigint,				-- a group calendar's group (added in 0.2.0, hence last)
 	CHECK (end_at >= start_at)
 );
 CREATE INDEX ON crm.calendar_event (owner_id, start_at);
@@ -205,6 +206,10 @@ CREATE TABLE crm.absence (
 	end_at		timestamptz NOT NULL,
 	process_instance_id bigint,
 	created_at	timestamptz NOT NULL DEFAULT now(),
+	-- added in 0.2.0, hence last: what the absence chart shows
+	name		text,
+	description text,
+	location	text,
 	CHECK (end_at >= start_at)
 );
 CREATE INDEX ON crm.absence (user_id, start_at, end_at);
@@ -244,7 +249,8 @@ CREATE TABLE crm.resource_booking (
 	entity_type text REFERENCES crm.entity_type (code) ON DELETE CASCADE,
 	entity_id	bigint,
 	robot_id	bigint,
-	created_at	timestamptz NOT NULL DEFAULT now()
+	created_at	timestamptz NOT NULL DEFAULT now(),
+	process_instance_id bigint		-- added in 0.2.0, hence last
 );
 CREATE INDEX ON crm.resource_booking (entity_type, entity_id);
 CREATE INDEX ON crm.resource_booking (user_id, start_at);

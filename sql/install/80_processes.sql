@@ -165,6 +165,53 @@ $$;
 COMMENT ON FUNCTION crm.start_process(bigint, text, bigint, jsonb) IS
 	'Starts a business process for a document of the given type; returns the instance id';
 
+-- Templates by name: names are unique per document type, so a name that
+-- several document types use needs the type.
+CREATE FUNCTION crm._process_template_id(p_name text, p_document_type text) RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_ids bigint[];
+	v_types text;
+BEGIN
+	SELECT array_agg(t.id ORDER BY t.id), string_agg(t.document_type, ', ' ORDER BY t.document_type)
+	  INTO v_ids, v_types
+	  FROM crm.process_template t
+	 WHERE t.name = p_name AND (p_document_type IS NULL OR t.document_type = p_document_type);
+	IF v_ids IS NULL THEN
+		RAISE EXCEPTION 'process template "%" does not exist%', p_name,
+				CASE WHEN p_document_type IS NOT NULL THEN format(' for %s', p_document_type) ELSE '' END
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'List templates with: SELECT id, document_type, name FROM crm.process_template;';
+	END IF;
+	IF cardinality(v_ids) > 1 THEN
+		RAISE EXCEPTION 'process template name "%" is ambiguous', p_name
+			USING ERRCODE = 'ambiguous_parameter',
+				  DETAIL = format('Templates of that name exist for %s.', v_types),
+				  HINT = format('Give the document type: crm.start_process(%L, document_type, document_id).', p_name);
+	END IF;
+	RETURN v_ids[1];
+END
+$$;
+
+CREATE FUNCTION crm.start_process(template text, document_id bigint, parameters jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT crm._start_process(crm._process_template_id(template, NULL), NULL, document_id,
+							  coalesce(parameters, '{}'));
+$$;
+COMMENT ON FUNCTION crm.start_process(text, bigint, jsonb) IS
+	'Starts a business process, its template given by name, for a document; returns the instance id';
+
+CREATE FUNCTION crm.start_process(template text, document_type text, document_id bigint,
+								  parameters jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT crm._start_process(crm._process_template_id(template, document_type), document_type,
+							  document_id, coalesce(parameters, '{}'));
+$$;
+COMMENT ON FUNCTION crm.start_process(text, text, bigint, jsonb) IS
+	'Starts a business process, its template given by name, for a document of the given type; returns the instance id';
+
 CREATE FUNCTION crm.stop_process(instance_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -219,5 +266,47 @@ COMMENT ON FUNCTION crm.document_processes(text, bigint) IS
 
 GRANT EXECUTE ON FUNCTION crm.start_process(bigint, bigint, jsonb),
 	crm.start_process(bigint, text, bigint, jsonb), crm.stop_process(bigint),
-	crm.document_processes(text, bigint) TO crm_user;
+	crm.document_processes(text, bigint), crm.start_process(text, bigint, jsonb),
+	crm.start_process(text, text, bigint, jsonb) TO crm_user;
 GRANT SELECT ON crm.process_instances TO crm_user;
+-- The catalogue of activity types: every robot action (most are also
+-- process activities), the process-only activities of seed 000 and the flow
+-- activities, with their parameters and outputs, the document types they
+-- work on, where they run and what to use instead where they do not.
+CREATE FUNCTION crm._activity_actions(
+	OUT type text, OUT kind text, OUT family text, OUT description text, OUT parameters jsonb,
+	OUT outputs text, OUT document_types text, OUT in_robots boolean, OUT in_processes boolean,
+	OUT note text)
+RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'crm_activity_actions' LANGUAGE C STABLE;
+
+CREATE VIEW crm.activity_types AS
+	SELECT type, kind, family, description, parameters, outputs, document_types,
+		   in_robots, in_processes, note
+	  FROM crm._activity_actions()
+	UNION ALL
+	SELECT f.type, 'flow', 'flow', f.description, f.parameters::jsonb, NULL, 'all', false, true, f.note
+	  FROM (VALUES
+		('if', 'runs "then" or "else" by a condition',
+		 '[{"name": "condition", "type": "condition", "required": true, "description": "a condition (text or JSON rules)"},'
+		 ' {"name": "then", "type": "activities", "required": false, "description": "activities when true"},'
+		 ' {"name": "else", "type": "activities", "required": false, "description": "activities when false"}]', NULL),
+		('delay', 'pauses the instance; a timer resumes it', 
+		 '[{"name": "for", "type": "interval", "required": true, "description": "how long"}]',
+		 '"until" and working time are not supported yet'),
+		('set_variable', 'sets a variable of the instance',
+		 '[{"name": "variable", "type": "text", "required": true, "description": "a declared variable"},'
+		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
+		('set_field', 'sets one field of the document',
+		 '[{"name": "field", "type": "field", "required": true, "description": "a column or custom field"},'
+		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
+		('set_status_text', 'sets the status text shown on the document',
+		 '[{"name": "text", "type": "text", "required": true, "description": "status text (template)"}]', NULL),
+		('openline_message', 'sends a message to the client''s open channel',
+		 '[]', 'not supported yet: record it with create_activity and send it with webhook to the channel connector')
+	  ) AS f (type, description, parameters, note);
+COMMENT ON VIEW crm.activity_types IS
+	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';
+GRANT SELECT ON crm.activity_types TO crm_user;
+GRANT EXECUTE ON FUNCTION crm._activity_actions() TO crm_user;
+

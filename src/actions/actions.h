@@ -59,7 +59,9 @@ typedef enum CrmActionFlags
 	CRM_ACT_STOPS_CHAIN = 1 << 1,	/* later robots of the stage do not run */
 	CRM_ACT_SCHEDULES = 1 << 2, /* its effect is a job (wait, control) */
 	CRM_ACT_LEADS_ONLY = 1 << 3,
-	CRM_ACT_DEALS_ONLY = 1 << 4
+	CRM_ACT_DEALS_ONLY = 1 << 4,
+	CRM_ACT_DEALS_LEADS = 1 << 5,	/* deals and leads only */
+	CRM_ACT_PROCESS_ONLY = 1 << 6	/* an activity of business processes only */
 } CrmActionFlags;
 
 typedef struct CrmActionDesc
@@ -110,6 +112,9 @@ typedef struct CrmActionCall
 
 /* Catalogue. */
 extern const CrmActionDesc *crm_action_lookup(const char *name);
+/* The activities only business processes run (control here is seed 000's). */
+extern const CrmActionDesc *crm_process_action_lookup(const char *name);
+extern const CrmActionDesc *const *crm_process_action_catalogue(int *n);
 extern const CrmActionDesc *const *crm_action_catalogue(int *n);
 
 /* Validation at save time (ERRORs naming the bad parameter). */
@@ -222,8 +227,18 @@ extern void crm_exec_convert(CrmActionCall *call);
 extern void crm_exec_create_repeat_lead(CrmActionCall *call);
 extern void crm_exec_reserve_resource(CrmActionCall *call);
 extern void crm_exec_cancel_reservation(CrmActionCall *call);
+extern void crm_exec_process_control(CrmActionCall *call);
+extern void crm_exec_user_notification(CrmActionCall *call);
+extern void crm_exec_social_message(CrmActionCall *call);
+extern void crm_exec_calendar_event(CrmActionCall *call);
+extern void crm_exec_absence(CrmActionCall *call);
+extern void crm_notify_users(CrmActionCall *call, const int64 *ids, int n, int64 sender,
+							 const char *kind, const char *text, const char *email_text);
+extern int64 crm_item_supervisor(CrmActionCall *call);
+/* The parameter when the action has it, else NULL (actions sharing an executor). */
+extern const CrmCompiledParam *crm_param_if_any(CrmActionCall *call, const char *name);
 
-extern void crm_update_fields(CrmActionCall *call, const char *table, int64 id);
+extern void crm_update_fields(CrmActionCall *call, const char *entity_type, int64 id);
 
 /* Runs an SQL statement of the executors with parameters (actions_util). */
 extern int64 crm_item_id_param(CrmActionCall *call);

@@ -313,6 +313,119 @@ static const CrmActionDesc actions[] = {
 
 #define N_ACTIONS lengthof(actions)
 
+/* ---------- activities of business processes only (seed 000) ---------- */
+
+static const CrmParamDesc p_process_control[] = {
+	{"text", CRM_P_TEXT, true, NULL, 0, "notification text (template)"},
+	{"to_supervisor", CRM_P_BOOL, false, NULL, 0, "notify the supervisor of the document's responsible (default true)"},
+	{"recipients", CRM_P_USERS, false, NULL, 0, "more users to notify"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_user_notification[] = {
+	{"to", CRM_P_USERS, true, NULL, 0, "users to notify"},
+	{"text", CRM_P_TEXT, true, NULL, 0, "notification text (BB-code kept as written)"},
+	{"email_text", CRM_P_TEXT, false, NULL, 0, "sent by e-mail instead when the user is offline"},
+	{"kind", CRM_P_ENUM, false, "personal|system", 0, "personal (from sender) or system (default: personal when sender is given)"},
+	{"sender", CRM_P_USERS, false, NULL, 0, "sending user, for a personal notification"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_social_message[] = {
+	{"sender", CRM_P_USERS, false, NULL, 0, "sending user (default: the document's responsible)"},
+	{"to", CRM_P_USERS, true, NULL, 0, "recipients; by e-mail when offline"},
+	{"text", CRM_P_TEXT, true, NULL, 0, "message text"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_feed_message[] = {
+	{"sender", CRM_P_USERS, false, NULL, 0, "author (the first listed user)"},
+	{"recipients", CRM_P_USERS, false, NULL, 0, "recipients (default: everyone)"},
+	{"title", CRM_P_TEXT, true, NULL, 0, "post title"},
+	{"text", CRM_P_TEXT, true, NULL, 0, "post text (BB-code kept as written)"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_calendar_event[] = {
+	{"user", CRM_P_USERS, false, NULL, 0, "whose calendar, or who organizes a group's event (default: the responsible)"},
+	{"calendar_type", CRM_P_ENUM, false, "user|group", 0, "a user's calendar (default) or a group's"},
+	{"owner_id", CRM_P_INT, false, NULL, 0, "the group, for a group calendar"},
+	{"section_id", CRM_P_TEXT, false, NULL, 0, "calendar section"},
+	{"name", CRM_P_TEXT, true, NULL, 0, "event name"},
+	{"description", CRM_P_TEXT, false, NULL, 0, "event description"},
+	{"from", CRM_P_WHEN, true, NULL, 0, "start: a timestamp, an interval from now, today, tomorrow..."},
+	{"to", CRM_P_WHEN, true, NULL, 0, "end"},
+	{"location", CRM_P_TEXT, false, NULL, 0, "where"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_absence[] = {
+	{"user", CRM_P_USERS, false, NULL, 0, "who is absent (default: the responsible)"},
+	{"name", CRM_P_TEXT, true, NULL, 0, "what the absence chart shows"},
+	{"description", CRM_P_TEXT, false, NULL, 0, "details"},
+	{"from", CRM_P_WHEN, true, NULL, 0, "start"},
+	{"to", CRM_P_WHEN, true, NULL, 0, "end"},
+	{"absence_type", CRM_P_ENUM, false, "vacation|sick|business_trip|unpaid|other", 0, "kind of absence (default other)"},
+	{"location", CRM_P_TEXT, false, NULL, 0, "where, e.g. for a business trip"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_email[] = {
+	{"from", CRM_P_ADDRESSES, false, NULL, 0, "sender user or address"},
+	{"to", CRM_P_ADDRESSES, true, NULL, 0, "users or e-mail addresses"},
+	{"subject", CRM_P_TEXT, true, NULL, 998, "subject (template)"},
+	{"body", CRM_P_TEXT, true, NULL, 0, "body (template)"},
+	{"format", CRM_P_ENUM, false, "text|html", 0, "text (default) or html"},
+	{"charset", CRM_P_ENUM, false, "utf-8", 0, "body charset: utf-8 (other charsets are not converted yet)"},
+	{"via", CRM_P_ENUM, false, "direct|mail_system", 0, "both go through the outbox; mail_system uses the provider named by provider"},
+	{"provider", CRM_P_TEXT, false, NULL, 0, "name of an e-mail provider (default: the channel's default)"},
+	{"attachments", CRM_P_FILES, false, NULL, 0, "drive file ids, a file field or a file variable"},
+	{"separator", CRM_P_TEXT, false, NULL, 8, "characters separating several addresses in one value (default \",\")"},
+	END_PARAMS
+};
+
+static const CrmActionDesc process_actions[] = {
+	{"absence", "process", "adds an absence to the absence chart", CRM_ACT_PROCESS_ONLY, "absence_id",
+	crm_exec_absence, p_absence},
+	{"calendar_event", "process", "adds an event to a user's or a group's calendar", CRM_ACT_PROCESS_ONLY,
+		"event_id", crm_exec_calendar_event, p_calendar_event},
+	{"control", "process", "notifies now the supervisor of the document's responsible",
+		CRM_ACT_PROCESS_ONLY | CRM_ACT_DEALS_LEADS, NULL, crm_exec_process_control, p_process_control},
+	{"email", "process", "sends an e-mail through the outbox", CRM_ACT_PROCESS_ONLY | CRM_ACT_OUTBOUND,
+		"message_id", crm_exec_outbound, p_email},
+	{"feed_message", "process", "publishes a feed post", CRM_ACT_PROCESS_ONLY, "post_id",
+	crm_exec_feed_post, p_feed_message},
+	{"social_message", "process", "sends a personal message, by e-mail to recipients offline",
+		CRM_ACT_PROCESS_ONLY, NULL, crm_exec_social_message, p_social_message},
+	{"user_notification", "process", "notifies users, by e-mail when offline if email_text is given",
+		CRM_ACT_PROCESS_ONLY, NULL, crm_exec_user_notification, p_user_notification},
+};
+
+const CrmActionDesc *
+crm_process_action_lookup(const char *name)
+{
+	int			i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < lengthof(process_actions); i++)
+		if (strcmp(process_actions[i].name, name) == 0)
+			return &process_actions[i];
+	return NULL;
+}
+
+const CrmActionDesc *const *
+crm_process_action_catalogue(int *n)
+{
+	static const CrmActionDesc *ptrs[lengthof(process_actions)];
+	int			i;
+
+	for (i = 0; i < lengthof(process_actions); i++)
+		ptrs[i] = &process_actions[i];
+	*n = lengthof(process_actions);
+	return ptrs;
+}
+
 static const CrmActionDesc *const *
 catalogue_pointers(void)
 {
@@ -388,6 +501,53 @@ param_type_name(CrmParamType t)
 	return "unknown";
 }
 
+/* An action's parameters as a jsonb array of {name, type, required, ...}. */
+static Datum
+params_jsonb(const CrmActionDesc *a)
+{
+	const CrmParamDesc *p;
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (p = a->params; p->name != NULL; p++)
+	{
+		if (!first)
+			appendStringInfoString(&buf, ", ");
+		first = false;
+		appendStringInfoString(&buf, "{\"name\": ");
+		escape_json(&buf, p->name);
+		appendStringInfoString(&buf, ", \"type\": ");
+		escape_json(&buf, param_type_name(p->type));
+		appendStringInfo(&buf, ", \"required\": %s", p->required ? "true" : "false");
+		if (p->enum_values)
+		{
+			appendStringInfoString(&buf, ", \"values\": ");
+			escape_json(&buf, p->enum_values);
+		}
+		if (p->max_length > 0)
+			appendStringInfo(&buf, ", \"max_length\": %d", p->max_length);
+		appendStringInfoString(&buf, ", \"description\": ");
+		escape_json(&buf, p->description ? p->description : "");
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+static const char *
+document_types(const CrmActionDesc *a)
+{
+	if (a->flags & CRM_ACT_DEALS_ONLY)
+		return "deal";
+	if (a->flags & CRM_ACT_LEADS_ONLY)
+		return "lead";
+	if (a->flags & CRM_ACT_DEALS_LEADS)
+		return "deal, lead";
+	return "all";
+}
+
 PG_FUNCTION_INFO_V1(crm_robot_actions);
 
 /*
@@ -405,46 +565,82 @@ crm_robot_actions(PG_FUNCTION_ARGS)
 	for (i = 0; i < N_ACTIONS; i++)
 	{
 		const CrmActionDesc *a = &actions[i];
-		const CrmParamDesc *p;
-		StringInfoData buf;
 		Datum		values[6];
 		bool		nulls[6] = {false, false, false, false, false, false};
-		bool		first = true;
-
-		initStringInfo(&buf);
-		appendStringInfoChar(&buf, '[');
-		for (p = a->params; p->name != NULL; p++)
-		{
-			if (!first)
-				appendStringInfoString(&buf, ", ");
-			first = false;
-			appendStringInfoString(&buf, "{\"name\": ");
-			escape_json(&buf, p->name);
-			appendStringInfoString(&buf, ", \"type\": ");
-			escape_json(&buf, param_type_name(p->type));
-			appendStringInfo(&buf, ", \"required\": %s", p->required ? "true" : "false");
-			if (p->enum_values)
-			{
-				appendStringInfoString(&buf, ", \"values\": ");
-				escape_json(&buf, p->enum_values);
-			}
-			if (p->max_length > 0)
-				appendStringInfo(&buf, ", \"max_length\": %d", p->max_length);
-			appendStringInfoString(&buf, ", \"description\": ");
-			escape_json(&buf, p->description ? p->description : "");
-			appendStringInfoChar(&buf, '}');
-		}
-		appendStringInfoChar(&buf, ']');
 
 		values[0] = CStringGetTextDatum(a->name);
 		values[1] = CStringGetTextDatum(a->family);
 		values[2] = CStringGetTextDatum(a->description);
 		values[3] = BoolGetDatum((a->flags & CRM_ACT_OUTBOUND) != 0);
-		values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+		values[4] = params_jsonb(a);
 		if (a->outputs)
 			values[5] = CStringGetTextDatum(a->outputs);
 		else
 			nulls[5] = true;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(crm_activity_actions);
+
+/*
+ * crm._activity_actions(): the actions and the process-only activities,
+ * each with where it runs, behind the view crm.activity_types (which adds
+ * the flow activities: if, delay, set_variable, set_field, set_status_text).
+ */
+Datum
+crm_activity_actions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (i = 0; i < N_ACTIONS + lengthof(process_actions); i++)
+	{
+		const CrmActionDesc *a = i < N_ACTIONS ? &actions[i] : &process_actions[i - N_ACTIONS];
+		bool		process_only = (a->flags & CRM_ACT_PROCESS_ONLY) != 0;
+		const char *note = NULL;
+		bool		in_processes = true;
+		Datum		values[10];
+		bool		nulls[10] = {false, false, false, false, false, false, false, false, false, false};
+
+		if (!process_only && strcmp(a->name, "control") == 0)
+		{
+			in_processes = false;
+			note = "inside a process, control is the process activity (notifies now); wait with a delay activity first";
+		}
+		else if (!process_only && strcmp(a->name, "wait") == 0)
+		{
+			in_processes = false;
+			note = "in processes use a delay activity";
+		}
+		else if (strcmp(a->name, "create_task") == 0)
+			note = "in processes, \"wait\": true (pause until the task is completed) is not supported yet";
+		else if (strcmp(a->name, "robocall") == 0)
+			note = "in processes, \"wait_for_result\" is not supported yet";
+		else if (strcmp(a->name, "change_responsible") == 0)
+			note = "in processes, mode \"rotate\" is not supported (turns are counted per robot)";
+		else if (strcmp(a->name, "email") == 0)
+			note = "charset utf-8 only in this version";
+
+		values[0] = CStringGetTextDatum(a->name);
+		values[1] = CStringGetTextDatum(process_only ? "process_only" : "action");
+		values[2] = CStringGetTextDatum(a->family);
+		values[3] = CStringGetTextDatum(a->description);
+		values[4] = params_jsonb(a);
+		if (a->outputs)
+			values[5] = CStringGetTextDatum(a->outputs);
+		else
+			nulls[5] = true;
+		values[6] = CStringGetTextDatum(document_types(a));
+		values[7] = BoolGetDatum(!process_only);
+		values[8] = BoolGetDatum(in_processes);
+		if (note)
+			values[9] = CStringGetTextDatum(note);
+		else
+			nulls[9] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -65,8 +65,9 @@ crm_exec_feed_post(CrmActionCall *call)
 	vals[4] = Int64GetDatum(call->cx->item_id);
 	crm_action_author(call, vals, nulls, 5, 9);
 	vals[6] = crm_int8_array(ids, n);
-	vals[7] = text_array(crm_param_json(call, "tags"));
-	vals[8] = crm_param_file_array(call, "files");
+	/* feed_message (a process activity) has no tags and no files */
+	vals[7] = text_array(crm_param_if_any(call, "tags") ? crm_param_json(call, "tags") : NULL);
+	vals[8] = crm_param_if_any(call, "files") ? crm_param_file_array(call, "files") : crm_int8_array(NULL, 0);
 	/* no recipients: a post to everyone */
 	crm_exec(crm_plan(&plan,
 					  "WITH p AS (INSERT INTO crm.feed_post (author_id, title, text, entity_type, entity_id,"

@@ -61,10 +61,10 @@ static CrmRowSink history_sink = {
 };
 
 static CrmRowSink notification_sink = {
-	"crm.notification", 8,
+	"crm.notification", 9,
 	{"user_id", "sender_id", "kind", "text", "entity_type", "entity_id", "robot_id",
-	"process_instance_id"},
-	{INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID}
+	"process_instance_id", "email_text"},
+	{INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID}
 };
 
 void
@@ -103,17 +103,27 @@ crm_exec_write_log(CrmActionCall *call)
 	crm_sink_add(&history_sink, vals, nulls);
 }
 
-static void
-notify_users(CrmActionCall *call, int64 *ids, int n, int64 sender, const char *text)
+/*
+ * Notifications to users: personal from sender, or from the system (sender
+ * 0, or kind "system"); email_text, when given, is what an offline user
+ * receives by e-mail instead.
+ */
+void
+crm_notify_users(CrmActionCall *call, const int64 *ids, int n, int64 sender, const char *kind,
+				 const char *text, const char *email_text)
 {
-	Datum		vals[8];
-	bool		nulls[8] = {false, false, false, false, false, false, false, false};
+	Datum		vals[9];
+	bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
 	int			i;
 
+	if (kind == NULL)
+		kind = sender ? "personal" : "system";
 	vals[1] = Int64GetDatum(sender);
 	nulls[1] = (sender == 0);
-	vals[2] = CStringGetTextDatum(sender ? "personal" : "system");
+	vals[2] = CStringGetTextDatum(kind);
 	vals[3] = CStringGetTextDatum(text);
+	vals[8] = email_text ? CStringGetTextDatum(email_text) : (Datum) 0;
+	nulls[8] = (email_text == NULL);
 	vals[4] = CStringGetTextDatum(call->cx->entity_type);
 	vals[5] = Int64GetDatum(call->cx->item_id);
 	vals[6] = Int64GetDatum(call->robot_id);
@@ -139,7 +149,33 @@ crm_exec_notify(CrmActionCall *call)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parameter \"recipients\" names no user for this item")));
-	notify_users(call, ids, n, ns > 0 ? sender[0] : 0, crm_param_text(call, "text"));
+	crm_notify_users(call, ids, n, ns > 0 ? sender[0] : 0, NULL, crm_param_text(call, "text"), NULL);
+}
+
+/* The supervisor of the item's responsible user; an error when there is none. */
+int64
+crm_item_supervisor(CrmActionCall *call)
+{
+	CrmExpr    *e = crm_expr_compile_text("{{responsible_id}}", "control");
+	int64		resp;
+	int64		id;
+	bool		isnull;
+	static SPIPlanPtr plan = NULL;
+	Oid			t[1] = {INT8OID};
+	Datum		v[1];
+
+	if (!crm_value_to_int64(crm_expr_eval(e, call->cx), &resp))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the item has no responsible user, so it has no supervisor to notify")));
+	v[0] = Int64GetDatum(resp);
+	crm_exec(crm_plan(&plan, "SELECT crm.supervisor_of($1)", 1, t), v, NULL, true, 1);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the responsible user has no supervisor to notify")));
+	return id;
 }
 
 /* control, when due: the item is still in the stage. */
@@ -154,31 +190,14 @@ crm_exec_control(CrmActionCall *call)
 	if (n == 0)
 	{
 		/* default: the responsible user's supervisor */
-		CrmExpr    *e = crm_expr_compile_text("{{responsible_id}}", "control");
-		int64		resp;
-		bool		isnull;
-		static SPIPlanPtr plan = NULL;
-		Oid			t[1] = {INT8OID};
-		Datum		v[1];
-
-		if (!crm_value_to_int64(crm_expr_eval(e, call->cx), &resp))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("the item has no responsible user, so it has no supervisor to notify")));
-		v[0] = Int64GetDatum(resp);
-		crm_exec(crm_plan(&plan, "SELECT crm.supervisor_of($1)", 1, t), v, NULL, true, 1);
 		ids = palloc(sizeof(int64));
-		ids[0] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("the responsible user has no supervisor to notify")));
+		ids[0] = crm_item_supervisor(call);
 		n = 1;
 	}
 	if (text == NULL || *text == '\0')
 		text = crm_expr_render(crm_expr_compile_text("\"{{title}}\" is still in the same stage; check its progress.",
 													 "control"), call->cx);
-	notify_users(call, ids, n, 0, text);
+	crm_notify_users(call, ids, n, 0, NULL, text, NULL);
 }
 
 /* wait: the pause is planned by the sequencer; the instructions go to the responsible user. */
@@ -193,7 +212,7 @@ crm_exec_wait(CrmActionCall *call)
 		return;
 	resp = crm_item_int(call->cx, "responsible_id", &isnull);
 	if (!isnull)
-		notify_users(call, &resp, 1, 0, text);
+		crm_notify_users(call, &resp, 1, 0, NULL, text, NULL);
 }
 
 void

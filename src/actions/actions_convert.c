@@ -303,6 +303,7 @@ void
 crm_exec_reserve_resource(CrmActionCall *call)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr robot_plan = NULL;
 	Oid			types[9] = {TEXTOID, INT8ARRAYOID, TIMESTAMPTZOID, INTERVALOID, TEXTOID,
 	TEXTOID, INT8OID, INT8OID, INT8OID};
 	Datum		vals[9];
@@ -328,11 +329,22 @@ crm_exec_reserve_resource(CrmActionCall *call)
 	vals[5] = CStringGetTextDatum(call->cx->entity_type);
 	vals[6] = Int64GetDatum(call->cx->item_id);
 	crm_action_author(call, vals, nulls, 7, 8);
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field,"
-					  " entity_type, entity_id, robot_id, process_instance_id)"
-					  " SELECT $1, u, $3, $4, $5, $6, $7, $8, $9 FROM unnest($2) u",
-					  9, types), vals, nulls, false, 0);
+	/*
+	 * The column came in 0.2.0: a robot's booking does without it, so that
+	 * robots keep working on a 0.1.0 schema until ALTER EXTENSION ... UPDATE.
+	 */
+	if (call->process_instance_id == 0)
+		crm_exec(crm_plan(&robot_plan,
+						  "INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field,"
+						  " entity_type, entity_id, robot_id)"
+						  " SELECT $1, u, $3, $4, $5, $6, $7, $8 FROM unnest($2) u",
+						  8, types), vals, nulls, false, 0);
+	else
+		crm_exec(crm_plan(&plan,
+						  "INSERT INTO crm.resource_booking (service, user_id, start_at, duration, field,"
+						  " entity_type, entity_id, robot_id, process_instance_id)"
+						  " SELECT $1, u, $3, $4, $5, $6, $7, $8, $9 FROM unnest($2) u",
+						  9, types), vals, nulls, false, 0);
 	crm_action_output_int(call, "booked", (int64) SPI_processed);
 }
 

@@ -15,6 +15,7 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/numeric.h"
 #include "utils/jsonb.h"
 
 #include "actions/actions.h"
@@ -47,17 +48,142 @@ column_type(const char *table, const char *column)
 	return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* The declared type of a custom field (crm.user_field), or NULL. */
+static char *
+custom_field_type(const char *entity_type, const char *code)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		vals[2];
+	bool		isnull;
+
+	vals[0] = CStringGetTextDatum(entity_type);
+	vals[1] = CStringGetTextDatum(code);
+	crm_exec(crm_plan(&plan,
+					  "SELECT type FROM crm.user_field WHERE entity_type = $1 AND upper(code) = upper($2)",
+					  2, types), vals, NULL, true, 1);
+	if (SPI_processed == 0)
+		return NULL;
+	return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A decimal number as written: [-+]digits[.digits][e[-+]digits]. */
+static bool
+looks_numeric(const char *s)
+{
+	bool		digits = false;
+
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; isdigit((unsigned char) *s); s++)
+		digits = true;
+	if (*s == '.')
+		for (s++; isdigit((unsigned char) *s); s++)
+			digits = true;
+	if (digits && (*s == 'e' || *s == 'E'))
+	{
+		s++;
+		if (*s == '-' || *s == '+')
+			s++;
+		if (!isdigit((unsigned char) *s))
+			return false;
+		while (isdigit((unsigned char) *s))
+			s++;
+	}
+	return digits && *s == '\0';
+}
+
 /*
- * Sets the "fields" parameter on a row of crm.<table>: columns by their
- * type, anything else as a custom field in fields jsonb.
+ * A value for a typed custom field keeps the field's type, whatever form the
+ * template gave it ("1200" for a number field is 1200): number and money as
+ * numbers, boolean as true/false, user as a user id.  A value that is not of
+ * the type is an error naming the field; other types are stored as given.
+ */
+static CrmValue
+typed_custom_value(const char *entity_type, const char *field, CrmValue v)
+{
+	char	   *type;
+	char	   *s;
+	CrmValue	out = v;
+
+	if (v.type == CRM_VAL_NULL || v.type == CRM_VAL_JSON ||
+		(type = custom_field_type(entity_type, field)) == NULL)
+		return v;
+	s = crm_value_to_cstring(v);
+	if (v.type == CRM_VAL_TEXT && *s == '\0')
+	{
+		out.type = CRM_VAL_NULL;
+		return out;
+	}
+	if (strcmp(type, "number") == 0 || strcmp(type, "money") == 0)
+	{
+		if (v.type == CRM_VAL_NUMBER)
+			return v;
+		if (v.type == CRM_VAL_TEXT && looks_numeric(s))
+		{
+			out.type = CRM_VAL_NUMBER;
+			out.num = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+														  ObjectIdGetDatum(InvalidOid),
+														  Int32GetDatum(-1)));
+			return out;
+		}
+	}
+	else if (strcmp(type, "boolean") == 0)
+	{
+		if (v.type == CRM_VAL_BOOL)
+			return v;
+		if (v.type == CRM_VAL_TEXT || v.type == CRM_VAL_NUMBER)
+		{
+			out.type = CRM_VAL_BOOL;
+			if (pg_strcasecmp(s, "true") == 0 || pg_strcasecmp(s, "y") == 0 ||
+				pg_strcasecmp(s, "yes") == 0 || strcmp(s, "1") == 0)
+			{
+				out.b = true;
+				return out;
+			}
+			if (pg_strcasecmp(s, "false") == 0 || pg_strcasecmp(s, "n") == 0 ||
+				pg_strcasecmp(s, "no") == 0 || strcmp(s, "0") == 0)
+			{
+				out.b = false;
+				return out;
+			}
+		}
+	}
+	else if (strcmp(type, "user") == 0)
+	{
+		int64		id;
+
+		if (crm_value_to_int64(v, &id) && id > 0)
+		{
+			out.type = CRM_VAL_NUMBER;
+			out.num = int64_to_numeric(id);
+			return out;
+		}
+	}
+	else
+		return v;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("value \"%s\" does not fit custom field %s of type %s", s, field, type),
+			 errhint("Give the field a value of its type (crm.user_field.type).")));
+	return v;					/* not reached */
+}
+
+/*
+ * Sets the "fields" parameter on an item of the entity type: columns by
+ * their type, anything else as a custom field in fields jsonb.
  */
 void
-crm_update_fields(CrmActionCall *call, const char *table, int64 id)
+crm_update_fields(CrmActionCall *call, const char *entity_type, int64 id)
 {
+	const char *table = crm_item_table(entity_type);
 	const CrmCompiledParam *c = crm_param(call, "fields");
 	ListCell   *ln;
 	ListCell   *le;
 	StringInfoData sql;
+	StringInfoData custom;
+	int			ncolumns = 0;
+	int			ncustom = 0;
 	Oid		   *types;
 	Datum	   *vals;
 	char	   *nulls;
@@ -70,6 +196,7 @@ crm_update_fields(CrmActionCall *call, const char *table, int64 id)
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "UPDATE %s SET ", quote_qualified_identifier("crm", table));
 
+	initStringInfo(&custom);
 	forboth(ln, c->field_names, le, c->field_exprs)
 	{
 		char	   *field = (char *) lfirst(ln);
@@ -86,27 +213,34 @@ crm_update_fields(CrmActionCall *call, const char *table, int64 id)
 			v.type = CRM_VAL_NULL;
 		else
 			v = crm_expr_eval(e, call->cx);
-		if (n > 0)
-			appendStringInfoString(&sql, ", ");
 		if (type != NULL)
 		{
 			/* a column: the text form is cast by the column's input function */
-			appendStringInfo(&sql, "%s = $%d::%s", quote_identifier(pstrdup(field)), n + 1, type);
+			appendStringInfo(&sql, "%s%s = $%d::%s", ncolumns++ > 0 ? ", " : "",
+							 quote_identifier(pstrdup(field)), n + 1, type);
 			types[n] = TEXTOID;
 			nulls[n] = v.type == CRM_VAL_NULL ? 'n' : ' ';
 			vals[n] = v.type == CRM_VAL_NULL ? (Datum) 0 : CStringGetTextDatum(crm_value_to_cstring(v));
 		}
 		else
 		{
-			/* a custom field, kept in fields under its code */
-			appendStringInfo(&sql, "fields = fields || jsonb_build_object(%s, $%d::jsonb)",
+			/* a custom field, kept in fields under its code, in its type */
+			v = typed_custom_value(entity_type, field, v);
+			/* jsonb_build_object takes up to 100 arguments: 40 pairs each */
+			appendStringInfo(&custom, "%s%s, $%d::jsonb",
+							 ncustom == 0 ? "" : ncustom % 40 == 0 ? ") || jsonb_build_object(" : ", ",
 							 quote_literal_cstr(field), n + 1);
+			ncustom++;
 			types[n] = JSONBOID;
 			nulls[n] = ' ';
 			vals[n] = JsonbPGetDatum(crm_value_to_jsonb(v));
 		}
 		n++;
 	}
+	/* every custom field in one assignment: a column is set once */
+	if (custom.len > 0)
+		appendStringInfo(&sql, "%sfields = fields || jsonb_build_object(%s)",
+						 ncolumns > 0 ? ", " : "", custom.data);
 	appendStringInfo(&sql, " WHERE id = $%d", n + 1);
 	types[n] = INT8OID;
 	vals[n] = Int64GetDatum(id);
@@ -118,7 +252,7 @@ crm_update_fields(CrmActionCall *call, const char *table, int64 id)
 void
 crm_exec_update_item(CrmActionCall *call)
 {
-	crm_update_fields(call, crm_item_table(call->cx->entity_type), call->cx->item_id);
+	crm_update_fields(call, call->cx->entity_type, call->cx->item_id);
 }
 
 static void

@@ -204,8 +204,11 @@ crm_exec_outbound(CrmActionCall *call)
 		}
 		ob_jsonb(&b, "body", body);
 	}
-	else if (strcmp(action, "send_email") == 0)
+	else if (strcmp(action, "send_email") == 0 || strcmp(action, "email") == 0)
 	{
+		/* email, the process activity, says format (text | html) for html */
+		const char *format = crm_param_if_any(call, "format") ? crm_param_text(call, "format") : NULL;
+
 		char	   *sep = crm_param_text(call, "separator");
 		List	   *from = crm_param_addresses(call, "from", false, NULL);
 		List	   *to = crm_param_addresses(call, "to", false, sep ? sep : ",");
@@ -220,7 +223,7 @@ crm_exec_outbound(CrmActionCall *call)
 		ob_strings(&b, "to", to);
 		ob_text(&b, "subject", crm_param_text(call, "subject"));
 		ob_text(&b, "body", crm_param_text(call, "body"));
-		ob_bool(&b, "html", crm_param_bool(call, "html", false));
+		ob_bool(&b, "html", format ? strcmp(format, "html") == 0 : crm_param_bool(call, "html", false));
 		ob_text(&b, "charset", "utf-8");
 		if (crm_param_present(call, "attachments"))
 			ob_strings(&b, "attachments", file_ids(call, "attachments"));

@@ -47,6 +47,17 @@ crm_param(CrmActionCall *call, const char *name)
 	return NULL;				/* keep compiler quiet */
 }
 
+const CrmCompiledParam *
+crm_param_if_any(CrmActionCall *call, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < call->params->n; i++)
+		if (strcmp(call->params->params[i].desc->name, name) == 0)
+			return &call->params->params[i];
+	return NULL;
+}
+
 bool
 crm_param_present(CrmActionCall *call, const char *name)
 {

@@ -573,11 +573,16 @@ validate_params(const CrmActionDesc *action, Jsonb *params, int64 stage_id,
 				 errhint("Parameters of %s: %s.", action->name, param_names(action))));
 	if (entity_type != NULL &&
 		(((action->flags & CRM_ACT_DEALS_ONLY) && strcmp(entity_type, "deal") != 0) ||
-		 ((action->flags & CRM_ACT_LEADS_ONLY) && strcmp(entity_type, "lead") != 0)))
+		 ((action->flags & CRM_ACT_LEADS_ONLY) && strcmp(entity_type, "lead") != 0) ||
+		 ((action->flags & CRM_ACT_DEALS_LEADS) && strcmp(entity_type, "deal") != 0 &&
+		  strcmp(entity_type, "lead") != 0)))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("action \"%s\" is not available for %s stages", action->name, entity_type),
-				 errhint("It works on %s only.", (action->flags & CRM_ACT_DEALS_ONLY) ? "deals" : "leads")));
+				 errmsg("%s \"%s\" is not available for %s %s",
+						(action->flags & CRM_ACT_PROCESS_ONLY) ? "activity" : "action", action->name,
+						entity_type, (action->flags & CRM_ACT_PROCESS_ONLY) ? "documents" : "stages"),
+				 errhint("It works on %s only.", (action->flags & CRM_ACT_DEALS_ONLY) ? "deals" :
+						 (action->flags & CRM_ACT_LEADS_ONLY) ? "leads" : "deals and leads")));
 	if (entity_type != NULL && strcmp(action->name, "convert") == 0)
 	{
 		JsonbValue *to = getKeyJsonValueFromContainer(&params->root, "to", 2, NULL);

@@ -42,15 +42,18 @@
 
 PG_FUNCTION_INFO_V1(crm_validate_process_template);
 
-/* Process-only types of SPEC §5 that this version does not run. */
-static const char *const unsupported_types[] = {
-	"absence", "calendar_event", "control", "email", "feed_message",
-	"openline_message", "user_notification", "social_message", NULL
+/*
+ * Process-only types of seed 000 that this version does not run, each with
+ * the nearest activity that works.
+ */
+static const char *const unsupported_types[][2] = {
+	{"openline_message", "Record the message with create_activity and send it with webhook to the channel connector."},
+	{NULL, NULL}
 };
 
 static const char *const value_types = "text, int, number, bool, date, datetime, user";
 
-#define ACTIVITY_TYPES_HINT "Activities are the actions of crm.robot_actions and if, delay, set_variable, set_field, set_status_text."
+#define ACTIVITY_TYPES_HINT "Activity types are listed in crm.activity_types."
 
 /* ---------- shared helpers ---------- */
 
@@ -73,11 +76,26 @@ crm_activity_kind(const char *type, const CrmActionDesc **action)
 	}
 	if (strcmp(type, "set_status_text") == 0)
 		return CRM_ACTIVITY_SET_STATUS_TEXT;
-	for (i = 0; unsupported_types[i] != NULL; i++)
-		if (strcmp(type, unsupported_types[i]) == 0)
+	for (i = 0; unsupported_types[i][0] != NULL; i++)
+		if (strcmp(type, unsupported_types[i][0]) == 0)
 			return CRM_ACTIVITY_UNSUPPORTED;
-	*action = crm_action_lookup(type);
+	/* the process-only ones first: inside a process, control is seed 000's */
+	*action = crm_process_action_lookup(type);
+	if (*action == NULL)
+		*action = crm_action_lookup(type);
 	return *action ? CRM_ACTIVITY_ACTION : CRM_ACTIVITY_UNKNOWN;
+}
+
+/* The nearest working activity for a type this version does not run. */
+const char *
+crm_activity_alternative(const char *type)
+{
+	int			i;
+
+	for (i = 0; unsupported_types[i][0] != NULL; i++)
+		if (strcmp(type, unsupported_types[i][0]) == 0)
+			return unsupported_types[i][1];
+	return ACTIVITY_TYPES_HINT;
 }
 
 char *
@@ -248,6 +266,11 @@ crm_process_value(const char *type, JsonbValue *v, JsonbValue *out)
 	}
 	if (strcmp(type, "int") == 0 || strcmp(type, "user") == 0)
 	{
+		char	   *dot = strchr(s, '.');
+
+		/* a number that is whole after evaluation (8000 / 1000 is 8.0000) */
+		if (dot != NULL && dot > s && strspn(dot + 1, "0") == strlen(dot + 1))
+			*dot = '\0';
 		if (!digits_only(s) || strlen(s) > 18 || (strcmp(type, "user") == 0 && s[0] == '-'))
 			return false;
 		out->type = jbvNumeric;
@@ -791,7 +814,7 @@ check_activity(Validation *vs, JsonbValue *av, const char *path)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("activity type \"%s\" is not supported yet", type),
-					 errhint("This version runs robot actions (crm.robot_actions) and if, delay, set_variable, set_field, set_status_text.")));
+					 errhint("%s", crm_activity_alternative(type))));
 			break;
 		case CRM_ACTIVITY_UNKNOWN:
 			ereport(ERROR,

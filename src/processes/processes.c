@@ -169,7 +169,9 @@ run_set_variable(ProcessRun *pr, Jsonb *activity)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("value %s does not fit variable \"%s\" of type %s",
 						JsonbToCString(NULL, &JsonbValueToJsonb(&v)->root, 0),
-						declared, type)));
+						declared, type),
+				 strcmp(type, "int") == 0 ?
+				 errhint("An int variable holds whole numbers: round the value (=round(...)) or declare the variable as number.") : 0));
 	pr->cx.variables = crm_jsonb_with(pr->cx.variables, declared, &stored);
 }
 

@@ -32,6 +32,7 @@ typedef enum CrmActivityKind
 
 /* The kind of an activity type; *action is set for CRM_ACTIVITY_ACTION. */
 extern CrmActivityKind crm_activity_kind(const char *type, const CrmActionDesc **action);
+extern const char *crm_activity_alternative(const char *type);
 
 /*
  * The parameters an action activity passes to its action's descriptor: the
