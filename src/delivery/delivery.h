@@ -67,6 +67,9 @@ typedef struct CrmMessage
 	char	   *tls;
 	CrmAttachment *att;
 	int			natt;
+	char	   *ca;				/* provider's TLS: private CA, PEM or a path */
+	char	   *client_cert;	/* client certificate, PEM or a path */
+	char	   *client_key;		/* its key, PEM or a path */
 	char	   *error;			/* cannot be sent: dead without trying */
 	char	   *endpoint;		/* "scheme://authority" of url, lower-cased; NULL none */
 
@@ -121,6 +124,10 @@ extern bool crm_smtp_prepare(CrmMessage *m, void *easy);
 /* message_check.c */
 extern char *crm_message_check(CrmMessage *m);
 extern char *crm_text_clean(const char *s, size_t len, size_t max, bool cut);
+
+/* tls.c: a provider's private CA and client certificate */
+extern char *crm_tls_check(CrmMessage *m);
+extern bool crm_tls_apply(CrmMessage *m, void *easy);
 
 /* signature.c */
 extern char *crm_webhook_sign(const char *secret, const char *msg_id, int64 ts,

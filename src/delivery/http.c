@@ -725,7 +725,9 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 	/* an ERROR while preparing is the message's: crm_transport_recover */
 	t->starting = m;
 	old = MemoryContextSwitchTo(m->cxt);
-	if (strcmp(m->channel, "email") == 0)
+	if (!crm_tls_apply(m, easy))
+		ok = false;
+	else if (strcmp(m->channel, "email") == 0)
 		ok = crm_smtp_prepare(m, easy);
 	else
 		ok = http_prepare(m, easy);

@@ -39,8 +39,11 @@ enum
 {
 	C_ID = 1, C_CHANNEL, C_ATTEMPTS, C_KEY, C_PROVIDER, C_URL, C_METHOD, C_HEADERS, C_BODY,
 	C_SECRET, C_USERNAME, C_MAIL_FROM, C_RCPT, C_SUBJECT, C_HTML, C_TLS, C_ATTACHMENTS,
-	C_ERROR, C_NCOLS = C_ERROR
+	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_NCOLS = C_CLIENT_KEY
 };
+
+/* A database still on 0.1.0 has the claim without the TLS columns. */
+#define C_NCOLS_0_1 C_ERROR
 
 static char *
 get_text(HeapTuple tup, TupleDesc desc, int col)
@@ -187,7 +190,8 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
 			 vals, NULL, false, 0);
 
-	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS)
+	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS &&
+		SPI_tuptable->tupdesc->natts != C_NCOLS_0_1)
 		elog(ERROR, "crm._claim_messages returned %d columns, expected %d",
 			 SPI_tuptable->tupdesc->natts, C_NCOLS);
 	for (i = 0; i < SPI_processed; i++)
@@ -225,6 +229,12 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 		m->html = !isnull && DatumGetBool(d);
 		m->tls = get_text(tup, desc, C_TLS);
 		m->error = get_text(tup, desc, C_ERROR);
+		if (desc->natts >= C_NCOLS)
+		{
+			m->ca = get_text(tup, desc, C_CA);
+			m->client_cert = get_text(tup, desc, C_CLIENT_CERT);
+			m->client_key = get_text(tup, desc, C_CLIENT_KEY);
+		}
 		m->endpoint = crm_endpoint_of(m->url);
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
