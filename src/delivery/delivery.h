@@ -98,6 +98,7 @@ typedef struct CrmMessage
 /* outbox.c: run inside the worker's short transactions */
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
 							  List *busy, MemoryContext parent);
+extern List *crm_outbox_claim_careful(int limit, int lease_ms, MemoryContext parent);
 extern char *crm_endpoint_of(const char *url);
 extern double crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);
