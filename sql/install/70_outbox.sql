@@ -109,21 +109,29 @@ BEGIN
 END
 $$;
 
--- May the role that logged in name files of the server in a provider's TLS
--- settings?  As for COPY FROM a file: superusers and members of
--- pg_read_server_files.  (The provider functions are SECURITY DEFINER:
--- current_user is the extension's owner there, so the login role is asked.)
-CREATE FUNCTION crm._may_name_server_files() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
-		OR pg_has_role(session_user, 'pg_read_server_files', 'USAGE');
+-- Refuses a file of the server as a provider's TLS setting (p_what: its
+-- name) unless the role that logged in may name one: as for COPY FROM a
+-- file, superusers and members of pg_read_server_files.  (The provider
+-- functions are SECURITY DEFINER: current_user is the extension's owner
+-- there, so the login role is asked.)
+CREATE FUNCTION crm._check_file_role(p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
+			OR pg_has_role(session_user, 'pg_read_server_files', 'USAGE')) THEN
+		RAISE EXCEPTION 'only superusers and members of pg_read_server_files may give a file as provider %', p_what
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The worker reads the file with the server''s rights.',
+				  HINT = 'Give the PEM text itself (-----BEGIN ...).';
+	END IF;
+END
 $$;
 
 -- Checks one TLS setting of a provider: "ca" or "client_cert" (config keys)
 -- or its client key.  Each is PEM text (only its -----BEGIN/END----- blocks,
 -- each of the right kind, in base64), or the absolute path of a file on the
--- server whose content is that, which only _may_name_server_files() roles
--- may name.  The client key is never quoted in an error.
+-- server whose content is that, which only some roles may name
+-- (crm._check_file_role).  The client key is never quoted in an error.
 CREATE FUNCTION crm._validate_tls(p_key text, p_value text)
 RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -155,12 +163,7 @@ BEGIN
 					  DETAIL = 'A path has at most 1024 bytes and no control character (CR, LF, ...).',
 					  HINT = 'Give the absolute path of a PEM file the server can read, or the PEM text itself.';
 		END IF;
-		IF NOT crm._may_name_server_files() THEN
-			RAISE EXCEPTION 'only superusers and members of pg_read_server_files may give a file as provider %', v_what
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = 'The worker reads the file with the server''s rights.',
-					  HINT = 'Give the PEM text itself (-----BEGIN ...).';
-		END IF;
+		PERFORM crm._check_file_role(v_what);
 		SELECT f.size, f.isdir INTO v_size, v_isdir FROM pg_stat_file(p_value, true) AS f;
 		IF v_size IS NULL THEN
 			RAISE EXCEPTION 'file "%" of provider % does not exist', p_value, v_what
@@ -884,7 +887,8 @@ CREATE TRIGGER secret_follows_url AFTER UPDATE OF config, channel ON crm.provide
 
 -- A file path in a provider's "ca" or "client_cert" is read by the worker
 -- with the server's rights: written by a direct INSERT or UPDATE too, it
--- needs the role crm._validate_tls asks of crm.add_provider's callers.
+-- needs the role crm._validate_tls asks of crm.add_provider's callers
+-- (crm._check_file_role).
 CREATE FUNCTION crm._provider_tls_files() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -892,12 +896,8 @@ DECLARE
 BEGIN
 	FOREACH v_key IN ARRAY ARRAY['ca', 'client_cert'] LOOP
 		IF left(NEW.config ->> v_key, 1) = '/'
-		   AND (TG_OP = 'INSERT' OR (NEW.config ->> v_key) IS DISTINCT FROM (OLD.config ->> v_key))
-		   AND NOT crm._may_name_server_files() THEN
-			RAISE EXCEPTION 'only superusers and members of pg_read_server_files may give a file as provider "%"', v_key
-				USING ERRCODE = 'insufficient_privilege',
-					  DETAIL = 'The worker reads the file with the server''s rights.',
-					  HINT = 'Give the PEM text itself (-----BEGIN ...).';
+		   AND (TG_OP = 'INSERT' OR (NEW.config ->> v_key) IS DISTINCT FROM (OLD.config ->> v_key)) THEN
+			PERFORM crm._check_file_role(format('"%s"', v_key));
 		END IF;
 	END LOOP;
 	RETURN NEW;
