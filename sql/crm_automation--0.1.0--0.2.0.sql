@@ -30,6 +30,10 @@
  *    stays as written);
  *  - crm._claim_messages never raises on a message of the wrong shape: the
  *    message is dead with the reason, the others go on.
+ *  - providers' TLS settings: "ca" and "client_cert" config keys, a client
+ *    key kept in crm.provider_secret (client_key => of crm.add_provider and
+ *    crm.update_provider), returned by the claim; file paths only from
+ *    superusers and pg_read_server_files (trigger tls_files).
  */
 
 -- A provider's secret goes to its URL's host (the SMTP password, an SMS or
@@ -478,3 +482,632 @@ REVOKE EXECUTE ON FUNCTION crm._activity_actions() FROM PUBLIC;
 GRANT SELECT ON crm.activity_types TO crm_user;
 GRANT EXECUTE ON FUNCTION crm._activity_actions() TO crm_user;
 GRANT EXECUTE ON FUNCTION crm._activity_actions() TO crm_admin;
+
+-- Providers' TLS settings: "ca" and "client_cert" in the config (PEM text,
+-- or a file on the server), the client certificate's key kept with the
+-- secret in crm.provider_secret (either may now be NULL), both checked when
+-- saved and handed to the worker by the claim.
+ALTER TABLE crm.provider_secret ALTER COLUMN secret DROP NOT NULL;
+ALTER TABLE crm.provider_secret ADD COLUMN client_key text;
+
+-- Refuses a file of the server as a provider's TLS setting (p_what: its
+-- name) unless the role that logged in may name one: as for COPY FROM a
+-- file, superusers and members of pg_read_server_files.  (The provider
+-- functions are SECURITY DEFINER: current_user is the extension's owner
+-- there, so the login role is asked.)
+CREATE FUNCTION crm._check_file_role(p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
+			OR pg_has_role(session_user, 'pg_read_server_files', 'USAGE')) THEN
+		RAISE EXCEPTION 'only superusers and members of pg_read_server_files may give a file as provider %', p_what
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The worker reads the file with the server''s rights.',
+				  HINT = 'Give the PEM text itself (-----BEGIN ...).';
+	END IF;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm._check_file_role(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._check_file_role(text) TO crm_admin;
+
+-- Checks one TLS setting of a provider: "ca" or "client_cert" (config keys)
+-- or its client key.  Each is PEM text (only its -----BEGIN/END----- blocks,
+-- each of the right kind, in base64), or the absolute path of a file on the
+-- server whose content is that, which only some roles may name
+-- (crm._check_file_role).  The client key is never quoted in an error.
+CREATE FUNCTION crm._validate_tls(p_key text, p_value text)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_what		text := CASE p_key WHEN 'client_key' THEN 'client key' ELSE format('"%s"', p_key) END;
+	v_labels	text[] := CASE p_key WHEN 'client_key' THEN ARRAY['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY']
+									 ELSE ARRAY['CERTIFICATE'] END;
+	v_text		text := p_value;
+	v_size		bigint;
+	v_isdir		boolean;
+	v_block		text[];
+	v_blocks	integer := 0;
+	v_der		bytea;
+	v_pem		constant text := '-----BEGIN ([A-Z0-9 ]*)-----([^-]*)-----END ([A-Z0-9 ]*)-----';
+BEGIN
+	IF p_value IS NULL THEN
+		RETURN;
+	END IF;
+	IF octet_length(p_value) > 65536 THEN
+		RAISE EXCEPTION 'provider % is too long', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('It has %s bytes; at most 65536.', octet_length(p_value)),
+				  HINT = 'Give the certificates it needs only, or the absolute path of a file on the server.';
+	END IF;
+	IF left(p_value, 1) = '/' THEN
+		IF p_value ~ '[[:cntrl:]]' OR octet_length(p_value) > 1024 THEN
+			RAISE EXCEPTION 'provider % is not a valid file path', v_what
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A path has at most 1024 bytes and no control character (CR, LF, ...).',
+					  HINT = 'Give the absolute path of a PEM file the server can read, or the PEM text itself.';
+		END IF;
+		PERFORM crm._check_file_role(v_what);
+		SELECT f.size, f.isdir INTO v_size, v_isdir FROM pg_stat_file(p_value, true) AS f;
+		IF v_size IS NULL THEN
+			RAISE EXCEPTION 'file "%" of provider % does not exist', p_value, v_what
+				USING ERRCODE = 'undefined_file',
+					  HINT = 'Give the absolute path of a PEM file the server can read.';
+		END IF;
+		IF v_isdir OR v_size > 1048576 THEN
+			RAISE EXCEPTION 'file "%" of provider % is a directory or larger than 1 MB', p_value, v_what
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the absolute path of a PEM file the server can read.';
+		END IF;
+		BEGIN
+			v_text := convert_from(pg_read_binary_file(p_value), 'UTF8');
+		EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+			v_text := E'\x01';	-- refused as not PEM below
+		END;
+		v_what := v_what || format(' (file "%s")', p_value);
+	ELSIF position('-----BEGIN ' IN p_value) = 0 AND p_value !~ '[\n\r]' THEN
+		RAISE EXCEPTION 'provider % is a relative path or not PEM', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = CASE WHEN p_key = 'client_key' THEN 'It has no -----BEGIN line.'
+								ELSE format('Got "%s".', left(p_value, 200)) END,
+				  HINT = 'Give the PEM text (-----BEGIN ...) or an absolute path: the server resolves no relative one.';
+	END IF;
+
+	IF v_text ~ '[^\t\n\r -~]' THEN
+		RAISE EXCEPTION 'provider % is not PEM text', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'It holds a control character or a byte that is not ASCII.',
+				  HINT = 'Give the -----BEGIN ...----- ... -----END ...----- blocks, in ASCII.';
+	END IF;
+	IF p_key = 'client_key' AND v_text ~ '(-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:[ \t]*4,ENCRYPTED)' THEN
+		RAISE EXCEPTION 'provider client key is encrypted'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The worker has no passphrase to decrypt it.',
+				  HINT = 'Give it decrypted (openssl pkey -in key.pem -out plain.pem): neither crm_admin nor crm_user can read it here.';
+	END IF;
+	FOR v_block IN SELECT m FROM regexp_matches(v_text, v_pem, 'g') AS m LOOP
+		v_blocks := v_blocks + 1;
+		IF v_block[1] <> v_block[3] OR NOT v_block[1] = ANY (v_labels) THEN
+			RAISE EXCEPTION 'provider % holds a "%" block', v_what, v_block[1]
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Expected %s.', array_to_string(v_labels, ' or ')),
+					  HINT = '"ca" and "client_cert" hold CERTIFICATE blocks, the client key one PRIVATE KEY block.';
+		END IF;
+		BEGIN
+			v_der := decode(v_block[2], 'base64');
+		EXCEPTION WHEN invalid_parameter_value THEN
+			v_der := NULL;
+		END;
+		IF v_der IS NULL OR length(v_der) < 2 OR get_byte(v_der, 0) <> 48 THEN	-- a DER SEQUENCE
+			RAISE EXCEPTION 'provider % has a % block that is not valid base64 DER', v_what, v_block[1]
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the block as openssl writes it.';
+		END IF;
+	END LOOP;
+	IF v_blocks = 0 OR v_blocks <> (SELECT count(*) FROM regexp_matches(v_text, '-----BEGIN ', 'g'))
+	   OR regexp_replace(v_text, v_pem, '', 'g') ~ '\S' THEN
+		RAISE EXCEPTION 'provider % is not PEM', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Only -----BEGIN ...----- ... -----END ...----- blocks and white space are allowed.',
+				  HINT = 'Give the blocks as openssl writes them, without the text of "openssl x509 -text".';
+	END IF;
+	IF p_key = 'client_key' AND v_blocks > 1 THEN
+		RAISE EXCEPTION 'provider client key holds % keys', v_blocks
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give the private key of the client certificate only.';
+	END IF;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm._validate_tls(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._validate_tls(text, text) TO crm_admin;
+
+-- A client certificate and its key go together: both or neither.
+CREATE FUNCTION crm._validate_client_pair(p_config jsonb, p_has_key boolean)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_config ? 'client_cert' AND NOT p_has_key THEN
+		RAISE EXCEPTION 'a provider with a client certificate needs its client key'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The config has "client_cert" and the provider no client key.',
+				  HINT = 'Give it with client_key => ... (PEM, or a file path), or remove "client_cert" from the config.';
+	ELSIF p_has_key AND NOT p_config ? 'client_cert' THEN
+		RAISE EXCEPTION 'a provider with a client key needs its client certificate'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The provider has a client key and its config no "client_cert".',
+				  HINT = 'Add "client_cert" to the config, or remove the key with client_key => ''''.';
+	END IF;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm._validate_client_pair(jsonb, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._validate_client_pair(jsonb, boolean) TO crm_admin;
+
+-- Checks a provider definition; raises a clear error or returns nothing.
+CREATE OR REPLACE FUNCTION crm._validate_provider(p_channel text, p_name text, p_config jsonb, p_secret text)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_allowed	text[];
+	v_key		text;
+	v_url		text;
+	v_val		jsonb;
+BEGIN
+	IF p_channel IS NULL THEN
+		RAISE EXCEPTION 'provider channel must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Channels are webhook, email, sms and robocall.';
+	END IF;
+	IF p_channel NOT IN ('webhook', 'email', 'sms', 'robocall') THEN
+		RAISE EXCEPTION 'unknown provider channel "%"', p_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Channels are webhook, email, sms and robocall.';
+	END IF;
+	IF p_name IS NULL THEN
+		RAISE EXCEPTION 'provider name must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Robots choose a provider by its name, e.g. {"provider": "erp"}.';
+	END IF;
+	IF btrim(p_name) = '' THEN
+		RAISE EXCEPTION 'provider name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Robots choose a provider by its name, e.g. {"provider": "erp"}.';
+	END IF;
+	IF p_config IS NULL OR jsonb_typeof(p_config) <> 'object' THEN
+		RAISE EXCEPTION 'provider config must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Got %s.', coalesce(jsonb_typeof(p_config), 'NULL')),
+				  HINT = 'For example {"url": "https://erp.example.com/hook"}.';
+	END IF;
+
+	v_allowed := CASE p_channel
+		WHEN 'webhook' THEN ARRAY['url', 'method', 'headers', 'ca', 'client_cert']
+		WHEN 'email' THEN ARRAY['url', 'username', 'from', 'tls', 'ca', 'client_cert']
+		ELSE ARRAY['url', 'method', 'headers', 'body', 'format', 'ca', 'client_cert']
+	END;
+	FOR v_key IN SELECT jsonb_object_keys(p_config) LOOP
+		IF NOT v_key = ANY (v_allowed) THEN
+			RAISE EXCEPTION 'unknown key "%" in % provider config', v_key, p_channel
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('Allowed keys: %s.', array_to_string(v_allowed, ', '));
+		END IF;
+		IF v_key <> 'headers' AND jsonb_typeof(p_config -> v_key) <> 'string' THEN
+			RAISE EXCEPTION 'key "%" of % provider config must be a string', v_key, p_channel
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', p_config -> v_key);
+		END IF;
+	END LOOP;
+
+	v_url := p_config ->> 'url';
+	IF v_url IS NULL AND p_channel <> 'webhook' THEN
+		RAISE EXCEPTION '% provider config needs a "url"', p_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = CASE WHEN p_channel = 'email'
+							  THEN 'For example {"url": "smtps://smtp.example.com:465", "username": "crm", "from": "crm@example.com"}.'
+							  ELSE 'For example {"url": "https://sms.example.com/send", "body": "{\"to\": \"{to}\", \"text\": \"{text}\"}"}.' END;
+	END IF;
+	IF v_url IS NOT NULL THEN
+		IF p_channel = 'email' AND v_url !~* '^smtps?://[^/\s]+' THEN
+			RAISE EXCEPTION 'e-mail provider url "%" is not an smtp:// or smtps:// URL', v_url
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example smtps://smtp.example.com:465, or smtp://smtp.example.com:587 (STARTTLS).';
+		ELSIF p_channel <> 'email' AND v_url !~* '^https?://[^/\s]+' THEN
+			RAISE EXCEPTION '% provider url "%" is not an http:// or https:// URL', p_channel, v_url
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'The worker speaks only HTTP(S) to webhooks and SMS or call providers.';
+		END IF;
+	END IF;
+	IF p_config ? 'method' AND upper(p_config ->> 'method') NOT IN ('POST', 'PUT', 'PATCH', 'GET', 'DELETE') THEN
+		RAISE EXCEPTION 'unsupported HTTP method "%"', p_config ->> 'method'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use POST, PUT, PATCH, GET or DELETE.';
+	END IF;
+	IF p_config ? 'format' AND p_config ->> 'format' NOT IN ('json', 'form', 'text') THEN
+		RAISE EXCEPTION 'unknown body format "%"', p_config ->> 'format'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use json, form or text.';
+	END IF;
+	IF p_config ? 'tls' AND p_config ->> 'tls' NOT IN ('try', 'required', 'none') THEN
+		RAISE EXCEPTION 'unknown tls mode "%"', p_config ->> 'tls'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use try (STARTTLS when offered), required or none.';
+	END IF;
+	IF p_config ? 'from' AND p_config ->> 'from' !~ '^[^@\s]+@[^@\s]+$' THEN
+		RAISE EXCEPTION 'sender "%" is not an e-mail address', p_config ->> 'from'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a bare address, e.g. "crm@example.com".';
+	END IF;
+	IF p_config ? 'headers' THEN
+		IF jsonb_typeof(p_config -> 'headers') <> 'object' THEN
+			RAISE EXCEPTION 'provider headers must be a JSON object of strings'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', p_config -> 'headers'),
+					  HINT = 'For example {"headers": {"Authorization": "Bearer {secret}"}}.';
+		END IF;
+		FOR v_key, v_val IN SELECT key, value FROM jsonb_each(p_config -> 'headers') LOOP
+			IF jsonb_typeof(v_val) <> 'string' THEN
+				RAISE EXCEPTION 'header "%" must be a string', v_key
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('Got %s.', v_val);
+			END IF;
+			IF v_key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR (v_val #>> '{}') ~ '[\r\n]' THEN
+				RAISE EXCEPTION 'header "%" is not a valid HTTP header', v_key
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Header names are tokens; values may not contain CR or LF.';
+			END IF;
+		END LOOP;
+	END IF;
+	PERFORM crm._validate_tls('ca', p_config ->> 'ca');
+	PERFORM crm._validate_tls('client_cert', p_config ->> 'client_cert');
+	IF p_channel = 'webhook' AND p_secret IS NOT NULL THEN
+		IF p_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Generate one with: SELECT ''whsec_'' || encode(gen_random_bytes(24), ''base64'') (pgcrypto), or any 24-64 random bytes in base64.';
+		END IF;
+		BEGIN
+			PERFORM decode(substr(p_secret, 7), 'base64');
+		EXCEPTION WHEN OTHERS THEN
+			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'The part after "whsec_" does not decode as base64.';
+		END;
+	END IF;
+END
+$$;
+
+DROP FUNCTION crm.add_provider(text, text, jsonb, text, boolean);
+
+CREATE FUNCTION crm.add_provider(channel text, name text, config jsonb DEFAULT '{}',
+								 secret text DEFAULT NULL, is_default boolean DEFAULT NULL,
+								 client_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_id		bigint;
+	v_default	boolean := is_default;
+	v_key		text := nullif(client_key, '');
+BEGIN
+	PERFORM crm._validate_provider(channel, name, config, secret);
+	PERFORM crm._validate_tls('client_key', v_key);
+	PERFORM crm._validate_client_pair(config, v_key IS NOT NULL);
+	IF EXISTS (SELECT FROM crm.provider p WHERE p.channel = add_provider.channel AND p.name = add_provider.name) THEN
+		RAISE EXCEPTION '% provider "%" already exists', channel, name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Change it with crm.update_provider.';
+	END IF;
+	-- The first provider of a channel is its default.
+	IF v_default IS NULL THEN
+		v_default := NOT EXISTS (SELECT FROM crm.provider p
+								  WHERE p.channel = add_provider.channel AND p.is_default);
+	ELSIF v_default THEN
+		UPDATE crm.provider p SET is_default = false
+		 WHERE p.channel = add_provider.channel AND p.is_default;
+	END IF;
+	INSERT INTO crm.provider (channel, name, config, is_default)
+	VALUES (channel, name, config, v_default)
+	RETURNING id INTO v_id;
+	IF secret IS NOT NULL OR v_key IS NOT NULL THEN
+		INSERT INTO crm.provider_secret (provider_id, secret, client_key) VALUES (v_id, secret, v_key);
+	END IF;
+	RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean, text) IS
+	'Adds a webhook, email, sms or robocall provider; the first of a channel becomes its default';
+
+REVOKE EXECUTE ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean, text) TO crm_admin;
+
+
+DROP FUNCTION crm.update_provider(bigint, jsonb, text, boolean, boolean, text);
+
+-- NULL arguments leave a setting as it is; secret => '' removes the secret,
+-- client_key => '' the client key.
+CREATE FUNCTION crm.update_provider(provider_id bigint, config jsonb DEFAULT NULL,
+									secret text DEFAULT NULL, is_default boolean DEFAULT NULL,
+									active boolean DEFAULT NULL, name text DEFAULT NULL,
+									client_key text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v	crm.provider := crm._provider(provider_id);
+BEGIN
+	PERFORM crm._validate_provider(v.channel, coalesce(name, v.name), coalesce(config, v.config),
+								   nullif(secret, ''));
+	PERFORM crm._validate_tls('client_key', nullif(client_key, ''));
+	PERFORM crm._validate_client_pair(coalesce(config, v.config),
+		CASE WHEN client_key IS NULL
+			 THEN EXISTS (SELECT FROM crm.provider_secret s
+						   WHERE s.provider_id = v.id AND s.client_key IS NOT NULL)
+			 ELSE client_key <> '' END);
+	IF is_default THEN
+		UPDATE crm.provider p SET is_default = false
+		 WHERE p.channel = v.channel AND p.is_default AND p.id <> v.id;
+	END IF;
+	UPDATE crm.provider p
+	   SET config = coalesce(update_provider.config, p.config),
+		   name = coalesce(update_provider.name, p.name),
+		   is_default = coalesce(update_provider.is_default, p.is_default),
+		   active = coalesce(update_provider.active, p.active),
+		   disabled_reason = CASE WHEN update_provider.active THEN NULL ELSE p.disabled_reason END
+	 WHERE p.id = v.id;
+	-- '' removes, NULL keeps, a value replaces; a row left empty goes
+	UPDATE crm.provider_secret s
+	   SET secret = CASE WHEN update_provider.secret = '' THEN NULL ELSE s.secret END,
+		   client_key = CASE WHEN update_provider.client_key = '' THEN NULL ELSE s.client_key END
+	 WHERE s.provider_id = v.id AND (update_provider.secret = '' OR update_provider.client_key = '');
+	IF nullif(secret, '') IS NOT NULL OR nullif(client_key, '') IS NOT NULL THEN
+		INSERT INTO crm.provider_secret AS s (provider_id, secret, client_key)
+		VALUES (v.id, nullif(secret, ''), nullif(client_key, ''))
+		ON CONFLICT ON CONSTRAINT provider_secret_pkey
+		DO UPDATE SET secret = coalesce(excluded.secret, s.secret),
+					  client_key = coalesce(excluded.client_key, s.client_key);
+	END IF;
+	DELETE FROM crm.provider_secret s
+	 WHERE s.provider_id = v.id AND s.secret IS NULL AND s.client_key IS NULL;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm.update_provider(bigint, jsonb, text, boolean, boolean, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.update_provider(bigint, jsonb, text, boolean, boolean, text, text) TO crm_admin;
+
+
+-- The claim hands each message its provider's TLS settings.
+DROP FUNCTION crm._claim_messages(integer, interval, boolean, text[]);
+
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}')
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- called many times a second: plan it once.  A generic plan does not know
+-- the limit and, with many messages due, would rather read the whole table
+-- and sort it: the claim reads outbox_due in order, whatever the statistics.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH claimed AS (
+		-- rows locked by the subquery keep their place (ctid) until we update
+		-- them: the update reads them by address, whatever the statistics say
+		-- (the subquery's index scan has pruned their pages: room for the
+		-- HOT versions)
+		UPDATE crm.outbox o
+		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
+			   lease_until = now() + p_lease, updated_at = now()
+		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
+				SELECT d.ctid FROM crm.outbox d
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				 ORDER BY d.next_attempt_at
+				 LIMIT p_limit
+				 FOR UPDATE SKIP LOCKED)
+			ELSE ARRAY(
+				-- skipping busy endpoints (a webhook's URL, else its
+				-- provider's): the same, among the first 2,000 due messages
+				-- (in their order: the nested loop over them keeps it), so
+				-- that a long backlog for a busy endpoint is not read again
+				-- and again
+				SELECT d.ctid
+				  FROM unnest(ARRAY(SELECT w.ctid FROM crm.outbox w
+									 WHERE w.sent_at IS NULL AND w.next_attempt_at < 'infinity'
+									   AND w.next_attempt_at <= now()
+									 ORDER BY w.next_attempt_at
+									 LIMIT 2000)) AS w (row_address)
+				  JOIN crm.outbox d ON d.ctid = w.row_address
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				   AND coalesce(crm._url_endpoint(
+							CASE WHEN d.channel = 'webhook' AND d.payload ? 'url' THEN d.payload ->> 'url'
+								 ELSE (SELECT p.config ->> 'url' FROM crm.provider p
+										WHERE p.id = coalesce(d.provider_id,
+															  (SELECT e.id FROM crm.provider e
+																WHERE e.channel = d.channel AND e.is_default))) END),
+								'') <> ALL (p_busy)
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED) END)
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload
+	), resolved AS (
+		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
+			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
+			   (c.channel = 'webhook'
+				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
+		  FROM claimed c
+		  LEFT JOIN crm.provider p
+			ON p.id = coalesce(c.provider_id,
+							   (SELECT d.id FROM crm.provider d
+								 WHERE d.channel = c.channel AND d.is_default))
+		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	), rendered AS (
+		SELECT r.*,
+			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
+								  r.payload ->> 'number'),
+				   'number', coalesce(r.payload ->> 'number',
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
+				   'text', r.payload ->> 'text',
+				   'message_id', r.idempotency_key,
+				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
+				   'secret', coalesce(r.p_secret, '')) END AS vars,
+			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
+			   -- most webhooks have no headers of their own: skip the subqueries then
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
+			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
+		  FROM (SELECT r.*,
+					   -- lists read only when they are arrays: a message of the
+					   -- wrong shape must not stop the claim (see shape_error)
+					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
+					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
+							ELSE '[]' END AS att_list,
+					   -- the first field of the wrong type, if any: the message is
+					   -- dead with it, the others of the claim go on
+					   CASE WHEN r.channel = 'webhook' THEN
+								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
+										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
+									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
+										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
+									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
+										 'webhook headers must be a JSON object' END
+							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
+												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
+									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
+												 ('email', 'body', 'string'), ('email', 'from', 'string'),
+												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
+												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
+												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
+												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
+								   WHERE f.channel = r.channel
+									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
+									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
+								   LIMIT 1) END AS shape_error
+				  FROM resolved r) r
+	)
+	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
+		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
+				WHEN r.channel = 'email' THEN r.cfg ->> 'url'
+				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
+		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
+						  r.cfg ->> 'method', 'POST')),
+		   CASE WHEN r.own_headers OR r.cfg_headers THEN
+			   ARRAY(SELECT h.key || ': ' ||
+							CASE WHEN r.channel IN ('sms', 'robocall')
+								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
+					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
+							 UNION ALL
+							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
+																 THEN r.payload -> 'headers'
+																 ELSE '{}' END)) h)
+				ELSE '{}' END,
+		   CASE WHEN r.channel = 'webhook' THEN
+					CASE jsonb_typeof(r.payload -> 'body')
+						WHEN 'string' THEN r.payload ->> 'body'
+						ELSE coalesce((r.payload -> 'body')::text, '') END
+				WHEN r.channel = 'email' THEN r.payload ->> 'body'
+				ELSE crm._render_template(
+						coalesce(r.cfg ->> 'body',
+								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
+											ELSE '{"to": "{to}", "text": "{text}", "id": "{message_id}"}' END),
+						r.vars, r.fmt) END,
+		   r.p_secret,
+		   r.cfg ->> 'username',
+		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
+		   r.payload ->> 'subject',
+		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
+		   coalesce(r.cfg ->> 'tls', 'try'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
+		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
+				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
+					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
+				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
+					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.shape_error IS NOT NULL THEN
+					r.shape_error
+				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
+											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
+											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
+																			 THEN r.cfg ELSE '{}' END) c
+														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
+					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
+						   r.channel, r.p_name)
+				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
+					'the webhook has no url and its provider none'
+				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
+					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
+				WHEN r.own_headers
+					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
+								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
+					'a header name is not a token or a header value contains CR or LF'
+		   END,
+		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key
+	  FROM rendered r;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[]) TO crm_admin;
+
+
+-- A provider pointed elsewhere keeps its client key (it never leaves the server).
+
+CREATE OR REPLACE FUNCTION crm._provider_secret_follows_url() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF OLD.channel IS DISTINCT FROM NEW.channel
+	   OR (NEW.channel IN ('email', 'sms', 'robocall')
+		   AND crm._url_endpoint(OLD.config->>'url') IS DISTINCT FROM crm._url_endpoint(NEW.config->>'url')) THEN
+		-- the client key stays: it signs the TLS handshake, never leaves
+		UPDATE crm.provider_secret s SET secret = NULL
+		 WHERE s.provider_id = NEW.id AND s.secret IS NOT NULL;
+		IF FOUND THEN
+			DELETE FROM crm.provider_secret s
+			 WHERE s.provider_id = NEW.id AND s.client_key IS NULL;
+			RAISE NOTICE 'the secret of % provider "%" was removed: it now points to another endpoint', NEW.channel, NEW.name
+				USING HINT = 'Give it again with crm.update_provider(id, secret => ...).';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- A file path in a provider's "ca" or "client_cert" is read by the worker
+-- with the server's rights: written by a direct INSERT or UPDATE too, it
+-- needs the role crm._validate_tls asks of crm.add_provider's callers
+-- (crm._check_file_role).
+CREATE FUNCTION crm._provider_tls_files() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_key	text;
+BEGIN
+	FOREACH v_key IN ARRAY ARRAY['ca', 'client_cert'] LOOP
+		IF left(NEW.config ->> v_key, 1) = '/'
+		   AND (TG_OP = 'INSERT' OR (NEW.config ->> v_key) IS DISTINCT FROM (OLD.config ->> v_key)) THEN
+			PERFORM crm._check_file_role(format('"%s"', v_key));
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER tls_files BEFORE INSERT OR UPDATE OF config ON crm.provider
+	FOR EACH ROW EXECUTE FUNCTION crm._provider_tls_files();
+
+REVOKE EXECUTE ON FUNCTION crm._provider_tls_files() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._provider_tls_files() TO crm_admin;

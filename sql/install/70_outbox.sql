@@ -109,6 +109,151 @@ BEGIN
 END
 $$;
 
+-- Refuses a file of the server as a provider's TLS setting (p_what: its
+-- name) unless the role that logged in may name one: as for COPY FROM a
+-- file, superusers and members of pg_read_server_files.  (The provider
+-- functions are SECURITY DEFINER: current_user is the extension's owner
+-- there, so the login role is asked.)
+CREATE FUNCTION crm._check_file_role(p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT (coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false)
+			OR pg_has_role(session_user, 'pg_read_server_files', 'USAGE')) THEN
+		RAISE EXCEPTION 'only superusers and members of pg_read_server_files may give a file as provider %', p_what
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'The worker reads the file with the server''s rights.',
+				  HINT = 'Give the PEM text itself (-----BEGIN ...).';
+	END IF;
+END
+$$;
+
+-- Checks one TLS setting of a provider: "ca" or "client_cert" (config keys)
+-- or its client key.  Each is PEM text (only its -----BEGIN/END----- blocks,
+-- each of the right kind, in base64), or the absolute path of a file on the
+-- server whose content is that, which only some roles may name
+-- (crm._check_file_role).  The client key is never quoted in an error.
+CREATE FUNCTION crm._validate_tls(p_key text, p_value text)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_what		text := CASE p_key WHEN 'client_key' THEN 'client key' ELSE format('"%s"', p_key) END;
+	v_labels	text[] := CASE p_key WHEN 'client_key' THEN ARRAY['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY']
+									 ELSE ARRAY['CERTIFICATE'] END;
+	v_text		text := p_value;
+	v_size		bigint;
+	v_isdir		boolean;
+	v_block		text[];
+	v_blocks	integer := 0;
+	v_der		bytea;
+	v_pem		constant text := '-----BEGIN ([A-Z0-9 ]*)-----([^-]*)-----END ([A-Z0-9 ]*)-----';
+BEGIN
+	IF p_value IS NULL THEN
+		RETURN;
+	END IF;
+	IF octet_length(p_value) > 65536 THEN
+		RAISE EXCEPTION 'provider % is too long', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('It has %s bytes; at most 65536.', octet_length(p_value)),
+				  HINT = 'Give the certificates it needs only, or the absolute path of a file on the server.';
+	END IF;
+	IF left(p_value, 1) = '/' THEN
+		IF p_value ~ '[[:cntrl:]]' OR octet_length(p_value) > 1024 THEN
+			RAISE EXCEPTION 'provider % is not a valid file path', v_what
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'A path has at most 1024 bytes and no control character (CR, LF, ...).',
+					  HINT = 'Give the absolute path of a PEM file the server can read, or the PEM text itself.';
+		END IF;
+		PERFORM crm._check_file_role(v_what);
+		SELECT f.size, f.isdir INTO v_size, v_isdir FROM pg_stat_file(p_value, true) AS f;
+		IF v_size IS NULL THEN
+			RAISE EXCEPTION 'file "%" of provider % does not exist', p_value, v_what
+				USING ERRCODE = 'undefined_file',
+					  HINT = 'Give the absolute path of a PEM file the server can read.';
+		END IF;
+		IF v_isdir OR v_size > 1048576 THEN
+			RAISE EXCEPTION 'file "%" of provider % is a directory or larger than 1 MB', p_value, v_what
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the absolute path of a PEM file the server can read.';
+		END IF;
+		BEGIN
+			v_text := convert_from(pg_read_binary_file(p_value), 'UTF8');
+		EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+			v_text := E'\x01';	-- refused as not PEM below
+		END;
+		v_what := v_what || format(' (file "%s")', p_value);
+	ELSIF position('-----BEGIN ' IN p_value) = 0 AND p_value !~ '[\n\r]' THEN
+		RAISE EXCEPTION 'provider % is a relative path or not PEM', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = CASE WHEN p_key = 'client_key' THEN 'It has no -----BEGIN line.'
+								ELSE format('Got "%s".', left(p_value, 200)) END,
+				  HINT = 'Give the PEM text (-----BEGIN ...) or an absolute path: the server resolves no relative one.';
+	END IF;
+
+	IF v_text ~ '[^\t\n\r -~]' THEN
+		RAISE EXCEPTION 'provider % is not PEM text', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'It holds a control character or a byte that is not ASCII.',
+				  HINT = 'Give the -----BEGIN ...----- ... -----END ...----- blocks, in ASCII.';
+	END IF;
+	IF p_key = 'client_key' AND v_text ~ '(-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:[ \t]*4,ENCRYPTED)' THEN
+		RAISE EXCEPTION 'provider client key is encrypted'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The worker has no passphrase to decrypt it.',
+				  HINT = 'Give it decrypted (openssl pkey -in key.pem -out plain.pem): neither crm_admin nor crm_user can read it here.';
+	END IF;
+	FOR v_block IN SELECT m FROM regexp_matches(v_text, v_pem, 'g') AS m LOOP
+		v_blocks := v_blocks + 1;
+		IF v_block[1] <> v_block[3] OR NOT v_block[1] = ANY (v_labels) THEN
+			RAISE EXCEPTION 'provider % holds a "%" block', v_what, v_block[1]
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Expected %s.', array_to_string(v_labels, ' or ')),
+					  HINT = '"ca" and "client_cert" hold CERTIFICATE blocks, the client key one PRIVATE KEY block.';
+		END IF;
+		BEGIN
+			v_der := decode(v_block[2], 'base64');
+		EXCEPTION WHEN invalid_parameter_value THEN
+			v_der := NULL;
+		END;
+		IF v_der IS NULL OR length(v_der) < 2 OR get_byte(v_der, 0) <> 48 THEN	-- a DER SEQUENCE
+			RAISE EXCEPTION 'provider % has a % block that is not valid base64 DER', v_what, v_block[1]
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give the block as openssl writes it.';
+		END IF;
+	END LOOP;
+	IF v_blocks = 0 OR v_blocks <> (SELECT count(*) FROM regexp_matches(v_text, '-----BEGIN ', 'g'))
+	   OR regexp_replace(v_text, v_pem, '', 'g') ~ '\S' THEN
+		RAISE EXCEPTION 'provider % is not PEM', v_what
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'Only -----BEGIN ...----- ... -----END ...----- blocks and white space are allowed.',
+				  HINT = 'Give the blocks as openssl writes them, without the text of "openssl x509 -text".';
+	END IF;
+	IF p_key = 'client_key' AND v_blocks > 1 THEN
+		RAISE EXCEPTION 'provider client key holds % keys', v_blocks
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give the private key of the client certificate only.';
+	END IF;
+END
+$$;
+
+-- A client certificate and its key go together: both or neither.
+CREATE FUNCTION crm._validate_client_pair(p_config jsonb, p_has_key boolean)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_config ? 'client_cert' AND NOT p_has_key THEN
+		RAISE EXCEPTION 'a provider with a client certificate needs its client key'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The config has "client_cert" and the provider no client key.',
+				  HINT = 'Give it with client_key => ... (PEM, or a file path), or remove "client_cert" from the config.';
+	ELSIF p_has_key AND NOT p_config ? 'client_cert' THEN
+		RAISE EXCEPTION 'a provider with a client key needs its client certificate'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The provider has a client key and its config no "client_cert".',
+				  HINT = 'Add "client_cert" to the config, or remove the key with client_key => ''''.';
+	END IF;
+END
+$$;
+
 -- Checks a provider definition; raises a clear error or returns nothing.
 CREATE FUNCTION crm._validate_provider(p_channel text, p_name text, p_config jsonb, p_secret text)
 RETURNS void
@@ -147,9 +292,9 @@ BEGIN
 	END IF;
 
 	v_allowed := CASE p_channel
-		WHEN 'webhook' THEN ARRAY['url', 'method', 'headers']
-		WHEN 'email' THEN ARRAY['url', 'username', 'from', 'tls']
-		ELSE ARRAY['url', 'method', 'headers', 'body', 'format']
+		WHEN 'webhook' THEN ARRAY['url', 'method', 'headers', 'ca', 'client_cert']
+		WHEN 'email' THEN ARRAY['url', 'username', 'from', 'tls', 'ca', 'client_cert']
+		ELSE ARRAY['url', 'method', 'headers', 'body', 'format', 'ca', 'client_cert']
 	END;
 	FOR v_key IN SELECT jsonb_object_keys(p_config) LOOP
 		IF NOT v_key = ANY (v_allowed) THEN
@@ -223,6 +368,8 @@ BEGIN
 			END IF;
 		END LOOP;
 	END IF;
+	PERFORM crm._validate_tls('ca', p_config ->> 'ca');
+	PERFORM crm._validate_tls('client_cert', p_config ->> 'client_cert');
 	IF p_channel = 'webhook' AND p_secret IS NOT NULL THEN
 		IF p_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
 			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
@@ -241,14 +388,18 @@ END
 $$;
 
 CREATE FUNCTION crm.add_provider(channel text, name text, config jsonb DEFAULT '{}',
-								 secret text DEFAULT NULL, is_default boolean DEFAULT NULL)
+								 secret text DEFAULT NULL, is_default boolean DEFAULT NULL,
+								 client_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_id		bigint;
 	v_default	boolean := is_default;
+	v_key		text := nullif(client_key, '');
 BEGIN
 	PERFORM crm._validate_provider(channel, name, config, secret);
+	PERFORM crm._validate_tls('client_key', v_key);
+	PERFORM crm._validate_client_pair(config, v_key IS NOT NULL);
 	IF EXISTS (SELECT FROM crm.provider p WHERE p.channel = add_provider.channel AND p.name = add_provider.name) THEN
 		RAISE EXCEPTION '% provider "%" already exists', channel, name
 			USING ERRCODE = 'duplicate_object',
@@ -265,13 +416,13 @@ BEGIN
 	INSERT INTO crm.provider (channel, name, config, is_default)
 	VALUES (channel, name, config, v_default)
 	RETURNING id INTO v_id;
-	IF secret IS NOT NULL THEN
-		INSERT INTO crm.provider_secret (provider_id, secret) VALUES (v_id, secret);
+	IF secret IS NOT NULL OR v_key IS NOT NULL THEN
+		INSERT INTO crm.provider_secret (provider_id, secret, client_key) VALUES (v_id, secret, v_key);
 	END IF;
 	RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean) IS
+COMMENT ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean, text) IS
 	'Adds a webhook, email, sms or robocall provider; the first of a channel becomes its default';
 
 CREATE FUNCTION crm._provider(p_id bigint) RETURNS crm.provider
@@ -294,10 +445,12 @@ BEGIN
 END
 $$;
 
--- NULL arguments leave a setting as it is; secret => '' removes the secret.
+-- NULL arguments leave a setting as it is; secret => '' removes the secret,
+-- client_key => '' the client key.
 CREATE FUNCTION crm.update_provider(provider_id bigint, config jsonb DEFAULT NULL,
 									secret text DEFAULT NULL, is_default boolean DEFAULT NULL,
-									active boolean DEFAULT NULL, name text DEFAULT NULL)
+									active boolean DEFAULT NULL, name text DEFAULT NULL,
+									client_key text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -305,6 +458,12 @@ DECLARE
 BEGIN
 	PERFORM crm._validate_provider(v.channel, coalesce(name, v.name), coalesce(config, v.config),
 								   nullif(secret, ''));
+	PERFORM crm._validate_tls('client_key', nullif(client_key, ''));
+	PERFORM crm._validate_client_pair(coalesce(config, v.config),
+		CASE WHEN client_key IS NULL
+			 THEN EXISTS (SELECT FROM crm.provider_secret s
+						   WHERE s.provider_id = v.id AND s.client_key IS NOT NULL)
+			 ELSE client_key <> '' END);
 	IF is_default THEN
 		UPDATE crm.provider p SET is_default = false
 		 WHERE p.channel = v.channel AND p.is_default AND p.id <> v.id;
@@ -316,12 +475,20 @@ BEGIN
 		   active = coalesce(update_provider.active, p.active),
 		   disabled_reason = CASE WHEN update_provider.active THEN NULL ELSE p.disabled_reason END
 	 WHERE p.id = v.id;
-	IF secret = '' THEN
-		DELETE FROM crm.provider_secret s WHERE s.provider_id = v.id;
-	ELSIF secret IS NOT NULL THEN
-		INSERT INTO crm.provider_secret AS s (provider_id, secret) VALUES (v.id, secret)
-		ON CONFLICT ON CONSTRAINT provider_secret_pkey DO UPDATE SET secret = excluded.secret;
+	-- '' removes, NULL keeps, a value replaces; a row left empty goes
+	UPDATE crm.provider_secret s
+	   SET secret = CASE WHEN update_provider.secret = '' THEN NULL ELSE s.secret END,
+		   client_key = CASE WHEN update_provider.client_key = '' THEN NULL ELSE s.client_key END
+	 WHERE s.provider_id = v.id AND (update_provider.secret = '' OR update_provider.client_key = '');
+	IF nullif(secret, '') IS NOT NULL OR nullif(client_key, '') IS NOT NULL THEN
+		INSERT INTO crm.provider_secret AS s (provider_id, secret, client_key)
+		VALUES (v.id, nullif(secret, ''), nullif(client_key, ''))
+		ON CONFLICT ON CONSTRAINT provider_secret_pkey
+		DO UPDATE SET secret = coalesce(excluded.secret, s.secret),
+					  client_key = coalesce(excluded.client_key, s.client_key);
 	END IF;
+	DELETE FROM crm.provider_secret s
+	 WHERE s.provider_id = v.id AND s.secret IS NULL AND s.client_key IS NULL;
 END
 $$;
 
@@ -366,7 +533,8 @@ CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired
 RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
-			   html boolean, tls text, attachments text[], error text)
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- called many times a second: plan it once.  A generic plan does not know
@@ -427,7 +595,7 @@ BEGIN
 		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload
 	), resolved AS (
 		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
-			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret,
+			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
 			   (c.channel = 'webhook'
 				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
 		  FROM claimed c
@@ -539,7 +707,8 @@ BEGIN
 					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
 								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
 					'a header name is not a token or a header value contains CR or LF'
-		   END
+		   END,
+		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key
 	  FROM rendered r;
 END
 $$;
@@ -700,8 +869,12 @@ BEGIN
 	IF OLD.channel IS DISTINCT FROM NEW.channel
 	   OR (NEW.channel IN ('email', 'sms', 'robocall')
 		   AND crm._url_endpoint(OLD.config->>'url') IS DISTINCT FROM crm._url_endpoint(NEW.config->>'url')) THEN
-		DELETE FROM crm.provider_secret s WHERE s.provider_id = NEW.id;
+		-- the client key stays: it signs the TLS handshake, never leaves
+		UPDATE crm.provider_secret s SET secret = NULL
+		 WHERE s.provider_id = NEW.id AND s.secret IS NOT NULL;
 		IF FOUND THEN
+			DELETE FROM crm.provider_secret s
+			 WHERE s.provider_id = NEW.id AND s.client_key IS NULL;
 			RAISE NOTICE 'the secret of % provider "%" was removed: it now points to another endpoint', NEW.channel, NEW.name
 				USING HINT = 'Give it again with crm.update_provider(id, secret => ...).';
 		END IF;
@@ -711,3 +884,24 @@ END
 $$;
 CREATE TRIGGER secret_follows_url AFTER UPDATE OF config, channel ON crm.provider
 	FOR EACH ROW EXECUTE FUNCTION crm._provider_secret_follows_url();
+
+-- A file path in a provider's "ca" or "client_cert" is read by the worker
+-- with the server's rights: written by a direct INSERT or UPDATE too, it
+-- needs the role crm._validate_tls asks of crm.add_provider's callers
+-- (crm._check_file_role).
+CREATE FUNCTION crm._provider_tls_files() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_key	text;
+BEGIN
+	FOREACH v_key IN ARRAY ARRAY['ca', 'client_cert'] LOOP
+		IF left(NEW.config ->> v_key, 1) = '/'
+		   AND (TG_OP = 'INSERT' OR (NEW.config ->> v_key) IS DISTINCT FROM (OLD.config ->> v_key)) THEN
+			PERFORM crm._check_file_role(format('"%s"', v_key));
+		END IF;
+	END LOOP;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER tls_files BEFORE INSERT OR UPDATE OF config ON crm.provider
+	FOR EACH ROW EXECUTE FUNCTION crm._provider_tls_files();

@@ -67,6 +67,9 @@ typedef struct CrmMessage
 	char	   *tls;
 	CrmAttachment *att;
 	int			natt;
+	char	   *ca;				/* provider's TLS: private CA, PEM or a path */
+	char	   *client_cert;	/* client certificate, PEM or a path */
+	char	   *client_key;		/* its key, PEM or a path */
 	char	   *error;			/* cannot be sent: dead without trying */
 	char	   *endpoint;		/* "scheme://authority" of url, lower-cased; NULL none */
 
@@ -95,6 +98,7 @@ typedef struct CrmMessage
 /* outbox.c: run inside the worker's short transactions */
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
 							  List *busy, MemoryContext parent);
+extern List *crm_outbox_claim_careful(int limit, int lease_ms, MemoryContext parent);
 extern char *crm_endpoint_of(const char *url);
 extern double crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);
@@ -121,6 +125,10 @@ extern bool crm_smtp_prepare(CrmMessage *m, void *easy);
 /* message_check.c */
 extern char *crm_message_check(CrmMessage *m);
 extern char *crm_text_clean(const char *s, size_t len, size_t max, bool cut);
+
+/* tls.c: a provider's private CA and client certificate */
+extern char *crm_tls_check(CrmMessage *m);
+extern bool crm_tls_apply(CrmMessage *m, void *easy);
 
 /* signature.c */
 extern char *crm_webhook_sign(const char *secret, const char *msg_id, int64 ts,

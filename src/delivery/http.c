@@ -17,13 +17,14 @@
  * Safety: only http/https (smtp/smtps for e-mail), redirects never
  * followed (a 3xx answer is a dead message with its status and Location:
  * following would turn a POST into a bodiless GET, or take the request and
- * the provider's headers to another host), TLS verified, no proxy from the
- * environment, and an address guard on the address actually connected
- * (CURLOPT_OPENSOCKETFUNCTION) and on the address of every request before
- * it is sent, on a new connection or a kept-alive one
- * (CURLOPT_PREREQFUNCTION), so neither DNS rebinding nor a connection
- * opened before crm.allowed_hosts or crm.allow_private_networks was
- * tightened can reach a private network they do not open.  A reload that
+ * the provider's headers to another host), TLS verified (against the
+ * provider's own CA when it has one, with its client certificate if any:
+ * tls.c), no proxy from the environment, and an address guard on the
+ * address actually connected (CURLOPT_OPENSOCKETFUNCTION) and on the
+ * address of every request before it is sent, on a new connection or a
+ * kept-alive one (CURLOPT_PREREQFUNCTION), so neither DNS rebinding nor a
+ * connection opened before crm.allowed_hosts or crm.allow_private_networks
+ * was tightened can reach a private network they do not open.  A reload that
  * changes either drops the idle connections (the multi handle is made anew
  * once no transfer is in flight).
  *
@@ -725,7 +726,9 @@ crm_transport_start(CrmTransport *t, CrmMessage *m)
 	/* an ERROR while preparing is the message's: crm_transport_recover */
 	t->starting = m;
 	old = MemoryContextSwitchTo(m->cxt);
-	if (strcmp(m->channel, "email") == 0)
+	if (!crm_tls_apply(m, easy))
+		ok = false;
+	else if (strcmp(m->channel, "email") == 0)
 		ok = crm_smtp_prepare(m, easy);
 	else
 		ok = http_prepare(m, easy);

@@ -150,6 +150,14 @@ crm_message_check(CrmMessage *m)
 		if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7F || *p == '<' || *p == '>')
 			return pstrdup("the idempotency key must be printable ASCII without spaces or angle brackets");
 
+	/* the provider's TLS settings (tls.c) */
+	{
+		char	   *why = crm_tls_check(m);
+
+		if (why)
+			return why;
+	}
+
 	if (m->url == NULL)
 		return NULL;			/* the transports say which url is missing */
 	if (strlen(m->url) > 8192)

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "core/guc.h"
 #include "delivery/delivery.h"
@@ -39,8 +40,11 @@ enum
 {
 	C_ID = 1, C_CHANNEL, C_ATTEMPTS, C_KEY, C_PROVIDER, C_URL, C_METHOD, C_HEADERS, C_BODY,
 	C_SECRET, C_USERNAME, C_MAIL_FROM, C_RCPT, C_SUBJECT, C_HTML, C_TLS, C_ATTACHMENTS,
-	C_ERROR, C_NCOLS = C_ERROR
+	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_NCOLS = C_CLIENT_KEY
 };
+
+/* A database still on 0.1.0 has the claim without the TLS columns. */
+#define C_NCOLS_0_1 C_ERROR
 
 static char *
 get_text(HeapTuple tup, TupleDesc desc, int col)
@@ -187,7 +191,8 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
 			 vals, NULL, false, 0);
 
-	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS)
+	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS &&
+		SPI_tuptable->tupdesc->natts != C_NCOLS_0_1)
 		elog(ERROR, "crm._claim_messages returned %d columns, expected %d",
 			 SPI_tuptable->tupdesc->natts, C_NCOLS);
 	for (i = 0; i < SPI_processed; i++)
@@ -225,6 +230,12 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 		m->html = !isnull && DatumGetBool(d);
 		m->tls = get_text(tup, desc, C_TLS);
 		m->error = get_text(tup, desc, C_ERROR);
+		if (desc->natts >= C_NCOLS)
+		{
+			m->ca = get_text(tup, desc, C_CA);
+			m->client_cert = get_text(tup, desc, C_CLIENT_CERT);
+			m->client_key = get_text(tup, desc, C_CLIENT_KEY);
+		}
 		m->endpoint = crm_endpoint_of(m->url);
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
@@ -245,6 +256,143 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 			SPI_processed = saved_n;
 		}
 		out = lappend(out, m);
+	}
+	return out;
+}
+
+typedef void (*SubStep) (void *arg);
+
+/*
+ * Runs fn in a subtransaction; returns NULL, or the ERROR it raised (copied
+ * into the caller's memory context, the subtransaction rolled back).
+ */
+static ErrorData *
+in_subtransaction(SubStep fn, void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+/* A careful claim's steps: claim one message; give up the first due one. */
+typedef struct CarefulStep
+{
+	int			lease_ms;
+	MemoryContext parent;
+	List	   *claimed;		/* claim_one: what it claimed */
+	const char *why;			/* give_up: the error */
+	int64		id;				/* give_up: the message made dead, 0 none */
+} CarefulStep;
+
+static void
+claim_one(void *arg)
+{
+	CarefulStep *c = arg;
+
+	c->claimed = crm_outbox_claim(1, c->lease_ms, true, NIL, c->parent);
+}
+
+/*
+ * The message a claim of one, skipping no endpoint, takes first (the one
+ * whose claim raised c->why) is made dead with that error.
+ */
+static void
+give_up(void *arg)
+{
+	static SPIPlanPtr find = NULL;
+	static SPIPlanPtr kill = NULL;
+	CarefulStep *c = arg;
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		vals[2];
+	bool		isnull;
+
+	/* the claim's order and conditions (crm._claim_messages) */
+	crm_exec(crm_plan(&find,
+					  "SELECT d.id FROM crm.outbox d"
+					  " WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
+					  "   AND d.next_attempt_at <= now()"
+					  "   AND (d.status IN ('pending', 'failed')"
+					  "        OR (d.status = 'sending' AND (d.lease_until < now()"
+					  "            OR d.claimed_at < pg_postmaster_start_time())))"
+					  " ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+					  0, NULL), NULL, NULL, false, 1);
+	if (SPI_processed == 0)
+		return;
+	vals[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	vals[1] = CStringGetTextDatum(c->why);
+	crm_exec(crm_plan(&kill,
+					  "UPDATE crm.outbox SET status = 'dead', next_attempt_at = 'infinity',"
+					  "       lease_until = NULL, updated_at = now(), last_error = $2"
+					  " WHERE id = $1",
+					  2, types), vals, NULL, false, 0);
+	c->id = DatumGetInt64(vals[0]);
+}
+
+/*
+ * A claim that raised an ERROR (a row changed by hand, a trigger or a
+ * constraint of the site's on crm.outbox, ...) rolled back the exchange
+ * with it; the next claims carefully: one message at a time, each in a
+ * subtransaction.  The message whose claim fails is made dead with the
+ * error (give_up), logged, and the others are claimed as usual, so one bad
+ * row never holds the queue.
+ */
+List *
+crm_outbox_claim_careful(int limit, int lease_ms, MemoryContext parent)
+{
+	List	   *out = NIL;
+	CarefulStep c = {0};
+	int			n;
+
+	c.lease_ms = lease_ms;
+	c.parent = parent;
+	for (n = 0; n < limit; n++)
+	{
+		ErrorData  *edata;
+
+		c.claimed = NIL;
+		edata = in_subtransaction(claim_one, &c);
+		if (edata == NULL)
+		{
+			if (c.claimed == NIL)
+				break;
+			out = list_concat(out, c.claimed);
+			continue;
+		}
+		c.why = psprintf("could not prepare the message: %s",
+						 edata->message
+						 ? crm_text_clean(edata->message, strlen(edata->message),
+										  ERROR_MAX - 64, false)
+						 : "an error without a message");
+		c.id = 0;
+		edata = in_subtransaction(give_up, &c);
+		if (edata != NULL || c.id == 0)
+		{
+			ereport(WARNING,
+					(errmsg("crm_automation: a message could not be prepared nor given up: %s",
+							edata ? edata->message : c.why)));
+			break;
+		}
+		ereport(WARNING,
+				(errmsg("crm_automation: outbox message " INT64_FORMAT " is dead: %s", c.id, c.why)));
 	}
 	return out;
 }

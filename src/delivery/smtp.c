@@ -14,10 +14,11 @@
  * The message is in the database's encoding, and says so: a subject in
  * RFC 2047 encoded words when it is not plain ASCII (cut on the encoding's
  * character boundaries), a text or html body in quoted-printable, and the
- * drive files it attaches in base64.  Addresses and header values with CR,
- * LF or angle brackets are refused, and so are attachment names and
- * content types with control characters (crm.drive_file is written by
- * users): no header injection.
+ * drive files it attaches in base64, their names in RFC 2231 parameters
+ * (filename*=UTF-8''...) when not plain ASCII.  Addresses and header
+ * values with CR, LF or angle brackets are refused, and so are attachment
+ * names and content types with control characters (crm.drive_file is
+ * written by users): no header injection.
  *
  *-------------------------------------------------------------------------
  */
@@ -220,6 +221,83 @@ check_attachment(const CrmAttachment *a)
 	return NULL;
 }
 
+#define NAME_SEGMENT 48			/* encoded bytes per line of a file name */
+
+/* An RFC 2231 attribute-char: kept as it is in an encoded file name. */
+static bool
+attr_char(unsigned char c)
+{
+	return c < 0x80 && (isalnum(c) || strchr("!#$&+-.^_`|~", c) != NULL);
+}
+
+/*
+ * An attachment's Content-Disposition: a short printable ASCII name as a
+ * quoted string; any other (non-ASCII, quotes, backslashes, long) in the
+ * database's charset and percent-encoded as RFC 2231 says (filename*=
+ * UTF-8''...), split on character boundaries into numbered parts of a line
+ * each (filename*0*=, filename*1*=, ...) when long.  Only attribute-chars
+ * stay as they are, so no quote, semicolon, CR or LF can end the
+ * parameter or the header.
+ */
+static char *
+disposition_header(const char *name)
+{
+	StringInfoData buf;
+	const char *p = name;
+	size_t		len = strlen(name);
+	size_t		enclen = 0;
+	int			enc = GetDatabaseEncoding();
+	int			part = 0;
+	size_t		i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "Content-Disposition: attachment;");
+	if (is_ascii(name) && len <= NAME_SEGMENT && strpbrk(name, "\"\\") == NULL)
+	{
+		appendStringInfo(&buf, " filename=\"%s\"", name);
+		return buf.data;
+	}
+	for (i = 0; i < len; i++)
+		enclen += attr_char((unsigned char) name[i]) ? 1 : 3;
+	while (len > 0)
+	{
+		StringInfoData seg;
+
+		initStringInfo(&seg);
+		while (len > 0)
+		{
+			size_t		l = (size_t) pg_encoding_mblen(enc, p);
+			size_t		before = seg.len;
+
+			l = Max(Min(l, len), 1);
+			for (i = 0; i < l; i++)
+			{
+				unsigned char c = (unsigned char) p[i];
+
+				if (attr_char(c))
+					appendStringInfoChar(&seg, (char) c);
+				else
+					appendStringInfo(&seg, "%%%02X", c);
+			}
+			if (seg.len > NAME_SEGMENT && before > 0)
+			{
+				seg.len = before;	/* this character starts the next part */
+				seg.data[before] = '\0';
+				break;
+			}
+			p += l;
+			len -= l;
+		}
+		if (enclen <= NAME_SEGMENT)
+			appendStringInfo(&buf, " filename*=%s''%s", db_charset(), seg.data);
+		else
+			appendStringInfo(&buf, "%s\r\n filename*%d*=%s%s", part ? ";" : "", part,
+							 part ? "" : psprintf("%s''", db_charset()), seg.data);
+		part++;
+	}
+	return buf.data;
+}
+
 static char *
 date_header(void)
 {
@@ -321,10 +399,19 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 	curl_mime_encoder(part, "quoted-printable");
 	for (i = 0; i < m->natt; i++)
 	{
+		struct curl_slist *ph;
+
 		part = curl_mime_addpart(mime);
 		curl_mime_data(part, m->att[i].data, m->att[i].len);
-		curl_mime_filename(part, m->att[i].name);
-		curl_mime_type(part, m->att[i].content_type);
+		ph = curl_slist_append(NULL, disposition_header(m->att[i].name));
+		if (ph == NULL || curl_mime_headers(part, ph, 1) != CURLE_OK)
+		{
+			curl_slist_free_all(ph);
+			m->error = "out of memory building the e-mail";
+			return false;
+		}
+		curl_mime_type(part, m->att[i].content_type ? m->att[i].content_type
+					   : "application/octet-stream");
 		curl_mime_encoder(part, "base64");
 	}
 

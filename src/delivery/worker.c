@@ -20,7 +20,9 @@
  *		record the transfers that finished (one UPDATE for all of them), then
  *		lease more messages (crm._claim_messages), and note the next time
  *		anything falls due (crm._next_message_due()) unless the claim was
- *		full; commit;
+ *		full; commit (after an exchange that rolled back, the claim takes
+ *		one message at a time, so that a row whose claim raises an ERROR
+ *		fails alone: crm_outbox_claim_careful);
  *	 4. hand the claimed messages to libcurl (http.c) as slots free up, and
  *		commit nothing while they travel;
  *	 5. wait on the latch, the transfers' sockets and the earliest due time.
@@ -152,6 +154,9 @@ static int	ready_pos = -1;
  */
 static List *unrecorded = NIL;
 static int	record_failures = 0;
+static bool claim_failed = false;	/* the last exchange that claimed rolled
+									 * back: the next claims one by one
+									 * (crm_outbox_claim_careful) */
 static TimestampTz exchange_retry_at = 0;	/* after a failed exchange, not before */
 
 /*
@@ -262,6 +267,7 @@ typedef struct Exchange
 	MemoryContext cxt;			/* the messages' parent context */
 	MemoryContext list_cxt;		/* where the list of claimed ones goes */
 	List	   *busy;			/* endpoints the claim skips */
+	bool		careful;		/* the last claim failed: one by one */
 	List	   *claimed;
 } Exchange;
 
@@ -302,8 +308,10 @@ step_exchange(void *arg)
 													   (int64) (retry_in * 1000.0)));
 	if (x->limit > 0)
 	{
-		List	   *l = crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
-										   true, x->busy, x->cxt);
+		List	   *l = x->careful
+			? crm_outbox_claim_careful(x->limit, crm_http_timeout + LEASE_MARGIN_MS, x->cxt)
+			: crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
+							   true, x->busy, x->cxt);
 		MemoryContext old = MemoryContextSwitchTo(x->list_cxt);
 
 		x->claimed = list_copy(l);
@@ -595,6 +603,7 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 	x.limit = limit;
 	x.busy = busy;
 	x.check_extension = check_extension;
+	x.careful = claim_failed && limit > 0;
 	x.cxt = msg_cxt;
 	x.list_cxt = CurrentMemoryContext;
 	if (x.finished == NIL && limit == 0 && !check_extension)
@@ -613,11 +622,14 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 		list_free(x.finished);
 		if (unrecorded != NIL)
 			record_failures++;
+		claim_failed = limit > 0;
 		exchange_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EXCHANGE_RETRY_MS);
 		*full = false;
 		return false;
 	}
 	record_failures = 0;
+	if (limit > 0)
+		claim_failed = false;
 	results_committed(list_length(x.finished));
 	free_messages(x.finished);
 	list_free(x.finished);

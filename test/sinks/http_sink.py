@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A local HTTP sink for the worker's integration tests and benchmarks.
 
-    http_sink.py PORTFILE LOGFILE [CERTFILE KEYFILE]
+    http_sink.py PORTFILE LOGFILE [CERTFILE KEYFILE [CLIENT_CA]]
 
 Listens on 127.0.0.1 (a free port, written to PORTFILE once listening;
-HTTPS when given a certificate) and appends one JSON line per request to
-LOGFILE: time, method, path, headers, body.  The path chooses the answer:
+HTTPS when given a certificate; with CLIENT_CA, only clients with a
+certificate it signed get through the handshake) and appends one JSON line
+per request to LOGFILE: time, method, path, headers, body, and the common
+name of the client's certificate, if any.  The path chooses the answer:
 
     /ok/...               200
     /status/CODE/...      CODE
@@ -58,6 +60,9 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
         }
+        peer = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        if peer:
+            rec["client"] = dict(x[0] for x in peer.get("subject", ())).get("commonName")
         with lock:
             with open(logfile, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -112,6 +117,9 @@ srv = Server(("127.0.0.1", 0), Handler)
 if len(sys.argv) > 4:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    if len(sys.argv) > 5:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(sys.argv[5])
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 with open(portfile + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """A local SMTP sink for the worker's integration tests (aiosmtpd).
 
-    smtp_sink.py PORTFILE LOGFILE [AUTHLOG]
+    smtp_sink.py PORTFILE LOGFILE [AUTHLOG [CERTFILE KEYFILE]]
 
 Listens on 127.0.0.1 and appends one JSON line per message to LOGFILE:
 envelope sender, recipients and the raw message.  Recipients whose local
 part starts with "reject" get a permanent 550; "busy" a transient 451.
 With AUTHLOG, the server offers AUTH without TLS (as a server that lost
 its STARTTLS to a man in the middle would) and appends each login and
-password it receives to AUTHLOG.  It never offers STARTTLS.
+password it receives to AUTHLOG ("-": no AUTH).  It offers STARTTLS only
+when given a certificate, and then requires it.
 """
 import json
 import os
@@ -20,7 +21,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 portfile, logfile = sys.argv[1], sys.argv[2]
-authlog = sys.argv[3] if len(sys.argv) > 3 else None
+authlog = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] != "-" else None
+tls = {}
+if len(sys.argv) > 5:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    tls = {"tls_context": ctx, "require_starttls": True}
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):
@@ -60,9 +67,9 @@ port = s.getsockname()[1]
 s.close()
 if authlog:
     ctl = Controller(Handler(), hostname="127.0.0.1", port=port,
-                     authenticator=authenticator, auth_require_tls=False)
+                     authenticator=authenticator, auth_require_tls=False, **tls)
 else:
-    ctl = Controller(Handler(), hostname="127.0.0.1", port=port)
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, **tls)
 ctl.start()
 with open(portfile + ".tmp", "w") as f:
     f.write(str(port))
