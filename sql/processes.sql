@@ -65,9 +65,9 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "te
 
 -- A process-only type this version does not run is refused as not
 -- supported, naming the nearest alternative; never stored.  Process-only
--- activities are checked like actions (control inside a process is seed
--- 000's: a notice now, with text; the robot's "after" is not one of its
--- parameters).
+-- activities are checked like actions (control inside a process is the
+-- process activity: a notice now, with text; the robot's "after" is not
+-- one of its parameters).
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "openline_message", "text": "hello"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x"},
 	{"type": "if", "condition": "{{amount}} > 1", "then": [], "else": [{"type": "user_notification", "text": "t"}]}]}');
