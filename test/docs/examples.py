@@ -132,12 +132,15 @@ def run_block(db, block, ports):
         path = f.name
     os.chmod(path, 0o644)
     try:
-        r = psql(db, ["-v", "ON_ERROR_STOP=1", "-f", path], check=False)
+        # stderr into the same pipe: psql flushes its results before a
+        # notice or an error, so they come in the order a reader sees them
+        r = subprocess.run(["psql", "-X", "-q", "-d", db, "-v", "ON_ERROR_STOP=1", "-f", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     finally:
         os.unlink(path)
     sqlstate = None
-    err = []
-    for line in r.stderr.split("\n"):
+    out = []
+    for line in r.stdout.split("\n"):
         line = STDERR_PREFIX.sub("", line)
         if line.startswith("LOCATION:  "):
             continue
@@ -146,9 +149,8 @@ def run_block(db, block, ports):
             if m.group(1) == "ERROR" and sqlstate is None:
                 sqlstate = m.group(2)
             line = "%s:  %s" % (m.group(1), line[m.end():])
-        err.append(line)
-    out = r.stdout.split("\n") + err
-    return r.returncode, sqlstate, normalise(out), r.stderr
+        out.append(line)
+    return r.returncode, sqlstate, normalise(out), r.stdout
 
 
 def normalise(lines):
