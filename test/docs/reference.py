@@ -9,7 +9,8 @@ has must be listed.  What the docs list, and how (Markdown tables):
   functions   a table row whose first cell starts with
               `crm.name(arg, arg => default)` → `result`
               every argument in order, those with a default written
-              `name => default`; result: a type as format_type() prints it
+              `name => default` (the default as the catalogue has it, casts
+              left out: `NULL`, `'{}'`, `false`); result: a type as format_type() prints it
               (`bigint`, `void`, `setof text`) or `TABLE (col, col)` for a
               function with OUT columns.  Overloads: one row each.  Not
               listed: names starting with "_" (internal) and functions that
@@ -20,7 +21,8 @@ has must be listed.  What the docs list, and how (Markdown tables):
               (`30s`, `''` for empty), and pg_settings.context
   actions     rows of a table whose header starts with | action |: names
               (`a` / `b`), then the parameters (`name`* when required, —
-              for none), then the outputs (`name`, —), as crm.robot_actions
+              for none; remarks in parentheses are skipped), then the
+              outputs (`name`, —), as crm.robot_actions
   events      rows of a table whose header starts with | event |: name,
               source (free text), parameters as for actions, as
               crm.trigger_events
@@ -70,7 +72,8 @@ SELECT json_agg(json_build_object(
 	           FROM generate_subscripts(p.proargnames, 1) i
 	          WHERE p.proargmodes[i] IN ('o', 'b', 't')),
 	'result', CASE WHEN p.proretset THEN 'setof ' ELSE '' END || format_type(p.prorettype, NULL),
-	'identity', pg_get_function_identity_arguments(p.oid)) ORDER BY p.proname, p.oid)
+	'identity', pg_get_function_identity_arguments(p.oid),
+	'arguments', pg_get_function_arguments(p.oid)) ORDER BY p.proname, p.oid)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'crm' AND p.proname NOT LIKE '\\_%' AND p.prorettype <> 'trigger'::regtype""")
 cat_views = [v["name"] for v in sql_json(
@@ -169,6 +172,8 @@ def ticked(cell):
 def names_required(cell):
     """`name`* → {name: True}; `name` → {name: False}."""
     out = {}
+    while re.search(r"\([^()]*\)", cell):      # remarks in parentheses name no parameter
+        cell = re.sub(r"\([^()]*\)", "", cell)
     for m in re.finditer(r"`([A-Za-z_][A-Za-z0-9_]*)`(\*?)", cell):
         out[m.group(1)] = bool(m.group(2))
     return out
@@ -210,15 +215,15 @@ for rel in files:
         m = FUNC.match(c[0])
         if m:
             name, args, result = m.group(1), m.group(2), m.group(3)
-            argnames, defaults = [], set()
+            argnames, defaults = [], {}
             for a in split_top(args):
-                am = re.match(r"^([a-z_][a-z0-9_]*)\s*(=>.*)?$", a)
+                am = re.match(r"^([a-z_][a-z0-9_]*)\s*(?:=>\s*(.*))?$", a)
                 if not am:
                     argnames.append("?" + a)
                     continue
                 argnames.append(am.group(1))
-                if am.group(2):
-                    defaults.add(am.group(1))
+                if am.group(2) is not None:
+                    defaults[am.group(1)] = am.group(2).strip()
             doc_functions.append((name, argnames, defaults, result, where))
             continue
         m = VIEW.match(c[0])
@@ -262,10 +267,20 @@ def bad(what, *fix):
         print("#   " + f)
 
 
+def catalogue_defaults(f):
+    """{argument: default as the docs write it} from pg_get_function_arguments."""
+    out = {}
+    for part in split_top(f["arguments"]):
+        m = re.match(r"^(?:(?:IN|OUT|INOUT|VARIADIC)\s+)?([a-z_][a-z0-9_]*)\s.*?\sDEFAULT\s+(.*)$", part)
+        if m:
+            out[m.group(1)] = re.sub(r"::[a-z ]+(\[\])?", "", m.group(2)).strip()
+    return out
+
+
 def signature(f):
     args = list(f["args"])
-    first_default = len(args) - f["ndefaults"]
-    shown = [a if i < first_default else a + " => …" for i, a in enumerate(args)]
+    defaults = catalogue_defaults(f)
+    shown = [a + " => " + defaults[a] if a in defaults else a for a in args]
     result = ("TABLE (%s)" % ", ".join(f["cols"])) if f["cols"] else f["result"]
     return "`crm.%s(%s)` → `%s`" % (f["name"], ", ".join(shown), result)
 
@@ -299,15 +314,16 @@ for f in cat_functions:
             bad("function crm.%s(%s) (an overload) is not documented" % (f["name"], f["identity"]),
                 "add a table row whose first cell is " + sig)
         continue
-    want_defaults = set(f["args"][len(f["args"]) - f["ndefaults"]:]) if f["ndefaults"] else set()
+    want_defaults = catalogue_defaults(f)
     # Overloads with the same argument names (crm.stage): each takes its own row.
     exact.sort(key=lambda d: (d[4] in seen, d[2] != want_defaults))
     d = exact[0]
     seen.add(d[4])
     problems = []
     if d[2] != want_defaults:
-        problems.append("arguments with a default: docs (%s), catalogue (%s)"
-                        % (", ".join(sorted(d[2])) or "none", ", ".join(sorted(want_defaults)) or "none"))
+        problems.append("defaults: docs (%s), catalogue (%s)"
+                        % (", ".join("%s => %s" % kv for kv in sorted(d[2].items())) or "none",
+                           ", ".join("%s => %s" % kv for kv in sorted(want_defaults.items())) or "none"))
     want_result = norm_result(("TABLE (%s)" % ", ".join(f["cols"])) if f["cols"] else f["result"])
     if d[3] is None:
         problems.append("no result documented (→ `%s`)" % want_result)
