@@ -36,6 +36,9 @@ has must be listed.  What the docs list, and how (Markdown tables):
               rows of a table whose header starts with | activity type |:
               the values crm.activity.type accepts (its CHECK constraint)
 
+Also: every link between the docs ([text](file#anchor)) leads to a file of
+the repository and, for a Markdown file, to one of its headings.
+
 Prints "ok - ..." or "not ok - ..." per entry, and what to write to fix a
 difference, then "docs_reference: N passed, M failed".
 """
@@ -466,6 +469,44 @@ for t in cat_activity_types:
 for t, where in doc_activity_types.items():
     if t not in cat_activity_types:
         bad("%s documents crm.activity type %s, which crm.activity does not accept" % (where, t))
+
+# ---- links between the docs ----------------------------------------------
+
+def anchors(path):
+    out, fence = set(), False
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return out
+
+
+for rel in files + (["bench/README.md"] if os.path.exists(os.path.join(ROOT, "bench/README.md")) else []):
+    path = os.path.join(ROOT, rel)
+    if not os.path.exists(path):
+        continue
+    fence = False
+    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+        if line.startswith("```"):
+            fence = not fence
+            continue
+        if fence:
+            continue
+        for target in re.findall(r"\]\(([^)\s]+)\)", line):
+            if re.match(r"^[a-z]+:", target):
+                bad("%s:%d links outside the repository: %s" % (rel, n, target),
+                    "the docs refer only to files of the repository")
+                continue
+            file_part, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
+            if not os.path.exists(dest):
+                bad("%s:%d links to %s, which does not exist" % (rel, n, target))
+            elif anchor and dest.endswith(".md") and anchor not in anchors(dest):
+                bad("%s:%d links to #%s, which is no heading of %s" % (rel, n, anchor, os.path.relpath(dest, ROOT)))
+            else:
+                ok("link %s:%d %s" % (rel, n, target))
 
 print("docs_reference: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
