@@ -28,8 +28,9 @@ docs tell a reader to start; the test starts its own and puts their ports
 there.  With --write, the ```output blocks are rewritten with what psql
 printed (to review with git diff).
 
-Prints one line per block ("ok - FILE:LINE" or "not ok - FILE:LINE: why",
-with a diff) and ends with "docs_examples: N passed, M failed".
+Prints "not ok - FILE:LINE: why" with a diff for each block that fails, one
+"ok - FILE: N blocks" line per file for those that pass, and ends with
+"docs_examples: N passed, M failed" (N and M count blocks).
 """
 import argparse
 import difflib
@@ -172,6 +173,7 @@ def run_file(root, rel, ports, write):
     psql("postgres", ["-c", 'DROP DATABASE IF EXISTS "%s"' % db])
     psql("postgres", ["-c", 'CREATE DATABASE "%s"' % db])
     rewrites = []
+    ok_lines = []
     try:
         for b in blocks:
             where = "%s:%d" % (rel, b.line)
@@ -206,12 +208,15 @@ def run_file(root, rel, ports, write):
                         print("#   " + l)
             else:
                 passed += 1
-                print("ok - %s" % where)
+                ok_lines.append(b.line)
     finally:
         psql("postgres", ["-c", 'DROP DATABASE IF EXISTS "%s"' % db], check=False)
         for role in sorted(set(scalar("SELECT string_agg(rolname, ' ') FROM pg_roles").split()) - roles):
             psql("postgres", ["-c", 'DROP ROLE "%s"' % role], check=False)
         psql("postgres", ["-c", "ALTER SYSTEM RESET ALL", "-c", "SELECT pg_reload_conf()"], check=False)
+    if ok_lines:
+        # one line for the blocks that passed keeps the failures in sight
+        print("ok - %s: %d blocks (lines %s)" % (rel, len(ok_lines), ", ".join(map(str, ok_lines))))
     if write and rewrites:
         for (first, last), out in sorted(rewrites, reverse=True):
             lines[first:last + 1] = out
