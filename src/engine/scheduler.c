@@ -164,12 +164,14 @@ Datum
 crm_execute_job(PG_FUNCTION_ARGS)
 {
 	int64		job_id = PG_GETARG_INT64(0);
+	MemoryContext caller_cxt = CurrentMemoryContext;
 	CrmJob		job;
 	bool		found;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	found = read_job(job_id, 0, false, &job, CurrentMemoryContext);
+	/* the job's context outlives SPI: copied into the caller's context */
+	found = read_job(job_id, 0, false, &job, caller_cxt);
 	SPI_finish();
 	if (!found)
 		ereport(ERROR,
