@@ -116,10 +116,10 @@ phase() {	# phase LABEL
 	for n in $N_LIST; do
 		for how in old new; do
 			if [ "$how" = old ] && [ "$n" -gt "$OLD_MAX" ]; then R[$1,$n,$how]="- - -"; continue; fi
-			[ "$how" = old ] && workers off
+			if [ "$how" = old ]; then workers off; fi
 			echo "$1: N=$n, $how way" >&2
 			R[$1,$n,$how]=$(round "$n" "$how")
-			[ "$how" = old ] && workers on
+			if [ "$how" = old ]; then workers on; fi
 		done
 	done
 }
