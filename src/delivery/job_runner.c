@@ -33,6 +33,8 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -176,6 +178,15 @@ crm_job_runner_main(Oid dboid, int rank)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	crm_worker_attach(dboid, rank);
 	pgstat_report_appname("crm_automation job runner");
+
+	/*
+	 * Every job opens and closes index scans and executor states whose
+	 * blocks (tens of kB) glibc hands back to the kernel when freed, to
+	 * fault them in again for the next job: a sixth of a job's time.  A
+	 * job runner keeps its freed heap instead (up to 64 MB).
+	 */
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 
 	/* as the delivery workers: no JIT for short statements, a pinned path */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);

@@ -80,10 +80,13 @@ get_int64(HeapTuple tup, TupleDesc desc, int col, int64 *out)
 	" stage_id, entity_type, entity_id, due_at, context"
 
 /*
- * Reads a job into *job (its context copied into cxt).  With due_by set,
- * only a job still pending and due by then is read: one claimed earlier in
- * the batch may since have been cancelled or moved by an earlier job.
- * Returns false when there is no such job.  SPI is connected.
+ * Reads a job into *job (its context copied into cxt).  A claimed job is
+ * read only while still pending and due by due_by (an earlier job of the
+ * batch may have cancelled it, or moved its due time), and marked done in
+ * the same statement: done before it runs, so that nothing it or a later
+ * job of the batch does cancels it once it ran; its failure rolls the mark
+ * back with the rest.  Returns false when there is no such job.  SPI is
+ * connected.
  */
 static bool
 read_job(int64 id, TimestampTz due_by, bool claimed, CrmJob *job, MemoryContext cxt)
@@ -101,15 +104,17 @@ read_job(int64 id, TimestampTz due_by, bool claimed, CrmJob *job, MemoryContext 
 
 	if (claimed)
 		plan = crm_plan(&due_plan,
-						"SELECT " JOB_COLUMNS " FROM crm.job"
-						" WHERE id = $1 AND status = 'pending' AND due_at <= $2",
+						"UPDATE crm.job SET status = 'done', attempts = attempts + 1,"
+						" updated_at = now()"
+						" WHERE id = $1 AND status = 'pending' AND due_at <= $2"
+						" RETURNING " JOB_COLUMNS,
 						2, argtypes);
 	else
 		plan = crm_plan(&any_plan, "SELECT " JOB_COLUMNS " FROM crm.job WHERE id = $1",
 						1, argtypes);
 	args[0] = Int64GetDatum(id);
 	args[1] = TimestampTzGetDatum(due_by);
-	(void) crm_exec(plan, args, NULL, true, 1);
+	(void) crm_exec(plan, args, NULL, !claimed, claimed ? 0 : 1);
 	if (SPI_processed == 0)
 		return false;
 
@@ -218,22 +223,6 @@ job_timer_stop(void)
 		disable_timeout(job_timeout_id, false);
 }
 
-/* Marks a job done, unless it ran nothing (no longer pending): see below. */
-static void
-mark_done(int64 id)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		args[1];
-
-	args[0] = Int64GetDatum(id);
-	(void) crm_exec(crm_plan(&plan,
-							 "UPDATE crm.job SET status = 'done', attempts = attempts + 1,"
-							 " updated_at = now() WHERE id = $1 AND status = 'pending'",
-							 1, argtypes),
-					args, NULL, false, 0);
-}
-
 static void
 mark_failed(int64 id, const char *error)
 {
@@ -280,13 +269,6 @@ run_claimed_job(int64 id, TimestampTz now, MemoryContext job_cxt)
 		if (read_job(id, now, true, &job, job_cxt))
 		{
 			dispatch(&job);
-
-			/*
-			 * Only while still pending: a job whose own effects cancelled
-			 * it (its robot moved the item out of the stage) stays
-			 * cancelled, as with crm.run_next_job().
-			 */
-			mark_done(id);
 			ran = true;
 		}
 		/* a time limit reached but swallowed by the job is still reached */
