@@ -52,7 +52,6 @@
 #include "utils/timestamp.h"
 
 #include "core/guc.h"
-#include "core/scope.h"
 #include "delivery/worker.h"
 
 #define JOBS_PER_BATCH		200
@@ -89,12 +88,6 @@ look_at_extension(void)
 		elog(ERROR, "could not look for crm.run_due_jobs");
 	has_batches = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											 1, &isnull));
-}
-
-static void
-step_check_extension(void *arg)
-{
-	look_at_extension();
 }
 
 static int
@@ -176,8 +169,7 @@ crm_job_runner_main(Oid dboid, int rank)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	crm_worker_attach(dboid, rank);
-	pgstat_report_appname("crm_automation job runner");
+	strlcpy(dbname, crm_worker_begin(dboid, rank, "crm_automation job runner"), sizeof(dbname));
 
 	/*
 	 * Every job opens and closes index scans and executor states whose
@@ -187,23 +179,6 @@ crm_job_runner_main(Oid dboid, int rank)
 	 */
 	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
-
-	/* as the delivery workers: no JIT for short statements, a pinned path */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("search_path", CRM_PINNED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
-
-	(void) crm_worker_xact(step_check_extension, NULL, "crm_automation: starting");
-	if (extension_gone)
-	{
-		crm_worker_set_state(CRM_WORKER_ABSENT);
-		proc_exit(0);
-	}
-	if (!crm_worker_enabled)
-	{
-		crm_worker_set_state(CRM_WORKER_DISABLED);
-		proc_exit(0);
-	}
-	crm_worker_set_state(CRM_WORKER_RUNNING);
 	ereport(LOG, (errmsg("crm_automation job runner %d started for database \"%s\"", nth, dbname)));
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "crm job runner loop", ALLOCSET_DEFAULT_SIZES);

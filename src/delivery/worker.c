@@ -668,6 +668,49 @@ guard_changed(const char *hosts_before, bool private_before)
 		strcmp(hosts_before, crm_allowed_hosts ? crm_allowed_hosts : "") != 0;
 }
 
+/*
+ * What every worker of a database (delivery worker or job runner) does
+ * once connected: takes its slot, pins its settings, and leaves at once
+ * when the database has no crm_automation or crm.worker_enabled is off;
+ * otherwise marks itself running.  Returns the database's name.
+ */
+const char *
+crm_worker_begin(Oid dboid, int rank, const char *appname)
+{
+	crm_worker_attach(dboid, rank);
+	pgstat_report_appname(appname);
+
+	/*
+	 * Short statements, many times a second: compiling them (when a large
+	 * outbox lifts the planner's estimates above jit_above_cost) would cost
+	 * far more than it saves.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Whatever search_path the database or a role was given (ALTER DATABASE
+	 * ... SET search_path), the worker finds nothing by name outside
+	 * pg_catalog: its SQL names crm objects, and jobs act as automation
+	 * (core/scope.h) with the same path.
+	 */
+	SetConfigOption("search_path", CRM_PINNED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
+
+	(void) crm_worker_xact(step_check_extension, NULL, "crm_automation: starting");
+	if (extension_gone)
+	{
+		crm_worker_set_state(CRM_WORKER_ABSENT);
+		proc_exit(0);
+	}
+	if (!crm_worker_enabled)
+	{
+		/* started before the launcher read crm.worker_enabled = off */
+		crm_worker_set_state(CRM_WORKER_DISABLED);
+		proc_exit(0);
+	}
+	crm_worker_set_state(CRM_WORKER_RUNNING);
+	return dbname;
+}
+
 void
 crm_worker_main(Datum arg)
 {
@@ -705,37 +748,7 @@ crm_worker_main(Datum arg)
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	crm_worker_attach(dboid, rank);
-	pgstat_report_appname("crm_automation worker");
-
-	/*
-	 * Short statements, many times a second: compiling them (when a large
-	 * outbox lifts the planner's estimates above jit_above_cost) would cost
-	 * far more than it saves.
-	 */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-
-	/*
-	 * Whatever search_path the database or a role was given (ALTER DATABASE
-	 * ... SET search_path), the worker finds nothing by name outside
-	 * pg_catalog: its SQL names crm objects, and jobs act as automation
-	 * (core/scope.h) with the same path.
-	 */
-	SetConfigOption("search_path", CRM_PINNED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
-
-	(void) crm_worker_xact(step_check_extension, NULL, "crm_automation: starting");
-	if (extension_gone)
-	{
-		crm_worker_set_state(CRM_WORKER_ABSENT);
-		proc_exit(0);
-	}
-	if (!crm_worker_enabled)
-	{
-		/* started before the launcher read crm.worker_enabled = off */
-		crm_worker_set_state(CRM_WORKER_DISABLED);
-		proc_exit(0);
-	}
-	crm_worker_set_state(CRM_WORKER_RUNNING);
+	(void) crm_worker_begin(dboid, rank, "crm_automation worker");
 	ereport(LOG, (errmsg("crm_automation worker %d started for database \"%s\"", rank, dbname)));
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker loop", ALLOCSET_DEFAULT_SIZES);

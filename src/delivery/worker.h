@@ -58,6 +58,9 @@ extern PGDLLEXPORT void crm_worker_main(Datum arg);
 /* job_runner.c: the loop of a job runner (a rank from CRM_JOB_RANK_BASE) */
 extern void crm_job_runner_main(Oid dboid, int rank);
 
+/* worker.c: settings, slot and state once connected; the database's name */
+extern const char *crm_worker_begin(Oid dboid, int rank, const char *appname);
+
 /* worker.c: a step in a transaction of its own (false: it failed, reported) */
 typedef void (*CrmXactStep) (void *arg);
 extern bool crm_worker_xact(CrmXactStep fn, void *arg, const char *activity);
