@@ -89,12 +89,13 @@ get_int64(HeapTuple tup, TupleDesc desc, int col, int64 *out)
  * connected.
  */
 static bool
-read_job(int64 id, TimestampTz due_by, bool claimed, CrmJob *job, MemoryContext cxt)
+read_job(int64 id, ItemPointer tid, TimestampTz due_by, CrmJob *job, MemoryContext cxt)
 {
 	static SPIPlanPtr any_plan = NULL;
 	static SPIPlanPtr due_plan = NULL;
-	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
-	Datum		args[2];
+	bool		claimed = tid != NULL;
+	Oid			argtypes[3] = {INT8OID, TIMESTAMPTZOID, TIDOID};
+	Datum		args[3];
 	SPIPlanPtr	plan;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -102,18 +103,27 @@ read_job(int64 id, TimestampTz due_by, bool claimed, CrmJob *job, MemoryContext 
 	Datum		d;
 	char	   *text;
 
+	/*
+	 * By the row version the claim locked (a TID scan): a plan by id could
+	 * take the partial index on pending jobs instead of the primary key
+	 * (it matches the status), and scan every pending job for each one
+	 * when the statistics were taken while none was pending.  A version
+	 * changed since (by an earlier job of the batch) is not found: the job
+	 * waits for the next batch.
+	 */
 	if (claimed)
 		plan = crm_plan(&due_plan,
 						"UPDATE crm.job SET status = 'done', attempts = attempts + 1,"
 						" updated_at = now()"
-						" WHERE id = $1 AND status = 'pending' AND due_at <= $2"
+						" WHERE ctid = $3 AND id = $1 AND status = 'pending' AND due_at <= $2"
 						" RETURNING " JOB_COLUMNS,
-						2, argtypes);
+						3, argtypes);
 	else
 		plan = crm_plan(&any_plan, "SELECT " JOB_COLUMNS " FROM crm.job WHERE id = $1",
 						1, argtypes);
 	args[0] = Int64GetDatum(id);
 	args[1] = TimestampTzGetDatum(due_by);
+	args[2] = PointerGetDatum(tid);
 	(void) crm_exec(plan, args, NULL, !claimed, claimed ? 0 : 1);
 	if (SPI_processed == 0)
 		return false;
@@ -176,7 +186,7 @@ crm_execute_job(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* the job's context outlives SPI: copied into the caller's context */
-	found = read_job(job_id, 0, false, &job, caller_cxt);
+	found = read_job(job_id, NULL, 0, &job, caller_cxt);
 	SPI_finish();
 	if (!found)
 		ereport(ERROR,
@@ -250,7 +260,7 @@ mark_failed(int64 id, const char *error)
  * an earlier job of the batch cancelled it or moved its due time).
  */
 static bool
-run_claimed_job(int64 id, TimestampTz now, MemoryContext job_cxt)
+run_claimed_job(int64 id, ItemPointer tid, TimestampTz now, MemoryContext job_cxt)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -266,7 +276,7 @@ run_claimed_job(int64 id, TimestampTz now, MemoryContext job_cxt)
 		CrmJob		job;
 
 		job_timer_start();
-		if (read_job(id, now, true, &job, job_cxt))
+		if (read_job(id, tid, now, &job, job_cxt))
 		{
 			dispatch(&job);
 			ran = true;
@@ -337,6 +347,7 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	MemoryContext job_cxt;
 	int64	   *ids;
+	ItemPointerData *tids;
 	uint64		n;
 	uint64		i;
 	int32		ran = 0;
@@ -350,22 +361,30 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 	args[0] = TimestampTzGetDatum(now);
 	args[1] = Int32GetDatum(limit);
 	(void) crm_exec(crm_plan(&claim_plan,
-							 "SELECT id FROM crm.job"
+							 "SELECT id, ctid FROM crm.job"
 							 " WHERE status = 'pending' AND due_at <= $1"
 							 " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
 							 2, argtypes),
 					args, NULL, false, 0);
 	n = SPI_processed;
 	ids = MemoryContextAlloc(caller_cxt, sizeof(int64) * (n + 1));
+	tids = MemoryContextAlloc(caller_cxt, sizeof(ItemPointerData) * (n + 1));
 	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
 		get_int64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &ids[i]);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 2, &isnull)),
+						&tids[i]);
+	}
 	SPI_freetuptable(SPI_tuptable);
 
 	job_cxt = AllocSetContextCreate(caller_cxt, "crm job", ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (run_claimed_job(ids[i], now, job_cxt))
+		if (run_claimed_job(ids[i], &tids[i], now, job_cxt))
 			ran++;
 	}
 	MemoryContextDelete(job_cxt);
