@@ -29,11 +29,18 @@
  *  - crm._render_template renders in one pass (a value that says {secret}
  *    stays as written);
  *  - crm._claim_messages never raises on a message of the wrong shape: the
- *    message is dead with the reason, the others go on.
+ *    message is dead with the reason, the others go on;
  *  - providers' TLS settings: "ca" and "client_cert" config keys, a client
  *    key kept in crm.provider_secret (client_key => of crm.add_provider and
  *    crm.update_provider), returned by the claim; file paths only from
- *    superusers and pg_read_server_files (trigger tls_files).
+ *    superusers and pg_read_server_files (trigger tls_files);
+ *  - jobs run in batches by job runners of their own: crm.run_due_jobs(),
+ *    crm.cleanup_jobs() and the index job_finished (done and cancelled
+ *    jobs by age); crm.worker_status() says each worker's role;
+ *  - business processes: the trace (crm.process_log), crm.document_processes,
+ *    start by template name, the catalogue crm.activity_types, columns for
+ *    the process-only activities (crm.absence, crm.calendar_event) and
+ *    crm.resource_booking.process_instance_id.
  */
 
 -- A provider's secret goes to its URL's host (the SMTP password, an SMS or
@@ -1111,3 +1118,43 @@ CREATE TRIGGER tls_files BEFORE INSERT OR UPDATE OF config ON crm.provider
 
 REVOKE EXECUTE ON FUNCTION crm._provider_tls_files() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm._provider_tls_files() TO crm_admin;
+
+-- ---------------------------------------------------------------------------
+-- Job runners: batches of due jobs, cleanup of done ones, workers' roles.
+-- ---------------------------------------------------------------------------
+
+-- Done and cancelled jobs by age, for crm.cleanup_jobs() (crm.job_retention).
+CREATE INDEX job_finished ON crm.job (updated_at) WHERE status IN ('done', 'cancelled');
+
+-- Claims up to max_jobs due jobs and runs them, each in a subtransaction,
+-- each under crm.job_timeout (C, scheduler.c); returns how many ran or
+-- failed.  Call it in a transaction of its own.
+CREATE FUNCTION crm.run_due_jobs(max_jobs integer DEFAULT 100) RETURNS integer
+	AS 'MODULE_PATHNAME', 'crm_run_due_jobs' LANGUAGE C
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION crm.run_due_jobs(integer) IS
+	'Claims up to max_jobs due jobs (SKIP LOCKED) and runs each in a subtransaction; returns how many ran or failed. Call it in a transaction of its own.';
+
+-- Deletes done and cancelled jobs last changed before crm.job_retention
+-- (failed ones stay, as dead messages do); the job runner calls it every
+-- few minutes.  Returns how many were deleted.
+CREATE FUNCTION crm.cleanup_jobs(older_than interval DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH d AS (
+		DELETE FROM crm.job
+		 WHERE status IN ('done', 'cancelled')
+		   AND updated_at < now() - coalesce(older_than, current_setting('crm.job_retention')::interval)
+		RETURNING 1)
+	SELECT count(*) FROM d;
+$$;
+
+-- Each worker's state, from shared memory: database, rank within its role,
+-- pid, state, role ('delivery': the outbox; 'jobs': the job runners).
+DROP FUNCTION crm.worker_status();
+CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid integer, OUT state text,
+								  OUT role text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'crm_worker_status' LANGUAGE C;
+
+REVOKE EXECUTE ON FUNCTION crm.run_due_jobs(integer), crm.cleanup_jobs(interval), crm.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.run_due_jobs(integer), crm.cleanup_jobs(interval), crm.worker_status() TO crm_admin;

@@ -115,6 +115,8 @@ CREATE TABLE crm.job (
 );
 CREATE INDEX job_due ON crm.job (due_at) WHERE status = 'pending';
 CREATE INDEX job_item ON crm.job (entity_type, entity_id) WHERE status = 'pending';
+-- Done and cancelled jobs by age, for crm.cleanup_jobs() (crm.job_retention).
+CREATE INDEX job_finished ON crm.job (updated_at) WHERE status IN ('done', 'cancelled');
 
 -- Outbound channels' endpoints and credentials.  Secrets are kept apart,
 -- readable only by the extension's owner (the worker) and SECURITY DEFINER
@@ -251,11 +253,16 @@ CREATE TRIGGER definitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE 
 	FOR EACH STATEMENT EXECUTE FUNCTION crm.definitions_changed();
 
 -- ---------------------------------------------------------------------------
--- The job runner.  The worker calls crm.run_next_job() in a transaction of
--- its own, again and again while it returns a job id, and sleeps until
--- crm.next_job_due().  Claim, execution and the job's new status commit
--- together, so a job runs exactly once: a crash before commit leaves it
--- pending, and its effects were never committed.
+-- The job runner.  The job runners (background workers, crm.job_workers
+-- per database) call crm.run_due_jobs(n) in a transaction per batch, again
+-- while it comes back full, and sleep until crm.next_job_due().  One index
+-- scan claims the batch (FOR UPDATE SKIP LOCKED: several runners claim
+-- disjoint batches); each job then runs in a subtransaction of its own, so
+-- that a failing one is rolled back and marked failed alone.  Claim,
+-- execution and the new statuses commit together, so a job runs exactly
+-- once: a crash before commit leaves the whole batch pending, and its
+-- effects were never committed.  crm.run_next_job() runs one job the same
+-- way, in the caller's transaction.
 -- ---------------------------------------------------------------------------
 
 -- Runs one job whatever its due time (C, scheduler.c): dispatches on its kind.
@@ -300,3 +307,25 @@ END
 $$;
 COMMENT ON FUNCTION crm.run_next_job() IS
 	'Claims and runs the earliest due job; returns its id, or NULL when none is due. Call it in a transaction of its own.';
+
+-- Claims up to max_jobs due jobs and runs them, each in a subtransaction,
+-- each under crm.job_timeout (C, scheduler.c); returns how many ran or
+-- failed.  Call it in a transaction of its own.
+CREATE FUNCTION crm.run_due_jobs(max_jobs integer DEFAULT 100) RETURNS integer
+	AS 'MODULE_PATHNAME', 'crm_run_due_jobs' LANGUAGE C
+	SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION crm.run_due_jobs(integer) IS
+	'Claims up to max_jobs due jobs (SKIP LOCKED) and runs each in a subtransaction; returns how many ran or failed. Call it in a transaction of its own.';
+
+-- Deletes done and cancelled jobs last changed before crm.job_retention
+-- (failed ones stay, as dead messages do); the job runner calls it every
+-- few minutes.  Returns how many were deleted.
+CREATE FUNCTION crm.cleanup_jobs(older_than interval DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	WITH d AS (
+		DELETE FROM crm.job
+		 WHERE status IN ('done', 'cancelled')
+		   AND updated_at < now() - coalesce(older_than, current_setting('crm.job_retention')::interval)
+		RETURNING 1)
+	SELECT count(*) FROM d;
+$$;

@@ -59,8 +59,10 @@ CREATE FUNCTION crm.start_worker() RETURNS boolean
 COMMENT ON FUNCTION crm.start_worker() IS
 	'Asks the launcher to start the delivery worker of this database at commit; false when the library is not preloaded';
 
--- Each worker's state, from shared memory: database, rank (0 runs the jobs), pid, state.
-CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid integer, OUT state text)
+-- Each worker's state, from shared memory: database, rank within its role,
+-- pid, state, role ('delivery': the outbox; 'jobs': the job runners).
+CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid integer, OUT state text,
+								  OUT role text)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'crm_worker_status' LANGUAGE C;
 

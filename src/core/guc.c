@@ -29,6 +29,9 @@ int			crm_worker_concurrency = 64;
 int			crm_workers_per_database = 2;
 int			crm_outbox_retention = 7 * 24 * 3600;
 bool		crm_worker_enabled = true;
+int			crm_job_workers = 1;
+int			crm_job_timeout = 60000;
+int			crm_job_retention = 7 * 24 * 3600;
 int			crm_max_depth = 16;
 int			crm_max_steps = 1000;
 int			crm_acting_user_id = 0;
@@ -106,6 +109,30 @@ crm_guc_init(void)
 							"How long sent outbox messages are kept before cleanup.",
 							NULL,
 							&crm_outbox_retention,
+							7 * 24 * 3600, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("crm.job_workers",
+							"Job runners per database: background workers that run due jobs.",
+							"The first runs every due job; the others join in while a burst keeps its batches full.",
+							&crm_job_workers,
+							1, 1, CRM_MAX_JOB_WORKERS,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("crm.job_timeout",
+							"Longest a scheduled job may run; one that runs longer fails.",
+							"0 means no limit.",
+							&crm_job_timeout,
+							60000, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("crm.job_retention",
+							"How long done and cancelled jobs are kept before cleanup.",
+							NULL,
+							&crm_job_retention,
 							7 * 24 * 3600, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);

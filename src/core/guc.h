@@ -16,6 +16,9 @@
 /* Upper bound of crm.workers_per_database (shared memory is sized by it). */
 #define CRM_MAX_WORKERS_PER_DATABASE 16
 
+/* Upper bound of crm.job_workers (shared memory is sized by it). */
+#define CRM_MAX_JOB_WORKERS 4
+
 /* outbound safety */
 extern bool crm_allow_private_networks;
 extern char *crm_allowed_hosts;
@@ -29,6 +32,11 @@ extern int	crm_worker_concurrency;
 extern int	crm_workers_per_database;
 extern int	crm_outbox_retention;	/* seconds */
 extern bool crm_worker_enabled;
+
+/* scheduled jobs */
+extern int	crm_job_workers;
+extern int	crm_job_timeout;		/* milliseconds, 0: none */
+extern int	crm_job_retention;		/* seconds */
 
 /* automation */
 extern int	crm_max_depth;

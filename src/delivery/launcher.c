@@ -98,7 +98,7 @@ typedef struct CrmDatabaseSlot
 	Oid			dboid;
 	bool		used;
 	bool		recheck;		/* CREATE EXTENSION: look again */
-	CrmWorkerSlot workers[CRM_MAX_WORKERS_PER_DATABASE];
+	CrmWorkerSlot workers[CRM_WORKER_SLOTS];
 } CrmDatabaseSlot;
 
 typedef struct CrmShared
@@ -115,14 +115,14 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* per-transaction requests, acted upon at commit */
-static bool wake_at_commit = false;
+static bool wake_at_commit = false;	/* the transaction wrote crm.outbox */
 static bool wake_all_at_commit = false;
 static bool jobs_at_commit = false;	/* the transaction wrote crm.job */
 static bool start_at_commit = false;
 static bool xact_callback_registered = false;
 
 /* the launcher's handles of the workers it started, by slot and rank */
-static BackgroundWorkerHandle *handles[CRM_MAX_DATABASES][CRM_MAX_WORKERS_PER_DATABASE];
+static BackgroundWorkerHandle *handles[CRM_MAX_DATABASES][CRM_WORKER_SLOTS];
 
 /* in a database worker: its slot and rank (-1: not a worker) */
 static int	my_slot = -1;
@@ -184,7 +184,7 @@ slot_alloc(Oid dboid)
 			memset(&crm_shared->slots[i], 0, sizeof(CrmDatabaseSlot));
 			crm_shared->slots[i].dboid = dboid;
 			crm_shared->slots[i].used = true;
-			for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			for (r = 0; r < CRM_WORKER_SLOTS; r++)
 				crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
 			return i;
 		}
@@ -197,6 +197,15 @@ int
 crm_workers_wanted(void)
 {
 	return Max(Min(crm_workers_per_database, crm_worker_concurrency), 1);
+}
+
+/* Whether a rank (a delivery worker's, or a job runner's) is wanted. */
+bool
+crm_rank_wanted(int rank)
+{
+	if (rank < CRM_JOB_RANK_BASE)
+		return rank < crm_workers_wanted();
+	return rank - CRM_JOB_RANK_BASE < crm_job_workers;
 }
 
 static void
@@ -217,26 +226,33 @@ wake_launcher(void)
  */
 
 /*
- * Sets the latch of the first running worker of a database whose rank is
- * from (wrapping around), other than the caller; or of every one.
+ * Sets the latch of the first running worker of a database, of one role
+ * (delivery, or jobs), whose rank in that role is from (wrapping around),
+ * other than the caller; or of every worker of the database.
  */
 static void
-wake_workers(Oid dboid, int from, bool all)
+wake_workers(Oid dboid, bool jobs, int from, bool all)
 {
-	PGPROC	   *procs[CRM_MAX_WORKERS_PER_DATABASE];
+	PGPROC	   *procs[CRM_WORKER_SLOTS];
 	int			n = 0;
-	int			wanted = crm_workers_wanted();
+	int			base = jobs ? CRM_JOB_RANK_BASE : 0;
+	int			size = jobs ? CRM_MAX_JOB_WORKERS : CRM_MAX_WORKERS_PER_DATABASE;
 	int			i;
 	int			k;
 
+	if (all)
+	{
+		base = 0;
+		size = CRM_WORKER_SLOTS;
+	}
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
-	for (k = 0; i >= 0 && k < CRM_MAX_WORKERS_PER_DATABASE; k++)
+	for (k = 0; i >= 0 && k < size; k++)
 	{
-		int			r = (from + k) % CRM_MAX_WORKERS_PER_DATABASE;
+		int			r = base + (from + k) % size;
 		PGPROC	   *proc = crm_shared->slots[i].workers[r].proc;
 
-		if (proc == NULL || proc == MyProc || (!all && r >= wanted))
+		if (proc == NULL || proc == MyProc || (!all && !crm_rank_wanted(r)))
 			continue;
 		procs[n++] = proc;
 		if (!all)
@@ -247,12 +263,23 @@ wake_workers(Oid dboid, int from, bool all)
 		SetLatch(&procs[k]->procLatch);
 }
 
-/* A worker whose claim was full draws its next sibling in. */
+/*
+ * A worker whose claim was full draws its next sibling of the same role in
+ * (a delivery worker the next delivery worker, a job runner the next job
+ * runner).
+ */
 void
 crm_worker_wake_next(void)
 {
-	if (crm_shared != NULL && my_rank >= 0 && crm_workers_wanted() > 1)
-		wake_workers(MyDatabaseId, my_rank + 1, false);
+	if (crm_shared == NULL || my_rank < 0)
+		return;
+	if (my_rank >= CRM_JOB_RANK_BASE)
+	{
+		if (crm_job_workers > 1)
+			wake_workers(MyDatabaseId, true, my_rank - CRM_JOB_RANK_BASE + 1, false);
+	}
+	else if (crm_workers_wanted() > 1)
+		wake_workers(MyDatabaseId, false, my_rank + 1, false);
 }
 
 static void
@@ -266,20 +293,24 @@ crm_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (crm_shared == NULL)
 				break;
-			/* the workers' own commits need no wake-up, but for jobs */
+			/*
+			 * Messages wake the first delivery worker, jobs the first job
+			 * runner; a worker's own commits wake no worker of its role
+			 * (it looks again itself), but a job runner's queued messages
+			 * wake delivery, and a delivery worker's record that changed a
+			 * job (a wait ending with its message) wakes a job runner.
+			 */
 			if (wake_all_at_commit)
-				wake_workers(MyDatabaseId, 0, true);
-			else if (wake_at_commit && my_rank < 0)
-				wake_workers(MyDatabaseId, 0, false);
-			else if (jobs_at_commit && my_rank == 0)
-				SetLatch(MyLatch);
-			else if (jobs_at_commit && my_rank > 0)
+				wake_workers(MyDatabaseId, false, 0, true);
+			else
 			{
-				/*
-				 * a worker's record changed a job (a wait ending with its
-				 * message): rank 0 runs jobs
-				 */
-				wake_workers(MyDatabaseId, 0, false);
+				bool		i_deliver = my_rank >= 0 && my_rank < CRM_JOB_RANK_BASE;
+				bool		i_run_jobs = my_rank >= CRM_JOB_RANK_BASE;
+
+				if (wake_at_commit && !i_deliver)
+					wake_workers(MyDatabaseId, false, 0, false);
+				if (jobs_at_commit && !i_run_jobs)
+					wake_workers(MyDatabaseId, true, 0, false);
 			}
 			if (start_at_commit)
 			{
@@ -334,10 +365,11 @@ crm_wake_worker_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("crm._wake_worker() must be called as a trigger")));
 	ensure_xact_callback();
-	wake_at_commit = true;
-	/* crm.job's trigger says so: a worker's own commit then wakes rank 0 */
+	/* crm.job's trigger says so: its commit wakes a job runner */
 	if (((TriggerData *) fcinfo->context)->tg_trigger->tgnargs > 0)
 		jobs_at_commit = true;
+	else
+		wake_at_commit = true;
 	return PointerGetDatum(NULL);
 }
 
@@ -365,7 +397,6 @@ crm_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	CrmDatabaseSlot *copy;
-	int			wanted = crm_workers_wanted();
 	int			i;
 	int			r;
 
@@ -387,11 +418,14 @@ crm_worker_status(PG_FUNCTION_ARGS)
 		name = get_database_name(copy[i].dboid);
 		if (name == NULL)
 			continue;
-		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		for (r = 0; r < CRM_WORKER_SLOTS; r++)
 		{
 			CrmWorkerSlot *w = &copy[i].workers[r];
-			Datum		values[4];
-			bool		nulls[4] = {false, false, false, false};
+			bool		jobs = r >= CRM_JOB_RANK_BASE;
+
+			/* 0.1.0's function has no role column: heap_form_tuple reads 4 */
+			Datum		values[5];
+			bool		nulls[5] = {false, false, false, false, false};
 
 			/*
 			 * Ranks no longer wanted, once gone, are not workers any more;
@@ -399,14 +433,15 @@ crm_worker_status(PG_FUNCTION_ARGS)
 			 * extension, or that were never started.
 			 */
 			if (w->pid == 0 && r > 0 &&
-				(r >= wanted || copy[i].workers[0].state == CRM_WORKER_ABSENT ||
+				(!crm_rank_wanted(r) || copy[i].workers[0].state == CRM_WORKER_ABSENT ||
 				 (w->state == CRM_WORKER_STOPPED && w->changed_at == 0)))
 				continue;
 			values[0] = DirectFunctionCall1(namein, CStringGetDatum(name));
-			values[1] = Int32GetDatum(r);
+			values[1] = Int32GetDatum(jobs ? r - CRM_JOB_RANK_BASE : r);
 			values[2] = Int32GetDatum(w->pid);
 			nulls[2] = w->pid == 0;
 			values[3] = CStringGetTextDatum(state_names[w->state]);
+			values[4] = CStringGetTextDatum(jobs ? "jobs" : "delivery");
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	}
@@ -457,7 +492,7 @@ crm_worker_attach(Oid dboid, int rank)
 	bool		stepped_aside = false;
 	TimestampTz now;
 
-	if (rank < 0 || rank >= CRM_MAX_WORKERS_PER_DATABASE)
+	if (rank < 0 || rank >= CRM_WORKER_SLOTS)
 		elog(ERROR, "crm_automation worker of rank %d", rank);
 	now = GetCurrentTimestamp();
 	SpinLockAcquire(&crm_shared->mutex);
@@ -511,7 +546,7 @@ crm_worker_set_state(CrmWorkerState state)
 	}
 	SpinLockRelease(&crm_shared->mutex);
 	/* the first worker running: the launcher starts its siblings */
-	if (state == CRM_WORKER_RUNNING && my_rank == 0 && crm_workers_wanted() > 1)
+	if (state == CRM_WORKER_RUNNING && my_rank == 0)
 		wake_launcher();
 }
 
@@ -597,7 +632,7 @@ database_to_leave(Node *parsetree, bool isTopLevel, CrmWorkerState *mark)
 static void
 ask_workers_to_leave(Oid dboid, CrmWorkerState mark)
 {
-	pid_t		pids[CRM_MAX_WORKERS_PER_DATABASE];
+	pid_t		pids[CRM_WORKER_SLOTS];
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 	int			r;
@@ -606,7 +641,7 @@ ask_workers_to_leave(Oid dboid, CrmWorkerState mark)
 
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
-	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+	for (r = 0; r < CRM_WORKER_SLOTS; r++)
 	{
 		pids[r] = 0;
 		if (i < 0)
@@ -620,7 +655,7 @@ ask_workers_to_leave(Oid dboid, CrmWorkerState mark)
 	if (!any)
 		return;
 
-	for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+	for (r = 0; r < CRM_WORKER_SLOTS; r++)
 		if (pids[r] != 0)
 			kill(pids[r], SIGTERM);
 	for (waited = 0; waited < 1000; waited++)
@@ -628,7 +663,7 @@ ask_workers_to_leave(Oid dboid, CrmWorkerState mark)
 		bool		gone = true;
 
 		SpinLockAcquire(&crm_shared->mutex);
-		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		for (r = 0; r < CRM_WORKER_SLOTS; r++)
 			if (pids[r] != 0 && crm_shared->slots[i].workers[r].pid == pids[r])
 				gone = false;
 		SpinLockRelease(&crm_shared->mutex);
@@ -653,7 +688,7 @@ let_workers_back(Oid dboid)
 
 	SpinLockAcquire(&crm_shared->mutex);
 	i = slot_of(dboid);
-	for (r = 0; i >= 0 && r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+	for (r = 0; i >= 0 && r < CRM_WORKER_SLOTS; r++)
 	{
 		CrmWorkerSlot *w = &crm_shared->slots[i].workers[r];
 
@@ -677,7 +712,7 @@ let_workers_back(Oid dboid)
 static void
 check_worker_processes(void)
 {
-	int			wanted = crm_workers_wanted();
+	int			wanted = crm_workers_wanted() + crm_job_workers;
 	int			ndb = 1;
 	int			needed;
 	int			i;
@@ -699,7 +734,7 @@ check_worker_processes(void)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("max_worker_processes is too low for the crm_automation workers of every database"),
-				 errdetail("The launcher and %d workers in each of %d databases with crm_automation need %d background worker processes; max_worker_processes is %d, and other background workers share it.",
+				 errdetail("The launcher and %d workers (crm.workers_per_database delivery workers and crm.job_workers job runners) in each of %d databases with crm_automation need %d background worker processes; max_worker_processes is %d, and other background workers share it.",
 						   wanted, ndb, needed, max_worker_processes),
 				 errhint("Raise max_worker_processes to at least %d (a restart is needed), or lower crm.workers_per_database.",
 						 needed)));
@@ -762,7 +797,8 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		 * are visible now.  The prepared transaction belonged to this
 		 * database (COMMIT PREPARED refuses another's).
 		 */
-		wake_workers(MyDatabaseId, 0, false);
+		wake_workers(MyDatabaseId, false, 0, false);
+		wake_workers(MyDatabaseId, true, 0, false);
 	}
 }
 
@@ -848,11 +884,20 @@ start_worker(int slot, int rank, LauncherDb *db, TimestampTz now)
 	w.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(w.bgw_library_name, BGW_MAXLEN, "crm_automation");
 	snprintf(w.bgw_function_name, BGW_MAXLEN, "crm_worker_main");
-	if (rank == 0)
-		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", db->oid);
+	if (rank >= CRM_JOB_RANK_BASE)
+	{
+		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation job runner %u/%d", db->oid,
+				 rank - CRM_JOB_RANK_BASE);
+		snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation job runner");
+	}
 	else
-		snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", db->oid, rank);
-	snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation worker");
+	{
+		if (rank == 0)
+			snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u", db->oid);
+		else
+			snprintf(w.bgw_name, BGW_MAXLEN, "crm_automation worker %u/%d", db->oid, rank);
+		snprintf(w.bgw_type, BGW_MAXLEN, "crm_automation worker");
+	}
 	w.bgw_main_arg = ObjectIdGetDatum(db->oid);
 	memcpy(w.bgw_extra, &rank, sizeof(rank));
 	w.bgw_notify_pid = MyProcPid;
@@ -868,8 +913,10 @@ start_worker(int slot, int rank, LauncherDb *db, TimestampTz now)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("crm_automation: no background worker slot left for worker %d of database \"%s\"",
-							rank, NameStr(db->name)),
+					 errmsg("crm_automation: no background worker slot left for %s %d of database \"%s\"",
+							rank >= CRM_JOB_RANK_BASE ? "job runner" : "worker",
+							rank >= CRM_JOB_RANK_BASE ? rank - CRM_JOB_RANK_BASE : rank,
+							NameStr(db->name)),
 					 errdetail("All %d background worker processes (max_worker_processes) are in use; the launcher tries again every %d seconds.",
 							   max_worker_processes, RESTART_DELAY_MS / 1000),
 					 errhint("Raise max_worker_processes (a restart is needed) or lower crm.workers_per_database.")));
@@ -951,6 +998,43 @@ should_start(int slot, int rank, bool exited, TimestampTz now, long *nap)
 	return start;
 }
 
+/*
+ * crm.worker_enabled is off: the delivery workers leave by themselves once
+ * their transfers in flight are done, but a job runner may be in the
+ * middle of a long job that only an interrupt stops (its batch rolls back:
+ * the jobs stay pending).  Marked disabled first, so that they show so once
+ * gone.
+ */
+static void
+stop_job_runners(void)
+{
+	pid_t		pids[CRM_MAX_DATABASES * CRM_MAX_JOB_WORKERS];
+	int			n = 0;
+	int			i;
+	int			r;
+
+	SpinLockAcquire(&crm_shared->mutex);
+	for (i = 0; i < CRM_MAX_DATABASES; i++)
+	{
+		if (!crm_shared->slots[i].used)
+			continue;
+		for (r = CRM_JOB_RANK_BASE; r < CRM_WORKER_SLOTS; r++)
+		{
+			CrmWorkerSlot *w = &crm_shared->slots[i].workers[r];
+
+			if (w->pid != 0 &&
+				(w->state == CRM_WORKER_RUNNING || w->state == CRM_WORKER_STARTING))
+			{
+				w->state = CRM_WORKER_DISABLED;
+				pids[n++] = w->pid;
+			}
+		}
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	for (i = 0; i < n; i++)
+		kill(pids[i], SIGTERM);
+}
+
 /* One pass: start what should run.  Returns the delay until the next pass. */
 static long
 launcher_pass(void)
@@ -959,7 +1043,6 @@ launcher_pass(void)
 	List	   *still_over = NIL;
 	TimestampTz now = GetCurrentTimestamp();
 	long		nap = LAUNCHER_NAP_MS;
-	int			wanted = crm_workers_wanted();
 	int			i;
 	int			r;
 	ListCell   *lc;
@@ -971,7 +1054,7 @@ launcher_pass(void)
 		CrmDatabaseSlot *d = &crm_shared->slots[i];
 		bool		live = false;
 
-		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		for (r = 0; r < CRM_WORKER_SLOTS; r++)
 			live |= d->workers[r].pid != 0;
 		if (d->used && !live && !database_listed(dbs, d->dboid))
 			d->used = false;
@@ -981,6 +1064,7 @@ launcher_pass(void)
 	/* crm.worker_enabled off: the workers left, none starts */
 	if (!crm_worker_enabled)
 	{
+		stop_job_runners();
 		list_free_deep(dbs);
 		return LAUNCHER_NAP_MS;
 	}
@@ -988,8 +1072,8 @@ launcher_pass(void)
 	foreach(lc, dbs)
 	{
 		LauncherDb *db = lfirst(lc);
-		bool		start[CRM_MAX_WORKERS_PER_DATABASE];
-		bool		exited[CRM_MAX_WORKERS_PER_DATABASE];
+		bool		start[CRM_WORKER_SLOTS];
+		bool		exited[CRM_WORKER_SLOTS];
 		pid_t		pid;
 
 		/*
@@ -1014,14 +1098,14 @@ launcher_pass(void)
 		}
 
 		/* GetBackgroundWorkerPid takes an LWLock: never under the mutex */
-		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		for (r = 0; r < CRM_WORKER_SLOTS; r++)
 			exited[r] = handles[i][r] != NULL &&
 				GetBackgroundWorkerPid(handles[i][r], &pid) == BGWH_STOPPED;
 
 		SpinLockAcquire(&crm_shared->mutex);
-		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		for (r = 0; r < CRM_WORKER_SLOTS; r++)
 		{
-			start[r] = r < wanted && should_start(i, r, exited[r], now, &nap);
+			start[r] = crm_rank_wanted(r) && should_start(i, r, exited[r], now, &nap);
 			if (start[r])
 			{
 				crm_shared->slots[i].workers[r].state = CRM_WORKER_STARTING;
@@ -1032,7 +1116,7 @@ launcher_pass(void)
 		{
 			/* CREATE EXTENSION: the siblings follow the first at once */
 			crm_shared->slots[i].recheck = false;
-			for (r = 1; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+			for (r = 1; r < CRM_WORKER_SLOTS; r++)
 				if (crm_shared->slots[i].workers[r].state == CRM_WORKER_ABSENT)
 				{
 					crm_shared->slots[i].workers[r].state = CRM_WORKER_STOPPED;
@@ -1041,7 +1125,7 @@ launcher_pass(void)
 		}
 		SpinLockRelease(&crm_shared->mutex);
 
-		for (r = 0; r < CRM_MAX_WORKERS_PER_DATABASE; r++)
+		for (r = 0; r < CRM_WORKER_SLOTS; r++)
 		{
 			if (start[r] && !start_worker(i, r, db, now))
 			{

@@ -1,20 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The per-database workers: deliver the outbox; the first runs due jobs.
+ *	  The per-database delivery workers: deliver the outbox.
  *
  * A database has crm.workers_per_database of them (launcher.c), each with
  * its rank and its share of crm.worker_concurrency, the "slots" below.  They
  * claim from the same outbox (SKIP LOCKED keeps their claims apart); rank 0
- * alone runs jobs and the cleanup.  A claim that came back full means more
- * messages wait: the worker then wakes the next rank (at most every
- * SIBLING_WAKE_MS: each wake-up of rank 0 also looks for due jobs), so a
+ * alone runs the outbox's cleanup.  Due jobs are not theirs: the job
+ * runners (job_runner.c) run them, so a burst of jobs never holds a
+ * message.  A claim that came back full means more messages wait: the
+ * worker then wakes the next rank (at most every SIBLING_WAKE_MS), so a
  * burst draws every worker in.
  *
  * One loop, never blocking on anything but its wait:
  *
- *	 1. rank 0, when woken (a commit set the latch) or when a job fell due:
- *		run due jobs, each in its own transaction (crm.run_next_job());
+ *	 1. (the entry point starts a job runner's loop instead for its ranks);
  *	 2. fill the free transfer slots from the messages claimed ahead;
  *	 3. one short transaction, the "exchange", when there is enough to do:
  *		record the transfers that finished (one UPDATE for all of them), then
@@ -94,7 +94,6 @@
 #include "delivery/delivery.h"
 #include "delivery/worker.h"
 
-#define JOBS_PER_PASS		100
 #define CLEANUP_EVERY_MS	(5 * 60 * 1000)
 #define SHUTDOWN_GRACE_MS	3000
 #define LEASE_MARGIN_MS		30000
@@ -116,17 +115,15 @@
 static volatile sig_atomic_t got_sigterm = false;
 
 /*
- * This worker's rank among its database's workers (0 runs the jobs and
- * the cleanup) and its share of crm.worker_concurrency.
+ * This worker's rank among its database's workers (0 runs the outbox's
+ * cleanup) and its share of crm.worker_concurrency.
  */
 static int	rank = 0;
 static int	slots = 1;
 
 /* set by the steps, read by the loop */
 static bool extension_gone = false;
-static TimestampTz next_job_due = 0;
 static TimestampTz next_msg_due = 0;
-static bool job_backlog = false;
 
 /*
  * Messages claimed ahead, not yet started (oldest due first), and those
@@ -176,14 +173,12 @@ worker_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-typedef void (*XactStep) (void *arg);
-
 /*
  * Runs fn in a transaction of its own with SPI connected.  An ERROR is
  * reported and the transaction rolled back; the loop goes on.
  */
-static bool
-in_transaction(XactStep fn, void *arg, const char *activity)
+bool
+crm_worker_xact(CrmXactStep fn, void *arg, const char *activity)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -234,24 +229,6 @@ get_due(int col)
 	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
 
 	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
-}
-
-/*
- * One due job, if any; *ran says whether there was one.  When there was
- * none, the next due time is noted (read in the same snapshot).
- */
-static void
-step_run_job(void *arg)
-{
-	bool	   *ran = arg;
-	bool		isnull;
-
-	if (SPI_execute("SELECT crm.run_next_job(), crm.next_job_due()", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "crm.run_next_job() failed");
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	*ran = !isnull;
-	if (!*ran)
-		next_job_due = get_due(2);
 }
 
 /*
@@ -549,7 +526,7 @@ record_alone(void)
 		bool		ok;
 		MemoryContext old;
 
-		ok = in_transaction(step_record, one, "crm_automation: recording deliveries");
+		ok = crm_worker_xact(step_record, one, "crm_automation: recording deliveries");
 		list_free(one);
 		if (ok)
 		{
@@ -608,7 +585,7 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 	x.list_cxt = CurrentMemoryContext;
 	if (x.finished == NIL && limit == 0 && !check_extension)
 		return true;
-	ok = in_transaction(step_exchange, &x,
+	ok = crm_worker_xact(step_exchange, &x,
 						limit > 0 ? "crm_automation: claiming messages"
 						: "crm_automation: recording deliveries");
 	if (!ok)
@@ -644,36 +621,6 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 	return true;
 }
 
-/*
- * Runs due jobs, up to JOBS_PER_PASS; notes whether some may remain.
- * Returns how many ran.
- */
-static int
-run_jobs(void)
-{
-	int			n;
-
-	job_backlog = false;
-	for (n = 0; n < JOBS_PER_PASS; n++)
-	{
-		bool		ran = false;
-
-		CHECK_FOR_INTERRUPTS();
-		if (got_sigterm)
-			return n;
-		if (!in_transaction(step_run_job, &ran, "crm_automation: running a job"))
-		{
-			/* not the job's failure (run_next_job keeps those): back off */
-			next_job_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-			return n;
-		}
-		if (!ran)
-			return n;
-	}
-	job_backlog = true;
-	return n;
-}
-
 static void
 shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
 {
@@ -692,7 +639,7 @@ shutdown_worker(CrmTransport *t, MemoryContext msg_cxt)
 	ready_blocked = 0;
 	if (left != NIL)
 	{
-		(void) in_transaction(step_release, left, "crm_automation: releasing messages");
+		(void) crm_worker_xact(step_release, left, "crm_automation: releasing messages");
 		free_messages(left);
 	}
 }
@@ -733,6 +680,49 @@ guard_changed(const char *hosts_before, bool private_before)
 		strcmp(hosts_before, crm_allowed_hosts ? crm_allowed_hosts : "") != 0;
 }
 
+/*
+ * What every worker of a database (delivery worker or job runner) does
+ * once connected: takes its slot, pins its settings, and leaves at once
+ * when the database has no crm_automation or crm.worker_enabled is off;
+ * otherwise marks itself running.  Returns the database's name.
+ */
+const char *
+crm_worker_begin(Oid dboid, int rank, const char *appname)
+{
+	crm_worker_attach(dboid, rank);
+	pgstat_report_appname(appname);
+
+	/*
+	 * Short statements, many times a second: compiling them (when a large
+	 * outbox lifts the planner's estimates above jit_above_cost) would cost
+	 * far more than it saves.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Whatever search_path the database or a role was given (ALTER DATABASE
+	 * ... SET search_path), the worker finds nothing by name outside
+	 * pg_catalog: its SQL names crm objects, and jobs act as automation
+	 * (core/scope.h) with the same path.
+	 */
+	SetConfigOption("search_path", CRM_PINNED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
+
+	(void) crm_worker_xact(step_check_extension, NULL, "crm_automation: starting");
+	if (extension_gone)
+	{
+		crm_worker_set_state(CRM_WORKER_ABSENT);
+		proc_exit(0);
+	}
+	if (!crm_worker_enabled)
+	{
+		/* started before the launcher read crm.worker_enabled = off */
+		crm_worker_set_state(CRM_WORKER_DISABLED);
+		proc_exit(0);
+	}
+	crm_worker_set_state(CRM_WORKER_RUNNING);
+	return dbname;
+}
+
 void
 crm_worker_main(Datum arg)
 {
@@ -760,42 +750,17 @@ crm_worker_main(Datum arg)
 	static int	skip_again_ms = SKIP_AGAIN_MS;
 	static TimestampTz skipped_at = 0;	/* when the last such claim ran */
 
+	memcpy(&rank, MyBgworkerEntry->bgw_extra, sizeof(rank));
+	if (rank >= CRM_JOB_RANK_BASE)
+	{
+		crm_job_runner_main(dboid, rank);
+		proc_exit(0);
+	}
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	memcpy(&rank, MyBgworkerEntry->bgw_extra, sizeof(rank));
-	crm_worker_attach(dboid, rank);
-	pgstat_report_appname("crm_automation worker");
-
-	/*
-	 * Short statements, many times a second: compiling them (when a large
-	 * outbox lifts the planner's estimates above jit_above_cost) would cost
-	 * far more than it saves.
-	 */
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-
-	/*
-	 * Whatever search_path the database or a role was given (ALTER DATABASE
-	 * ... SET search_path), the worker finds nothing by name outside
-	 * pg_catalog: its SQL names crm objects, and jobs act as automation
-	 * (core/scope.h) with the same path.
-	 */
-	SetConfigOption("search_path", CRM_PINNED_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
-
-	(void) in_transaction(step_check_extension, NULL, "crm_automation: starting");
-	if (extension_gone)
-	{
-		crm_worker_set_state(CRM_WORKER_ABSENT);
-		proc_exit(0);
-	}
-	if (!crm_worker_enabled)
-	{
-		/* started before the launcher read crm.worker_enabled = off */
-		crm_worker_set_state(CRM_WORKER_DISABLED);
-		proc_exit(0);
-	}
-	crm_worker_set_state(CRM_WORKER_RUNNING);
+	(void) crm_worker_begin(dboid, rank, "crm_automation worker");
 	ereport(LOG, (errmsg("crm_automation worker %d started for database \"%s\"", rank, dbname)));
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "crm worker loop", ALLOCSET_DEFAULT_SIZES);
@@ -871,8 +836,6 @@ crm_worker_main(Datum arg)
 			break;
 
 		now = GetCurrentTimestamp();
-		if (rank == 0 && crm_worker_enabled && (woken || now >= next_job_due) && run_jobs() > 0)
-			woken = true;		/* the jobs may have queued messages */
 		if (woken)
 			check_pending = true;
 
@@ -958,7 +921,7 @@ crm_worker_main(Datum arg)
 		if (rank == 0 &&
 			(last_cleanup == 0 || TimestampDifferenceExceeds(last_cleanup, now, CLEANUP_EVERY_MS)))
 		{
-			(void) in_transaction(step_cleanup, NULL, "crm_automation: cleaning the outbox");
+			(void) crm_worker_xact(step_cleanup, NULL, "crm_automation: cleaning the outbox");
 			last_cleanup = now;
 		}
 
@@ -968,8 +931,6 @@ crm_worker_main(Datum arg)
 		 */
 		if (crm_worker_enabled)
 		{
-			if (rank == 0)
-				wake_at = next_job_due;
 			if (list_length(ready) - ready_blocked <= slots / 2)
 			{
 				TimestampTz claim_at = backlog ? now : next_msg_due;
@@ -992,12 +953,10 @@ crm_worker_main(Datum arg)
 		}
 		if (now < exchange_retry_at)
 		{
-			/* nothing to record or claim before then; jobs as they fall due */
+			/* nothing to record or claim before then */
 			wake_at = exchange_retry_at;
-			if (crm_worker_enabled && rank == 0)
-				wake_at = Min(wake_at, next_job_due);
 		}
-		if ((crm_worker_enabled && rank == 0 && job_backlog) || wake_at <= now)
+		if (wake_at <= now)
 			timeout = 0;
 		else if (wake_at == DT_NOEND)
 			timeout = IDLE_CHECK_MS;

@@ -12,11 +12,11 @@ it_begin launcher_ddl "crm.workers_per_database = 2"
 
 pids() {	# pids DATABASE: "rank:pid state,..." of its workers
 	q "SELECT string_agg(worker || ':' || coalesce(pid::text, '-') || ' ' || state, ',' ORDER BY worker)
-	     FROM crm.worker_status() WHERE database = '$1'"
+	     FROM crm.worker_status() WHERE role = 'delivery' AND database = '$1'"
 }
 running() {	# running DATABASE: true when both ranks run
 	echo "SELECT count(*) = 2 FROM crm.worker_status() s JOIN pg_stat_activity a USING (pid)
-	       WHERE s.database = '$1' AND s.state = 'running'"
+	       WHERE s.role = 'delivery' AND s.database = '$1' AND s.state = 'running'"
 }
 as_role() {	# as_role ROLE DATABASE SQL: the error line, if any
 	psql -X -q -t -A -U "$1" -d "$2" -c "$3" 2>&1 | sed -n 's/^ERROR: *//p'

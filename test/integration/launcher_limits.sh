@@ -8,14 +8,14 @@ cd "$(dirname "$0")/../.."
 . scripts/lib.sh
 . test/integration/common.bash
 
-# the launcher, the logical replication launcher and crm_it's two workers
-# fill max_worker_processes
-it_begin launcher_limits "max_worker_processes = 4" "crm.workers_per_database = 2"
+# the launcher, the logical replication launcher, crm_it's two delivery
+# workers and its job runner fill max_worker_processes
+it_begin launcher_limits "max_worker_processes = 5" "crm.workers_per_database = 2"
 LOG=$CRM_CLUSTER_DIR/server.log
 
 running() {	# running DATABASE N: true when N of its workers run
 	echo "SELECT count(*) = $2 FROM crm.worker_status() s JOIN pg_stat_activity a USING (pid)
-	       WHERE s.database = '$1' AND s.state = 'running'"
+	       WHERE s.role = 'delivery' AND s.database = '$1' AND s.state = 'running'"
 }
 
 echo "# no background worker slot for a second database"
@@ -23,7 +23,7 @@ wait_for "$(running crm_it 2)" 15 || true
 check "crm_it's two workers run" "t" "$(q "$(running crm_it 2)")"
 psql -X -q -d postgres -c "CREATE DATABASE crm_b" >/dev/null
 check "CREATE EXTENSION warns that max_worker_processes cannot hold them all" \
-	"WARNING:  max_worker_processes is too low for the crm_automation workers of every database|HINT:  Raise max_worker_processes to at least 5 (a restart is needed), or lower crm.workers_per_database." \
+	"WARNING:  max_worker_processes is too low for the crm_automation workers of every database|HINT:  Raise max_worker_processes to at least 7 (a restart is needed), or lower crm.workers_per_database." \
 	"$(psql -X -q -d crm_b -c "CREATE EXTENSION crm_automation" 2>&1 | grep -E '^(WARNING|HINT)' | paste -sd '|')"
 sleep 12	# the launcher tries again every 5 s
 check "the log names the database, once in the minute" "1" \
@@ -38,8 +38,9 @@ for _ in $(seq 1 150); do [ "$(psql -X -q -t -A -d crm_b -c "$(running crm_b 1)"
 check "with crm.workers_per_database = 1, crm_b's worker runs" "t" \
 	"$(psql -X -q -t -A -d crm_b -c "$(running crm_b 1)")"
 psql -X -q -d postgres -c "CREATE DATABASE crm_c" >/dev/null
-check "one worker each in three databases and the launcher: 4, no warning" "" \
-	"$(psql -X -q -d crm_c -c "CREATE EXTENSION crm_automation" 2>&1)"
+check "a delivery worker and a job runner each in three databases and the launcher: 7, counted" \
+	"HINT:  Raise max_worker_processes to at least 7 (a restart is needed), or lower crm.workers_per_database." \
+	"$(psql -X -q -d crm_c -c "CREATE EXTENSION crm_automation" 2>&1 | grep -E '^HINT')"
 
 echo "# more databases than the launcher has slots for (256)"
 n=$(q "SELECT count(*) FROM pg_database WHERE datallowconn AND NOT datistemplate")

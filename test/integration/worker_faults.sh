@@ -33,7 +33,7 @@ import json, sys
 print(sum(1 for l in open(sys.argv[1], encoding="utf-8") if json.loads(l)["path"].startswith(sys.argv[2])))
 PY
 }
-worker_pid() { q "SELECT pid FROM crm.worker_status() WHERE worker = 0 AND state = 'running'"; }
+worker_pid() { q "SELECT pid FROM crm.worker_status() WHERE role = 'delivery' AND worker = 0 AND state = 'running'"; }
 
 q "SELECT crm.add_provider('email', 'local', '{\"url\": \"smtp://127.0.0.1:$SMTP_PORT\", \"from\": \"crm@example.com\", \"tls\": \"none\"}')" >/dev/null
 q "SELECT crm.add_provider('sms', 'gateway', '{\"url\": \"$B/ok/sms\"}')" >/dev/null

@@ -125,14 +125,16 @@ workers() {	# workers DATABASE: how many run
 }
 wait_for "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
 check "two workers for crm_it, running, ranks 0 and 1" "0 running,1 running|2" \
-	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE database = 'crm_it'")|$(workers crm_it)"
+	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it'")|$(workers crm_it)"
+check "and one job runner (crm.job_workers = 1, the default), in a process of its own" "0 running|1" \
+	"$(q "SELECT string_agg(worker || ' ' || state, ',') FROM crm.worker_status() WHERE role = 'jobs' AND database = 'crm_it'")|$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation job runner' AND datname = 'crm_it'")"
 check "crm.worker_status() shows the workers' pids" "2" \
 	"$(q "SELECT count(*) FROM crm.worker_status() s JOIN pg_stat_activity a USING (pid) WHERE s.database = 'crm_it' AND a.backend_type = 'crm_automation worker'")"
 check "a database without the extension shows its first worker absent, no other" "0 absent" \
-	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE database = 'postgres'")"
+	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE role = 'delivery' AND database = 'postgres'")"
 # a sent message older than crm.outbox_retention: the worker deletes it when it starts
 old=$(q "INSERT INTO crm.outbox (channel, payload, status, sent_at) VALUES ('webhook', '{}', 'sent', now() - interval '8 days') RETURNING id")
-pid=$(q "SELECT pid FROM crm.worker_status() WHERE database = 'crm_it' AND worker = 0")
+pid=$(q "SELECT pid FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = 0")
 kill -9 "$pid"
 sleep 0.5
 for i in $(seq 1 100); do

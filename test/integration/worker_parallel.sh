@@ -20,7 +20,7 @@ workers() {
 	q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'"
 }
 pid_of() {	# pid_of RANK
-	q "SELECT pid FROM crm.worker_status() WHERE database = 'crm_it' AND worker = $1"
+	q "SELECT pid FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = $1"
 }
 pause() { q "ALTER SYSTEM SET crm.worker_enabled = off" && q "SELECT pg_reload_conf()" >/dev/null; sleep 0.3; }
 resume() { q "ALTER SYSTEM RESET crm.worker_enabled" && q "SELECT pg_reload_conf()" >/dev/null; }
@@ -34,9 +34,9 @@ PY
 }
 
 echo "# three workers"
-wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE database = 'crm_it' AND state = 'running'" 15 || true
+wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND state = 'running'" 15 || true
 check "crm.worker_status() shows ranks 0, 1, 2 running" "0 running,1 running,2 running" \
-	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE database = 'crm_it'")"
+	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it'")"
 check "three worker processes, with the pids shown" "3|3" \
 	"$(workers)|$(q "SELECT count(DISTINCT pid) FROM crm.worker_status() s JOIN pg_stat_activity a USING (pid) WHERE s.database = 'crm_it' AND a.backend_type = 'crm_automation worker'")"
 
@@ -90,7 +90,7 @@ q "INSERT INTO crm.outbox (channel, payload)
    SELECT 'webhook', jsonb_build_object('url', '$B/ok/many/' || i) FROM generate_series(1, $N) i"
 resume
 # paused workers have left (crm.worker_enabled = off); take rank 1's new pid
-wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE database = 'crm_it' AND state = 'running'" 15 || true
+wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND state = 'running'" 15 || true
 old1=$(pid_of 1)
 for _ in $(seq 1 300); do [ "$(grep -c '/ok/many/' "$HTTP_LOG" || true)" -ge $((N / 3)) ] && break; sleep 0.05; done
 q "SELECT pg_terminate_backend($old1)" >/dev/null
@@ -101,9 +101,9 @@ check "every message is marked sent" "$N" \
 check "the sink received each exactly once (distinct webhook-ids = requests)" "$N $N" "$(received /ok/many/)"
 check "each message took one attempt" "1" \
 	"$(q "SELECT max(attempts) FROM crm.outbox WHERE payload->>'url' LIKE '%/ok/many/%'")"
-wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE database = 'crm_it' AND state = 'running'" 15 || true
+wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND state = 'running'" 15 || true
 check "the launcher started rank 1 again (a new process)" "running|t" \
-	"$(q "SELECT state FROM crm.worker_status() WHERE database = 'crm_it' AND worker = 1")|$([ "$(pid_of 1)" != "$old1" ] && echo t || echo f)"
+	"$(q "SELECT state FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = 1")|$([ "$(pid_of 1)" != "$old1" ] && echo t || echo f)"
 
 echo "# one worker killed mid-delivery (SIGKILL: the server reinitialises)"
 pause
@@ -122,14 +122,14 @@ echo "# received $total requests, $distinct distinct webhook-ids"
 check "the sink received every message" "$N" "$distinct"
 check "duplicates are bounded by the in-flight window and the results not yet written (2 x $CONC)" "t" \
 	"$([ $((total - distinct)) -le $((2 * CONC)) ] && echo t || echo f)"
-wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE database = 'crm_it' AND state = 'running'" 15 || true
+wait_for "SELECT count(*) = 3 FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND state = 'running'" 15 || true
 check "three workers run again" "3" "$(workers)"
 
 echo "# the setting follows reloads"
 q "ALTER SYSTEM SET crm.workers_per_database = 1" && q "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
 check "lowered to 1: ranks 1 and 2 leave, rank 0 stays" "1|0 running" \
-	"$(workers)|$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE database = 'crm_it'")"
+	"$(workers)|$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it'")"
 check "and say why in the server log" "2" \
 	"$(grep -c 'crm_automation worker [12] stopping: crm.workers_per_database is 1' "$CRM_CLUSTER_DIR/server.log" || true)"
 id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('webhook', '{\"url\": \"$B/ok/alone\"}') RETURNING id")
@@ -138,7 +138,7 @@ check "the one worker left delivers" "sent" "$(q "SELECT status FROM crm.outbox 
 q "ALTER SYSTEM SET crm.workers_per_database = 2" && q "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
 check "raised to 2: rank 1 starts again" "2|0 running,1 running" \
-	"$(workers)|$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE database = 'crm_it'")"
+	"$(workers)|$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it'")"
 q "ALTER SYSTEM SET crm.worker_concurrency = 1" && q "SELECT pg_reload_conf()" >/dev/null
 wait_for "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_automation worker' AND datname = 'crm_it'" 10 || true
 check "never more workers than crm.worker_concurrency" "1" "$(workers)"

@@ -46,10 +46,10 @@ q "INSERT INTO crm.deal (id, title, responsible_id) VALUES (7, 'Shadow', 1)" >/d
 
 # The database default path puts her schema first; workers reconnect with it.
 q "ALTER DATABASE crm_it SET search_path = evil, pg_catalog" >/dev/null
-wait_for "SELECT count(*) >= 1 FROM crm.worker_status() WHERE database = 'crm_it' AND worker = 0 AND state = 'running'" 20 || true
-old=$(q "SELECT pid FROM crm.worker_status() WHERE database = 'crm_it' AND worker = 0")
+wait_for "SELECT count(*) >= 1 FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = 0 AND state = 'running'" 20 || true
+old=$(q "SELECT pid FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = 0")
 q "SELECT pg_terminate_backend(pid) FROM crm.worker_status() WHERE database = 'crm_it' AND pid IS NOT NULL" >/dev/null
-wait_for "SELECT count(*) = 1 FROM crm.worker_status() WHERE database = 'crm_it' AND worker = 0
+wait_for "SELECT count(*) = 1 FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = 0
           AND state = 'running' AND pid IS DISTINCT FROM ${old:-0}" 20 || true
 check "the worker reconnected with the database's path" "evil, pg_catalog" \
 	"$(q "SELECT setting FROM pg_db_role_setting s, unnest(s.setconfig) AS c(setting0), LATERAL (SELECT split_part(setting0, '=', 2) AS setting) x WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = 'crm_it')")"
