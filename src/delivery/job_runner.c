@@ -168,6 +168,8 @@ crm_job_runner_main(Oid dboid, int rank)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/* a reload signalled before the SIGHUP handler was set is lost: read the files once */
+	ConfigReloadPending = true;
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	strlcpy(dbname, crm_worker_begin(dboid, rank, "crm_automation job runner"), sizeof(dbname));
 

@@ -1150,6 +1150,8 @@ crm_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/* a reload signalled before the SIGHUP handler was set is lost: read the files once */
+	ConfigReloadPending = true;
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("crm_automation launcher");
 

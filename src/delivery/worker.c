@@ -759,6 +759,8 @@ crm_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
+	/* a reload signalled before the SIGHUP handler was set is lost: read the files once */
+	ConfigReloadPending = true;
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	(void) crm_worker_begin(dboid, rank, "crm_automation worker");
 	ereport(LOG, (errmsg("crm_automation worker %d started for database \"%s\"", rank, dbname)));
