@@ -173,6 +173,11 @@ DECLARE
 	v_ids bigint[];
 	v_types text;
 BEGIN
+	IF p_name IS NULL THEN
+		RAISE EXCEPTION 'template must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Give a template''s id or name.';
+	END IF;
 	SELECT array_agg(t.id ORDER BY t.id), string_agg(t.document_type, ', ' ORDER BY t.document_type)
 	  INTO v_ids, v_types
 	  FROM crm.process_template t

@@ -259,14 +259,18 @@ mark_failed(int64 id, const char *error)
  * batch, whose jobs then stay pending.  Returns whether the job ran (false:
  * an earlier job of the batch cancelled it or moved its due time).
  */
+/* Attempts of a job that failed on a deadlock or a serialization failure. */
+#define JOB_ATTEMPTS 3
+
 static bool
-run_claimed_job(int64 id, ItemPointer tid, TimestampTz now, MemoryContext job_cxt)
+run_claimed_job(int64 id, ItemPointer tid, TimestampTz now, MemoryContext job_cxt, int attempt)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile bool ran = false;
 	ErrorData  *edata = NULL;
 
+	check_stack_depth();			/* again after a deadlock: bounded, still */
 	/* each job is a change of its own for crm.max_steps (lineage.c) */
 	SetCurrentStatementStartTimestamp();
 	BeginInternalSubTransaction(NULL);
@@ -306,6 +310,20 @@ run_claimed_job(int64 id, ItemPointer tid, TimestampTz now, MemoryContext job_cx
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
 
+	if (edata != NULL && !job_timed_out && attempt < JOB_ATTEMPTS &&
+		(edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		 edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE))
+	{
+		/* rolled back alone: run it again once the other side went on */
+		ereport(LOG,
+				(errmsg("crm_automation: job %lld, attempt %d of %d failed, trying again: %s",
+						(long long) id, attempt, JOB_ATTEMPTS, edata->message)));
+		FreeErrorData(edata);
+		MemoryContextReset(job_cxt);
+		pg_usleep(attempt * 50000L);
+		CHECK_FOR_INTERRUPTS();
+		return run_claimed_job(id, tid, now, job_cxt, attempt + 1);
+	}
 	if (edata != NULL)
 	{
 		/* the time limit's cancel is spent: it must not stop the next job */
@@ -384,7 +402,7 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (run_claimed_job(ids[i], &tids[i], now, job_cxt))
+		if (run_claimed_job(ids[i], &tids[i], now, job_cxt, 1))
 			ran++;
 	}
 	MemoryContextDelete(job_cxt);

@@ -28,10 +28,11 @@ has must be listed.  What the docs list, and how (Markdown tables):
               crm.trigger_events
   process activities
               rows of a table whose header starts with | process activity |
-              (types that run besides the robot actions, as the hint of
-              an unknown type's error lists them) and of one whose header
-              starts with | refused process activity | (each must be
-              refused with 0A000 when saved)
+              (the flow activities crm.activity_types lists as run), of one
+              whose header starts with | process-only activity | (its
+              process_only rows) and of one whose header starts with
+              | refused process activity | (each must be refused with 0A000
+              when saved)
   activity types
               rows of a table whose header starts with | activity type |:
               the values crm.activity.type accepts (its CHECK constraint)
@@ -97,17 +98,6 @@ SELECT json_agg(m[1] ORDER BY m[1])
    AND pg_get_constraintdef(c.oid) ~ '\\mtype\\M'""")
 
 
-def process_hint():
-    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-d", DB, "-v", "VERBOSITY=verbose", "-c",
-                        "SELECT crm.add_process_template('deal', 'docs check', "
-                        "'{\"activities\": [{\"type\": \"no_such_type\"}]}')"],
-                       capture_output=True, text=True)
-    m = re.search(r"HINT:\s+.*? and (.*?)\.\s*$", r.stderr, re.M)
-    if not m:
-        raise SystemExit("cannot read the process activity types from:\n" + r.stderr)
-    return sorted(t.strip() for t in m.group(1).split(","))
-
-
 def refused_sqlstate(activity_type):
     r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-d", DB, "-v", "VERBOSITY=verbose", "-c",
                         "SELECT crm.add_process_template('deal', 'docs check', "
@@ -117,7 +107,13 @@ def refused_sqlstate(activity_type):
     return m.group(1) if m else "none (saved)"
 
 
-cat_process_types = process_hint()
+# The flow activities a process runs, and its process-only activities, from
+# the catalogue view (what is listed there but not run says so in its note).
+cat_process_types = sql_json(
+    "SELECT coalesce(json_agg(type ORDER BY type), '[]') FROM crm.activity_types "
+    "WHERE kind = 'flow' AND in_processes AND coalesce(note, '') NOT LIKE 'not supported%'")
+cat_process_only = sql_json(
+    "SELECT coalesce(json_agg(type ORDER BY type), '[]') FROM crm.activity_types WHERE kind = 'process_only'")
 
 # ---- the docs -------------------------------------------------------------
 
@@ -189,6 +185,7 @@ doc_actions = {}
 doc_events = {}
 doc_process_types = {}
 doc_refused_types = {}
+doc_process_only = {}
 doc_activity_types = {}
 FUNC = re.compile(r"^`crm\.([a-z_][a-z0-9_]*)\(([^`]*)\)`\s*(?:→\s*`([^`]*)`)?")
 VIEW = re.compile(r"^view `crm\.([a-z_][a-z0-9_]*)`")
@@ -247,6 +244,9 @@ for rel in files:
         elif table == "refused process activity":
             for t in ticked(c[0]):
                 doc_refused_types[t] = where
+        elif table == "process-only activity":
+            for t in ticked(c[0]):
+                doc_process_only[t] = where
         elif table == "activity type":
             for t in ticked(c[0]):
                 doc_activity_types[t] = where
@@ -453,6 +453,15 @@ for t in cat_process_types:
 for t, where in doc_process_types.items():
     if t not in cat_process_types:
         bad("%s documents process activity %s, which the engine does not list" % (where, t))
+for t in cat_process_only:
+    if t in doc_process_only:
+        ok("process-only activity " + t)
+    else:
+        bad("process-only activity %s is not documented" % t,
+            "add a row | `%s` | (parameters) | (does) | to the process-only activity table of docs/processes.md" % t)
+for t, where in doc_process_only.items():
+    if t not in cat_process_only:
+        bad("%s documents process-only activity %s, which crm.activity_types does not list" % (where, t))
 for t, where in sorted(doc_refused_types.items()):
     code = refused_sqlstate(t)
     if code == "0A000":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A deadlock inside a robot or a trigger's step is retried (bounded: three
+# A deadlock inside a robot, a trigger's step or a job is retried (bounded: three
 # attempts) before it counts as a failure: the step's subtransaction rolls
 # back, which frees what it had taken, and the step runs again once the
 # other transaction gave up.  Without a retry the robot would be logged
@@ -76,6 +76,28 @@ check "the trigger fired and moved the deal, after a retry" "fired|executing" \
 	"$out|$(q "SELECT s.code FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 2")"
 check "its deadlock was logged as an attempt too" "2" \
 	"$(grep -c 'attempt 1 of 3 failed, trying again: deadlock detected' "$LOG" || true)"
+
+echo "# a job: the delayed robot's comment waits for crm.timeline_comment, held by B"
+F=$(q "SELECT crm.stage('deal', 'final_invoice')")
+q "SELECT crm.add_robot($F, 'add_comment', '{\"text\": \"later, after the deadlock\"}', delay => '{\"after\": \"1 hour\"}')" >/dev/null
+q "INSERT INTO crm.deal (id, title, responsible_id) VALUES (3, 'Job', 100)"
+q "UPDATE crm.deal SET stage_id = $F WHERE id = 3"
+q "UPDATE crm.job SET due_at = now() - interval '1 second' WHERE entity_id = 3 AND status = 'pending'"
+before=$(grep -c 'failed, trying again: deadlock detected' "$LOG" || true)
+other_session "LOCK TABLE crm.timeline_comment IN SHARE MODE" "UPDATE public.lockme SET v = 3 WHERE id = 1" 2300
+out=$(psql -X -q -t -A -d crm_it 2>&1 <<SQL
+BEGIN;
+UPDATE public.lockme SET v = 1 WHERE id = 1;
+SELECT crm.run_due_jobs(10);
+COMMIT;
+SQL
+) || true
+wait "$B_PID" || true
+check "B lost to its lock_timeout" "1" "$(grep -c 'lock timeout' "$IT_DIR/b.out" || true)"
+check "the job ran once and is done, after a retry" "1|done|1" \
+	"$out|$(q "SELECT status FROM crm.job WHERE entity_id = 3")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 3")"
+check "its deadlock was logged as an attempt" "t" \
+	"$(q "SELECT $(grep -c 'failed, trying again: deadlock detected' "$LOG" || true) > $before")"
 
 check "no backend crashed (server log)" "0" "$(grep -c 'terminated by signal' "$LOG" || true)"
 it_end

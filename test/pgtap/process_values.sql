@@ -27,7 +27,7 @@ SELECT throws_ok($$SELECT crm.start_process('Count', 1)$$, '42P08', 'process tem
 SELECT isnt(crm.start_process('Count', 'deal', 1), NULL, 'by name and document type');
 SELECT throws_ok($$SELECT crm.start_process('Nope', 'deal', 1)$$, '42704', 'process template "Nope" does not exist for deal',
 	'an unknown name');
-SELECT throws_ok($$SELECT crm.start_process(NULL::text, 1)$$, '42704', NULL, 'a NULL name: not found, no crash');
+SELECT throws_ok($$SELECT crm.start_process(NULL::text, 1)$$, '22004', 'template must not be null', 'a NULL name: refused, no crash');
 
 -- Whole numbers after evaluation: 8000 / 1000 = 8.
 SELECT results_eq($$SELECT status, variables->'k' FROM crm.process_instance WHERE document_id = 1 AND document_type = 'deal'$$,
