@@ -3,7 +3,7 @@
 -- absence, email; their save-time checks; the catalogue crm.activity_types.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(28);
+SELECT plan(30);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1),
@@ -84,6 +84,15 @@ SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'absence', '{"
 SELECT crm.add_process_template('deal', 'Backwards', '{"activities": [{"type": "absence", "params": {"name": "x", "from": "2030-01-02 00:00+00", "to": "2030-01-01 00:00+00"}}]}') IS NOT NULL AS t;
 SELECT crm.start_process('Backwards', 'deal', 1) AS i3 \gset
 SELECT alike((SELECT error FROM crm.process_instance WHERE id = :i3), '"to" (%) is before "from" (%)', 'to before from fails the instance');
+
+-- A personal notification without a sender, a group event without its group:
+-- the activity fails, saying what is missing.
+SELECT crm.add_process_template('deal', 'Personal', '{"activities": [{"type": "user_notification", "to": [1], "text": "x", "kind": "personal"}]}') IS NOT NULL AS t;
+SELECT crm.start_process('Personal', 'deal', 1) AS i4 \gset
+SELECT is((SELECT error FROM crm.process_instance WHERE id = :i4), 'a personal notification needs "sender"', 'personal without sender fails');
+SELECT crm.add_process_template('deal', 'Group', '{"activities": [{"type": "calendar_event", "params": {"name": "x", "calendar_type": "group", "from": "2030-01-01 10:00+00", "to": "2030-01-01 11:00+00"}}]}') IS NOT NULL AS t;
+SELECT crm.start_process('Group', 'deal', 1) AS i5 \gset
+SELECT is((SELECT error FROM crm.process_instance WHERE id = :i5), 'a group calendar event needs "owner_id", the group', 'a group event without owner_id fails');
 
 -- The catalogue.
 SELECT results_eq($$SELECT kind, in_robots, in_processes FROM crm.activity_types WHERE type = 'absence'$$,
