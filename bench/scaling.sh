@@ -168,7 +168,7 @@ measure new . "$SIZES" "$MOVES" "$ROUNDS"
 first=${SIZES%% *}
 largest=${SIZES##* }
 old_largest=${OLD_SIZES##* }
-awk -v first="$first" -v largest="$largest" -v old_largest="$old_largest" '
+awk -v rows="$ROWS" -v first="$first" -v largest="$largest" -v old_largest="$old_largest" '
 	NF == 3 && $1 ~ /^(old|new)$/ { v[$1, $2] = $3; seen[$1] = 1 }
 	function f(x) { return x == "" ? "-" : sprintf("%.1f", x) }
 	function r(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
@@ -189,7 +189,7 @@ awk -v first="$first" -v largest="$largest" -v old_largest="$old_largest" '
 		split("single-deal move into the stage|single-deal move out of it|incoming call (trigger moves the deal)|crm.run_next_job() running a due job", d, "|")
 		for (i = 1; i <= 4; i++) {
 			row(d[i] ", 0 rows", m[i] "_empty")
-			row(d[i] ", 1M rows", m[i] "_full")
-			ratio("  ratio 1M / 0", m[i] "_full", m[i] "_empty", m[i] "_full", i == 4 ? "(reported)" : "<= 1.2")
+			row(d[i] ", " rows " rows", m[i] "_full")
+			ratio("  ratio " rows " rows / 0", m[i] "_full", m[i] "_empty", m[i] "_full", i == 4 ? "(reported)" : "<= 1.2")
 		}
 	}' "$RESULTS"
