@@ -1163,3 +1163,36 @@ CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid
 
 REVOKE EXECUTE ON FUNCTION crm.run_due_jobs(integer), crm.cleanup_jobs(interval), crm.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm.run_due_jobs(integer), crm.cleanup_jobs(interval), crm.worker_status() TO crm_admin;
+
+-- ---------------------------------------------------------------------------
+-- Issue 19: the automation's cost does not grow with its tables.  The wait
+-- triggers' kept plans stay on the index of an item's pending jobs however
+-- crm.job grew since they were made (enable_seqscan = off).
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION crm._end_waits_on_activity() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('ended_by_activity', NEW.id)
+	 WHERE j.status = 'pending' AND j.kind = 'wait'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND coalesce((SELECT (r.params ->> 'until_client_activity')::boolean
+					   FROM crm.robot r WHERE r.id = j.robot_id), false);
+	RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION crm._end_waits_on_message() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('message_id', NEW.id, 'message_status', NEW.status)
+	 WHERE j.status = 'pending' AND j.kind = 'wait'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND j.robot_id = NEW.robot_id;
+	RETURN NULL;
+END
+$$;

@@ -7,18 +7,22 @@
 -- ---------------------------------------------------------------------------
 
 -- A wait robot with until_client_activity ends when the client calls,
--- writes or messages: the item's pending wait falls due now.
+-- writes or messages: the item's pending wait falls due now.  These
+-- triggers' plans are kept by the session, made from the statistics of
+-- their first calls: enable_seqscan = off keeps them on the index of an
+-- item's pending jobs (job_item) and the robot's primary key however
+-- crm.job grew since (test/integration/automation_plans.sh).
 CREATE FUNCTION crm._end_waits_on_activity() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off AS $$
 BEGIN
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),
 		   context = j.context || jsonb_build_object('ended_by_activity', NEW.id)
-	  FROM crm.robot r
 	 WHERE j.status = 'pending' AND j.kind = 'wait'
 	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
-	   AND r.id = j.robot_id
-	   AND coalesce((r.params ->> 'until_client_activity')::boolean, false);
+	   AND coalesce((SELECT (r.params ->> 'until_client_activity')::boolean
+					   FROM crm.robot r WHERE r.id = j.robot_id), false);
 	RETURN NULL;
 END
 $$;
@@ -30,7 +34,8 @@ CREATE TRIGGER end_waits AFTER INSERT ON crm.activity
 -- job (robots.c); the wait ends when the worker records its message sent or
 -- dead.  The WHEN clause keeps the worker's other records free of it.
 CREATE FUNCTION crm._end_waits_on_message() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off AS $$
 BEGIN
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),

@@ -13,6 +13,7 @@
 #include "catalog/pg_namespace.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "optimizer/cost.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
@@ -57,6 +58,23 @@ crm_automation_owner(void)
 	return owner;
 }
 
+/*
+ * The planner settings of the scope (see scope.h): the statements run in it
+ * read the tables they touch by index probes, never by scanning them or by
+ * joining them whole, whatever the statistics said when they were planned.
+ */
+static const char *const probe_settings[] = {
+	"enable_seqscan", "enable_hashjoin", "enable_mergejoin"
+};
+
+static bool
+settings_pinned(void)
+{
+	return !enable_seqscan && !enable_hashjoin && !enable_mergejoin &&
+		namespace_search_path != NULL &&
+		strcmp(namespace_search_path, CRM_PINNED_SEARCH_PATH) == 0;
+}
+
 void
 crm_scope_enter(CrmScope *scope, int flags)
 {
@@ -70,17 +88,22 @@ crm_scope_enter(CrmScope *scope, int flags)
 
 	/*
 	 * A scope inside a scope (a robot's UPDATE running the next stage's
-	 * robots) finds the path pinned already: nothing to set or undo.
+	 * robots) finds the settings pinned already: nothing to set or undo.
 	 */
-	if (namespace_search_path != NULL &&
-		strcmp(namespace_search_path, CRM_PINNED_SEARCH_PATH) == 0)
+	if (settings_pinned())
 		scope->guc_nest = -1;
 	else
 	{
+		int			i;
+
 		scope->guc_nest = NewGUCNestLevel();
 		(void) set_config_option("search_path", CRM_PINNED_SEARCH_PATH,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+		for (i = 0; i < lengthof(probe_settings); i++)
+			(void) set_config_option(probe_settings[i], "off",
+									 PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 	}
 
 	if (flags & CRM_SCOPE_SPI)

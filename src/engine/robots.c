@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "core/guc.h"
+#include "core/index_probe.h"
 #include "core/scope.h"
 #include "engine/robots.h"
 #include "core/rowsink.h"
@@ -689,46 +690,153 @@ runstate_init(RunState *rs, const char *entity_type, int64 item_id, int64 stage_
 	crm_eval_context_init(&rs->cx, entity_type, item_id, tuple, desc);
 }
 
+/* Ids found by probes, for one statement's = ANY($1). */
+typedef struct IdList
+{
+	Datum	   *ids;
+	int			n;
+	int			cap;
+} IdList;
+
+static void
+id_add(IdList *l, Datum id)
+{
+	if (l->n == l->cap)
+	{
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->ids = l->ids ? repalloc(l->ids, sizeof(Datum) * l->cap)
+			: palloc(sizeof(Datum) * l->cap);
+	}
+	l->ids[l->n++] = id;
+}
+
+static Datum
+id_array(const IdList *l)
+{
+	return PointerGetDatum(construct_array(l->ids, l->n, INT8OID, 8, true, TYPALIGN_DOUBLE));
+}
+
+static bool
+slot_text_is(TupleTableSlot *slot, AttrNumber att, const char *const *values, int n)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+	char	   *s;
+	int			i;
+
+	if (isnull)
+		return false;
+	s = TextDatumGetCString(d);
+	for (i = 0; i < n; i++)
+		if (strcmp(s, values[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+slot_bool(TupleTableSlot *slot, AttrNumber att)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, att, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * What the items that left a stage still have: their pending robots, waits
+ * and controls (job_item, the pending jobs by item), and their activities
+ * marked "complete when the stage changes" (activity_auto_complete, the
+ * open ones by item).  Each item is one probe of each index, whatever the
+ * size or the statistics of the tables; rows are checked as read.
+ */
+static void
+find_pending(const CrmStageEntry *entries, int n, IdList *jobs, IdList *activities)
+{
+	static const char *const pending[] = {"pending"};
+	static const char *const kinds[] = {"robot", "wait", "control"};
+	CrmProbe	pj,
+				pa;
+	AttrNumber	j_id,
+				j_status,
+				j_kind,
+				a_id,
+				a_auto,
+				a_completed;
+	int			i;
+
+	crm_probe_begin(&pj, "job", "job_item", 2);
+	crm_probe_begin(&pa, "activity", "activity_auto_complete", 2);
+	j_id = crm_probe_attnum(&pj, "id");
+	j_status = crm_probe_attnum(&pj, "status");
+	j_kind = crm_probe_attnum(&pj, "kind");
+	a_id = crm_probe_attnum(&pa, "id");
+	a_auto = crm_probe_attnum(&pa, "auto_complete");
+	a_completed = crm_probe_attnum(&pa, "completed");
+	for (i = 0; i < n; i++)
+	{
+		Datum		keys[2];
+		TupleTableSlot *slot;
+		bool		isnull;
+
+		if (!entries[i].left)
+			continue;
+		keys[0] = CStringGetTextDatum(entries[i].entity_type);
+		keys[1] = Int64GetDatum(entries[i].item_id);
+		crm_probe_start(&pj, keys);
+		while ((slot = crm_probe_next(&pj)) != NULL)
+			if (slot_text_is(slot, j_status, pending, 1) &&
+				slot_text_is(slot, j_kind, kinds, lengthof(kinds)))
+				id_add(jobs, slot_getattr(slot, j_id, &isnull));
+		crm_probe_start(&pa, keys);
+		while ((slot = crm_probe_next(&pa)) != NULL)
+			if (slot_bool(slot, a_auto) && !slot_bool(slot, a_completed))
+				id_add(activities, slot_getattr(slot, a_id, &isnull));
+	}
+	crm_probe_end(&pa);
+	crm_probe_end(&pj);
+}
+
 /*
  * Items that left a stage, in one statement: cancels their pending robots,
  * waits and controls (and the log rows of those), and completes the
- * activities marked "complete when the stage changes".
+ * activities marked "complete when the stage changes".  Found by index
+ * probes (find_pending); a statement runs only when something was found,
+ * and reads the rows by primary key.
  */
 static void
 cancel_pending(const CrmStageEntry *entries, int n)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {TEXTARRAYOID, INT8ARRAYOID};
-	Datum		vals[2];
-	Datum	   *types_d = palloc(sizeof(Datum) * n);
-	Datum	   *ids_d = palloc(sizeof(Datum) * n);
-	int			i,
-				k = 0;
+	static SPIPlanPtr cancel_plan = NULL;
+	static SPIPlanPtr complete_plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		vals[1];
+	IdList		jobs = {0},
+				activities = {0};
+	int			i;
 
-	for (i = 0; i < n; i++)
-	{
-		if (!entries[i].left)
-			continue;
-		types_d[k] = CStringGetTextDatum(entries[i].entity_type);
-		ids_d[k] = Int64GetDatum(entries[i].item_id);
-		k++;
-	}
-	if (k == 0)
+	for (i = 0; i < n && !entries[i].left; i++)
+		;
+	if (i == n)
 		return;
-	vals[0] = PointerGetDatum(construct_array(types_d, k, TEXTOID, -1, false, TYPALIGN_INT));
-	vals[1] = PointerGetDatum(construct_array(ids_d, k, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	crm_exec(crm_plan(&plan,
-					  "WITH items AS (SELECT * FROM unnest($1::text[], $2::int8[]) AS i (entity_type, entity_id)),"
-					  " j AS (UPDATE crm.job j SET status = 'cancelled', updated_at = now() FROM items i"
-					  "  WHERE j.entity_type = i.entity_type AND j.entity_id = i.entity_id"
-					  "    AND j.status = 'pending' AND j.kind IN ('robot', 'wait', 'control')"
-					  "  RETURNING j.log_id),"
-					  " l AS (UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()"
-					  "   FROM j WHERE l.id = j.log_id)"
-					  " UPDATE crm.activity a SET completed = true, status = 'completed' FROM items i"
-					  "  WHERE a.entity_type = i.entity_type AND a.entity_id = i.entity_id"
-					  "    AND a.auto_complete AND NOT a.completed",
-					  2, types), vals, NULL, false, 0);
+	find_pending(entries, n, &jobs, &activities);
+	if (jobs.n > 0)
+	{
+		vals[0] = id_array(&jobs);
+		crm_exec(crm_plan(&cancel_plan,
+						  "WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
+						  "  WHERE id = ANY ($1) AND status = 'pending' RETURNING log_id)"
+						  " UPDATE crm.robot_log SET status = 'cancelled', finished_at = clock_timestamp()"
+						  "  WHERE id = ANY (ARRAY (SELECT log_id FROM j))",
+						  1, types), vals, NULL, false, 0);
+	}
+	if (activities.n > 0)
+	{
+		vals[0] = id_array(&activities);
+		crm_exec(crm_plan(&complete_plan,
+						  "UPDATE crm.activity SET completed = true, status = 'completed'"
+						  " WHERE id = ANY ($1) AND auto_complete AND NOT completed",
+						  1, types), vals, NULL, false, 0);
+	}
 }
 
 /* Runs the robots of the stage an item has just entered. */

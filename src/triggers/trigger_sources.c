@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -37,6 +38,7 @@
 #include "utils/rel.h"
 
 #include "engine/robots.h"
+#include "core/index_probe.h"
 #include "core/scope.h"
 #include "core/rule_cache.h"
 #include "core/spi_util.h"
@@ -180,24 +182,34 @@ crm_phone_key_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(phone_key(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
 
+/* Whether the exceptions list holds (type, key): one probe of its unique index. */
+static bool
+listed_as(CrmProbe *p, const char *type, text *key)
+{
+	Datum		keys[2];
+
+	keys[0] = CStringGetTextDatum(type);
+	keys[1] = PointerGetDatum(key);
+	crm_probe_start(p, keys);
+	return crm_probe_next(p) != NULL;
+}
+
 /*
  * crm.activity_exceptions(): BEFORE INSERT on crm.activity, for incoming
  * calls, e-mails and open-channel messages with a remote address.  An
  * address on the exceptions list (a phone by its digits, an e-mail without
- * regard to case) skips the row: it is not recorded and fires nothing.  One
- * index probe on (type, key), as before keys were normalised.
+ * regard to case) skips the row: it is not recorded and fires nothing.  A
+ * probe of the list's unique index on (type, key) for each form, read
+ * directly (index_probe.h): no statement, no plan, whatever the list's
+ * size or statistics.
  */
 Datum
 crm_activity_exceptions(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		vals[2];
-	char		nulls[2] = {' ', ' '};
 	char	   *address;
-	bool		listed;
-	CrmScope	scope;
+	bool		listed = false;
+	CrmProbe	p;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -208,19 +220,16 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 	if (address == NULL)
 		PG_RETURN_POINTER(td->tg_trigtuple);
 
-	crm_scope_enter(&scope, CRM_SCOPE_SPI);
+	crm_probe_begin(&p, "exception_list", "exception_list_type_key_key", 2);
 	/* only an address written as a phone is looked up as one */
 	if (strspn(address, "+0123456789 ()-./") == strlen(address))
-		vals[0] = CStringGetTextDatum(phone_key(address));
-	else
-		nulls[0] = 'n';
-	vals[1] = CStringGetTextDatum(address);
-	crm_exec(crm_plan(&plan,
-					  "SELECT 1 FROM crm.exception_list"
-					  " WHERE (type, key) IN (('phone', $1), ('email', lower($2)))",
-					  2, types), vals, nulls, true, 1);
-	listed = SPI_processed > 0;
-	crm_scope_leave(&scope);
+		listed = listed_as(&p, "phone", cstring_to_text(phone_key(address)));
+	/* an e-mail's key is lower(value), in the database's collation */
+	if (!listed)
+		listed = listed_as(&p, "email",
+						   DatumGetTextPP(DirectFunctionCall1Coll(lower, DEFAULT_COLLATION_OID,
+																  CStringGetTextDatum(address))));
+	crm_probe_end(&p);
 
 	PG_RETURN_POINTER(listed ? NULL : td->tg_trigtuple);
 }

@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ *
+ * index_probe.c
+ *	  Reading rows of a crm table through one of its btree indexes
+ *	  (core/index_probe.h).
+ *
+ * As PostgreSQL's own code reads catalogs by index (systable_beginscan) and
+ * logical replication finds the rows it applies to (RelationFindReplTuple-
+ * ByIndex): scan keys built from the index's operator families, one index
+ * scan rescanned for each probe, rows returned in a slot of the table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/nbtree.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "core/index_probe.h"
+
+static Oid
+crm_relation_oid(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid("crm", false));
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"crm.%s\" does not exist", name)));
+	return relid;
+}
+
+void
+crm_probe_begin(CrmProbe *p, const char *table, const char *index, int nkeys)
+{
+	int			i;
+
+	memset(p, 0, sizeof(*p));
+	p->heap = table_open(crm_relation_oid(table), AccessShareLock);
+	p->index = index_open(crm_relation_oid(index), AccessShareLock);
+	if (p->index->rd_index->indrelid != RelationGetRelid(p->heap) ||
+		p->index->rd_rel->relam != BTREE_AM_OID ||
+		nkeys < 1 || nkeys > CRM_PROBE_MAX_KEYS ||
+		nkeys > IndexRelationGetNumberOfKeyAttributes(p->index))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"crm.%s\" cannot be probed on %d columns of \"crm.%s\"",
+						index, nkeys, table)));
+	p->nkeys = nkeys;
+	for (i = 0; i < nkeys; i++)
+	{
+		Oid			type = p->index->rd_opcintype[i];
+		Oid			op = get_opfamily_member(p->index->rd_opfamily[i], type, type,
+											 BTEqualStrategyNumber);
+
+		if (!OidIsValid(op))
+			elog(ERROR, "no equality operator for column %d of index \"crm.%s\"", i + 1, index);
+		ScanKeyEntryInitialize(&p->keys[i], 0, i + 1, BTEqualStrategyNumber, type,
+							   p->index->rd_indcollation[i], get_opcode(op), (Datum) 0);
+	}
+
+	/* what SPI would see: every earlier command of the transaction */
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	p->slot = table_slot_create(p->heap, NULL);
+	p->scan = index_beginscan(p->heap, p->index, GetActiveSnapshot(), nkeys, 0);
+}
+
+AttrNumber
+crm_probe_attnum(CrmProbe *p, const char *column)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(p->heap), column);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"crm.%s\" does not exist",
+						column, RelationGetRelationName(p->heap))));
+	return attnum;
+}
+
+void
+crm_probe_start(CrmProbe *p, const Datum *values)
+{
+	int			i;
+
+	for (i = 0; i < p->nkeys; i++)
+		p->keys[i].sk_argument = values[i];
+	index_rescan(p->scan, p->keys, p->nkeys, NULL, 0);
+}
+
+TupleTableSlot *
+crm_probe_next(CrmProbe *p)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (index_getnext_slot(p->scan, ForwardScanDirection, p->slot))
+		return p->slot;
+	return NULL;
+}
+
+void
+crm_probe_end(CrmProbe *p)
+{
+	index_endscan(p->scan);
+	ExecDropSingleTupleTableSlot(p->slot);
+	PopActiveSnapshot();
+	index_close(p->index, NoLock);
+	table_close(p->heap, NoLock);
+}
