@@ -801,7 +801,12 @@ find_pending(const CrmStageEntry *entries, int n, IdList *jobs, IdList *activiti
  * waits and controls (and the log rows of those), and completes the
  * activities marked "complete when the stage changes".  Found by index
  * probes (find_pending); a statement runs only when something was found,
- * and reads the rows by primary key.
+ * and reads the rows by primary key.  Their conditions recheck each row
+ * (a job the worker ran meanwhile stays done) in a form that implies no
+ * partial index's predicate: "status = 'pending'" or "auto_complete AND
+ * NOT completed" would let the planner read all of job_item, job_due or
+ * activity_auto_complete (every pending job, every open activity), which
+ * looks cheap while they are empty.
  */
 static void
 cancel_pending(const CrmStageEntry *entries, int n)
@@ -824,7 +829,7 @@ cancel_pending(const CrmStageEntry *entries, int n)
 		vals[0] = id_array(&jobs);
 		crm_exec(crm_plan(&cancel_plan,
 						  "WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
-						  "  WHERE id = ANY ($1) AND status = 'pending' RETURNING log_id)"
+						  "  WHERE id = ANY ($1) AND status IS NOT DISTINCT FROM 'pending' RETURNING log_id)"
 						  " UPDATE crm.robot_log SET status = 'cancelled', finished_at = clock_timestamp()"
 						  "  WHERE id = ANY (ARRAY (SELECT log_id FROM j))",
 						  1, types), vals, NULL, false, 0);
@@ -834,7 +839,7 @@ cancel_pending(const CrmStageEntry *entries, int n)
 		vals[0] = id_array(&activities);
 		crm_exec(crm_plan(&complete_plan,
 						  "UPDATE crm.activity SET completed = true, status = 'completed'"
-						  " WHERE id = ANY ($1) AND auto_complete AND NOT completed",
+						  " WHERE id = ANY ($1) AND NOT completed",
 						  1, types), vals, NULL, false, 0);
 	}
 }
