@@ -147,6 +147,7 @@ SET search_path = pg_catalog, pg_temp
 -- and sort it: the claim reads outbox_due in order, whatever the statistics.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET jit = off
 SET enable_bitmapscan = off
 SET enable_sort = off
 AS $$
@@ -903,6 +904,7 @@ SET search_path = pg_catalog, pg_temp
 -- and sort it: the claim reads outbox_due in order, whatever the statistics.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET jit = off
 SET enable_bitmapscan = off
 SET enable_sort = off
 AS $$
@@ -1171,7 +1173,7 @@ GRANT EXECUTE ON FUNCTION crm.run_due_jobs(integer), crm.cleanup_jobs(interval),
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION crm._end_waits_on_activity() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 BEGIN
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),
@@ -1185,7 +1187,7 @@ END
 $$;
 CREATE OR REPLACE FUNCTION crm._end_waits_on_message() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 BEGIN
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),

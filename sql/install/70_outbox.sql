@@ -544,6 +544,7 @@ SET search_path = pg_catalog, pg_temp
 -- and sort it: the claim reads outbox_due in order, whatever the statistics.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
+SET jit = off
 SET enable_bitmapscan = off
 SET enable_sort = off
 AS $$

@@ -14,7 +14,7 @@
 -- crm.job grew since (test/integration/automation_plans.sh).
 CREATE FUNCTION crm._end_waits_on_activity() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 BEGIN
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),
@@ -35,7 +35,7 @@ CREATE TRIGGER end_waits AFTER INSERT ON crm.activity
 -- dead.  The WHEN clause keeps the worker's other records free of it.
 CREATE FUNCTION crm._end_waits_on_message() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off AS $$
+SET enable_seqscan = off SET jit = off AS $$
 BEGIN
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),

@@ -13,6 +13,7 @@
 #include "catalog/pg_namespace.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "jit/jit.h"
 #include "optimizer/cost.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -62,15 +63,18 @@ crm_automation_owner(void)
  * The planner settings of the scope (see scope.h): the statements run in it
  * read the tables they touch by index probes, never by scanning them or by
  * joining them whole, whatever the statistics said when they were planned.
+ * JIT goes too: a plan that must read a small table in full costs more than
+ * disable_cost, far above jit_above_cost, and compiling it took 100-140 ms
+ * of every new session's first write.
  */
 static const char *const probe_settings[] = {
-	"enable_seqscan", "enable_hashjoin", "enable_mergejoin"
+	"enable_seqscan", "enable_hashjoin", "enable_mergejoin", "jit"
 };
 
 static bool
 settings_pinned(void)
 {
-	return !enable_seqscan && !enable_hashjoin && !enable_mergejoin &&
+	return !enable_seqscan && !enable_hashjoin && !enable_mergejoin && !jit_enabled &&
 		namespace_search_path != NULL &&
 		strcmp(namespace_search_path, CRM_PINNED_SEARCH_PATH) == 0;
 }

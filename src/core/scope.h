@@ -25,7 +25,8 @@
  *	  table holds millions of rows.  With them off, every statement here
  *	  reads the tables it touches by index probes (the indexes each needs
  *	  exist; test/integration/automation_plans.sh checks the plans), and
- *	  a table with no index to use is still read in full, as before;
+ *	  a table with no index to use is still read in full, as before; and
+ *	  JIT (jit), which the disabled plans' costs would otherwise switch on;
  *	- connects to SPI when asked.
  *
  * crm_scope_leave undoes all of it in reverse.  On an error the
