@@ -1138,7 +1138,14 @@ CREATE INDEX job_finished ON crm.job (updated_at) WHERE status IN ('done', 'canc
 -- failed.  Call it in a transaction of its own.
 CREATE FUNCTION crm.run_due_jobs(max_jobs integer DEFAULT 100) RETURNS integer
 	AS 'MODULE_PATHNAME', 'crm_run_due_jobs' LANGUAGE C
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+-- Plans kept by the session, made from the statistics of the moment (often
+-- an empty crm.job): they read the partial index of due jobs in order and
+-- jobs by primary key however the table grew (automation_plans.sh).
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET jit = off;
 COMMENT ON FUNCTION crm.run_due_jobs(integer) IS
 	'Claims up to max_jobs due jobs (SKIP LOCKED) and runs each in a subtransaction; returns how many ran or failed. Call it in a transaction of its own.';
 
@@ -1196,5 +1203,50 @@ BEGIN
 	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
 	   AND j.robot_id = NEW.robot_id;
 	RETURN NULL;
+END
+$$;
+
+-- The job runner's statements keep to the partial index of due jobs and to
+-- primary keys however crm.job grew since they were planned (issue 19).
+ALTER FUNCTION crm._execute_job(bigint) SET enable_seqscan = off;
+ALTER FUNCTION crm._execute_job(bigint) SET jit = off;
+CREATE OR REPLACE FUNCTION crm.run_next_job() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Plans kept by the session, made from the statistics of the moment (often
+-- an empty crm.job): they read the partial index of due jobs in order and
+-- jobs by primary key however the table grew (automation_plans.sh).
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET jit = off
+AS $$
+DECLARE
+	v_id bigint;
+	-- A parameter, not clock_timestamp() in the query: a volatile call
+	-- cannot bound the index scan, which would then read every job not yet
+	-- due.  This way a call costs the same with none or millions of them.
+	v_now timestamptz := clock_timestamp();
+BEGIN
+	SELECT id INTO v_id FROM crm.job
+	 WHERE status = 'pending' AND due_at <= v_now
+	 ORDER BY due_at
+	 LIMIT 1
+	 FOR UPDATE SKIP LOCKED;
+	IF v_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	BEGIN
+		PERFORM crm._execute_job(v_id);
+		-- (a recheck that implies no partial index's predicate: by primary key)
+		UPDATE crm.job SET status = 'done', attempts = attempts + 1, updated_at = now()
+		 WHERE id = v_id AND status IS NOT DISTINCT FROM 'pending';
+	EXCEPTION WHEN OTHERS THEN
+		-- The job's effects are rolled back with the block; its failure is kept.
+		UPDATE crm.job SET status = 'failed', attempts = attempts + 1,
+						   last_error = SQLERRM, updated_at = now()
+		 WHERE id = v_id;
+		RAISE LOG 'crm_automation: job % failed: %', v_id, SQLERRM;
+	END;
+	RETURN v_id;
 END
 $$;

@@ -267,7 +267,8 @@ CREATE TRIGGER definitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE 
 
 -- Runs one job whatever its due time (C, scheduler.c): dispatches on its kind.
 CREATE FUNCTION crm._execute_job(job_id bigint) RETURNS void
-	AS 'MODULE_PATHNAME', 'crm_execute_job' LANGUAGE C STRICT;
+	AS 'MODULE_PATHNAME', 'crm_execute_job' LANGUAGE C STRICT
+	SET enable_seqscan = off SET jit = off;
 
 CREATE FUNCTION crm.next_job_due() RETURNS timestamptz
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -275,7 +276,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 CREATE FUNCTION crm.run_next_job() RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Plans kept by the session, made from the statistics of the moment (often
+-- an empty crm.job): they read the partial index of due jobs in order and
+-- jobs by primary key however the table grew (automation_plans.sh).
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET jit = off
+AS $$
 DECLARE
 	v_id bigint;
 	-- A parameter, not clock_timestamp() in the query: a volatile call
@@ -293,8 +302,9 @@ BEGIN
 	END IF;
 	BEGIN
 		PERFORM crm._execute_job(v_id);
+		-- (a recheck that implies no partial index's predicate: by primary key)
 		UPDATE crm.job SET status = 'done', attempts = attempts + 1, updated_at = now()
-		 WHERE id = v_id AND status = 'pending';
+		 WHERE id = v_id AND status IS NOT DISTINCT FROM 'pending';
 	EXCEPTION WHEN OTHERS THEN
 		-- The job's effects are rolled back with the block; its failure is kept.
 		UPDATE crm.job SET status = 'failed', attempts = attempts + 1,
@@ -313,7 +323,14 @@ COMMENT ON FUNCTION crm.run_next_job() IS
 -- failed.  Call it in a transaction of its own.
 CREATE FUNCTION crm.run_due_jobs(max_jobs integer DEFAULT 100) RETURNS integer
 	AS 'MODULE_PATHNAME', 'crm_run_due_jobs' LANGUAGE C
-	SET search_path = pg_catalog, pg_temp;
+	SET search_path = pg_catalog, pg_temp
+-- Plans kept by the session, made from the statistics of the moment (often
+-- an empty crm.job): they read the partial index of due jobs in order and
+-- jobs by primary key however the table grew (automation_plans.sh).
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET jit = off;
 COMMENT ON FUNCTION crm.run_due_jobs(integer) IS
 	'Claims up to max_jobs due jobs (SKIP LOCKED) and runs each in a subtransaction; returns how many ran or failed. Call it in a transaction of its own.';
 
