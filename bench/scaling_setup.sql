@@ -61,3 +61,20 @@ BEGIN
 		COMMIT;
 	END LOOP;
 END $$;
+
+-- ... or by crm.run_due_jobs(), batches of up to 200 in a transaction each,
+-- as the job runners do.
+CREATE PROCEDURE bench_batches(n int) LANGUAGE plpgsql AS $$
+DECLARE
+	done int := 0;
+	k int;
+BEGIN
+	WHILE done < n LOOP
+		k := crm.run_due_jobs(least(n - done, 200));
+		IF k = 0 THEN
+			RAISE EXCEPTION 'no job was due';
+		END IF;
+		done := done + k;
+		COMMIT;
+	END LOOP;
+END $$;
