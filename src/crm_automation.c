@@ -16,6 +16,7 @@
 #include "fmgr.h"
 
 #include "core/guc.h"
+#include "core/scope.h"
 #include "delivery/worker.h"
 #include "engine/due_dates.h"
 #include "engine/robots.h"
@@ -31,6 +32,7 @@ void
 _PG_init(void)
 {
 	crm_guc_init();
+	crm_scope_init();
 	crm_work_time_init();
 	crm_due_dates_init();
 	crm_robots_init();

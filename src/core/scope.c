@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "jit/jit.h"
 #include "optimizer/cost.h"
+#include "optimizer/planner.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/syscache.h"
@@ -59,24 +60,76 @@ crm_automation_owner(void)
 	return owner;
 }
 
-/*
- * The planner settings of the scope (see scope.h): the statements run in it
- * read the tables they touch by index probes, never by scanning them or by
- * joining them whole, whatever the statistics said when they were planned.
- * JIT goes too: a plan that must read a small table in full costs more than
- * disable_cost, far above jit_above_cost, and compiling it took 100-140 ms
- * of every new session's first write.
- */
-static const char *const probe_settings[] = {
-	"enable_seqscan", "enable_hashjoin", "enable_mergejoin", "jit"
-};
-
 static bool
-settings_pinned(void)
+path_pinned(void)
 {
-	return !enable_seqscan && !enable_hashjoin && !enable_mergejoin && !jit_enabled &&
-		namespace_search_path != NULL &&
+	return namespace_search_path != NULL &&
 		strcmp(namespace_search_path, CRM_PINNED_SEARCH_PATH) == 0;
+}
+
+/*
+ * The planner inside the scope (see scope.h): the statements run in it read
+ * the tables they touch by index probes, never by scanning them or by
+ * joining them whole, whatever the statistics said when they were planned;
+ * and without JIT, which a plan that must still read a small table in full
+ * (its cost above disable_cost, far above jit_above_cost) would switch on
+ * for 100-140 ms of compiling.  The settings change for the planner's call
+ * only: entering a scope sets nothing more than the path, and a statement
+ * already planned costs nothing here.
+ *
+ * "Inside the scope" is read from what the scope sets and every abort
+ * restores: a restricted operation, as the automation owner, under the
+ * pinned path.  Nothing else runs so (REFRESH MATERIALIZED VIEW and
+ * maintenance commands keep the caller's path).
+ */
+static planner_hook_type prev_planner = NULL;
+
+static PlannedStmt *
+scope_planner(Query *parse, const char *query_string, int cursor_options,
+			  ParamListInfo bound_params)
+{
+	bool		pin;
+	bool		saved_seqscan = enable_seqscan;
+	bool		saved_hashjoin = enable_hashjoin;
+	bool		saved_mergejoin = enable_mergejoin;
+	bool		saved_jit = jit_enabled;
+	PlannedStmt *result;
+
+	pin = InSecurityRestrictedOperation() && OidIsValid(cached_owner) &&
+		GetUserId() == cached_owner && path_pinned();
+	if (pin)
+	{
+		enable_seqscan = false;
+		enable_hashjoin = false;
+		enable_mergejoin = false;
+		jit_enabled = false;
+	}
+	PG_TRY();
+	{
+		if (prev_planner)
+			result = prev_planner(parse, query_string, cursor_options, bound_params);
+		else
+			result = standard_planner(parse, query_string, cursor_options, bound_params);
+	}
+	PG_FINALLY();
+	{
+		if (pin)
+		{
+			enable_seqscan = saved_seqscan;
+			enable_hashjoin = saved_hashjoin;
+			enable_mergejoin = saved_mergejoin;
+			jit_enabled = saved_jit;
+		}
+	}
+	PG_END_TRY();
+	return result;
+}
+
+void
+crm_scope_init(void)
+{
+	prev_planner = planner_hook;
+	planner_hook = scope_planner;
 }
 
 void
@@ -92,22 +145,16 @@ crm_scope_enter(CrmScope *scope, int flags)
 
 	/*
 	 * A scope inside a scope (a robot's UPDATE running the next stage's
-	 * robots) finds the settings pinned already: nothing to set or undo.
+	 * robots) finds the path pinned already: nothing to set or undo.
 	 */
-	if (settings_pinned())
+	if (path_pinned())
 		scope->guc_nest = -1;
 	else
 	{
-		int			i;
-
 		scope->guc_nest = NewGUCNestLevel();
 		(void) set_config_option("search_path", CRM_PINNED_SEARCH_PATH,
 								 PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-		for (i = 0; i < lengthof(probe_settings); i++)
-			(void) set_config_option(probe_settings[i], "off",
-									 PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
 	}
 
 	if (flags & CRM_SCOPE_SPI)

@@ -17,16 +17,16 @@
  *	  that no operator, function or table in a schema the caller controls is
  *	  found by name (the extension's SQL names crm. objects explicitly, and
  *	  kept plans are never replanned under the caller's path);
- *	- turns off, at the same level, the planner's sequential scans, hash
- *	  joins and merge joins (enable_seqscan, enable_hashjoin,
- *	  enable_mergejoin): a kept plan is made once, from the statistics of
+ *	- plans its statements without sequential scans, hash joins, merge
+ *	  joins or JIT (a planner hook, crm_scope_init, turns enable_seqscan,
+ *	  enable_hashjoin, enable_mergejoin and jit off for the planner's call
+ *	  while in a scope): a kept plan is made once, from the statistics of
  *	  the moment (often "empty table": a new installation, or a table that
  *	  grew inside the statement), and must still cost O(log n) when the
- *	  table holds millions of rows.  With them off, every statement here
- *	  reads the tables it touches by index probes (the indexes each needs
- *	  exist; test/integration/automation_plans.sh checks the plans), and
- *	  a table with no index to use is still read in full, as before; and
- *	  JIT (jit), which the disabled plans' costs would otherwise switch on;
+ *	  table holds millions of rows.  So every statement here reads the
+ *	  tables it touches by index probes (the indexes each needs exist;
+ *	  test/integration/automation_plans.sh checks the plans), and a table
+ *	  with no index to use is still read in full, as before;
  *	- connects to SPI when asked.
  *
  * crm_scope_leave undoes all of it in reverse.  On an error the
@@ -49,12 +49,15 @@ typedef struct CrmScope
 {
 	Oid			saved_userid;
 	int			saved_sec;
-	int			guc_nest;		/* -1: the settings were already pinned */
+	int			guc_nest;		/* -1: the path was already pinned */
 	int			flags;
 } CrmScope;
 
 extern void crm_scope_enter(CrmScope *scope, int flags);
 extern void crm_scope_leave(CrmScope *scope);
+
+/* Installs the scope's planner hook (from _PG_init). */
+extern void crm_scope_init(void);
 
 /* The role automation acts as: the owner of schema crm. */
 extern Oid	crm_automation_owner(void);
