@@ -166,10 +166,12 @@ row_keys_for(TupleDesc desc)
 
 /*
  * A row as a jsonb object, the payload of a row event ({=Event:column}),
- * pushed as a value into *st (the object when *st is at the top).
+ * pushed as a value into *st (the object when *st is at the top).  With
+ * skip_nulls (the log's copy of the row) a column without a value is left
+ * out: {=Event:column} and detail->'event'->>'column' read NULL either way.
  */
 static JsonbValue *
-push_row(JsonbParseState **st, HeapTuple tuple, TupleDesc desc)
+push_row(JsonbParseState **st, HeapTuple tuple, TupleDesc desc, bool skip_nulls)
 {
 	const RowKeys *keys = desc->tdtypeid != RECORDOID ? row_keys_for(desc) : NULL;
 	Datum	   *values = palloc(sizeof(Datum) * Max(desc->natts, 1));
@@ -186,7 +188,7 @@ push_row(JsonbParseState **st, HeapTuple tuple, TupleDesc desc)
 		JsonbValue	v;
 		Datum		d = values[i];
 
-		if (att->attisdropped)
+		if (att->attisdropped || (skip_nulls && nulls[i]))
 			continue;
 		trig_push_key(st, NameStr(att->attname));
 		if (nulls[i])
@@ -241,7 +243,7 @@ trig_row_to_jsonb(HeapTuple tuple, TupleDesc desc)
 {
 	JsonbParseState *st = NULL;
 
-	return JsonbValueToJsonb(push_row(&st, tuple, desc));
+	return JsonbValueToJsonb(push_row(&st, tuple, desc, false));
 }
 
 /* {"event": payload, "from": stage code, "checked": [{"trigger", "result"}], "cycle"} */
@@ -266,7 +268,7 @@ trig_log_detail(const EventCall *c, const Outcome *o)
 	{
 		/* no condition read it: the row goes straight into the log */
 		trig_push_key(&st, "event");
-		push_row(&st, c->source_row, c->source_desc);
+		push_row(&st, c->source_row, c->source_desc, true);
 	}
 	from = crm_stage_info(c->stage_id);
 	if (from != NULL)
