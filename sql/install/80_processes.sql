@@ -141,7 +141,7 @@ END
 $$;
 
 -- Starting: the instance runs at once, in the caller's transaction, until
--- it ends or reaches a delay.
+-- it ends or pauses (a delay, a task or call to wait for, a wait).
 CREATE FUNCTION crm._start_process(template_id bigint, document_type text, document_id bigint,
 								   parameters jsonb)
 RETURNS bigint

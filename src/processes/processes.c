@@ -5,7 +5,7 @@
  *	  "process_timer" job).
  *
  * An instance runs its template's activities in order for one document, in
- * the transaction that started it (or, after a delay, in the worker's job
+ * the transaction that started it (or, after a pause, in the job runner's
  * transaction):
  *
  *	  - a robot action (and set_field, which is update_item with one field)
@@ -14,10 +14,18 @@
  *		of named activities in the evaluation context;
  *	  - if evaluates its condition and runs then or else;
  *	  - set_variable and set_status_text change the instance;
- *	  - delay stops the run: the instance waits, its position (the path of
- *		the delay, e.g. [2, "then", 0]), variables, outputs and a copy of the
- *		definition are kept in crm.process_instance, and a "process_timer"
- *		job resumes it after the delay.
+ *	  - a pause stops the run: a delay (for an interval, in working time, or
+ *		until a date), the action wait, create_task with "wait" and robocall
+ *		with "wait_for_result".  The instance waits; its position (the path
+ *		of the pausing activity, e.g. [2, "then", 0]), variables, outputs, a
+ *		copy of the definition and what it waits for are kept in
+ *		crm.process_instance, and a "process_timer" job resumes it after
+ *		that activity.  A delay's job is due at its time; the others' is due
+ *		far ahead until their event (a task completed or deleted, a call
+ *		sent or given up, the client's activity) makes it due now, through
+ *		the triggers of 75_scheduler.sql.  The job checks the event itself
+ *		(the task's or message's status) and waits again when it has not
+ *		happened.
  *
  * Each activity runs in a subtransaction of its own: a failure rolls back
  * that activity only, marks the instance failed with the error and the
