@@ -1250,3 +1250,149 @@ BEGIN
 	RETURN v_id;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Business processes that pause: create_task with "wait", robocall with
+-- wait_for_result and the wait action resume their instance (the
+-- process_timer job made due by the triggers below); a delay "until" a
+-- date or in working time; what a waiting instance waits for.
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION crm._end_waits_on_activity() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('ended_by_activity', NEW.id)
+	 WHERE j.status = 'pending' AND j.kind = 'wait'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND coalesce((SELECT (r.params ->> 'until_client_activity')::boolean
+					   FROM crm.robot r WHERE r.id = j.robot_id), false);
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('ended_by_activity', NEW.id)
+	 WHERE j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND j.context @> '{"until_client_activity": true}';
+	RETURN NULL;
+END
+$$;
+
+-- A business process paused by a robocall with wait_for_result (a
+-- process_timer job whose context names the message, processes.c) goes on
+-- when the worker records the call sent or dead.
+CREATE FUNCTION crm._resume_on_message() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('message_status', NEW.status)
+	 WHERE j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND j.process_instance_id = NEW.process_instance_id
+	   AND j.context @> jsonb_build_object('message_id', NEW.id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER resume_processes AFTER UPDATE OF status ON crm.outbox
+	FOR EACH ROW WHEN (NEW.status IN ('sent', 'dead') AND NEW.channel = 'robocall'
+					   AND NEW.process_instance_id IS NOT NULL
+					   AND NEW.payload @> '{"wait_for_result": true}')
+	EXECUTE FUNCTION crm._resume_on_message();
+
+-- A business process paused by create_task with "wait" goes on when its
+-- task is completed, and fails there when the task is deleted: the
+-- instance's job (far ahead until then) falls due now, and the job runner
+-- resumes it in a transaction of its own, not in the user's UPDATE.
+CREATE FUNCTION crm._resume_on_task() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+	t crm.task := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('task_status',
+						CASE WHEN TG_OP = 'DELETE' THEN 'deleted' ELSE t.status END)
+	  FROM crm.process_instance i
+	 WHERE i.id = t.process_instance_id
+	   AND j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = i.document_type AND j.entity_id = i.document_id
+	   AND j.process_instance_id = i.id
+	   AND j.context @> jsonb_build_object('task_id', t.id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER resume_processes AFTER UPDATE OF status ON crm.task
+	FOR EACH ROW WHEN (NEW.process_instance_id IS NOT NULL AND NEW.status = 'completed'
+					   AND OLD.status <> 'completed')
+	EXECUTE FUNCTION crm._resume_on_task();
+CREATE TRIGGER resume_processes_on_delete AFTER DELETE ON crm.task
+	FOR EACH ROW WHEN (OLD.process_instance_id IS NOT NULL)
+	EXECUTE FUNCTION crm._resume_on_task();
+
+REVOKE EXECUTE ON FUNCTION crm._resume_on_message(), crm._resume_on_task() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._resume_on_message(), crm._resume_on_task() TO crm_admin;
+
+CREATE OR REPLACE VIEW crm.process_instances AS
+	SELECT i.id, i.template_id, t.name AS template, i.document_type, i.document_id,
+		   i.status, i.status_text, i.current_activity, i.error,
+		   i.created_at AS started_at, i.updated_at, i.finished_at,
+		   CASE WHEN i.status = 'waiting' THEN i.state ->> 'waiting_for' END AS waiting_for
+	  FROM crm.process_instance i
+	  JOIN crm.process_template t ON t.id = i.template_id;
+COMMENT ON VIEW crm.process_instances IS
+	'Business-process instances with their template, status, status text, current activity and what a waiting one waits for';
+
+DROP FUNCTION crm.document_processes(text, bigint);
+CREATE FUNCTION crm.document_processes(document_type text, document_id bigint)
+RETURNS TABLE (instance_id bigint, template text, status text, status_text text,
+			   current_activity text, waiting_for text, error text, started_at timestamptz,
+			   finished_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT i.id, t.name, i.status, i.status_text, i.current_activity,
+		   CASE WHEN i.status = 'waiting' THEN i.state ->> 'waiting_for' END,
+		   i.error, i.created_at, i.finished_at
+	  FROM crm.process_instance i
+	  JOIN crm.process_template t ON t.id = i.template_id
+	 WHERE i.document_type = document_processes.document_type
+	   AND i.document_id = document_processes.document_id
+	 ORDER BY i.created_at DESC, i.id DESC;
+$$;
+COMMENT ON FUNCTION crm.document_processes(text, bigint) IS
+	'A document''s business-process instances with their status text, newest first';
+REVOKE EXECUTE ON FUNCTION crm.document_processes(text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.document_processes(text, bigint) TO crm_user;
+GRANT EXECUTE ON FUNCTION crm.document_processes(text, bigint) TO crm_admin;
+
+CREATE OR REPLACE VIEW crm.activity_types AS
+	SELECT type, kind, family, description, parameters, outputs, document_types,
+		   in_robots, in_processes, note
+	  FROM crm._activity_actions()
+	UNION ALL
+	SELECT f.type, 'flow', 'flow', f.description, f.parameters::jsonb, NULL, 'all', false, true, f.note
+	  FROM (VALUES
+		('if', 'runs "then" or "else" by a condition',
+		 '[{"name": "condition", "type": "condition", "required": true, "description": "a condition (text or JSON rules)"},'
+		 ' {"name": "then", "type": "activities", "required": false, "description": "activities when true"},'
+		 ' {"name": "else", "type": "activities", "required": false, "description": "activities when false"}]', NULL),
+		('delay', 'pauses the instance; a timer resumes it',
+		 '[{"name": "for", "type": "interval", "required": false, "description": "how long (or until)"},'
+		 ' {"name": "until", "type": "text", "required": false, "description": "a timestamp, or a template or formula giving one (or for)"},'
+		 ' {"name": "work_time", "type": "boolean", "required": false, "description": "count \"for\" in working time"}]',
+		 NULL),
+		('set_variable', 'sets a variable of the instance',
+		 '[{"name": "variable", "type": "text", "required": true, "description": "a declared variable"},'
+		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
+		('set_field', 'sets one field of the document',
+		 '[{"name": "field", "type": "field", "required": true, "description": "a column or custom field"},'
+		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
+		('set_status_text', 'sets the status text shown on the document',
+		 '[{"name": "text", "type": "text", "required": true, "description": "status text (template)"}]', NULL),
+		('openline_message', 'sends a message to the client''s open channel',
+		 '[]', 'not supported yet: record it with create_activity and send it with webhook to the channel connector')
+	  ) AS f (type, description, parameters, note);
+COMMENT ON VIEW crm.activity_types IS
+	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';

@@ -73,9 +73,16 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "te
 	{"type": "if", "condition": "{{amount}} > 1", "then": [], "else": [{"type": "user_notification", "text": "t"}]}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "email", "to": "responsible", "subject": "s", "body": "b", "charset": "latin1"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "control", "after": "1 day"}]}');
-SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "wait", "for": "1 day"}]}');
-SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "create_task", "title": "t", "responsible": "responsible", "wait": true}]}');
-SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "robocall", "number": "+33611111111", "text": "t", "wait_for_result": true}]}');
+
+-- The activities that pause the instance (create_task with "wait", robocall
+-- with "wait_for_result", the wait action) are accepted; their parameters
+-- are checked as any other's.
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "wait", "instructions": "call back"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "wait", "for": "soon"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "create_task", "title": "t", "responsible": "responsible", "wait": "yes"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "true", "then": [
+	{"type": "create_task", "params": {"title": "t", "responsible": "responsible", "bind_current": 0}}]}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "robocall", "number": "+33611111111", "text": "t", "wait_for_result": "yes"}]}');
 
 -- A robot action is checked by its descriptor, exactly as a robot: the
 -- same errors, with the activity's place.
@@ -100,11 +107,18 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "if", "condition": "{{amount}} > 1",
 	"then": [{"type": "write_log", "text": "x"}, {"type": "if", "condition": "{{amount}} > 2", "then": [{"type": "add_comment"}]}]}]}');
 
--- delay: "for", a positive interval.
+-- delay: "for", a positive interval (in working time with "work_time":
+-- days and hours), or "until" a date or a template giving one.
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "-1 hour"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "soon"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "1 hour", "until": "tomorrow"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "until": "tomorrow"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "until": 5}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "until": "{{no_such_field}}"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "until": "{{close_date}}", "work_time": true}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "1 month", "work_time": true}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "delay", "for": "1 hour", "work_time": "yes"}]}');
 
 -- set_variable: a declared variable; set_field: a field of the document
 -- (it is update_item with one field); set_status_text: a template.

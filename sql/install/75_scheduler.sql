@@ -6,8 +6,9 @@
 -- at commit sees the new time.
 -- ---------------------------------------------------------------------------
 
--- A wait robot with until_client_activity ends when the client calls,
--- writes or messages: the item's pending wait falls due now.  These
+-- A wait with until_client_activity ends when the client calls, writes or
+-- messages: the item's pending wait falls due now, a robot's (kind 'wait')
+-- and a business process's (a process_timer whose context says so).  These
 -- triggers' plans are kept by the session, made from the statistics of
 -- their first calls: enable_seqscan = off keeps them on the index of an
 -- item's pending jobs (job_item) and the robot's primary key however
@@ -23,6 +24,12 @@ BEGIN
 	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
 	   AND coalesce((SELECT (r.params ->> 'until_client_activity')::boolean
 					   FROM crm.robot r WHERE r.id = j.robot_id), false);
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('ended_by_activity', NEW.id)
+	 WHERE j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND j.context @> '{"until_client_activity": true}';
 	RETURN NULL;
 END
 $$;
@@ -50,3 +57,57 @@ CREATE TRIGGER end_waits AFTER UPDATE OF status ON crm.outbox
 	FOR EACH ROW WHEN (NEW.status IN ('sent', 'dead') AND NEW.channel = 'robocall'
 					   AND NEW.robot_id IS NOT NULL AND NEW.payload @> '{"wait_for_result": true}')
 	EXECUTE FUNCTION crm._end_waits_on_message();
+
+-- A business process paused by a robocall with wait_for_result (a
+-- process_timer job whose context names the message, processes.c) goes on
+-- when the worker records the call sent or dead.
+CREATE FUNCTION crm._resume_on_message() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('message_status', NEW.status)
+	 WHERE j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = NEW.entity_type AND j.entity_id = NEW.entity_id
+	   AND j.process_instance_id = NEW.process_instance_id
+	   AND j.context @> jsonb_build_object('message_id', NEW.id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER resume_processes AFTER UPDATE OF status ON crm.outbox
+	FOR EACH ROW WHEN (NEW.status IN ('sent', 'dead') AND NEW.channel = 'robocall'
+					   AND NEW.process_instance_id IS NOT NULL
+					   AND NEW.payload @> '{"wait_for_result": true}')
+	EXECUTE FUNCTION crm._resume_on_message();
+
+-- A business process paused by create_task with "wait" goes on when its
+-- task is completed, and fails there when the task is deleted: the
+-- instance's job (far ahead until then) falls due now, and the job runner
+-- resumes it in a transaction of its own, not in the user's UPDATE.
+CREATE FUNCTION crm._resume_on_task() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+	t crm.task := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+BEGIN
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('task_status',
+						CASE WHEN TG_OP = 'DELETE' THEN 'deleted' ELSE t.status END)
+	  FROM crm.process_instance i
+	 WHERE i.id = t.process_instance_id
+	   AND j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = i.document_type AND j.entity_id = i.document_id
+	   AND j.process_instance_id = i.id
+	   AND j.context @> jsonb_build_object('task_id', t.id);
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER resume_processes AFTER UPDATE OF status ON crm.task
+	FOR EACH ROW WHEN (NEW.process_instance_id IS NOT NULL AND NEW.status = 'completed'
+					   AND OLD.status <> 'completed')
+	EXECUTE FUNCTION crm._resume_on_task();
+CREATE TRIGGER resume_processes_on_delete AFTER DELETE ON crm.task
+	FOR EACH ROW WHEN (OLD.process_instance_id IS NOT NULL)
+	EXECUTE FUNCTION crm._resume_on_task();

@@ -141,7 +141,7 @@ END
 $$;
 
 -- Starting: the instance runs at once, in the caller's transaction, until
--- it ends or reaches a delay.
+-- it ends or pauses (a delay, a task or call to wait for, a wait).
 CREATE FUNCTION crm._start_process(template_id bigint, document_type text, document_id bigint,
 								   parameters jsonb)
 RETURNS bigint
@@ -244,22 +244,28 @@ $$;
 COMMENT ON FUNCTION crm.stop_process(bigint) IS
 	'Stops a running or waiting business-process instance and cancels its timer';
 
+-- waiting_for: what a waiting instance waits for, in words (its task, its
+-- call's result, client activity, or the time its delay ends).
 CREATE VIEW crm.process_instances AS
 	SELECT i.id, i.template_id, t.name AS template, i.document_type, i.document_id,
 		   i.status, i.status_text, i.current_activity, i.error,
-		   i.created_at AS started_at, i.updated_at, i.finished_at
+		   i.created_at AS started_at, i.updated_at, i.finished_at,
+		   CASE WHEN i.status = 'waiting' THEN i.state ->> 'waiting_for' END AS waiting_for
 	  FROM crm.process_instance i
 	  JOIN crm.process_template t ON t.id = i.template_id;
 COMMENT ON VIEW crm.process_instances IS
-	'Business-process instances with their template, status, status text and current activity';
+	'Business-process instances with their template, status, status text, current activity and what a waiting one waits for';
 
 -- A document's business processes, newest first: what each is doing (its
--- status text, the activity it waits at) or how it ended.
+-- status text, the activity it waits at and what for) or how it ended.
 CREATE FUNCTION crm.document_processes(document_type text, document_id bigint)
 RETURNS TABLE (instance_id bigint, template text, status text, status_text text,
-			   current_activity text, error text, started_at timestamptz, finished_at timestamptz)
+			   current_activity text, waiting_for text, error text, started_at timestamptz,
+			   finished_at timestamptz)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT i.id, t.name, i.status, i.status_text, i.current_activity, i.error, i.created_at, i.finished_at
+	SELECT i.id, t.name, i.status, i.status_text, i.current_activity,
+		   CASE WHEN i.status = 'waiting' THEN i.state ->> 'waiting_for' END,
+		   i.error, i.created_at, i.finished_at
 	  FROM crm.process_instance i
 	  JOIN crm.process_template t ON t.id = i.template_id
 	 WHERE i.document_type = document_processes.document_type
@@ -296,9 +302,11 @@ CREATE VIEW crm.activity_types AS
 		 '[{"name": "condition", "type": "condition", "required": true, "description": "a condition (text or JSON rules)"},'
 		 ' {"name": "then", "type": "activities", "required": false, "description": "activities when true"},'
 		 ' {"name": "else", "type": "activities", "required": false, "description": "activities when false"}]', NULL),
-		('delay', 'pauses the instance; a timer resumes it', 
-		 '[{"name": "for", "type": "interval", "required": true, "description": "how long"}]',
-		 '"until" and working time are not supported yet'),
+		('delay', 'pauses the instance; a timer resumes it',
+		 '[{"name": "for", "type": "interval", "required": false, "description": "how long (or until)"},'
+		 ' {"name": "until", "type": "text", "required": false, "description": "a timestamp, or a template or formula giving one (or for)"},'
+		 ' {"name": "work_time", "type": "boolean", "required": false, "description": "count \"for\" in working time"}]',
+		 NULL),
 		('set_variable', 'sets a variable of the instance',
 		 '[{"name": "variable", "type": "text", "required": true, "description": "a declared variable"},'
 		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),

@@ -108,6 +108,8 @@ typedef struct CrmActionCall
 	bool		stop_chain;		/* set by the executor to stop later robots */
 	bool		hold;			/* set by the executor: later robots wait until
 								 * the message it queued is sent or given up */
+	bool		unbound;		/* create_task of a process with bind_current
+								 * false: the document is not bound */
 } CrmActionCall;
 
 /* Catalogue. */

@@ -612,14 +612,11 @@ crm_activity_actions(PG_FUNCTION_ARGS)
 			note = "inside a process, control is the process activity (notifies now); wait with a delay activity first";
 		}
 		else if (!process_only && strcmp(a->name, "wait") == 0)
-		{
-			in_processes = false;
-			note = "in processes use a delay activity";
-		}
+			note = "in processes, pauses the instance until the time is over or the client is active";
 		else if (strcmp(a->name, "create_task") == 0)
-			note = "in processes, \"wait\": true (pause until the task is completed) is not supported yet";
+			note = "in processes, \"wait\": true pauses the instance until the task is completed (outputs task_id, status); \"bind_current\": false leaves the document out of its bindings";
 		else if (strcmp(a->name, "robocall") == 0)
-			note = "in processes, \"wait_for_result\" is not supported yet";
+			note = "in processes, \"wait_for_result\" pauses the instance until the call is sent or given up (outputs message_id, status)";
 		else if (strcmp(a->name, "change_responsible") == 0)
 			note = "in processes, mode \"rotate\" is not supported (turns are counted per robot)";
 		else if (strcmp(a->name, "email") == 0)

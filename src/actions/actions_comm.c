@@ -232,8 +232,11 @@ crm_exec_create_task(CrmActionCall *call)
 	bool		isnull;
 
 	elems = palloc(sizeof(Datum) * 64);
-	elems[0] = CStringGetTextDatum(psprintf("%s_%lld", crm_item_prefix(call->cx->entity_type),
-											(long long) call->cx->item_id));
+	if (call->unbound)
+		nelems = 0;
+	else
+		elems[0] = CStringGetTextDatum(psprintf("%s_%lld", crm_item_prefix(call->cx->entity_type),
+												(long long) call->cx->item_id));
 	if (bindings)
 	{
 		JsonbIterator *it = JsonbIteratorInit(&bindings->root);
@@ -256,6 +259,7 @@ crm_exec_create_task(CrmActionCall *call)
 	vals[4] = CStringGetTextDatum(priority ? priority : "normal");
 	vals[5] = CStringGetTextDatum(call->cx->entity_type);
 	vals[6] = Int64GetDatum(call->cx->item_id);
+	nulls[5] = nulls[6] = call->unbound ? 'n' : ' ';
 	vals[7] = PointerGetDatum(construct_array(elems, nelems, TEXTOID, -1, false, TYPALIGN_INT));
 	crm_action_author(call, vals, nulls, 8, 13);
 	vals[9] = crm_param_file_array(call, "files");

@@ -199,15 +199,34 @@ crm_activity_params(Jsonb *activity, CrmActivityKind kind)
 		(void) JsonbIteratorNext(&it, &v, true);
 		if (params == NULL && (key_is(&k, "type") || key_is(&k, "name")))
 			continue;
-		/* create_task's "wait": false is the action's own behaviour */
+		/* create_task's "wait" and "bind_current" are the process's (processes.c) */
 		if (type != NULL && strcmp(type, "create_task") == 0 &&
-			k.val.string.len == 4 && strncmp(k.val.string.val, "wait", 4) == 0 &&
-			v.type == jbvBool && !v.val.boolean)
+			(key_is(&k, "wait") || key_is(&k, "bind_current")))
 			continue;
 		pushJsonbValue(&st, WJB_KEY, &k);
 		push_value(&st, &v);
 	}
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+JsonbValue *
+crm_activity_param(Jsonb *activity, const char *key)
+{
+	JsonbValue *params = getKeyJsonValueFromContainer(&activity->root, "params", 6, NULL);
+
+	if (params != NULL && params->type == jbvBinary && JsonContainerIsObject(params->val.binary.data))
+		return getKeyJsonValueFromContainer(params->val.binary.data, key, strlen(key), NULL);
+	return getKeyJsonValueFromContainer(&activity->root, key, strlen(key), NULL);
+}
+
+bool
+crm_activity_flag(Jsonb *activity, const char *key, bool dflt)
+{
+	JsonbValue *v = crm_activity_param(activity, key);
+
+	if (v == NULL || v->type != jbvBool)
+		return dflt;
+	return v->val.boolean;
 }
 
 static bool
@@ -600,18 +619,65 @@ check_if(Validation *vs, JsonbContainer *act, const char *path)
 		check_block(vs, else_v, psprintf("%s.else", path));
 }
 
+/*
+ * delay: "for" a positive interval (counted in working time with
+ * "work_time": true), or "until" a date: a timestamp, or a template or
+ * formula that gives one when the delay is reached.
+ */
 static void
-check_delay(JsonbContainer *act)
+check_delay(Validation *vs, JsonbContainer *act)
 {
 	JsonbValue *v = member(act, "for");
+	JsonbValue *until = member(act, "until");
+	JsonbValue *wt = member(act, "work_time");
 	Interval   *iv;
 	char	   *s;
 
-	check_keys(act, "activity type \"delay\"", "type|name|for");
+	check_keys(act, "activity type \"delay\"", "type|name|for|until|work_time");
+	if (wt != NULL && wt->type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"work_time\" of a delay activity must be true or false, not %s",
+						crm_jsonb_type_name(wt)),
+				 errhint("{\"type\": \"delay\", \"for\": \"3 hours\", \"work_time\": true} counts working hours.")));
+	if (v != NULL && until != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a delay activity has \"for\" or \"until\", not both"),
+				 errhint("Use two delay activities to wait for both.")));
+	if (until != NULL)
+	{
+		if (until->type != jbvString || until->val.string.len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"until\" of a delay activity must be a date, template or formula, not %s",
+							crm_jsonb_type_name(until)),
+					 errhint("For example \"2027-01-15 09:00\", \"{{close_date}}\" or \"{=Variable:deadline}\".")));
+		if (wt != NULL && wt->val.boolean)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("\"work_time\" applies to \"for\" delays, not to \"until\""),
+					 errhint("A date is kept as it is; use {\"for\": \"3 hours\", \"work_time\": true} to count working hours.")));
+		s = jbv_cstring(until);
+		if (is_expression(s))
+			check_text(vs, s, "until");
+		else
+		{
+			if (!looks_like_date(s))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+						 errmsg("\"until\" of a delay activity is not a date: \"%s\"", s),
+						 errhint("Write a timestamp (\"2027-01-15 09:00\") or a template that gives one (\"{{close_date}}\").")));
+			(void) DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+									   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		}
+		return;
+	}
 	if (v == NULL || v->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a delay activity needs \"for\", an interval such as \"1 hour\"")));
+				 errmsg("a delay activity needs \"for\", an interval such as \"1 hour\", or \"until\", a date"),
+				 errhint("For example {\"type\": \"delay\", \"for\": \"1 hour\"} or {\"type\": \"delay\", \"until\": \"{{close_date}}\"}.")));
 	s = jbv_cstring(v);
 	iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(s),
 											   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
@@ -619,11 +685,18 @@ check_delay(JsonbContainer *act)
 		(iv->month == 0 && iv->day == 0 && iv->time == 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"for\" of a delay activity must be a positive interval, not \"%s\"", s)));	if (!crm_delay_in_bounds(iv))
+				 errmsg("\"for\" of a delay activity must be a positive interval, not \"%s\"", s),
+				 errhint("For example \"1 hour\" or \"2 days\".")));
+	if (!crm_delay_in_bounds(iv))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"for\" of a delay activity is too long: \"%s\"", s),
 				 errdetail("A delay is at most %d days (about 100 years).", CRM_MAX_DELAY_DAYS)));
+	if (wt != NULL && wt->val.boolean && iv->month != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a delay in working time counts days and hours, not months"),
+				 errhint("Write \"20 days\" rather than \"1 month\".")));
 }
 
 char *
@@ -704,25 +777,24 @@ check_action(Validation *vs, Jsonb *activity, CrmActivityKind kind,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("a set_field activity needs \"value\", a value, template or formula")));
 	}
-	else if (action->flags & CRM_ACT_SCHEDULES)
+	else if ((action->flags & CRM_ACT_SCHEDULES) && strcmp(action->name, "wait") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("action \"%s\" cannot be a process activity yet", action->name),
 				 errhint("Use a delay activity: {\"type\": \"delay\", \"for\": \"1 day\"}.")));
-	else if (strcmp(action->name, "create_task") == 0 &&
-			 (v = member(&activity->root, "wait")) != NULL &&
-			 !(v->type == jbvBool && !v->val.boolean))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("create_task with \"wait\" is not supported yet"),
-				 errhint("Without \"wait\" the task is created and the process goes on.")));
-	else if (strcmp(action->name, "robocall") == 0 &&
-			 (v = member(&activity->root, "wait_for_result")) != NULL &&
-			 v->type == jbvBool && v->val.boolean)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("robocall with \"wait_for_result\" is not supported in processes yet"),
-				 errhint("Without it the call is queued and the process goes on.")));
+	else if (strcmp(action->name, "create_task") == 0)
+	{
+		static const char *const flags[] = {"wait", "bind_current"};
+		int			i;
+
+		for (i = 0; i < lengthof(flags); i++)
+			if ((v = crm_activity_param(activity, flags[i])) != NULL && v->type != jbvBool)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("\"%s\" of create_task must be true or false, not %s",
+								flags[i], crm_jsonb_type_name(v)),
+						 errhint("\"wait\": true pauses the instance until the task is completed; \"bind_current\": false leaves the document out of the task's bindings.")));
+	}
 	else if (strcmp(action->name, "change_responsible") == 0 &&
 			 (v = member(&activity->root, "mode")) != NULL &&
 			 v->type == jbvString && strncmp(v->val.string.val, "rotate", v->val.string.len) == 0 &&
@@ -793,7 +865,7 @@ check_activity(Validation *vs, JsonbValue *av, const char *path)
 			check_if(vs, &activity->root, path);
 			break;
 		case CRM_ACTIVITY_DELAY:
-			check_delay(&activity->root);
+			check_delay(vs, &activity->root);
 			break;
 		case CRM_ACTIVITY_SET_VARIABLE:
 			check_set_variable(vs, &activity->root);

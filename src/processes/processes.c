@@ -5,7 +5,7 @@
  *	  "process_timer" job).
  *
  * An instance runs its template's activities in order for one document, in
- * the transaction that started it (or, after a delay, in the worker's job
+ * the transaction that started it (or, after a pause, in the job runner's
  * transaction):
  *
  *	  - a robot action (and set_field, which is update_item with one field)
@@ -14,10 +14,18 @@
  *		of named activities in the evaluation context;
  *	  - if evaluates its condition and runs then or else;
  *	  - set_variable and set_status_text change the instance;
- *	  - delay stops the run: the instance waits, its position (the path of
- *		the delay, e.g. [2, "then", 0]), variables, outputs and a copy of the
- *		definition are kept in crm.process_instance, and a "process_timer"
- *		job resumes it after the delay.
+ *	  - a pause stops the run: a delay (for an interval, in working time, or
+ *		until a date), the action wait, create_task with "wait" and robocall
+ *		with "wait_for_result".  The instance waits; its position (the path
+ *		of the pausing activity, e.g. [2, "then", 0]), variables, outputs, a
+ *		copy of the definition and what it waits for are kept in
+ *		crm.process_instance, and a "process_timer" job resumes it after
+ *		that activity.  A delay's job is due at its time; the others' is due
+ *		far ahead until their event (a task completed or deleted, a call
+ *		sent or given up, the client's activity) makes it due now, through
+ *		the triggers of 75_scheduler.sql.  The job checks the event itself
+ *		(the task's or message's status) and waits again when it has not
+ *		happened.
  *
  * Each activity runs in a subtransaction of its own: a failure rolls back
  * that activity only, marks the instance failed with the error and the
@@ -51,6 +59,7 @@
 #include "core/rule_cache.h"
 #include "engine/scheduler.h"
 #include "core/spi_util.h"
+#include "engine/work_time.h"
 
 PG_FUNCTION_INFO_V1(crm_start_process);
 
@@ -70,7 +79,13 @@ typedef struct ProcessRun
 	const char *status;			/* running, then completed, waiting or failed */
 	char	   *current;		/* path of the activity waiting or failed */
 	char	   *error;
-	Interval   *delay;			/* of the delay that paused the run */
+	/* what a paused run waits for (set by the activity that paused it) */
+	const char *wait_kind;		/* delay, task, call or wait */
+	TimestampTz due;			/* when its job is due; 0: when the event comes */
+	int64		wait_ref;		/* the task or outbox message waited for */
+	bool		until_client_activity;	/* a wait ended by the client */
+	char	   *waiting_for;	/* in words, for crm.process_instances */
+	char	   *wait_name;		/* the name of the activity that paused it */
 	int			steps[MAX_STEPS];	/* where the run is: index, branch (0 then,
 									 * 1 else), index, ... */
 	int			nsteps;
@@ -95,7 +110,114 @@ member_jsonb(Jsonb *obj, const char *key)
 	return JsonbValueToJsonb(v);
 }
 
+/* {"key": "text"} */
+static Jsonb *
+one_string(const char *key, const char *text)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) text;
+	v.val.string.len = strlen(text);
+	return crm_jsonb_with(NULL, key, &v);
+}
+
 /* ---------- activities ---------- */
+
+typedef struct ActivityArgs
+{
+	Jsonb	   *activity;
+	CrmActivityKind kind;
+	const CrmActionDesc *action;
+	const char *path;
+	bool		result;			/* an if's condition */
+	bool		stop_chain;		/* the action would stop later robots */
+	bool		pause;			/* the instance waits after this activity */
+	Jsonb	   *outputs;		/* what an action said it did (the trace) */
+} ActivityArgs;
+
+/* When a wait with no end of its own is due: in a hundred years. */
+static TimestampTz
+far_future(void)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+												   DirectFunctionCall3(interval_in, CStringGetDatum("100 years"),
+																	   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1))));
+}
+
+/* An integer member of a JSON object (an action's outputs), or 0. */
+static int64
+member_int(Jsonb *obj, const char *key)
+{
+	JsonbValue *v;
+
+	if (obj == NULL || (v = member(&obj->root, key)) == NULL || v->type != jbvNumeric)
+		return 0;
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+static char *
+timestamp_text(TimestampTz ts)
+{
+	return DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(ts)));
+}
+
+/*
+ * The activities that pause the instance once they ran: create_task with
+ * "wait" (until the task is completed), robocall with "wait_for_result"
+ * (until its message is sent or given up), and the robot action wait (for
+ * a time, or until the client calls or writes).
+ */
+static void
+action_pause(ProcessRun *pr, ActivityArgs *a, CrmActionCall *call)
+{
+	if (strcmp(a->action->name, "create_task") == 0 &&
+		crm_activity_flag(a->activity, "wait", false))
+	{
+		pr->wait_kind = "task";
+		pr->wait_ref = member_int(a->outputs, "task_id");
+		pr->due = 0;
+		pr->waiting_for = psprintf("task %lld to be completed", (long long) pr->wait_ref);
+		a->pause = true;
+	}
+	else if (strcmp(a->action->name, "robocall") == 0 && call->hold)
+	{
+		pr->wait_kind = "call";
+		pr->wait_ref = member_int(a->outputs, "message_id");
+		pr->due = 0;
+		pr->waiting_for = psprintf("the result of the call (outbox message %lld)",
+								   (long long) pr->wait_ref);
+		a->pause = true;
+	}
+	else if (strcmp(a->action->name, "wait") == 0)
+	{
+		Interval   *iv;
+
+		pr->wait_kind = "wait";
+		pr->until_client_activity = crm_param_bool(call, "until_client_activity", false);
+		pr->due = 0;
+		if (crm_param_interval(call, "for", &iv))
+		{
+			if (iv->month < 0 || iv->day < 0 || iv->time < 0 || !crm_delay_in_bounds(iv))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("\"for\" of the wait must be a positive interval of at most %d days",
+								CRM_MAX_DELAY_DAYS)));
+			pr->due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+															  IntervalPGetDatum(iv)));
+		}
+		if (pr->due != 0 && pr->until_client_activity)
+			pr->waiting_for = psprintf("client activity, or until %s", timestamp_text(pr->due));
+		else if (pr->due != 0)
+			pr->waiting_for = psprintf("the wait until %s", timestamp_text(pr->due));
+		else
+			pr->waiting_for = pstrdup("client activity");
+		a->pause = true;
+	}
+}
+
 
 static char *
 activity_where(Jsonb *activity, const char *path)
@@ -107,40 +229,98 @@ activity_where(Jsonb *activity, const char *path)
 
 /*
  * A robot action (or set_field): the descriptor's executor for the
- * document.  Returns what the executor said about later robots (true after
- * a change of stage or pipeline, a conversion, a deletion).
+ * document.  a->stop_chain says what the executor said about later robots
+ * (true after a change of stage or pipeline, a conversion, a deletion);
+ * a->pause that the instance waits after it.
  */
-static bool
-run_action(ProcessRun *pr, Jsonb *activity, CrmActivityKind kind,
-		   const CrmActionDesc *action, const char *path, Jsonb **outputs_out)
+static void
+run_action(ProcessRun *pr, ActivityArgs *a)
 {
 	CrmActionCall call;
 	bool		isnull;
-	char	   *where = activity_where(activity, path);
+	char	   *where = activity_where(a->activity, a->path);
 	char	   *name;
 
 	memset(&call, 0, sizeof(call));
-	call.action = action;
-	call.params = crm_action_compile(action, crm_activity_params(activity, kind), where);
+	call.action = a->action;
+	call.params = crm_action_compile(a->action, crm_activity_params(a->activity, a->kind), where);
 	call.cx = &pr->cx;
 	call.robot_id = 0;
 	call.process_instance_id = pr->instance_id;
 	call.stage_id = crm_item_int(&pr->cx, "stage_id", &isnull);
 	call.where = where;
-	action->exec(&call);
+	call.unbound = strcmp(a->action->name, "create_task") == 0 &&
+		!crm_activity_flag(a->activity, "bind_current", true);
+	a->action->exec(&call);
 	if (call.has_outputs)
 	{
 		Jsonb	   *outputs = JsonbValueToJsonb(pushJsonbValue(&call.outputs, WJB_END_OBJECT, NULL));
 		JsonbValue	v;
 
-		*outputs_out = outputs;
-		if ((name = crm_jsonb_string(activity, "name")) != NULL)
+		a->outputs = outputs;
+		if ((name = crm_jsonb_string(a->activity, "name")) != NULL)
 		{
 			crm_jsonb_binary(outputs, &v);
 			pr->cx.activity_outputs = crm_jsonb_with(pr->cx.activity_outputs, name, &v);
 		}
 	}
-	return call.stop_chain;
+	a->stop_chain = call.stop_chain;
+	if (a->kind == CRM_ACTIVITY_ACTION)
+		action_pause(pr, a, &call);
+}
+
+/*
+ * A delay: its due time, "for" an interval from now (in working time with
+ * "work_time") or "until" a date evaluated now.
+ */
+static void
+run_delay(ProcessRun *pr, ActivityArgs *a)
+{
+	char	   *s_for = crm_jsonb_string(a->activity, "for");
+	char	   *s_until = crm_jsonb_string(a->activity, "until");
+	bool		work_time = crm_activity_flag(a->activity, "work_time", false);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	JsonbValue	v;
+
+	if (s_for != NULL)
+	{
+		Interval   *iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(s_for),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+
+		if (work_time)
+			pr->due = crm_work_time_add(crm_work_schedule(), now, iv);
+		else
+			pr->due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(now),
+															  IntervalPGetDatum(iv)));
+		a->outputs = one_string("for", s_for);
+		if (work_time)
+		{
+			v.type = jbvBool;
+			v.val.boolean = true;
+			a->outputs = crm_jsonb_with(a->outputs, "work_time", &v);
+		}
+	}
+	else
+	{
+		CrmValue	when;
+
+		if (s_until == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a delay activity needs \"for\" or \"until\"")));
+		when = crm_expr_eval(crm_expr_compile_text(s_until, "until"), &pr->cx);
+		if (!crm_value_to_timestamptz(when, &pr->due))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"until\" of the delay gives no date: %s", s_until),
+					 errhint("The template or formula must give a date or a timestamp when the delay is reached.")));
+		a->outputs = one_string("until", timestamp_text(pr->due));
+	}
+	pr->wait_kind = "delay";
+	pr->waiting_for = psprintf("the delay until %s", timestamp_text(pr->due));
+	a->pause = true;
 }
 
 static void
@@ -175,17 +355,6 @@ run_set_variable(ProcessRun *pr, Jsonb *activity)
 	pr->cx.variables = crm_jsonb_with(pr->cx.variables, declared, &stored);
 }
 
-typedef struct ActivityArgs
-{
-	Jsonb	   *activity;
-	CrmActivityKind kind;
-	const CrmActionDesc *action;
-	const char *path;
-	bool		result;			/* an if's condition */
-	bool		stop_chain;		/* the action would stop later robots */
-	Jsonb	   *outputs;		/* what an action said it did (the trace) */
-} ActivityArgs;
-
 /* The part of an activity that runs in its subtransaction. */
 static void
 activity_body(ProcessRun *pr, ActivityArgs *a)
@@ -196,7 +365,10 @@ activity_body(ProcessRun *pr, ActivityArgs *a)
 	{
 		case CRM_ACTIVITY_ACTION:
 		case CRM_ACTIVITY_SET_FIELD:
-			a->stop_chain = run_action(pr, a->activity, a->kind, a->action, a->path, &a->outputs);
+			run_action(pr, a);
+			break;
+		case CRM_ACTIVITY_DELAY:
+			run_delay(pr, a);
 			break;
 		case CRM_ACTIVITY_IF:
 			a->result = crm_expr_test(crm_expr_compile_condition(member_jsonb(a->activity, "condition"),
@@ -298,18 +470,6 @@ static bool run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
 					  const int *resume, int nresume);
 static bool document_exists(const char *document_type, int64 document_id);
 
-/* {"key": "text"} */
-static Jsonb *
-one_string(const char *key, const char *text)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) text;
-	v.val.string.len = strlen(text);
-	return crm_jsonb_with(NULL, key, &v);
-}
-
 /*
  * The trace: a row of crm.process_log for an activity that ran (done or
  * failed) or paused the instance (waiting).  Written after the activity's
@@ -365,22 +525,19 @@ run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 	a.path = path;
 	a.kind = crm_activity_kind(crm_jsonb_string(a.activity, "type"), &a.action);
 
-	if (a.kind == CRM_ACTIVITY_DELAY)
-	{
-		char	   *s = crm_jsonb_string(a.activity, "for");
-
-		pr->delay = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(s),
-														  ObjectIdGetDatum(InvalidOid),
-														  Int32GetDatum(-1)));
-		pr->status = "waiting";
-		pr->current = pstrdup(path);
-		pr->after = position_jsonb(pr);
-		log_activity(pr, &a, "waiting", NULL, one_string("for", s), started);
-		return false;
-	}
 	if (!run_guarded(pr, &a))
 	{
 		log_activity(pr, &a, "failed", pr->error, NULL, started);
+		return false;
+	}
+	if (a.pause)
+	{
+		/* a delay, or an action that waits: the run stops here */
+		pr->status = "waiting";
+		pr->current = pstrdup(path);
+		pr->after = position_jsonb(pr);
+		pr->wait_name = crm_jsonb_string(a.activity, "name");
+		log_activity(pr, &a, "waiting", NULL, a.outputs, started);
 		return false;
 	}
 	if (a.kind == CRM_ACTIVITY_IF)
@@ -589,7 +746,41 @@ notify_failure(ProcessRun *pr)
 }
 
 /*
- * Runs (or resumes after a delay at position resume) an instance, as the
+ * What a paused instance waits for, kept in its state and its job's
+ * context: {"kind": "task", "task_id": 12, "name": "approve"}, {"kind":
+ * "call", "message_id": 7}, {"kind": "wait", "until_client_activity":
+ * true}, {"kind": "delay"}.
+ */
+static Jsonb *
+wait_jsonb(ProcessRun *pr)
+{
+	Jsonb	   *w = one_string("kind", pr->wait_kind);
+	JsonbValue	v;
+
+	if (pr->wait_ref != 0)
+	{
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(pr->wait_ref);
+		w = crm_jsonb_with(w, strcmp(pr->wait_kind, "task") == 0 ? "task_id" : "message_id", &v);
+	}
+	if (pr->until_client_activity)
+	{
+		v.type = jbvBool;
+		v.val.boolean = true;
+		w = crm_jsonb_with(w, "until_client_activity", &v);
+	}
+	if (pr->wait_name != NULL)
+	{
+		v.type = jbvString;
+		v.val.string.val = pr->wait_name;
+		v.val.string.len = strlen(pr->wait_name);
+		w = crm_jsonb_with(w, "name", &v);
+	}
+	return w;
+}
+
+/*
+ * Runs (or resumes after a pause at position resume) an instance, as the
  * automation owner, and records where it ended.
  */
 static void
@@ -604,6 +795,7 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 	char	   *cycle = NULL;
 	int			depth = crm_lineage_depth();
 	Jsonb	   *state = NULL;
+	Jsonb	   *wait = NULL;
 
 	if (strcmp(pr->status, "failed") == 0)
 		;						/* its definition is invalid: nothing runs */
@@ -641,6 +833,13 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 		state = crm_jsonb_with(state, "after", &v);
 		crm_jsonb_binary(pr->definition, &v);
 		state = crm_jsonb_with(state, "definition", &v);
+		wait = wait_jsonb(pr);
+		crm_jsonb_binary(wait, &v);
+		state = crm_jsonb_with(state, "wait", &v);
+		v.type = jbvString;
+		v.val.string.val = pr->waiting_for;
+		v.val.string.len = strlen(pr->waiting_for);
+		state = crm_jsonb_with(state, "waiting_for", &v);
 	}
 	if (state == NULL)
 		state = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
@@ -669,22 +868,25 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 
 	if (strcmp(pr->status, "waiting") == 0)
 	{
-		Oid			jtypes[5] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID};
-		Datum		jvals[5];
-		TimestampTz due;
+		Oid			jtypes[6] = {INT8OID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTOID, JSONBOID};
+		Datum		jvals[6];
 
-		due = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-													  TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-													  IntervalPGetDatum(pr->delay)));
+		/*
+		 * The job that resumes it: due after a delay, or far ahead when an
+		 * event ends the wait (a completed task, a call's result, the client's
+		 * activity: the triggers of 75_scheduler.sql make it due now).  Its
+		 * context says what it waits for, for those triggers.
+		 */
 		jvals[0] = Int64GetDatum(pr->instance_id);
 		jvals[1] = CStringGetTextDatum(pr->document_type);
 		jvals[2] = Int64GetDatum(pr->document_id);
-		jvals[3] = TimestampTzGetDatum(due);
+		jvals[3] = TimestampTzGetDatum(pr->due != 0 ? pr->due : far_future());
 		jvals[4] = CStringGetTextDatum(pr->current);
+		jvals[5] = JsonbPGetDatum(wait);
 		crm_exec(crm_plan(&job_plan,
 						  "INSERT INTO crm.job (kind, process_instance_id, entity_type, entity_id, due_at, context)"
-						  " VALUES ('process_timer', $1, $2, $3, $4, jsonb_build_object('activity', $5))",
-						  5, jtypes), jvals, NULL, false, 0);
+						  " VALUES ('process_timer', $1, $2, $3, $4, $6 || jsonb_build_object('activity', $5))",
+						  6, jtypes), jvals, NULL, false, 0);
 	}
 }
 
@@ -957,10 +1159,141 @@ crm_start_process(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(instance_id);
 }
 
+/* What a wait's end means for the instance (wait_outcome). */
+typedef enum WaitOutcome
+{
+	WAIT_RESUME,				/* the activity is done: go on after it */
+	WAIT_FAIL,					/* the activity failed: so does the instance */
+	WAIT_AGAIN					/* not over yet: wait again */
+} WaitOutcome;
+
+/* A row's text column by key (a task's or message's status), NULL if none. */
+static char *
+status_of(const char *sql, SPIPlanPtr *plan, int64 id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+
+	vals[0] = Int64GetDatum(id);
+	crm_exec(crm_plan(plan, sql, 1, types), vals, NULL, false, 1);
+	if (SPI_processed == 0)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
 /*
- * A "process_timer" job: the instance's delay is over, it goes on after
- * the delay.  An instance no longer waiting (stopped meanwhile) is left
- * alone.
+ * Has what the paused activity waited for happened?  The job may run
+ * early (a task completed, then reopened before the job ran): the task or
+ * message itself says.  *outputs gets what the activity adds to its
+ * outputs, *error why it failed.
+ */
+static WaitOutcome
+wait_outcome(Jsonb *wait, const CrmJob *job, Jsonb **outputs, char **error)
+{
+	static SPIPlanPtr task_plan = NULL;
+	static SPIPlanPtr message_plan = NULL;
+	char	   *kind = crm_jsonb_string(wait, "kind");
+	JsonbValue	v;
+	char	   *status;
+
+	*outputs = NULL;
+	*error = NULL;
+	if (kind == NULL || strcmp(kind, "delay") == 0)
+		return WAIT_RESUME;
+	if (strcmp(kind, "task") == 0)
+	{
+		int64		task_id = member_int(wait, "task_id");
+
+		status = status_of("SELECT status FROM crm.task WHERE id = $1", &task_plan, task_id);
+		if (status == NULL)
+		{
+			*error = psprintf("task %lld was deleted before it was completed", (long long) task_id);
+			return WAIT_FAIL;
+		}
+		if (strcmp(status, "completed") != 0)
+			return WAIT_AGAIN;
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(task_id);
+		*outputs = crm_jsonb_with(one_string("status", status), "task_id", &v);
+		return WAIT_RESUME;
+	}
+	if (strcmp(kind, "call") == 0)
+	{
+		int64		message_id = member_int(wait, "message_id");
+
+		status = status_of("SELECT status FROM crm.outbox WHERE id = $1", &message_plan, message_id);
+		/* a message cleaned up after its end: the trigger noted how it ended */
+		if (status == NULL)
+			status = crm_jsonb_string(job->context, "message_status");
+		if (status == NULL)
+		{
+			*error = psprintf("outbox message %lld of the call no longer exists", (long long) message_id);
+			return WAIT_FAIL;
+		}
+		if (strcmp(status, "sent") != 0 && strcmp(status, "dead") != 0)
+			return WAIT_AGAIN;
+		v.type = jbvNumeric;
+		v.val.numeric = int64_to_numeric(message_id);
+		*outputs = crm_jsonb_with(one_string("status", status), "message_id", &v);
+		return WAIT_RESUME;
+	}
+	/* wait: its time is over, or the client was active */
+	*outputs = one_string("ended_by", member(&job->context->root, "ended_by_activity") != NULL
+						  ? "client_activity" : "time");
+	return WAIT_RESUME;
+}
+
+/* The paused activity's "waiting" row of the trace ends (done or failed). */
+static void
+finish_waiting_row(ProcessRun *pr, const char *path, const char *status, const char *error,
+				   Jsonb *outputs)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		vals[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	/* a 0.1.0 schema, not yet updated (ALTER EXTENSION ... UPDATE) has none */
+	if (!OidIsValid(get_relname_relid("process_log", get_namespace_oid("crm", false))))
+		return;
+	vals[0] = Int64GetDatum(pr->instance_id);
+	vals[1] = CStringGetTextDatum(path);
+	vals[2] = CStringGetTextDatum(status);
+	vals[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[3] = error ? ' ' : 'n';
+	vals[4] = outputs ? JsonbPGetDatum(outputs) : (Datum) 0;
+	nulls[4] = outputs ? ' ' : 'n';
+	crm_exec(crm_plan(&plan,
+					  "UPDATE crm.process_log SET status = $3, error = $4,"
+					  " outputs = coalesce(outputs, '{}') || coalesce($5, '{}'), finished_at = clock_timestamp()"
+					  " WHERE id = (SELECT max(id) FROM crm.process_log"
+					  "              WHERE instance_id = $1 AND path = $2 AND status = 'waiting')",
+					  5, types), vals, nulls, false, 0);
+}
+
+/* The job again, as it was: what the instance waits for has not happened yet. */
+static void
+wait_again(const CrmJob *job)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+
+	vals[0] = Int64GetDatum(job->id);
+	crm_exec(crm_plan(&plan,
+					  "INSERT INTO crm.job (kind, process_instance_id, entity_type, entity_id, due_at, context)"
+					  " SELECT kind, process_instance_id, entity_type, entity_id,"
+					  "   greatest(due_at, now() + interval '100 years'),"
+					  "   context - 'task_status' - 'message_status' - 'ended_by_activity'"
+					  "  FROM crm.job WHERE id = $1",
+					  1, types), vals, NULL, false, 0);
+}
+
+/*
+ * A "process_timer" job: the instance's pause is over (its delay or wait
+ * ran out, its task was completed or deleted, its call ended), it goes on
+ * after the activity that paused it, or fails there.  An instance no
+ * longer waiting (stopped meanwhile) is left alone.
  */
 static void
 execute_process_timer(const CrmJob *job)
@@ -975,6 +1308,7 @@ execute_process_timer(const CrmJob *job)
 	TupleDesc	desc;
 	bool		isnull;
 	char	   *status;
+	char	   *current;
 	Jsonb	   *state;
 	int			steps[MAX_STEPS];
 	int			nsteps;
@@ -982,7 +1316,7 @@ execute_process_timer(const CrmJob *job)
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	vals[0] = Int64GetDatum(job->process_instance_id);
 	crm_exec(crm_plan(&plan,
-					  "SELECT status, parameters, variables, state FROM crm.process_instance"
+					  "SELECT status, parameters, variables, state, current_activity FROM crm.process_instance"
 					  " WHERE id = $1 FOR UPDATE",
 					  1, types), vals, NULL, false, 1);
 	if (SPI_processed == 0)
@@ -997,18 +1331,57 @@ execute_process_timer(const CrmJob *job)
 		MemoryContext old = MemoryContextSwitchTo(caller);
 		Jsonb	   *parameters = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
 		Jsonb	   *variables = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+		Jsonb	   *wait;
+		Jsonb	   *outputs;
+		char	   *error;
 
 		state = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
+		current = SPI_getvalue(tup, desc, 5);
 		MemoryContextSwitchTo(old);
 		run_setup(&pr, job->process_instance_id, job->entity_type, job->entity_id,
 				  member_jsonb(state, "definition"), parameters, variables,
 				  member_jsonb(state, "outputs"));
 		nsteps = position_steps(member_jsonb(state, "after"), steps);
-		if (pr.definition == NULL || nsteps == 0)
+		if (pr.definition == NULL || nsteps == 0 || current == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("process instance %lld has no position to resume at",
 							(long long) job->process_instance_id)));
+		wait = member_jsonb(state, "wait");
+		switch (wait_outcome(wait, job, &outputs, &error))
+		{
+			case WAIT_AGAIN:
+				wait_again(job);
+				crm_scope_leave(&scope);
+				return;
+			case WAIT_FAIL:
+				finish_waiting_row(&pr, current, "failed", error, NULL);
+				pr.status = "failed";
+				pr.error = error;
+				pr.current = current;
+				run_instance(&pr, NULL, 0);
+				crm_scope_leave(&scope);
+				return;
+			case WAIT_RESUME:
+				finish_waiting_row(&pr, current, "done", NULL, outputs);
+				if (outputs != NULL && crm_jsonb_string(wait, "name") != NULL)
+				{
+					JsonbValue	v;
+					char	   *name = crm_jsonb_string(wait, "name");
+					JsonbValue *had = pr.cx.activity_outputs
+						? member(&pr.cx.activity_outputs->root, name) : NULL;
+					Jsonb	   *all = outputs;
+
+					/* the outputs it had when it paused (task_id), with the new ones */
+					if (had != NULL && had->type == jbvBinary)
+						all = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+																 JsonbPGetDatum(JsonbValueToJsonb(had)),
+																 JsonbPGetDatum(outputs)));
+					crm_jsonb_binary(all, &v);
+					pr.cx.activity_outputs = crm_jsonb_with(pr.cx.activity_outputs, name, &v);
+				}
+				break;
+		}
 		{
 			DefinitionCheck dc = {job->entity_type, pr.definition};
 			ErrorData  *edata = crm_run_isolated(check_definition_call, &dc);
@@ -1017,7 +1390,7 @@ execute_process_timer(const CrmJob *job)
 				invalid_definition(&pr, psprintf("process instance %lld",
 												 (long long) job->process_instance_id), edata);
 		}
-		/* the status text set before the delay stays unless changed */
+		/* the status text set before the pause stays unless changed */
 		run_instance(&pr, steps, nsteps);
 	}
 	crm_scope_leave(&scope);

@@ -41,6 +41,14 @@ extern const char *crm_activity_alternative(const char *type);
  */
 extern Jsonb *crm_activity_params(Jsonb *activity, CrmActivityKind kind);
 
+/*
+ * A parameter of an activity as written: inside its "params" object when it
+ * has one, else beside "type".  crm_activity_flag reads a boolean one
+ * (dflt when absent or not a boolean).
+ */
+extern JsonbValue *crm_activity_param(Jsonb *activity, const char *key);
+extern bool crm_activity_flag(Jsonb *activity, const char *key, bool dflt);
+
 /* A string member of a JSON object, or NULL. */
 extern char *crm_jsonb_string(Jsonb *obj, const char *key);
 
@@ -63,7 +71,10 @@ extern char *crm_process_variable(Jsonb *variables, const char *name, char **typ
  */
 extern void crm_process_check_definition(const char *document_type, Jsonb *definition);
 
-/* Registers the "process_timer" job executor (called from _PG_init). */
+/*
+ * Registers the "process_timer" job executor, which resumes paused
+ * instances (called from _PG_init).
+ */
 extern void crm_processes_init(void);
 
 #endif							/* CRM_PROCESSES_H */
