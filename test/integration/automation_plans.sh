@@ -11,10 +11,10 @@
 # over any index.  Then one session runs the automation again and again
 # (bulk and single moves into a stage with robots of many kinds, delays on a
 # date field, a wait, a control, an auto-complete activity; incoming calls a
-# trigger moves deals with, the exceptions list; due jobs; a business
-# process with a timer), so that its kept plans become generic, while
-# auto_explain logs every plan, nested ones included (SPI, PL/pgSQL).  No
-# logged plan may read a table outside the small definition tables
+# trigger moves deals with, the exceptions list; due jobs; business
+# processes with a timer and waiting for a task), so that its kept plans
+# become generic, while auto_explain logs every plan, nested ones included
+# (SPI, PL/pgSQL).  No logged plan may read a table outside the small definition tables
 # (stages, robots, users …) in full: by a sequential scan, or by an index
 # scan with no condition (all of a partial index, such as every pending job).
 # The job runner's statements (crm.run_next_job, crm.run_due_jobs: their
@@ -61,6 +61,10 @@ SELECT crm.add_process_template('deal', 'Follow-up', $${
 		{"type": "set_status_text", "text": "Waiting for {{title}}"},
 		{"type": "delay", "for": "1 hour"},
 		{"type": "add_comment", "text": "Followed up {{title}}"}]}$$);
+SELECT crm.add_process_template('deal', 'Approval', $${
+	"activities": [
+		{"type": "create_task", "title": "Approve {{title}}", "responsible": "responsible", "wait": true},
+		{"type": "add_comment", "text": "Approved {{title}}"}]}$$);
 INSERT INTO crm.deal (id, title, responsible_id, amount, close_date)
 	SELECT g, 'd' || g, 2, g, current_date + 30 FROM generate_series(1, 400) g;
 -- every table empty and analyzed as such, but the deals
@@ -88,7 +92,10 @@ SQL
 	VALUES ('deal', $e, 'call', 'incoming', '+33 1 00 00 00 00', 'Excepted');
 /*test*/ SELECT crm.fire_trigger('go', 'deal', $((e + 1)));
 /*test*/ UPDATE crm.deal SET stage_id = crm.stage('deal', 'final_invoice') WHERE id BETWEEN $((e + 2)) AND $f;
-/*test*/ SELECT crm.start_process((SELECT id FROM crm.process_template), i) FROM generate_series($g, $((g + 2))) i;
+/*test*/ SELECT crm.start_process('Follow-up', i) FROM generate_series($g, $((g + 2))) i;
+/*test*/ SELECT crm.start_process('Approval', i) FROM generate_series($((g + 3)), $((g + 5))) i;
+/*test*/ UPDATE crm.task SET status = 'completed' WHERE entity_id BETWEEN $((g + 3)) AND $((g + 4)) AND process_instance_id IS NOT NULL;
+/*test*/ DELETE FROM crm.task WHERE entity_id = $((g + 5)) AND process_instance_id IS NOT NULL;
 /*test*/ UPDATE crm.job SET due_at = now() - interval '1 minute' WHERE status = 'pending'
    AND (kind IN ('process_timer', 'control') OR entity_id BETWEEN $((e + 2)) AND $f);
 /*test*/ SELECT count(crm.run_next_job()) FROM generate_series(1, 10);
@@ -96,12 +103,14 @@ SQL
 /*test*/ DELETE FROM crm.deal WHERE id = $h;
 SQL
 	done
+	echo "/*test*/ SELECT crm.run_due_jobs(10000);"
 } | psql -X -q -v ON_ERROR_STOP=1 -d crm_it >"$IT_DIR/session.out" 2>&1 || { echo "psql failed" >>"$IT_DIR/session.out"; cat "$IT_DIR/session.out"; }
 check "the automation session ran without an error" "0" "$(grep -c -e ERROR -e 'psql failed' "$IT_DIR/session.out" || true)"
 check "its robots ran (comments written)" "t" "$(q "SELECT count(*) > 300 FROM crm.timeline_comment")"
 check "jobs ran (done)" "t" "$(q "SELECT count(*) >= 80 FROM crm.job WHERE status = 'done'")"
 check "jobs were cancelled by leaving the stage" "t" "$(q "SELECT count(*) >= 80 FROM crm.job WHERE status = 'cancelled'")"
 check "auto-complete activities were completed" "t" "$(q "SELECT count(*) >= 80 FROM crm.activity WHERE auto_complete AND completed")"
+check "paused processes resumed: tasks completed, one deleted" "t|t" "$(q "SELECT count(*) >= 8 FROM crm.process_instance i JOIN crm.process_template t ON t.id = i.template_id WHERE t.name = 'Approval' AND i.status = 'completed'")|$(q "SELECT count(*) >= 4 FROM crm.process_instance i JOIN crm.process_template t ON t.id = i.template_id WHERE t.name = 'Approval' AND i.status = 'failed'")"
 check "incoming calls moved deals" "t" "$(q "SELECT count(*) >= 80 FROM crm.robot_log WHERE kind = 'trigger' AND status = 'fired'")"
 check "the excepted phone's calls were not recorded" "0" "$(q "SELECT count(*) FROM crm.activity WHERE subject = 'Excepted'")"
 
