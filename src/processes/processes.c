@@ -847,12 +847,28 @@ document_exists(const char *document_type, int64 document_id)
 Datum
 crm_start_process(PG_FUNCTION_ARGS)
 {
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("template_id must not be null"),
+				 errhint("List templates with: SELECT id, document_type, name FROM crm.process_template;")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("document_id must not be null")));
+	PG_RETURN_INT64(crm_process_start(PG_GETARG_INT64(0),
+									  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									  PG_GETARG_INT64(2),
+									  PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
+									  false));
+}
+
+int64
+crm_process_start(int64 template_id, const char *asked_type, int64 document_id,
+				  Jsonb *given, bool missing_ok)
+{
 	static SPIPlanPtr template_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
-	int64		template_id;
-	char	   *asked_type;
-	int64		document_id;
-	Jsonb	   *given;
 	Oid			types[5] = {INT8OID, TEXTOID, INT8OID, JSONBOID, JSONBOID};
 	Datum		vals[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -869,20 +885,8 @@ crm_start_process(PG_FUNCTION_ARGS)
 	DefinitionCheck dc;
 	ErrorData  *edata;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("template_id must not be null"),
-				 errhint("List templates with: SELECT id, document_type, name FROM crm.process_template;")));
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("document_id must not be null")));
-	template_id = PG_GETARG_INT64(0);
-	asked_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	document_id = PG_GETARG_INT64(2);
-	given = PG_ARGISNULL(3) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
-		: PG_GETARG_JSONB_P(3);
+	if (given == NULL)
+		given = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
@@ -915,9 +919,16 @@ crm_start_process(PG_FUNCTION_ARGS)
 				 errmsg("process template %lld is for %s documents, not %s",
 						(long long) template_id, document_type, asked_type)));
 	if (!document_exists(document_type, document_id))
+	{
+		if (missing_ok)
+		{
+			crm_scope_leave(&scope);
+			return 0;
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("%s %lld does not exist", document_type, (long long) document_id)));
+	}
 	/* the stored definition is checked again: a bad one fails its instance */
 	dc.document_type = document_type;
 	dc.definition = definition;
@@ -954,7 +965,7 @@ crm_start_process(PG_FUNCTION_ARGS)
 	run_instance(&pr, NULL, 0);
 
 	crm_scope_leave(&scope);
-	PG_RETURN_INT64(instance_id);
+	return instance_id;
 }
 
 /*

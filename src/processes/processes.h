@@ -63,7 +63,19 @@ extern char *crm_process_variable(Jsonb *variables, const char *name, char **typ
  */
 extern void crm_process_check_definition(const char *document_type, Jsonb *definition);
 
+/*
+ * Starts an instance of a template for a document, as crm.start_process
+ * does, and runs it until it ends or waits; returns its id.  asked_type
+ * NULL takes the template's, given NULL means no parameters.  A document
+ * that does not exist is an ERROR, or with missing_ok returns 0.
+ */
+extern int64 crm_process_start(int64 template_id, const char *asked_type,
+							   int64 document_id, Jsonb *given, bool missing_ok);
+
 /* Registers the "process_timer" job executor (called from _PG_init). */
 extern void crm_processes_init(void);
+
+/* Auto-start (autostart.c): registers the engine's write hooks (from _PG_init). */
+extern void crm_autostart_init(void);
 
 #endif							/* CRM_PROCESSES_H */
