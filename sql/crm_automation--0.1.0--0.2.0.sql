@@ -1395,8 +1395,9 @@ $$;
 COMMENT ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) IS
 	'Records an incoming call or e-mail on the item its address belongs to, creating a lead for an unknown address; returns the item and the activity';
 
+-- in the order of a fresh install's grants (48_triggers.sql, then 90_grants.sql)
 REVOKE EXECUTE ON FUNCTION crm._check_auto_start_parameters(text[], jsonb), crm._auto_start(text[]),
 	crm.record_incoming(text, text, text, text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) TO crm_user;
 GRANT EXECUTE ON FUNCTION crm._check_auto_start_parameters(text[], jsonb), crm._auto_start(text[]),
 	crm.record_incoming(text, text, text, text, text, bigint) TO crm_admin;
-GRANT EXECUTE ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) TO crm_user;
