@@ -368,6 +368,7 @@ typedef struct Start
 	int64		template_id;
 	const char *entity_type;
 	int64		item_id;
+	CrmProcessTemplate **loaded;	/* the template, loaded once per frame */
 } Start;
 
 /* The starts of a frame's notes: each note's templates, in id order. */
@@ -400,11 +401,36 @@ frame_starts(Frame *f, int *nstarts)
 			starts[n].template_id = r->template_ids[j];
 			starts[n].entity_type = nt->entity_type;
 			starts[n].item_id = nt->item_id;
+			starts[n].loaded = NULL;
 			n++;
 		}
 	}
 	*nstarts = n;
 	return starts;
+}
+
+/*
+ * Gives each start the slot of its template, so that a template is read
+ * and its definition checked once for the statement, not once per item.
+ */
+static void
+share_templates(Start *starts, int n)
+{
+	CrmProcessTemplate **slots = palloc0(sizeof(CrmProcessTemplate *) * n);
+	int64	   *ids = palloc(sizeof(int64) * n);
+	int			nids = 0;
+	int			i;
+	int			k;
+
+	for (i = 0; i < n; i++)
+	{
+		for (k = 0; k < nids; k++)
+			if (ids[k] == starts[i].template_id)
+				break;
+		if (k == nids)
+			ids[nids++] = starts[i].template_id;
+		starts[i].loaded = &slots[k];
+	}
 }
 
 static void
@@ -413,6 +439,15 @@ start_one_call(void *arg)
 	Start	   *s = arg;
 
 	(void) crm_process_start(s->template_id, s->entity_type, s->item_id, NULL, true);
+}
+
+/* A start of the optimistic run: the statement's templates are shared. */
+static void
+start_shared(Start *s)
+{
+	if (*s->loaded == NULL)
+		*s->loaded = crm_process_template(s->template_id);
+	(void) crm_process_start_template(*s->loaded, s->entity_type, s->item_id, NULL, true);
 }
 
 /* Every start in one subtransaction; false, all rolled back, when one failed. */
@@ -429,8 +464,9 @@ run_optimistic(Start *starts, int n)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
+		share_templates(starts, n);
 		for (i = 0; i < n; i++)
-			start_one_call(&starts[i]);
+			start_shared(&starts[i]);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
