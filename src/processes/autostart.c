@@ -61,6 +61,7 @@
 
 #include "core/guc.h"
 #include "core/rule_cache.h"
+#include "core/scope.h"
 #include "core/spi_util.h"
 #include "engine/hooks.h"
 #include "engine/robots.h"
@@ -497,9 +498,12 @@ run_frame(Frame *f)
 	int			n;
 	Start	   *starts;
 	int			i;
+	CrmScope	scope;
 
 	f->busy = true;
 	starts = frame_starts(f, &n);
+	/* as the automation owner once: the starts' own scopes nest for free */
+	crm_scope_enter(&scope, 0);
 	if (n > 0 && !run_optimistic(starts, n))
 	{
 		for (i = 0; i < n; i++)
@@ -514,6 +518,7 @@ run_frame(Frame *f)
 								(long long) starts[i].item_id, edata->message)));
 		}
 	}
+	crm_scope_leave(&scope);
 	if (starts)
 		pfree(starts);
 	f->n = 0;

@@ -721,6 +721,22 @@ invalid_definition(ProcessRun *pr, const char *what, ErrorData *edata)
 	FreeErrorData(edata);
 }
 
+/* An empty JSON object, made once per backend. */
+static Jsonb *
+empty_object(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		MemoryContextSwitchTo(old);
+	}
+	return empty;
+}
+
 /* The value a start parameter gets: given, else its default; checked against its type. */
 static Jsonb *
 start_parameters(int64 template_id, Jsonb *decl, Jsonb *given)
@@ -788,7 +804,7 @@ start_parameters(int64 template_id, Jsonb *decl, Jsonb *given)
 							JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0))));
 		result = crm_jsonb_with(result, name, &stored);
 	}
-	return result ? result : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	return result ? result : empty_object();
 }
 
 /* Initial values of the declared variables: their defaults. */
@@ -969,7 +985,7 @@ crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
 	CrmScope	scope;
 
 	if (given == NULL)
-		given = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		given = empty_object();
 	if (!t->active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1002,7 +1018,7 @@ crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
 	else
 	{
 		parameters = JB_ROOT_IS_OBJECT(given) && !JB_ROOT_IS_SCALAR(given) ? given
-			: DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+			: empty_object();
 		variables = NULL;
 	}
 
