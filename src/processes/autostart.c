@@ -82,7 +82,7 @@ typedef struct AutoStartRules
 
 typedef struct Note
 {
-	char		entity_type[CRM_NAME_LEN];
+	const char *entity_type;	/* one of the frame's types */
 	int64		item_id;
 	uint8		on;				/* AUTOSTART_ADD or AUTOSTART_MODIFY */
 } Note;
@@ -95,6 +95,7 @@ typedef struct Frame
 	int			n;
 	int			cap;
 	Note	   *notes;
+	List	   *types;			/* char *: the entity types of its notes, once */
 } Frame;
 
 static int	rules_slot = -1;
@@ -275,19 +276,40 @@ current_frame(bool create)
 	return f;
 }
 
+/* The frame's copy of an entity type's name. */
+static const char *
+frame_type(Frame *f, const char *entity_type)
+{
+	ListCell   *lc;
+	MemoryContext old;
+	char	   *copy;
+
+	foreach(lc, f->types)
+	{
+		if (strcmp((char *) lfirst(lc), entity_type) == 0)
+			return (char *) lfirst(lc);
+	}
+	old = MemoryContextSwitchTo(f->cxt);
+	copy = pstrdup(entity_type);
+	f->types = lappend(f->types, copy);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
 static void
 note(const char *entity_type, int64 item_id, uint8 on)
 {
 	Frame	   *f = current_frame(true);
 	Note	   *last = f->n > 0 ? &f->notes[f->n - 1] : NULL;
 
+	entity_type = frame_type(f, entity_type);
+
 	/*
 	 * INSERT ... ON CONFLICT DO UPDATE shows the row to insert, then the
 	 * existing row it updates instead: with the same id, the item was not
 	 * created but changed.
 	 */
-	if (last != NULL && last->item_id == item_id &&
-		strcmp(last->entity_type, entity_type) == 0)
+	if (last != NULL && last->item_id == item_id && last->entity_type == entity_type)
 	{
 		if (on == AUTOSTART_MODIFY)
 			last->on = AUTOSTART_MODIFY;
@@ -300,7 +322,7 @@ note(const char *entity_type, int64 item_id, uint8 on)
 			: MemoryContextAlloc(f->cxt, sizeof(Note) * f->cap);
 	}
 	last = &f->notes[f->n++];
-	strlcpy(last->entity_type, entity_type, CRM_NAME_LEN);
+	last->entity_type = entity_type;
 	last->item_id = item_id;
 	last->on = on;
 }
@@ -465,9 +487,21 @@ run_optimistic(Start *starts, int n)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
+		MemoryContext per_start = AllocSetContextCreate(oldcxt, "crm process auto-start",
+														ALLOCSET_DEFAULT_SIZES);
+
 		share_templates(starts, n);
 		for (i = 0; i < n; i++)
+		{
+			/* the templates are read into oldcxt, each start runs in per_start */
+			if (*starts[i].loaded == NULL)
+				*starts[i].loaded = crm_process_template(starts[i].template_id);
+			MemoryContextSwitchTo(per_start);
 			start_shared(&starts[i]);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(per_start);
+		}
+		MemoryContextDelete(per_start);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -506,17 +540,26 @@ run_frame(Frame *f)
 	crm_scope_enter(&scope, 0);
 	if (n > 0 && !run_optimistic(starts, n))
 	{
+		MemoryContext caller = CurrentMemoryContext;
+		MemoryContext per_start = AllocSetContextCreate(caller, "crm process auto-start",
+														ALLOCSET_DEFAULT_SIZES);
+
 		for (i = 0; i < n; i++)
 		{
-			ErrorData  *edata = crm_run_isolated(start_one_call, &starts[i]);
+			ErrorData  *edata;
 
+			MemoryContextSwitchTo(per_start);
+			edata = crm_run_isolated(start_one_call, &starts[i]);
 			if (edata != NULL)
 				ereport(WARNING,
 						(errcode(edata->sqlerrcode),
 						 errmsg("business process template %lld did not auto-start for %s %lld: %s",
 								(long long) starts[i].template_id, starts[i].entity_type,
 								(long long) starts[i].item_id, edata->message)));
+			MemoryContextSwitchTo(caller);
+			MemoryContextReset(per_start);
 		}
+		MemoryContextDelete(per_start);
 	}
 	crm_scope_leave(&scope);
 	if (starts)

@@ -5,7 +5,7 @@
 -- an unknown address, and that lead auto-starts.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(50);
+SELECT plan(53);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -158,6 +158,36 @@ SELECT lives_ok($$INSERT INTO crm.deal (title) VALUES ('Doomed')$$, 'an INSERT w
 SELECT results_eq($$SELECT i.status FROM crm.process_instance i JOIN crm.deal d ON d.id = i.document_id
 	WHERE d.title = 'Doomed'$$, $$VALUES ('failed')$$, 'the instance failed alone');
 SELECT crm.delete_process_template(:fails);
+
+-- A start that cannot even begin (here an instance row a site's trigger
+-- refuses) is replayed alone: the other items of the statement start.
+CREATE FUNCTION public.refuse_instance() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT title FROM crm.deal WHERE id = NEW.document_id) = 'Refused' THEN
+		RAISE EXCEPTION 'refused by the site';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON crm.process_instance FOR EACH ROW EXECUTE FUNCTION public.refuse_instance();
+SELECT crm.update_process_template(:on_add, active => true);
+SET client_min_messages = error;
+SELECT lives_ok($$INSERT INTO crm.deal (title) VALUES ('Accepted 1'), ('Refused'), ('Accepted 2')$$,
+	'an INSERT whose start fails succeeds');
+RESET client_min_messages;
+SELECT results_eq($$SELECT d.title, count(i.id) FROM crm.deal d LEFT JOIN crm.process_instance i ON i.document_id = d.id
+	WHERE d.title IN ('Accepted 1', 'Refused', 'Accepted 2') GROUP BY d.id, d.title ORDER BY d.id$$,
+	$$VALUES ('Accepted 1', 1::bigint), ('Refused', 0::bigint), ('Accepted 2', 1::bigint)$$,
+	'only the start that failed is missing');
+DROP TRIGGER refuse ON crm.process_instance;
+
+-- A rolled-back savepoint takes its notes with it.
+SAVEPOINT before_rollback;
+INSERT INTO crm.deal (title) VALUES ('Rolled back');
+ROLLBACK TO SAVEPOINT before_rollback;
+INSERT INTO crm.deal (title) VALUES ('Kept') RETURNING id AS kept \gset
+SELECT results_eq($$SELECT count(*) FROM crm.process_instance WHERE document_id = $$ || :kept,
+	ARRAY[1::bigint], 'after a rolled-back savepoint the next INSERT starts once');
+SELECT crm.update_process_template(:on_add, active => false);
 
 -- Web forms and incoming calls and e-mails create leads that auto-start.
 SELECT crm.add_process_template('lead', 'New lead', $${
