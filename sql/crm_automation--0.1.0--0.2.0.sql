@@ -1403,3 +1403,241 @@ CREATE OR REPLACE VIEW crm.activity_types AS
 	  ) AS f (type, description, parameters, note);
 COMMENT ON VIEW crm.activity_types IS
 	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';
+
+-- ---------------------------------------------------------------------------
+-- Auto-start of business processes (issue 14, item 3): auto_start is stored
+-- and honoured; crm.record_incoming records incoming calls and e-mails.
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION crm._check_auto_start(p_auto_start text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_auto_start IS NOT NULL AND NOT p_auto_start <@ ARRAY['add', 'modify'] THEN
+		RAISE EXCEPTION 'invalid auto_start %', p_auto_start
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'auto_start holds "add" and/or "modify".';
+	END IF;
+END
+$$;
+
+-- A template that auto-starts gets no parameters: each one it declares as
+-- required needs a default.
+CREATE FUNCTION crm._check_auto_start_parameters(p_auto_start text[], p_definition jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_name text;
+BEGIN
+	IF cardinality(p_auto_start) > 0 AND jsonb_typeof(p_definition -> 'parameters') = 'object' THEN
+		SELECT p.key INTO v_name
+		  FROM jsonb_each(p_definition -> 'parameters') p
+		 WHERE p.value ->> 'required' = 'true' AND coalesce(p.value -> 'default', 'null') = 'null'
+		 ORDER BY p.key LIMIT 1;
+		IF v_name IS NOT NULL THEN
+			RAISE EXCEPTION 'a template that auto-starts cannot require parameter "%"', v_name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('auto_start %s starts it without parameters.', p_auto_start),
+					  HINT = 'Give the parameter a default, or start the template with crm.start_process.';
+		END IF;
+	END IF;
+END
+$$;
+
+-- The stored form of auto_start: each value once, in order.
+CREATE FUNCTION crm._auto_start(p_auto_start text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT coalesce(array_agg(DISTINCT a ORDER BY a), '{}') FROM unnest(p_auto_start) a;
+$$;
+
+CREATE OR REPLACE FUNCTION crm.add_process_template(document_type text, name text, definition jsonb,
+										 auto_start text[] DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_type text := crm._process_document_type(add_process_template.document_type);
+	v_id bigint;
+BEGIN
+	PERFORM crm._check_process_name(v_type, add_process_template.name, NULL);
+	PERFORM crm._check_auto_start(add_process_template.auto_start);
+	IF add_process_template.definition IS NULL THEN
+		RAISE EXCEPTION 'a process template needs a definition'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'For example {"activities": [{"type": "add_comment", "text": "Started"}]}.';
+	END IF;
+	PERFORM crm._validate_process_template(v_type, add_process_template.definition);
+	PERFORM crm._check_auto_start_parameters(add_process_template.auto_start, add_process_template.definition);
+	INSERT INTO crm.process_template (document_type, name, definition, auto_start, created_by)
+	VALUES (v_type, add_process_template.name, add_process_template.definition,
+			crm._auto_start(add_process_template.auto_start),
+			(SELECT u.id FROM crm.user u WHERE u.id = nullif(current_setting('crm.user_id')::bigint, 0)))
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.update_process_template(template_id bigint, name text DEFAULT NULL,
+											definition jsonb DEFAULT NULL,
+											auto_start text[] DEFAULT NULL,
+											active boolean DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t crm.process_template := crm._process_template(update_process_template.template_id);
+BEGIN
+	IF update_process_template.name IS NOT NULL THEN
+		PERFORM crm._check_process_name(t.document_type, update_process_template.name, t.id);
+	END IF;
+	PERFORM crm._check_auto_start(update_process_template.auto_start);
+	IF update_process_template.definition IS NOT NULL THEN
+		PERFORM crm._validate_process_template(t.document_type, update_process_template.definition);
+	END IF;
+	PERFORM crm._check_auto_start_parameters(coalesce(update_process_template.auto_start, t.auto_start),
+											 coalesce(update_process_template.definition, t.definition));
+	UPDATE crm.process_template p
+	   SET name = coalesce(update_process_template.name, p.name),
+		   definition = coalesce(update_process_template.definition, p.definition),
+		   auto_start = CASE WHEN update_process_template.auto_start IS NULL THEN p.auto_start
+							 ELSE crm._auto_start(update_process_template.auto_start) END,
+		   active = coalesce(update_process_template.active, p.active)
+	 WHERE p.id = t.id;
+END
+$$;
+
+CREATE TRIGGER definitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.process_template
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.definitions_changed();
+CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.contact
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
+CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.company
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
+
+CREATE FUNCTION crm.record_incoming(channel text, address text, subject text DEFAULT NULL,
+									body text DEFAULT NULL, status text DEFAULT 'completed',
+									responsible_id bigint DEFAULT NULL,
+									OUT entity_type text, OUT entity_id bigint,
+									OUT activity_id bigint, OUT created_lead boolean)
+RETURNS record
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_channel text := lower(btrim(record_incoming.channel));
+	v_address text := btrim(record_incoming.address);
+	v_status text := coalesce(record_incoming.status, 'completed');
+	v_key text;
+	v_type text;
+	v_id bigint;
+	v_responsible bigint := record_incoming.responsible_id;
+BEGIN
+	created_lead := false;
+	IF record_incoming.channel IS NULL OR record_incoming.address IS NULL THEN
+		RAISE EXCEPTION '% must not be null', CASE WHEN record_incoming.channel IS NULL THEN 'channel' ELSE 'address' END
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'For example crm.record_incoming(''call'', ''+33 6 11 22 33 44'').';
+	END IF;
+	IF v_channel NOT IN ('call', 'email') THEN
+		RAISE EXCEPTION 'unknown channel "%"', left(record_incoming.channel, 40)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The channel is call or email.';
+	END IF;
+	IF v_address ~ '[[:cntrl:]]' THEN
+		RAISE EXCEPTION 'address must not contain line breaks or other control characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give one phone number or one e-mail address.';
+	END IF;
+	IF length(v_address) > 254 THEN
+		RAISE EXCEPTION 'address is too long (% characters, at most 254)', length(v_address)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give one phone number or one e-mail address.';
+	END IF;
+	IF v_channel = 'call' THEN
+		v_key := crm.phone_key(v_address);
+		IF v_address !~ '^[+0-9 ()./-]+$' OR v_key !~ '[0-9]' THEN
+			RAISE EXCEPTION 'invalid phone number "%"', v_address
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A phone number holds digits, a leading +, spaces and ()./- only.';
+		END IF;
+	ELSE
+		v_key := lower(v_address);
+		IF v_address !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+			RAISE EXCEPTION 'invalid e-mail address "%"', v_address
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example claire@example.org.';
+		END IF;
+	END IF;
+	IF record_incoming.subject ~ '[\r\n]' OR length(record_incoming.subject) > 1000 THEN
+		RAISE EXCEPTION 'subject must be one line of at most 1000 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Put the rest in body.';
+	END IF;
+	IF length(record_incoming.body) > 1048576 THEN
+		RAISE EXCEPTION 'body is too long (% characters, at most 1048576)', length(record_incoming.body)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF v_status NOT IN ('completed', 'missed') OR (v_channel = 'email' AND v_status <> 'completed') THEN
+		RAISE EXCEPTION 'invalid status "%" for an incoming %', left(v_status, 40), v_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A call is completed or missed; an e-mail is completed.';
+	END IF;
+
+	-- an address on the exceptions list is not recorded (crm.activity_exceptions)
+	IF EXISTS (SELECT FROM crm.exception_list x
+				WHERE x.type = CASE v_channel WHEN 'call' THEN 'phone' ELSE 'email' END AND x.key = v_key) THEN
+		RETURN;
+	END IF;
+
+	IF v_channel = 'call' THEN
+		SELECT 'contact', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+		  FROM crm.contact c WHERE crm.phone_key(c.phone) = v_key ORDER BY c.id LIMIT 1;
+		IF v_id IS NULL THEN
+			SELECT 'company', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.company c WHERE crm.phone_key(c.phone) = v_key ORDER BY c.id LIMIT 1;
+		END IF;
+		IF v_id IS NULL THEN
+			SELECT 'lead', l.id, l.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.lead l WHERE NOT l.converted AND crm.phone_key(l.phone) = v_key ORDER BY l.id LIMIT 1;
+		END IF;
+	ELSE
+		SELECT 'contact', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+		  FROM crm.contact c WHERE lower(c.email) = v_key ORDER BY c.id LIMIT 1;
+		IF v_id IS NULL THEN
+			SELECT 'company', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.company c WHERE lower(c.email) = v_key ORDER BY c.id LIMIT 1;
+		END IF;
+		IF v_id IS NULL THEN
+			SELECT 'lead', l.id, l.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.lead l WHERE NOT l.converted AND lower(l.email) = v_key ORDER BY l.id LIMIT 1;
+		END IF;
+	END IF;
+	v_responsible := coalesce(record_incoming.responsible_id, v_responsible);
+
+	IF v_id IS NULL THEN
+		IF NOT current_setting('crm.create_lead_from_unknown')::boolean THEN
+			RETURN;
+		END IF;
+		INSERT INTO crm.lead (title, phone, email, source, responsible_id)
+		VALUES (CASE v_channel WHEN 'call' THEN 'Call from ' || v_address
+				ELSE coalesce(nullif(btrim(record_incoming.subject), ''), 'E-mail from ' || v_address) END,
+				CASE WHEN v_channel = 'call' THEN v_address END,
+				CASE WHEN v_channel = 'email' THEN v_address END,
+				v_channel, v_responsible)
+		RETURNING id INTO v_id;
+		v_type := 'lead';
+		created_lead := true;
+	END IF;
+
+	INSERT INTO crm.activity (entity_type, entity_id, type, direction, status, subject, description,
+							  remote_address, responsible_id, completed)
+	VALUES (v_type, v_id, v_channel, 'incoming', v_status,
+			coalesce(record_incoming.subject, CASE v_channel WHEN 'call' THEN 'Incoming call' ELSE '' END),
+			record_incoming.body, v_address, v_responsible, true)
+	RETURNING id INTO activity_id;
+	entity_type := v_type;
+	entity_id := v_id;
+END
+$$;
+COMMENT ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) IS
+	'Records an incoming call or e-mail on the item its address belongs to, creating a lead for an unknown address; returns the item and the activity';
+
+-- in the order of a fresh install's grants (48_triggers.sql, then 90_grants.sql)
+REVOKE EXECUTE ON FUNCTION crm._check_auto_start_parameters(text[], jsonb), crm._auto_start(text[]),
+	crm.record_incoming(text, text, text, text, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) TO crm_user;
+GRANT EXECUTE ON FUNCTION crm._check_auto_start_parameters(text[], jsonb), crm._auto_start(text[]),
+	crm.record_incoming(text, text, text, text, text, bigint) TO crm_admin;

@@ -32,8 +32,9 @@ $$;
 -- The document type: an entity type; feed posts and drive files not yet.
 SELECT * FROM pg_temp.refused('spaceship', '{"activities": [{"type": "write_log", "text": "x"}]}');
 SELECT * FROM pg_temp.refused('feed_post', '{"activities": [{"type": "write_log", "text": "x"}]}');
--- Auto-start is not built yet: asking for it is refused, not ignored.
-SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x"}]}', '{add}');
+-- Auto-start: add and/or modify; a template that auto-starts gets no
+-- parameters, so none may be required without a default.
+SELECT * FROM pg_temp.refused('deal', '{"parameters": {"why": {"type": "text", "required": true}}, "activities": [{"type": "write_log", "text": "x"}]}', '{add}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x"}]}', '{sometimes}');
 
 -- The definition's shape.

@@ -38,5 +38,6 @@ _PG_init(void)
 	crm_robots_init();
 	crm_triggers_init();
 	crm_processes_init();
+	crm_autostart_init();
 	crm_launcher_init();
 }

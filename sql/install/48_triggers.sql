@@ -408,6 +408,141 @@ $$;
 COMMENT ON FUNCTION crm.submit_webform(text, jsonb, text, bigint) IS
 	'Records a web form submission: creates a lead (or uses the item given) and fires webform triggers; returns the item id';
 
+-- An incoming call or e-mail from an address (a phone number or an e-mail
+-- address): recorded as an incoming activity of the item it belongs to (a
+-- contact, then a company, then a lead not yet converted, the oldest
+-- first), which fires the item's triggers.  An address that matches no item
+-- creates a lead (unless crm.create_lead_from_unknown is off: then nothing
+-- is recorded), and that lead auto-starts its business processes like any
+-- new lead.  An address on the exceptions list records nothing.  Runs as
+-- the extension's owner: a telephony or mail connector with crm_user may
+-- call it.
+CREATE FUNCTION crm.record_incoming(channel text, address text, subject text DEFAULT NULL,
+									body text DEFAULT NULL, status text DEFAULT 'completed',
+									responsible_id bigint DEFAULT NULL,
+									OUT entity_type text, OUT entity_id bigint,
+									OUT activity_id bigint, OUT created_lead boolean)
+RETURNS record
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_channel text := lower(btrim(record_incoming.channel));
+	v_address text := btrim(record_incoming.address);
+	v_status text := coalesce(record_incoming.status, 'completed');
+	v_key text;
+	v_type text;
+	v_id bigint;
+	v_responsible bigint := record_incoming.responsible_id;
+BEGIN
+	created_lead := false;
+	IF record_incoming.channel IS NULL OR record_incoming.address IS NULL THEN
+		RAISE EXCEPTION '% must not be null', CASE WHEN record_incoming.channel IS NULL THEN 'channel' ELSE 'address' END
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'For example crm.record_incoming(''call'', ''+33 6 11 22 33 44'').';
+	END IF;
+	IF v_channel NOT IN ('call', 'email') THEN
+		RAISE EXCEPTION 'unknown channel "%"', left(record_incoming.channel, 40)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The channel is call or email.';
+	END IF;
+	IF v_address ~ '[[:cntrl:]]' THEN
+		RAISE EXCEPTION 'address must not contain line breaks or other control characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give one phone number or one e-mail address.';
+	END IF;
+	IF length(v_address) > 254 THEN
+		RAISE EXCEPTION 'address is too long (% characters, at most 254)', length(v_address)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give one phone number or one e-mail address.';
+	END IF;
+	IF v_channel = 'call' THEN
+		v_key := crm.phone_key(v_address);
+		IF v_address !~ '^[+0-9 ()./-]+$' OR v_key !~ '[0-9]' THEN
+			RAISE EXCEPTION 'invalid phone number "%"', v_address
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A phone number holds digits, a leading +, spaces and ()./- only.';
+		END IF;
+	ELSE
+		v_key := lower(v_address);
+		IF v_address !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+			RAISE EXCEPTION 'invalid e-mail address "%"', v_address
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example claire@example.org.';
+		END IF;
+	END IF;
+	IF record_incoming.subject ~ '[\r\n]' OR length(record_incoming.subject) > 1000 THEN
+		RAISE EXCEPTION 'subject must be one line of at most 1000 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Put the rest in body.';
+	END IF;
+	IF length(record_incoming.body) > 1048576 THEN
+		RAISE EXCEPTION 'body is too long (% characters, at most 1048576)', length(record_incoming.body)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF v_status NOT IN ('completed', 'missed') OR (v_channel = 'email' AND v_status <> 'completed') THEN
+		RAISE EXCEPTION 'invalid status "%" for an incoming %', left(v_status, 40), v_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A call is completed or missed; an e-mail is completed.';
+	END IF;
+
+	-- an address on the exceptions list is not recorded (crm.activity_exceptions)
+	IF EXISTS (SELECT FROM crm.exception_list x
+				WHERE x.type = CASE v_channel WHEN 'call' THEN 'phone' ELSE 'email' END AND x.key = v_key) THEN
+		RETURN;
+	END IF;
+
+	IF v_channel = 'call' THEN
+		SELECT 'contact', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+		  FROM crm.contact c WHERE crm.phone_key(c.phone) = v_key ORDER BY c.id LIMIT 1;
+		IF v_id IS NULL THEN
+			SELECT 'company', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.company c WHERE crm.phone_key(c.phone) = v_key ORDER BY c.id LIMIT 1;
+		END IF;
+		IF v_id IS NULL THEN
+			SELECT 'lead', l.id, l.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.lead l WHERE NOT l.converted AND crm.phone_key(l.phone) = v_key ORDER BY l.id LIMIT 1;
+		END IF;
+	ELSE
+		SELECT 'contact', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+		  FROM crm.contact c WHERE lower(c.email) = v_key ORDER BY c.id LIMIT 1;
+		IF v_id IS NULL THEN
+			SELECT 'company', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.company c WHERE lower(c.email) = v_key ORDER BY c.id LIMIT 1;
+		END IF;
+		IF v_id IS NULL THEN
+			SELECT 'lead', l.id, l.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.lead l WHERE NOT l.converted AND lower(l.email) = v_key ORDER BY l.id LIMIT 1;
+		END IF;
+	END IF;
+	v_responsible := coalesce(record_incoming.responsible_id, v_responsible);
+
+	IF v_id IS NULL THEN
+		IF NOT current_setting('crm.create_lead_from_unknown')::boolean THEN
+			RETURN;
+		END IF;
+		INSERT INTO crm.lead (title, phone, email, source, responsible_id)
+		VALUES (CASE v_channel WHEN 'call' THEN 'Call from ' || v_address
+				ELSE coalesce(nullif(btrim(record_incoming.subject), ''), 'E-mail from ' || v_address) END,
+				CASE WHEN v_channel = 'call' THEN v_address END,
+				CASE WHEN v_channel = 'email' THEN v_address END,
+				v_channel, v_responsible)
+		RETURNING id INTO v_id;
+		v_type := 'lead';
+		created_lead := true;
+	END IF;
+
+	INSERT INTO crm.activity (entity_type, entity_id, type, direction, status, subject, description,
+							  remote_address, responsible_id, completed)
+	VALUES (v_type, v_id, v_channel, 'incoming', v_status,
+			coalesce(record_incoming.subject, CASE v_channel WHEN 'call' THEN 'Incoming call' ELSE '' END),
+			record_incoming.body, v_address, v_responsible, true)
+	RETURNING id INTO activity_id;
+	entity_type := v_type;
+	entity_id := v_id;
+END
+$$;
+COMMENT ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) IS
+	'Records an incoming call or e-mail on the item its address belongs to, creating a lead for an unknown address; returns the item and the activity';
+
 -- A tracked URL for an item; the event is link_click, qr_scan or email_read
 -- (then the URL may be NULL: a tracking pixel).  Returns the token.
 CREATE FUNCTION crm.tracking_link(entity_type text, id bigint, url text,
@@ -506,5 +641,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON crm.webform, crm.webform_submission, crm
 	crm.payment TO crm_admin;
 GRANT EXECUTE ON FUNCTION crm._trigger_events(),
 	crm.submit_webform(text, jsonb, text, bigint), crm.tracking_link(text, bigint, text, text),
-	crm.track_click(text), crm.fire_trigger(text, text, bigint, jsonb)
+	crm.track_click(text), crm.fire_trigger(text, text, bigint, jsonb),
+	crm.record_incoming(text, text, text, text, text, bigint)
 	TO crm_user;

@@ -27,18 +27,40 @@ $$;
 CREATE FUNCTION crm._check_auto_start(p_auto_start text[]) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF p_auto_start IS NOT NULL AND cardinality(p_auto_start) > 0 THEN
-		IF NOT p_auto_start <@ ARRAY['add', 'modify'] THEN
-			RAISE EXCEPTION 'invalid auto_start %', p_auto_start
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'auto_start holds "add" and/or "modify".';
-		END IF;
-		RAISE EXCEPTION 'auto-start of business processes is not supported yet'
-			USING ERRCODE = 'feature_not_supported',
-				  DETAIL = format('auto_start %s was asked for.', p_auto_start),
-				  HINT = 'Start instances with crm.start_process(template_id, document_id).';
+	IF p_auto_start IS NOT NULL AND NOT p_auto_start <@ ARRAY['add', 'modify'] THEN
+		RAISE EXCEPTION 'invalid auto_start %', p_auto_start
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'auto_start holds "add" and/or "modify".';
 	END IF;
 END
+$$;
+
+-- A template that auto-starts gets no parameters: each one it declares as
+-- required needs a default.
+CREATE FUNCTION crm._check_auto_start_parameters(p_auto_start text[], p_definition jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_name text;
+BEGIN
+	IF cardinality(p_auto_start) > 0 AND jsonb_typeof(p_definition -> 'parameters') = 'object' THEN
+		SELECT p.key INTO v_name
+		  FROM jsonb_each(p_definition -> 'parameters') p
+		 WHERE p.value ->> 'required' = 'true' AND coalesce(p.value -> 'default', 'null') = 'null'
+		 ORDER BY p.key LIMIT 1;
+		IF v_name IS NOT NULL THEN
+			RAISE EXCEPTION 'a template that auto-starts cannot require parameter "%"', v_name
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('auto_start %s starts it without parameters.', p_auto_start),
+					  HINT = 'Give the parameter a default, or start the template with crm.start_process.';
+		END IF;
+	END IF;
+END
+$$;
+
+-- The stored form of auto_start: each value once, in order.
+CREATE FUNCTION crm._auto_start(p_auto_start text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT coalesce(array_agg(DISTINCT a ORDER BY a), '{}') FROM unnest(p_auto_start) a;
 $$;
 
 CREATE FUNCTION crm._process_template(p_id bigint) RETURNS crm.process_template
@@ -89,8 +111,10 @@ BEGIN
 				  HINT = 'For example {"activities": [{"type": "add_comment", "text": "Started"}]}.';
 	END IF;
 	PERFORM crm._validate_process_template(v_type, add_process_template.definition);
-	INSERT INTO crm.process_template (document_type, name, definition, created_by)
+	PERFORM crm._check_auto_start_parameters(add_process_template.auto_start, add_process_template.definition);
+	INSERT INTO crm.process_template (document_type, name, definition, auto_start, created_by)
 	VALUES (v_type, add_process_template.name, add_process_template.definition,
+			crm._auto_start(add_process_template.auto_start),
 			(SELECT u.id FROM crm.user u WHERE u.id = nullif(current_setting('crm.user_id')::bigint, 0)))
 	RETURNING id INTO v_id;
 	RETURN v_id;
@@ -117,13 +141,27 @@ BEGIN
 	IF update_process_template.definition IS NOT NULL THEN
 		PERFORM crm._validate_process_template(t.document_type, update_process_template.definition);
 	END IF;
+	PERFORM crm._check_auto_start_parameters(coalesce(update_process_template.auto_start, t.auto_start),
+											 coalesce(update_process_template.definition, t.definition));
 	UPDATE crm.process_template p
 	   SET name = coalesce(update_process_template.name, p.name),
 		   definition = coalesce(update_process_template.definition, p.definition),
+		   auto_start = CASE WHEN update_process_template.auto_start IS NULL THEN p.auto_start
+							 ELSE crm._auto_start(update_process_template.auto_start) END,
 		   active = coalesce(update_process_template.active, p.active)
 	 WHERE p.id = t.id;
 END
 $$;
+
+-- Auto-start (autostart.c): the templates that auto-start are kept in every
+-- backend's rule cache, dropped when a template changes; the item tables'
+-- statement trigger starts them, on contacts and companies too.
+CREATE TRIGGER definitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON crm.process_template
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.definitions_changed();
+CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.contact
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
+CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.company
+	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
 
 -- Deleting a template stops its instances: their pending timers are
 -- cancelled, and the instances go with the template.

@@ -36,6 +36,7 @@ int			crm_max_depth = 16;
 int			crm_max_steps = 1000;
 int			crm_acting_user_id = 0;
 bool		crm_import_mode = false;
+bool		crm_create_lead_from_unknown = true;
 
 /* Called once from _PG_init, before any other part's initialisation. */
 void
@@ -173,6 +174,14 @@ crm_guc_init(void)
 							 NULL,
 							 &crm_import_mode,
 							 false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("crm.create_lead_from_unknown",
+							 "An incoming e-mail or call from an address that matches no item creates a lead.",
+							 "Read by crm.record_incoming; off: such an e-mail or call is not recorded.",
+							 &crm_create_lead_from_unknown,
+							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 

@@ -43,6 +43,7 @@ extern int	crm_max_depth;
 extern int	crm_max_steps;
 extern int	crm_acting_user_id;
 extern bool crm_import_mode;
+extern bool crm_create_lead_from_unknown;
 
 /* Defines every setting above (from _PG_init). */
 extern void crm_guc_init(void);

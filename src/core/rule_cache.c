@@ -45,7 +45,7 @@
 /* Definition tables whose changes make the cache stale. */
 static const char *const definition_tables[] = {
 	"entity_type", "pipeline", "stage", "user_field", "robot", "trigger",
-	"work_schedule", "holiday"
+	"work_schedule", "holiday", "process_template"
 };
 #define N_DEFINITION_TABLES lengthof(definition_tables)
 

@@ -45,4 +45,16 @@ extern const CrmMoveHooks *crm_move_hooks;
 
 extern void crm_register_move_hooks(const CrmMoveHooks *hooks);
 
+typedef struct CrmWriteHooks
+{
+	void		(*row_written) (Relation rel, const char *entity_type, bool is_insert,
+								HeapTuple oldtuple, HeapTuple newtuple, AttrNumber id_att);
+	void		(*statement_end) (void);
+} CrmWriteHooks;
+
+/* NULL until registered. */
+extern const CrmWriteHooks *crm_write_hooks;
+
+extern void crm_register_write_hooks(const CrmWriteHooks *hooks);
+
 #endif							/* CRM_ENGINE_HOOKS_H */

@@ -190,6 +190,17 @@ crm_lineage_depth(void)
 	return lineage_len;
 }
 
+bool
+crm_lineage_has(char kind)
+{
+	int			i;
+
+	for (i = 0; i < lineage_len; i++)
+		if (lineage[i].kind == kind)
+			return true;
+	return false;
+}
+
 /* Back to an earlier depth, after an error skipped the pops. */
 void
 crm_lineage_restore(int depth)

@@ -91,6 +91,9 @@ extern bool crm_lineage_push(char kind, int64 rule_id, const char *entity_type,
 extern void crm_lineage_pop(void);
 extern int	crm_lineage_depth(void);
 
+/* True when a rule of this kind ('r' robot, 't' trigger, 'p' process) is running. */
+extern bool crm_lineage_has(char kind);
+
 /*
  * Runs body(arg) in a subtransaction of its own.  NULL when it succeeded;
  * otherwise its effects are rolled back, the lineage is back to its depth at

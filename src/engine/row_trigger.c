@@ -294,5 +294,10 @@ crm_item_before(PG_FUNCTION_ARGS)
 
 	if (ncols > 0)
 		newtuple = set_columns(newtuple, desc, ncols, colnums, values, nulls);
+
+	/* business processes that auto-start note the row (engine/hooks.h) */
+	if (crm_write_hooks != NULL)
+		crm_write_hooks->row_written(rel, row_entity_type(td, cols, newtuple), is_insert,
+									 is_insert ? NULL : td->tg_trigtuple, newtuple, cols->id);
 	PG_RETURN_POINTER(newtuple);
 }

@@ -365,5 +365,8 @@ crm_item_after_statement(PG_FUNCTION_ARGS)
 		nframes--;
 		MemoryContextDelete(f->cxt);
 	}
+	/* then what a layer above gathered for the statement (auto-start) */
+	if (crm_write_hooks != NULL)
+		crm_write_hooks->statement_end();
 	PG_RETURN_POINTER(NULL);
 }

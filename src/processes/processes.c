@@ -907,13 +907,36 @@ check_definition_call(void *arg)
 
 /* The instance fails at once: what it would run is not a valid definition. */
 static void
-invalid_definition(ProcessRun *pr, const char *what, ErrorData *edata)
+invalid_definition_text(ProcessRun *pr, const char *what, const char *message,
+						const char *detail)
 {
 	pr->status = "failed";
-	pr->error = edata->detail
-		? psprintf("%s has an invalid definition: %s (%s)", what, edata->message, edata->detail)
-		: psprintf("%s has an invalid definition: %s", what, edata->message);
+	pr->error = detail
+		? psprintf("%s has an invalid definition: %s (%s)", what, message, detail)
+		: psprintf("%s has an invalid definition: %s", what, message);
+}
+
+static void
+invalid_definition(ProcessRun *pr, const char *what, ErrorData *edata)
+{
+	invalid_definition_text(pr, what, edata->message, edata->detail);
 	FreeErrorData(edata);
+}
+
+/* An empty JSON object, made once per backend. */
+static Jsonb *
+empty_object(void)
+{
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		MemoryContextSwitchTo(old);
+	}
+	return empty;
 }
 
 /* The value a start parameter gets: given, else its default; checked against its type. */
@@ -983,7 +1006,7 @@ start_parameters(int64 template_id, Jsonb *decl, Jsonb *given)
 							JsonbToCString(NULL, &JsonbValueToJsonb(v)->root, 0))));
 		result = crm_jsonb_with(result, name, &stored);
 	}
-	return result ? result : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	return result ? result : empty_object();
 }
 
 /* Initial values of the declared variables: their defaults. */
@@ -1022,21 +1045,43 @@ initial_variables(Jsonb *decl)
 	return result;
 }
 
+/* The kept plans of document_exists, one per item table. */
+#define EXISTS_PLANS 16
+static struct
+{
+	char		table[NAMEDATALEN];
+	SPIPlanPtr	plan;
+}			exists_plans[EXISTS_PLANS];
+
 static bool
 document_exists(const char *document_type, int64 document_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
-	char	   *sql;
+	char	   *table = crm_entity_table(document_type);
+	SPIPlanPtr *plan = NULL;
+	int			i;
 
+	for (i = 0; i < EXISTS_PLANS && plan == NULL; i++)
+	{
+		if (exists_plans[i].table[0] == '\0')
+			strlcpy(exists_plans[i].table, table, NAMEDATALEN);
+		if (strcmp(exists_plans[i].table, table) == 0)
+			plan = &exists_plans[i].plan;
+	}
+	vals[0] = Int64GetDatum(document_id);
 	/*
 	 * The table name comes from the catalogue of entity types.  Not read-only:
 	 * a fresh snapshot sees what the activities just did.
 	 */
-	sql = psprintf("SELECT 1 FROM %s WHERE id = $1",
-				   quote_qualified_identifier("crm", crm_entity_table(document_type)));
-	vals[0] = Int64GetDatum(document_id);
-	if (SPI_execute_with_args(sql, 1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+	if (plan != NULL)
+		crm_exec(crm_plan(plan,
+						  psprintf("SELECT 1 FROM %s WHERE id = $1",
+								   quote_qualified_identifier("crm", table)),
+						  1, types), vals, NULL, false, 1);
+	else if (SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE id = $1",
+											quote_qualified_identifier("crm", table)),
+								   1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read %s %lld", document_type, (long long) document_id);
 	return SPI_processed > 0;
 }
@@ -1049,28 +1094,6 @@ document_exists(const char *document_type, int64 document_id)
 Datum
 crm_start_process(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr template_plan = NULL;
-	static SPIPlanPtr insert_plan = NULL;
-	int64		template_id;
-	char	   *asked_type;
-	int64		document_id;
-	Jsonb	   *given;
-	Oid			types[5] = {INT8OID, TEXTOID, INT8OID, JSONBOID, JSONBOID};
-	Datum		vals[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	MemoryContext caller = CurrentMemoryContext;
-	char	   *document_type;
-	Jsonb	   *definition;
-	Jsonb	   *parameters;
-	Jsonb	   *variables;
-	bool		isnull;
-	bool		active;
-	int64		instance_id;
-	ProcessRun	pr;
-	CrmScope	scope;
-	DefinitionCheck dc;
-	ErrorData  *edata;
-
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -1080,14 +1103,32 @@ crm_start_process(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("document_id must not be null")));
-	template_id = PG_GETARG_INT64(0);
-	asked_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	document_id = PG_GETARG_INT64(2);
-	given = PG_ARGISNULL(3) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
-		: PG_GETARG_JSONB_P(3);
+	PG_RETURN_INT64(crm_process_start(PG_GETARG_INT64(0),
+									  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									  PG_GETARG_INT64(2),
+									  PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3),
+									  false));
+}
+
+/*
+ * A template as its instances start: its row, and whether its definition
+ * still passes the checks of crm.add_process_template (a bad one fails
+ * every instance at once).  Allocated in the caller's context.
+ */
+CrmProcessTemplate *
+crm_process_template(int64 template_id)
+{
+	static SPIPlanPtr template_plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	MemoryContext caller = CurrentMemoryContext;
+	CrmProcessTemplate *t = palloc0(sizeof(CrmProcessTemplate));
+	CrmScope	scope;
+	DefinitionCheck dc;
+	ErrorData  *edata;
+	bool		isnull;
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
-
 	vals[0] = Int64GetDatum(template_id);
 	crm_exec(crm_plan(&template_plan,
 					  "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1",
@@ -1100,43 +1141,91 @@ crm_start_process(PG_FUNCTION_ARGS)
 	{
 		MemoryContext old = MemoryContextSwitchTo(caller);
 
-		document_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		definition = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		t->id = template_id;
+		t->document_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		t->definition = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		t->active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 		MemoryContextSwitchTo(old);
 	}
-	if (!active)
+	if (t->active)
+	{
+		/* the stored definition is checked again: a bad one fails its instances */
+		dc.document_type = t->document_type;
+		dc.definition = t->definition;
+		edata = crm_run_isolated(check_definition_call, &dc);
+		if (edata != NULL)
+		{
+			t->invalid_message = pstrdup(edata->message);
+			t->invalid_detail = edata->detail ? pstrdup(edata->detail) : NULL;
+			FreeErrorData(edata);
+		}
+	}
+	crm_scope_leave(&scope);
+	return t;
+}
+
+int64
+crm_process_start(int64 template_id, const char *asked_type, int64 document_id,
+				  Jsonb *given, bool missing_ok)
+{
+	return crm_process_start_template(crm_process_template(template_id), asked_type,
+									  document_id, given, missing_ok);
+}
+
+int64
+crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
+						   int64 document_id, Jsonb *given, bool missing_ok)
+{
+	static SPIPlanPtr insert_plan = NULL;
+	Oid			types[5] = {INT8OID, TEXTOID, INT8OID, JSONBOID, JSONBOID};
+	Datum		vals[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Jsonb	   *parameters;
+	Jsonb	   *variables;
+	int64		instance_id;
+	ProcessRun	pr;
+	CrmScope	scope;
+
+	if (given == NULL)
+		given = empty_object();
+	if (!t->active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("process template %lld is not active", (long long) template_id),
+				 errmsg("process template %lld is not active", (long long) t->id),
 				 errhint("Activate it with crm.update_process_template(%lld, active => true).",
-						 (long long) template_id)));
-	if (asked_type != NULL && strcmp(asked_type, document_type) != 0)
+						 (long long) t->id)));
+	if (asked_type != NULL && strcmp(asked_type, t->document_type) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("process template %lld is for %s documents, not %s",
-						(long long) template_id, document_type, asked_type)));
-	if (!document_exists(document_type, document_id))
+						(long long) t->id, t->document_type, asked_type)));
+
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
+	if (!document_exists(t->document_type, document_id))
+	{
+		if (missing_ok)
+		{
+			crm_scope_leave(&scope);
+			return 0;
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("%s %lld does not exist", document_type, (long long) document_id)));
-	/* the stored definition is checked again: a bad one fails its instance */
-	dc.document_type = document_type;
-	dc.definition = definition;
-	edata = crm_run_isolated(check_definition_call, &dc);
-	if (edata == NULL)
+				 errmsg("%s %lld does not exist", t->document_type, (long long) document_id)));
+	}
+	if (t->invalid_message == NULL)
 	{
-		parameters = start_parameters(template_id, member_jsonb(definition, "parameters"), given);
-		variables = initial_variables(member_jsonb(definition, "variables"));
+		parameters = start_parameters(t->id, member_jsonb(t->definition, "parameters"), given);
+		variables = initial_variables(member_jsonb(t->definition, "variables"));
 	}
 	else
 	{
 		parameters = JB_ROOT_IS_OBJECT(given) && !JB_ROOT_IS_SCALAR(given) ? given
-			: DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+			: empty_object();
 		variables = NULL;
 	}
 
-	vals[1] = CStringGetTextDatum(document_type);
+	vals[0] = Int64GetDatum(t->id);
+	vals[1] = CStringGetTextDatum(t->document_type);
 	vals[2] = Int64GetDatum(document_id);
 	vals[3] = JsonbPGetDatum(parameters);
 	vals[4] = variables ? JsonbPGetDatum(variables) : (Datum) 0;
@@ -1150,13 +1239,14 @@ crm_start_process(PG_FUNCTION_ARGS)
 					  5, types), vals, nulls, false, 1);
 	instance_id = crm_returned_id();
 
-	run_setup(&pr, instance_id, document_type, document_id, definition, parameters, variables, NULL);
-	if (edata != NULL)
-		invalid_definition(&pr, psprintf("process template %lld", (long long) template_id), edata);
+	run_setup(&pr, instance_id, t->document_type, document_id, t->definition, parameters, variables, NULL);
+	if (t->invalid_message != NULL)
+		invalid_definition_text(&pr, psprintf("process template %lld", (long long) t->id),
+								t->invalid_message, t->invalid_detail);
 	run_instance(&pr, NULL, 0);
 
 	crm_scope_leave(&scope);
-	PG_RETURN_INT64(instance_id);
+	return instance_id;
 }
 
 /* What a wait's end means for the instance (wait_outcome). */

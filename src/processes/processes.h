@@ -72,9 +72,40 @@ extern char *crm_process_variable(Jsonb *variables, const char *name, char **typ
 extern void crm_process_check_definition(const char *document_type, Jsonb *definition);
 
 /*
+ * Starts an instance of a template for a document, as crm.start_process
+ * does, and runs it until it ends or waits; returns its id.  asked_type
+ * NULL takes the template's, given NULL means no parameters.  A document
+ * that does not exist is an ERROR, or with missing_ok returns 0.
+ */
+extern int64 crm_process_start(int64 template_id, const char *asked_type,
+							   int64 document_id, Jsonb *given, bool missing_ok);
+
+/*
+ * The same in two steps, for many starts of one template: its row and the
+ * check of its definition once (an unknown template is an ERROR; an
+ * inactive one is refused by each start), then each start.
+ */
+typedef struct CrmProcessTemplate
+{
+	int64		id;
+	char	   *document_type;
+	Jsonb	   *definition;
+	bool		active;
+	char	   *invalid_message;	/* the definition fails its check: why */
+	char	   *invalid_detail;
+} CrmProcessTemplate;
+
+extern CrmProcessTemplate *crm_process_template(int64 template_id);
+extern int64 crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
+										int64 document_id, Jsonb *given, bool missing_ok);
+
+/*
  * Registers the "process_timer" job executor, which resumes paused
  * instances (called from _PG_init).
  */
 extern void crm_processes_init(void);
+
+/* Auto-start (autostart.c): registers the engine's write hooks (from _PG_init). */
+extern void crm_autostart_init(void);
 
 #endif							/* CRM_PROCESSES_H */

@@ -1,0 +1,610 @@
+/*-------------------------------------------------------------------------
+ *
+ * autostart.c
+ *	  Auto-start of business processes (SPEC §5, seed 001): a template with
+ *	  auto_start 'add' starts when an item of its document type is created,
+ *	  with 'modify' when a statement changes an existing one.
+ *
+ * The engine's BEFORE ROW trigger on the item tables (row_trigger.c) shows
+ * every row written to the write hooks registered here (engine/hooks.h);
+ * the hook only notes the item, and the statement's AFTER STATEMENT
+ * trigger (stage_entry.c), after the robots of the statement ran, starts
+ * the noted items' templates, in template id order, as crm.start_process
+ * does (each instance's activities in subtransactions of their own).
+ *
+ * What the hook costs when nothing auto-starts: the templates that
+ * auto-start are kept per entity type in the rule cache (a slot loaded on
+ * first use, dropped when crm.process_template changes), so a write to an
+ * entity type without such a template is a hash lookup.
+ *
+ * Not noted:
+ *	  - a session with crm.import_mode = on;
+ *	  - rows written while a COPY ... FROM runs (the utility hook below
+ *		counts them; PostgreSQL runs the row triggers from inside CopyFrom);
+ *	  - rows written by automation: a robot or a process instance is on the
+ *		causal lineage (lineage.c) while it runs, so a process that copies
+ *		its deal does not start itself on the copy;
+ *	  - an UPDATE that changes only the bookkeeping columns (updated_at,
+ *		updated_by, stage_changed_at) or nothing.
+ * Those writes still run robots and triggers as usual.
+ *
+ * The starts of a statement run optimistically in one subtransaction; if
+ * anything in it fails (an instance's activities fail alone, so this is a
+ * start that could not even begin), it is rolled back and every start is
+ * replayed in a subtransaction of its own, a failing one reported with a
+ * WARNING: the statement that wrote the items always succeeds.
+ *
+ * Notes form a stack of frames, one per statement being gathered, as the
+ * robots' stage changes do (stage_entry.c); a frame belongs to the
+ * subtransaction level it was opened at and a rolled-back subtransaction
+ * drops its frames.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/pquery.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "core/guc.h"
+#include "core/rule_cache.h"
+#include "core/scope.h"
+#include "core/spi_util.h"
+#include "engine/hooks.h"
+#include "engine/robots.h"
+#include "processes/processes.h"
+
+#define AUTOSTART_ADD		0x01
+#define AUTOSTART_MODIFY	0x02
+#define MAX_FRAMES 256
+
+/* The active templates of an entity type that auto-start, by id. */
+typedef struct AutoStartRules
+{
+	int			n;
+	int64	   *template_ids;
+	uint8	   *on;				/* AUTOSTART_ADD | AUTOSTART_MODIFY */
+	uint8		mask;			/* of them all */
+} AutoStartRules;
+
+typedef struct Note
+{
+	const char *entity_type;	/* one of the frame's types */
+	int64		item_id;
+	uint8		on;				/* AUTOSTART_ADD or AUTOSTART_MODIFY */
+} Note;
+
+typedef struct Frame
+{
+	MemoryContext cxt;
+	int			xact_level;
+	bool		busy;			/* its starts are running */
+	int			n;
+	int			cap;
+	Note	   *notes;
+	List	   *types;			/* char *: the entity types of its notes, once */
+} Frame;
+
+static int	rules_slot = -1;
+static Frame *frames[MAX_FRAMES];
+static int	nframes = 0;
+static bool callbacks_registered = false;
+
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+static int	copy_from_depth = 0;
+
+/* When the library was loaded by a statement (not preloaded): which one. */
+static Portal load_portal = NULL;
+static TimestampTz load_statement = 0;
+
+/* ---------- the templates that auto-start (rule cache slot) ---------- */
+
+static void *
+autostart_load(const char *entity_type)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+	Datum		vals[1];
+	MemoryContext cxt = CurrentMemoryContext;
+	AutoStartRules *r;
+	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	vals[0] = CStringGetTextDatum(entity_type);
+	crm_exec(crm_plan(&plan,
+					  "SELECT id, 'add' = ANY (auto_start), 'modify' = ANY (auto_start)"
+					  "  FROM crm.process_template"
+					  " WHERE document_type = $1 AND active AND cardinality(auto_start) > 0"
+					  " ORDER BY id",
+					  1, types), vals, NULL, true, 0);
+	r = MemoryContextAllocZero(cxt, sizeof(AutoStartRules));
+	r->n = (int) SPI_processed;
+	r->template_ids = MemoryContextAllocZero(cxt, sizeof(int64) * Max(r->n, 1));
+	r->on = MemoryContextAllocZero(cxt, sizeof(uint8) * Max(r->n, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		r->template_ids[i] = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
+			r->on[i] |= AUTOSTART_ADD;
+		if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+			r->on[i] |= AUTOSTART_MODIFY;
+		r->mask |= r->on[i];
+	}
+	SPI_finish();
+	return r;
+}
+
+/* ---------- COPY ... FROM ---------- */
+
+static void
+autostart_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				  ProcessUtilityContext context, ParamListInfo params,
+				  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		copy_from = IsA(stmt, CopyStmt) && ((CopyStmt *) stmt)->is_from;
+
+	if (copy_from)
+		copy_from_depth++;
+	PG_TRY();
+	{
+		if (prev_utility_hook)
+			prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+							  queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		if (copy_from)
+			copy_from_depth--;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * A COPY ... FROM is running.  The utility hook counts them; a session
+ * that loaded the library during its COPY (not preloaded: the COPY's first
+ * row trigger loaded it) passed the hook before it was set, so that one
+ * statement is recognised by its portal.
+ */
+static bool
+copy_from_running(void)
+{
+	if (copy_from_depth > 0)
+		return true;
+	return load_portal != NULL && ActivePortal == load_portal &&
+		GetCurrentStatementStartTimestamp() == load_statement &&
+		ActivePortal->commandTag == CMDTAG_COPY;
+}
+
+/* ---------- frames ---------- */
+
+static void
+drop_frames_from(int level)
+{
+	while (nframes > 0 && frames[nframes - 1]->xact_level >= level)
+	{
+		Frame	   *f = frames[--nframes];
+
+		frames[nframes] = NULL;
+		MemoryContextDelete(f->cxt);
+	}
+}
+
+static void
+frames_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* contexts hang below TopTransactionContext: forget, do not free */
+			nframes = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+frames_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+	int			i;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		drop_frames_from(level);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (i = 0; i < nframes; i++)
+			if (frames[i]->xact_level >= level)
+				frames[i]->xact_level = level - 1;
+	}
+}
+
+static Frame *
+current_frame(bool create)
+{
+	Frame	   *f = nframes > 0 ? frames[nframes - 1] : NULL;
+	MemoryContext cxt;
+
+	if (f != NULL && !f->busy && f->xact_level == GetCurrentTransactionNestLevel())
+		return f;
+	if (!create)
+		return NULL;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(frames_xact_callback, NULL);
+		RegisterSubXactCallback(frames_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (nframes >= MAX_FRAMES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("automation nested too deeply"),
+				 errhint("Lower crm.max_depth.")));
+	cxt = AllocSetContextCreate(TopTransactionContext, "crm process auto-start",
+								ALLOCSET_SMALL_SIZES);
+	f = MemoryContextAllocZero(cxt, sizeof(Frame));
+	f->cxt = cxt;
+	f->xact_level = GetCurrentTransactionNestLevel();
+	frames[nframes++] = f;
+	return f;
+}
+
+/* The frame's copy of an entity type's name. */
+static const char *
+frame_type(Frame *f, const char *entity_type)
+{
+	ListCell   *lc;
+	MemoryContext old;
+	char	   *copy;
+
+	foreach(lc, f->types)
+	{
+		if (strcmp((char *) lfirst(lc), entity_type) == 0)
+			return (char *) lfirst(lc);
+	}
+	old = MemoryContextSwitchTo(f->cxt);
+	copy = pstrdup(entity_type);
+	f->types = lappend(f->types, copy);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+static void
+note(const char *entity_type, int64 item_id, uint8 on)
+{
+	Frame	   *f = current_frame(true);
+	Note	   *last = f->n > 0 ? &f->notes[f->n - 1] : NULL;
+
+	entity_type = frame_type(f, entity_type);
+
+	/*
+	 * INSERT ... ON CONFLICT DO UPDATE shows the row to insert, then the
+	 * existing row it updates instead: with the same id, the item was not
+	 * created but changed.
+	 */
+	if (last != NULL && last->item_id == item_id && last->entity_type == entity_type)
+	{
+		if (on == AUTOSTART_MODIFY)
+			last->on = AUTOSTART_MODIFY;
+		return;
+	}
+	if (f->n == f->cap)
+	{
+		f->cap = f->cap ? f->cap * 2 : 16;
+		f->notes = f->notes ? repalloc_huge(f->notes, sizeof(Note) * f->cap)
+			: MemoryContextAlloc(f->cxt, sizeof(Note) * f->cap);
+	}
+	last = &f->notes[f->n++];
+	last->entity_type = entity_type;
+	last->item_id = item_id;
+	last->on = on;
+}
+
+/* ---------- the row hook ---------- */
+
+/* Did the update change a column other than the bookkeeping ones? */
+static bool
+row_changed(Relation rel, HeapTuple oldtuple, HeapTuple newtuple)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	const CrmItemColumns *cols = crm_item_columns(rel);
+	AttrNumber	updated_at = cols->updated_at;
+	AttrNumber	updated_by = cols->updated_by;
+	AttrNumber	stage_changed_at = cols->stage_changed_at;
+	int			i;
+
+	for (i = 1; i <= desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i - 1);
+		bool		oldnull;
+		bool		newnull;
+		Datum		oldval;
+		Datum		newval;
+
+		if (att->attisdropped || i == updated_at || i == updated_by || i == stage_changed_at)
+			continue;
+		oldval = heap_getattr(oldtuple, i, desc, &oldnull);
+		newval = heap_getattr(newtuple, i, desc, &newnull);
+		if (oldnull != newnull)
+			return true;
+		if (!oldnull && !datumIsEqual(oldval, newval, att->attbyval, att->attlen))
+			return true;
+	}
+	return false;
+}
+
+static void
+autostart_row_written(Relation rel, const char *entity_type, bool is_insert,
+					  HeapTuple oldtuple, HeapTuple newtuple, AttrNumber id_att)
+{
+	const AutoStartRules *r;
+	uint8		on = is_insert ? AUTOSTART_ADD : AUTOSTART_MODIFY;
+	bool		isnull;
+	Datum		id;
+
+	if (crm_import_mode || id_att == InvalidAttrNumber || copy_from_running())
+		return;
+	r = crm_entity_rules(entity_type, rules_slot);
+	if (r == NULL || (r->mask & on) == 0)
+		return;
+	if (crm_lineage_has('r') || crm_lineage_has('p'))
+		return;
+	if (!is_insert && !row_changed(rel, oldtuple, newtuple))
+		return;
+	id = heap_getattr(newtuple, id_att, RelationGetDescr(rel), &isnull);
+	if (isnull)
+		return;
+	note(entity_type, DatumGetInt64(id), on);
+}
+
+/* ---------- starting ---------- */
+
+typedef struct Start
+{
+	int64		template_id;
+	const char *entity_type;
+	int64		item_id;
+	CrmProcessTemplate **loaded;	/* the template, loaded once per frame */
+} Start;
+
+/* The starts of a frame's notes: each note's templates, in id order. */
+static Start *
+frame_starts(Frame *f, int *nstarts)
+{
+	Start	   *starts = NULL;
+	int			n = 0;
+	int			cap = 0;
+	int			i;
+	int			j;
+
+	for (i = 0; i < f->n; i++)
+	{
+		Note	   *nt = &f->notes[i];
+		const AutoStartRules *r = crm_entity_rules(nt->entity_type, rules_slot);
+
+		if (r == NULL)
+			continue;
+		for (j = 0; j < r->n; j++)
+		{
+			if ((r->on[j] & nt->on) == 0)
+				continue;
+			if (n == cap)
+			{
+				cap = cap ? cap * 2 : 16;
+				starts = starts ? repalloc_huge(starts, sizeof(Start) * cap)
+					: palloc(sizeof(Start) * cap);
+			}
+			starts[n].template_id = r->template_ids[j];
+			starts[n].entity_type = nt->entity_type;
+			starts[n].item_id = nt->item_id;
+			starts[n].loaded = NULL;
+			n++;
+		}
+	}
+	*nstarts = n;
+	return starts;
+}
+
+/*
+ * Gives each start the slot of its template, so that a template is read
+ * and its definition checked once for the statement, not once per item.
+ */
+static void
+share_templates(Start *starts, int n)
+{
+	CrmProcessTemplate **slots = palloc0(sizeof(CrmProcessTemplate *) * n);
+	int64	   *ids = palloc(sizeof(int64) * n);
+	int			nids = 0;
+	int			i;
+	int			k;
+
+	for (i = 0; i < n; i++)
+	{
+		for (k = 0; k < nids; k++)
+			if (ids[k] == starts[i].template_id)
+				break;
+		if (k == nids)
+			ids[nids++] = starts[i].template_id;
+		starts[i].loaded = &slots[k];
+	}
+}
+
+static void
+start_one_call(void *arg)
+{
+	Start	   *s = arg;
+
+	(void) crm_process_start(s->template_id, s->entity_type, s->item_id, NULL, true);
+}
+
+/* A start of the optimistic run: the statement's templates are shared. */
+static void
+start_shared(Start *s)
+{
+	if (*s->loaded == NULL)
+		*s->loaded = crm_process_template(s->template_id);
+	(void) crm_process_start_template(*s->loaded, s->entity_type, s->item_id, NULL, true);
+}
+
+/* Every start in one subtransaction; false, all rolled back, when one failed. */
+static bool
+run_optimistic(Start *starts, int n)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	int			lineage = crm_lineage_depth();
+	bool		ok = true;
+	int			i;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		MemoryContext per_start = AllocSetContextCreate(oldcxt, "crm process auto-start",
+														ALLOCSET_DEFAULT_SIZES);
+
+		share_templates(starts, n);
+		for (i = 0; i < n; i++)
+		{
+			/* the templates are read into oldcxt, each start runs in per_start */
+			if (*starts[i].loaded == NULL)
+				*starts[i].loaded = crm_process_template(starts[i].template_id);
+			MemoryContextSwitchTo(per_start);
+			start_shared(&starts[i]);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(per_start);
+		}
+		MemoryContextDelete(per_start);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		crm_lineage_restore(lineage);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static void
+run_frame(Frame *f)
+{
+	int			n;
+	Start	   *starts;
+	int			i;
+	CrmScope	scope;
+
+	f->busy = true;
+	starts = frame_starts(f, &n);
+	/* as the automation owner once: the starts' own scopes nest for free */
+	crm_scope_enter(&scope, 0);
+	if (n > 0 && !run_optimistic(starts, n))
+	{
+		MemoryContext caller = CurrentMemoryContext;
+		MemoryContext per_start = AllocSetContextCreate(caller, "crm process auto-start",
+														ALLOCSET_DEFAULT_SIZES);
+
+		for (i = 0; i < n; i++)
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(per_start);
+			edata = crm_run_isolated(start_one_call, &starts[i]);
+			if (edata != NULL)
+				ereport(WARNING,
+						(errcode(edata->sqlerrcode),
+						 errmsg("business process template %lld did not auto-start for %s %lld: %s",
+								(long long) starts[i].template_id, starts[i].entity_type,
+								(long long) starts[i].item_id, edata->message)));
+			MemoryContextSwitchTo(caller);
+			MemoryContextReset(per_start);
+		}
+		MemoryContextDelete(per_start);
+	}
+	crm_scope_leave(&scope);
+	if (starts)
+		pfree(starts);
+	f->n = 0;
+	f->busy = false;
+}
+
+static void
+autostart_statement_end(void)
+{
+	Frame	   *f = current_frame(false);
+
+	if (f == NULL)
+		return;
+	if (f->n > 0)
+		run_frame(f);
+	/* frames of statements inside it whose end did not come are dropped too */
+	while (nframes > 0)
+	{
+		Frame	   *top = frames[--nframes];
+
+		frames[nframes] = NULL;
+		MemoryContextDelete(top->cxt);
+		if (top == f)
+			break;
+	}
+}
+
+static const CrmWriteHooks autostart_hooks = {
+	autostart_row_written,
+	autostart_statement_end
+};
+
+void
+crm_autostart_init(void)
+{
+	rules_slot = crm_rule_cache_entity_slot(autostart_load);
+	crm_register_write_hooks(&autostart_hooks);
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = autostart_utility;
+	if (!process_shared_preload_libraries_in_progress && ActivePortal != NULL &&
+		IsTransactionState())
+	{
+		load_portal = ActivePortal;
+		load_statement = GetCurrentStatementStartTimestamp();
+	}
+}
