@@ -1396,3 +1396,12 @@ CREATE OR REPLACE VIEW crm.activity_types AS
 	  ) AS f (type, description, parameters, note);
 COMMENT ON VIEW crm.activity_types IS
 	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';
+
+-- Triggers leave a trace when nothing matched (no_trigger) and when the
+-- exceptions list dropped an incoming call, e-mail or message (excepted).
+ALTER TABLE crm.robot_log DROP CONSTRAINT robot_log_status_check,
+	ADD CONSTRAINT robot_log_status_check
+		CHECK (status IN ('done', 'skipped', 'scheduled', 'failed', 'cancelled',
+						  'loop_stopped', 'running',
+						  'fired', 'condition_false', 'backwards', 'already_there',
+						  'no_trigger', 'excepted'));
