@@ -305,8 +305,7 @@ leave_automation(CrmScope *scope)
 static void
 log_no_trigger(const EventCall *c)
 {
-	trig_log_outcome(c->entity_type, c->item_id, c->event, NULL, "no_trigger", NULL,
-					 trig_no_trigger_detail(c));
+	trig_log_compact(c->entity_type, c->item_id, c->event, "no_trigger", trig_no_trigger_detail(c));
 }
 
 /*

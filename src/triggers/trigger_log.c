@@ -411,6 +411,30 @@ trig_acting_user(const CrmTrigger *t, int64 responsible_id)
 
 
 /*
+ * Whether the log takes the compact rows (no_trigger, excepted): their
+ * statuses came with 0.2.0's CHECK on crm.robot_log.status, and the library
+ * serves a database still on 0.1.0 until ALTER EXTENSION ... UPDATE
+ * (src/README.md, "Install script") without them.  crm.process_log came with
+ * 0.2.0 too (processes.c asks the same): two syscache lookups.
+ */
+static bool
+log_takes_compact_rows(void)
+{
+	Oid			nsp = get_namespace_oid("crm", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("process_log", nsp));
+}
+
+/* A compact row (no_trigger): no trigger, no stage, no payload. */
+void
+trig_log_compact(const char *entity_type, int64 item_id, const CrmEventDesc *event,
+				 const char *status, Jsonb *detail)
+{
+	if (log_takes_compact_rows())
+		trig_log_outcome(entity_type, item_id, event, NULL, status, NULL, detail);
+}
+
+/*
  * An incoming call, e-mail or open-channel message the exceptions list
  * dropped (trigger_sources.c): the activity is not recorded, this compact
  * row says why, as the automation (the inserting role need not write the
@@ -427,6 +451,8 @@ trig_log_excepted(const char *entity_type, int64 item_id, const CrmEventDesc *ev
 	Jsonb	   *detail;
 	CrmScope	scope;
 
+	if (!log_takes_compact_rows())
+		return;
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	trig_push_key(&st, "type");
 	trig_push_string(&st, WJB_VALUE, list_type);
