@@ -5,7 +5,8 @@
 # compared from run to run.  Same data, cases and statements as
 # bench/triggers_bench.sh (bench/triggers_setup.sql): single-row INSERTs of
 # an incoming call, one per deal, for N deals (default 2,000), with
-#   a. 50 triggers, none listening to calls on the deal's pipeline,
+#   a. 50 triggers, none listening to calls on the deal's pipeline (each
+#      call is logged no_trigger, a compact row),
 #   b. 5 of them listening, conditions false (decided and logged),
 #   c. one of them moving the deal (for scale),
 # each against the same INSERTs with no trigger active.

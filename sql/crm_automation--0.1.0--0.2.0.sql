@@ -1641,3 +1641,12 @@ REVOKE EXECUTE ON FUNCTION crm._check_auto_start_parameters(text[], jsonb), crm.
 GRANT EXECUTE ON FUNCTION crm.record_incoming(text, text, text, text, text, bigint) TO crm_user;
 GRANT EXECUTE ON FUNCTION crm._check_auto_start_parameters(text[], jsonb), crm._auto_start(text[]),
 	crm.record_incoming(text, text, text, text, text, bigint) TO crm_admin;
+
+-- Triggers leave a trace when nothing matched (no_trigger) and when the
+-- exceptions list dropped an incoming call, e-mail or message (excepted).
+ALTER TABLE crm.robot_log DROP CONSTRAINT robot_log_status_check,
+	ADD CONSTRAINT robot_log_status_check
+		CHECK (status IN ('done', 'skipped', 'scheduled', 'failed', 'cancelled',
+						  'loop_stopped', 'running',
+						  'fired', 'condition_false', 'backwards', 'already_there',
+						  'no_trigger', 'excepted'));

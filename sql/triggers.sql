@@ -77,6 +77,9 @@ SELECT crm.fire_trigger('contract.signed', 'deal', 2, '{"by": "buyer"}') AS outc
 SELECT s.code AS stage FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 2;
 SELECT crm.fire_trigger('contract.signed', 'deal', 2) AS again,
        crm.fire_trigger('unknown.code', 'deal', 2) AS nobody_listens;
+-- An event that reaches a deal with no trigger of its pipeline for it
+-- leaves a compact row: no_trigger, the event's key and the deal's stage.
+SELECT action, status, outputs FROM crm.item_automation('deal', 2) WHERE status = 'no_trigger';
 
 -- A field change: a deal whose amount or custom field UF_URGENT changes
 -- moves to "executing"; a change of another field fires nothing.
@@ -119,6 +122,10 @@ VALUES ('deal', 5, 'call', 'incoming', '+33699999999'),
        ('deal', 5, 'email', 'incoming', '+33699999999@fax.example.org');
 SELECT type, remote_address FROM crm.activity WHERE entity_id = 5 ORDER BY id;
 SELECT name, status FROM crm.item_automation('deal', 5) WHERE kind = 'trigger';
+-- Each dropped activity leaves a compact row in the deal's automation
+-- (excepted: the list entry that matched and the incoming address).
+SELECT action, outputs->>'type' AS type, outputs->>'entry' AS entry, outputs->>'address' AS address
+  FROM crm.item_automation('deal', 5) WHERE status = 'excepted';
 
 -- Open channels: a message moves a lead to "in_process".
 SELECT crm.add_trigger(crm.stage('lead', 'in_process'), 'openline_message') AS openline_trigger;

@@ -23,8 +23,12 @@
  *		crm.history on behalf of on_behalf_of or the responsible user, and
  *		the UPDATE runs the new stage's robots (robots.c).
  *
- * When no trigger's condition holds, condition_false is logged.  One log row
- * per event and item (crm.robot_log, kind trigger) lists every trigger
+ * When no trigger's condition holds, condition_false is logged; when no
+ * trigger of the item's pipeline listens to an event that some trigger of
+ * the entity type listens to (another pipeline's, another form's ...),
+ * no_trigger, in a compact row without the payload.  An event nobody listens
+ * to is not detected at all (the bitmask below) and leaves no row.  One log
+ * row per event and item (crm.robot_log, kind trigger) lists every trigger
  * checked; it goes through a row sink that appends it without an INSERT
  * statement (rowappend.c), since most events are decided and logged one per
  * statement.  The event's payload is built as jsonb only when a condition
@@ -293,6 +297,18 @@ leave_automation(CrmScope *scope)
 /* ---------- running ---------- */
 
 /*
+ * The event reached the decision for an item in a stage, but no trigger of
+ * the item's pipeline listens to it (those of the entity type that do are on
+ * other pipelines, or wait for another form, URL, code, service or field):
+ * a compact row, without the event's payload, says so (no_trigger).
+ */
+static void
+log_no_trigger(const EventCall *c)
+{
+	trig_log_compact(c->entity_type, c->item_id, c->event, "no_trigger", trig_no_trigger_detail(c));
+}
+
+/*
  * Runs a step in a subtransaction (crm_run_isolated_retrying: again after a
  * deadlock or a serialization failure).  An error rolls back
  * what the step wrote and makes the outcome failed, with the error, blaming
@@ -439,7 +455,11 @@ run_event(EventCall *c, List *triggers, bool in_before_trigger, int64 *move_to)
 		c->payload = trig_row_to_jsonb(c->source_row, c->source_desc);
 	decide_safely(c, triggers, &o);
 	if (o.status == NULL)
+	{
+		/* a responsible change, or the item moved to another pipeline meanwhile */
+		log_no_trigger(c);
 		return "no_trigger";
+	}
 
 	if (strcmp(o.status, "fired") == 0 && !c->locked)
 	{
@@ -515,6 +535,8 @@ fire(EventCall *c, bool missing_ok)
 				set_stage_of(c);
 				if (trig_any_applies(triggers, c, false))
 					result = run_event(c, triggers, false, &move_to);
+				else
+					log_no_trigger(c);
 			}
 		}
 	}
@@ -670,6 +692,8 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 				c.payload = changed_fields_payload(ets, changed);
 				(void) run_event(&c, ets->by_event[CRM_EV_FIELD_CHANGED], true, &move_to);
 			}
+			else if (any)
+				log_no_trigger(&c); /* a field watched on another pipeline only */
 		}
 		if (move_to == 0 && (ets->events & CRM_EVENT_BIT(CRM_EV_RESPONSIBLE_CHANGED)))
 		{

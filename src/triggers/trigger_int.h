@@ -48,6 +48,9 @@ extern void trig_log_outcome(const char *entity_type, int64 item_id, const CrmEv
 extern void trig_record_history(const char *entity_type, int64 item_id, int64 from_stage, const CrmTrigger *t, int64 user_id);
 extern Jsonb *trig_row_to_jsonb(HeapTuple tuple, TupleDesc desc);
 extern Jsonb *trig_log_detail(const EventCall *c, const Outcome *o);
+extern Jsonb *trig_no_trigger_detail(const EventCall *c);
+extern void trig_log_compact(const char *entity_type, int64 item_id, const CrmEventDesc *event, const char *status, Jsonb *detail);
+extern void trig_log_excepted(const char *entity_type, int64 item_id, const CrmEventDesc *event, const char *list_type, int64 entry_id, const char *entry, const char *address);
 extern int64 trig_acting_user(const CrmTrigger *t, int64 responsible_id);
 extern void trig_push_key(JsonbParseState **st, const char *key);
 extern void trig_push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s);

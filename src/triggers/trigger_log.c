@@ -299,6 +299,31 @@ trig_log_detail(const EventCall *c, const Outcome *o)
 }
 
 /*
+ * The detail of a no_trigger row, compact: the stage the item is in (so its
+ * pipeline) and the event's key (form, URL, code, service) if it has one,
+ * {"from": code, "key": key}; never the event's payload or row.
+ */
+Jsonb *
+trig_no_trigger_detail(const EventCall *c)
+{
+	JsonbParseState *st = NULL;
+	const CrmStageInfo *from = crm_stage_info(c->stage_id);
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	if (c->key != NULL)
+	{
+		trig_push_key(&st, "key");
+		trig_push_string(&st, WJB_VALUE, c->key);
+	}
+	if (from != NULL)
+	{
+		trig_push_key(&st, "from");
+		trig_push_string(&st, WJB_VALUE, from->code);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/*
  * A decision's log row goes through the robots' row sink (rowsink.c): with
  * their rows in the batch's INSERT when the event happens inside a batch of
  * robots, else at once.
@@ -338,7 +363,10 @@ trig_log_outcome(const char *entity_type, int64 item_id, const CrmEventDesc *eve
 		vals[8] = CStringGetTextDatum(error);
 	else
 		nulls[8] = true;
-	vals[9] = JsonbPGetDatum(detail);
+	if (detail != NULL)
+		vals[9] = JsonbPGetDatum(detail);
+	else
+		nulls[9] = true;
 	vals[10] = Int32GetDatum(crm_lineage_depth());
 	vals[11] = vals[12] = vals[13] = TimestampTzGetDatum(now);
 	crm_sink_add(&log_sink, vals, nulls);
@@ -381,3 +409,64 @@ trig_acting_user(const CrmTrigger *t, int64 responsible_id)
 	return t->on_behalf_of != 0 ? t->on_behalf_of : responsible_id;
 }
 
+
+/*
+ * Whether the log takes the compact rows (no_trigger, excepted): their
+ * statuses came with 0.2.0's CHECK on crm.robot_log.status, and the library
+ * serves a database still on 0.1.0 until ALTER EXTENSION ... UPDATE
+ * (src/README.md, "Install script") without them.  crm.process_log came with
+ * 0.2.0 too (processes.c asks the same): two syscache lookups.
+ */
+static bool
+log_takes_compact_rows(void)
+{
+	Oid			nsp = get_namespace_oid("crm", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("process_log", nsp));
+}
+
+/* A compact row (no_trigger): no trigger, no stage, no payload. */
+void
+trig_log_compact(const char *entity_type, int64 item_id, const CrmEventDesc *event,
+				 const char *status, Jsonb *detail)
+{
+	if (log_takes_compact_rows())
+		trig_log_outcome(entity_type, item_id, event, NULL, status, NULL, detail);
+}
+
+/*
+ * An incoming call, e-mail or open-channel message the exceptions list
+ * dropped (trigger_sources.c): the activity is not recorded, this compact
+ * row says why, as the automation (the inserting role need not write the
+ * log).  detail: {"type": the list entry's type, "entry_id", "entry": its
+ * value, "address": the incoming remote_address}.
+ */
+void
+trig_log_excepted(const char *entity_type, int64 item_id, const CrmEventDesc *event,
+				  const char *list_type, int64 entry_id, const char *entry,
+				  const char *address)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	Jsonb	   *detail;
+	CrmScope	scope;
+
+	if (!log_takes_compact_rows())
+		return;
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	trig_push_key(&st, "type");
+	trig_push_string(&st, WJB_VALUE, list_type);
+	trig_push_key(&st, "entry");
+	trig_push_string(&st, WJB_VALUE, entry);
+	trig_push_key(&st, "address");
+	trig_push_string(&st, WJB_VALUE, address);
+	trig_push_key(&st, "entry_id");
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(entry_id);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	detail = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
+	trig_log_outcome(entity_type, item_id, event, NULL, "excepted", NULL, detail);
+	crm_scope_leave(&scope);
+}

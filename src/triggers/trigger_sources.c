@@ -14,6 +14,7 @@
  *	  crm.activity_exceptions()	BEFORE INSERT on crm.activity: an incoming
  *								call, e-mail or open-channel message from an
  *								address on crm.exception_list is not recorded
+ *								(a compact log row, excepted, instead)
  *	  crm.phone_key(phone)		the form phones are compared in there
  *	  crm._fire_event(...)		for crm.submit_webform and crm.track_click
  *	  crm.fire_trigger(...)		an application's event (webhook triggers)
@@ -43,6 +44,8 @@
 #include "core/rule_cache.h"
 #include "core/spi_util.h"
 #include "triggers/triggers.h"
+
+#include "triggers/trigger_int.h"
 
 PG_FUNCTION_INFO_V1(crm_event_source);
 PG_FUNCTION_INFO_V1(crm_activity_exceptions);
@@ -182,23 +185,46 @@ crm_phone_key_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(phone_key(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }
 
-/* Whether the exceptions list holds (type, key): one probe of its unique index. */
+/* An entry of the exceptions list that matched. */
+typedef struct ListEntry
+{
+	const char *type;
+	int64		id;
+	char	   *value;
+} ListEntry;
+
+/*
+ * Whether the exceptions list holds (type, key): one probe of its unique
+ * index; the entry found in *entry.
+ */
 static bool
-listed_as(CrmProbe *p, const char *type, text *key)
+listed_as(CrmProbe *p, const char *type, text *key, ListEntry *entry)
 {
 	Datum		keys[2];
+	TupleTableSlot *slot;
+	bool		isnull;
+	Datum		d;
 
 	keys[0] = CStringGetTextDatum(type);
 	keys[1] = PointerGetDatum(key);
 	crm_probe_start(p, keys);
-	return crm_probe_next(p) != NULL;
+	slot = crm_probe_next(p);
+	if (slot == NULL)
+		return false;
+	entry->type = type;
+	d = slot_getattr(slot, crm_probe_attnum(p, "id"), &isnull);
+	entry->id = isnull ? 0 : DatumGetInt64(d);
+	d = slot_getattr(slot, crm_probe_attnum(p, "value"), &isnull);
+	entry->value = isnull ? pstrdup("") : TextDatumGetCString(d);
+	return true;
 }
 
 /*
  * crm.activity_exceptions(): BEFORE INSERT on crm.activity, for incoming
  * calls, e-mails and open-channel messages with a remote address.  An
  * address on the exceptions list (a phone by its digits, an e-mail without
- * regard to case) skips the row: it is not recorded and fires nothing.  A
+ * regard to case) skips the row: it is not recorded and fires nothing; the
+ * log gets a compact row (status excepted, the entry that matched).  A
  * probe of the list's unique index on (type, key) for each form, read
  * directly (index_probe.h): no statement, no plan, whatever the list's
  * size or statistics.
@@ -207,8 +233,15 @@ Datum
 crm_activity_exceptions(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
 	char	   *address;
+	char	   *entity_type;
+	int64		item_id;
+	bool		isnull;
+	bool		is_event;
+	CrmEventId	event;
 	bool		listed = false;
+	ListEntry	entry;
 	CrmProbe	p;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
@@ -216,22 +249,38 @@ crm_activity_exceptions(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("crm.activity_exceptions() must be a BEFORE INSERT ROW trigger")));
-	address = column_text(td->tg_trigtuple, RelationGetDescr(td->tg_relation), "remote_address");
+	desc = RelationGetDescr(td->tg_relation);
+	address = column_text(td->tg_trigtuple, desc, "remote_address");
 	if (address == NULL)
 		PG_RETURN_POINTER(td->tg_trigtuple);
 
 	crm_probe_begin(&p, "exception_list", "exception_list_type_key_key", 2);
 	/* only an address written as a phone is looked up as one */
 	if (strspn(address, "+0123456789 ()-./") == strlen(address))
-		listed = listed_as(&p, "phone", cstring_to_text(phone_key(address)));
+		listed = listed_as(&p, "phone", cstring_to_text(phone_key(address)), &entry);
 	/* an e-mail's key is lower(value), in the database's collation */
 	if (!listed)
 		listed = listed_as(&p, "email",
 						   DatumGetTextPP(DirectFunctionCall1Coll(lower, DEFAULT_COLLATION_OID,
-																  CStringGetTextDatum(address))));
+																  CStringGetTextDatum(address))),
+						   &entry);
 	crm_probe_end(&p);
+	if (!listed)
+		PG_RETURN_POINTER(td->tg_trigtuple);
 
-	PG_RETURN_POINTER(listed ? NULL : td->tg_trigtuple);
+	/*
+	 * Listed: the row is skipped and a compact log row (excepted) tells the
+	 * item's history why.  A row without an item is no activity crm.activity
+	 * records, listed or not: it goes on, to be refused by NOT NULL.
+	 */
+	entity_type = column_text(td->tg_trigtuple, desc, "entity_type");
+	item_id = column_int8(td->tg_trigtuple, desc, "entity_id", &isnull);
+	if (entity_type == NULL || isnull)
+		PG_RETURN_POINTER(td->tg_trigtuple);
+	event = activity_event(td->tg_trigtuple, desc, &is_event);
+	trig_log_excepted(entity_type, item_id, crm_event(event), entry.type, entry.id,
+					  entry.value, address);
+	PG_RETURN_POINTER(NULL);
 }
 
 /*

@@ -63,6 +63,11 @@ check "$OLD: a move into a stage runs its robot (a comment)" "prepared Before" \
 q "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, remote_address) VALUES ('deal', 100, 'call', 'incoming', 'Call', '+33 1 11')"
 check "$OLD: an incoming call fires the trigger and moves the deal" "executing|fired" \
 	"$(q "SELECT s.code FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 100")|$(q "SELECT status FROM crm.robot_log WHERE kind = 'trigger' AND entity_id = 100")"
+q "INSERT INTO crm.exception_list (type, value) VALUES ('phone', '+33 1 99')"
+q "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, remote_address) VALUES ('deal', 100, 'call', 'incoming', 'Spam', '+33 1 99')"
+check "$OLD: an unknown code and a listed number work without the rows its log cannot take (no_trigger, excepted)" \
+	"no_trigger|0|1" \
+	"$(q "SELECT crm.fire_trigger('nobody.listens', 'deal', 100)")|$(q "SELECT count(*) FROM crm.activity WHERE subject = 'Spam'")|$(q "SELECT count(*) FROM crm.robot_log WHERE kind = 'trigger' AND entity_id = 100")"
 wait_for "SELECT count(*) = 1 FROM crm.outbox WHERE entity_id = 100 AND status = 'sent'" 10 || true
 check "$OLD: the worker delivers the webhook robot's message" "sent|1" \
 	"$(q "SELECT string_agg(status, ',') FROM crm.outbox WHERE entity_id = 100")|$(grep -c '"path": "/ok/executing/100"' "$HTTP_LOG" || true)"
@@ -245,6 +250,9 @@ q "UPDATE crm.deal SET stage_id = $P WHERE id = 101"
 q "UPDATE crm.deal SET fields = fields || '{\"UF_PRIORITY\": 5}' WHERE id = 101"
 check "a field change fires the field_changed trigger" "negotiation" \
 	"$(q "SELECT s.code FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 101")"
+q "INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, remote_address) VALUES ('deal', 100, 'call', 'incoming', 'Spam', '+33 1 99')"
+check "an unknown code and a listed number leave compact rows (no_trigger, excepted)" "no_trigger|excepted,no_trigger" \
+	"$(q "SELECT crm.fire_trigger('nobody.listens', 'deal', 100)")|$(q "SELECT string_agg(status, ',' ORDER BY id) FROM crm.robot_log WHERE kind = 'trigger' AND entity_id = 100 AND status IN ('no_trigger', 'excepted')")"
 J=$(q "SELECT crm.start_process($TN, 101)")
 check "a process started after the update runs" "completed" "$(q "SELECT status FROM crm.process_instance WHERE id = $J")"
 

@@ -3,7 +3,7 @@
 -- the decision log, privileges.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(90);
+SELECT plan(103);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES
@@ -286,6 +286,78 @@ INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUE
 SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'), 3::bigint,
 	'every decision since is logged once');
 
+-- ---------- traces of events that moved nothing ----------
+-- no_trigger: an event that some trigger of deals listens to (here calls on
+-- the Wholesale pipeline) reaches a deal of a pipeline where none does: one
+-- compact row (no trigger, no stage, no copy of the call), shown with the
+-- deal's automation.  (The robot of "new" that these deals run is left out.)
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (80, 'Trace', 2);
+SELECT crm.add_trigger(:talks, 'incoming_call', name => 'Wholesale call') AS wholesale_call \gset
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address)
+VALUES ('deal', 80, 'call', 'incoming', '+33611000080');
+SELECT results_eq($$SELECT kind, trigger_id, name, action, stage_id, status, error, detail
+					FROM crm.robot_log WHERE entity_type = 'deal' AND entity_id = 80 AND kind = 'trigger'$$,
+	$$VALUES ('trigger'::text, NULL::bigint, NULL::text, 'incoming_call'::text, NULL::bigint, 'no_trigger'::text,
+	          NULL::text, '{"from": "new"}'::jsonb)$$,
+	'no trigger of the deal''s pipeline for a call: one compact no_trigger row');
+SELECT results_eq($$SELECT kind, action, stage, status FROM crm.item_automation('deal', 80) WHERE kind = 'trigger'$$,
+	$$VALUES ('trigger'::text, 'incoming_call'::text, NULL::text, 'no_trigger'::text)$$,
+	'crm.item_automation shows it');
+-- An event no trigger of the entity type listens to is not detected: no row.
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address)
+VALUES ('deal', 80, 'openline', 'incoming', 'chat:80');
+UPDATE crm.deal SET title = 'Trace again' WHERE id = 80;
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 80 AND kind = 'trigger'), 1::bigint,
+	'an event nobody listens to and an UPDATE of an unwatched field leave no row');
+-- Items without stages have nothing to decide: a contact's call leaves none.
+INSERT INTO crm.contact (id, name) VALUES (80, 'Caller');
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address)
+VALUES ('contact', 80, 'call', 'incoming', '+33611000080');
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_type = 'contact'), 0::bigint,
+	'a contact''s call leaves no trigger row');
+-- A field watched on another pipeline only, an application's code nobody
+-- listens to: no_trigger, with the event's key.
+SELECT crm.add_trigger(:talks, 'field_changed', '{"fields": ["close_date"]}', name => 'Wholesale close') AS wholesale_close \gset
+UPDATE crm.deal SET close_date = '2030-01-01' WHERE id = 80;
+SELECT is(crm.fire_trigger('nobody.listens', 'deal', 80), 'no_trigger', 'fire_trigger reports no_trigger');
+SELECT results_eq($$SELECT action, status, detail FROM crm.robot_log WHERE entity_id = 80 AND kind = 'trigger' ORDER BY id OFFSET 1$$,
+	$$VALUES ('field_changed'::text, 'no_trigger'::text, '{"from": "new"}'::jsonb),
+	         ('webhook', 'no_trigger', '{"key": "nobody.listens", "from": "new"}')$$,
+	'a field watched elsewhere and an unknown code are logged no_trigger');
+SELECT crm.delete_trigger(:wholesale_close);
+
+-- excepted: a call, a missed call and an e-mail from addresses on the
+-- exceptions list are not recorded; each leaves a compact row naming the
+-- list entry that matched.
+INSERT INTO crm.exception_list (type, value) VALUES ('phone', '+33 6 55 55 55 55'), ('email', 'Spam@Example.org');
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (81, 'Spam', 2);
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, status, remote_address) VALUES
+	('deal', 81, 'call', 'incoming', 'pending', '+33655555555'),
+	('deal', 81, 'call', 'incoming', 'missed', '+33 (6) 55-55-55-55'),
+	('deal', 81, 'email', 'incoming', 'pending', 'spam@example.ORG');
+SELECT is((SELECT count(*) FROM crm.activity WHERE entity_id = 81), 0::bigint, 'the listed addresses are not recorded');
+SELECT results_eq($$SELECT kind, trigger_id, action, status, detail - 'entry_id', (detail->>'entry_id')::bigint
+					FROM crm.robot_log WHERE entity_type = 'deal' AND entity_id = 81 AND kind = 'trigger' ORDER BY id$$,
+	$$SELECT 'trigger'::text, NULL::bigint, a, 'excepted'::text, d::jsonb, e.id
+	    FROM (VALUES (1, 'incoming_call', '{"type": "phone", "entry": "+33 6 55 55 55 55", "address": "+33655555555"}', 'phone'),
+	                 (2, 'missed_call', '{"type": "phone", "entry": "+33 6 55 55 55 55", "address": "+33 (6) 55-55-55-55"}', 'phone'),
+	                 (3, 'incoming_email', '{"type": "email", "entry": "Spam@Example.org", "address": "spam@example.ORG"}', 'email')) v (n, a, d, t)
+	    JOIN crm.exception_list e ON e.type = v.t ORDER BY n$$,
+	'each dropped activity is logged excepted with the type, the entry and the address');
+SELECT results_eq($$SELECT action, status FROM crm.item_automation('deal', 81) WHERE kind = 'trigger'$$,
+	$$VALUES ('incoming_call'::text, 'excepted'::text), ('missed_call', 'excepted'), ('incoming_email', 'excepted')$$,
+	'crm.item_automation shows them');
+-- A row without an item is no activity crm.activity records, listed or not.
+SELECT throws_ok($$INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address)
+	VALUES ('deal', NULL, 'call', 'incoming', '+33655555555')$$,
+	'23502', NULL, 'a listed call without an item is refused as any row without one');
+-- A listed call rolled back to a savepoint takes its row with it.
+SAVEPOINT before_spam;
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address) VALUES ('deal', 81, 'call', 'incoming', '+33655555555');
+ROLLBACK TO SAVEPOINT before_spam;
+SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 81 AND kind = 'trigger'), 3::bigint, 'a rolled-back excepted call leaves no row');
+SELECT crm.delete_trigger(:wholesale_call);
+
 -- ---------- privileges ----------
 -- An application role records calls and submissions; triggers act as the
 -- extension's owner.  It cannot define triggers.
@@ -296,11 +368,15 @@ SET ROLE trg_app;
 SELECT lives_ok($$INSERT INTO crm.activity (entity_type, entity_id, type, direction) VALUES ('deal', 50, 'call', 'incoming')$$,
 	'crm_user records an incoming call');
 SELECT lives_ok($$SELECT crm.submit_webform('contact', '{"mail": "x@example.org"}')$$, 'crm_user submits a form');
+SELECT lives_ok($$INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address) VALUES ('deal', 50, 'call', 'incoming', '+33655555555')$$,
+	'crm_user records a call from a listed number');
 SELECT throws_ok($$SELECT crm.add_trigger(crm.stage('deal', 'won'), 'incoming_call')$$,
 	'42501', NULL, 'crm_user cannot define triggers');
 RESET ROLE;
 SELECT is((SELECT s.code FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id = 50), 'executing',
 	'the call moved the deal');
+SELECT results_eq($$SELECT action, status FROM crm.robot_log WHERE entity_id = 50 AND status = 'excepted'$$,
+	$$VALUES ('incoming_call'::text, 'excepted'::text)$$, 'the listed call is logged excepted, as the automation');
 
 SELECT * FROM finish();
 ROLLBACK;
