@@ -88,3 +88,45 @@ SELECT a.kind, a.name, a.action, a.stage, a.status FROM crm.deal d, crm.item_aut
  WHERE d.title = 'Meeting tables' ORDER BY a.log_id;
 SELECT h.user_id, h.text FROM crm.history h JOIN crm.deal d ON d.id = h.entity_id
  WHERE d.title = 'Meeting tables' AND h.event_type = 'stage_change' ORDER BY h.id;
+
+\echo '== A business process: big deals wait for the manager''s approval'
+-- Starts by itself for every new deal (auto_start add); over the threshold a
+-- task for the responsible's supervisor pauses it until the task is done.
+SELECT crm.add_process_template('deal', 'Approval', $${
+	"constants": {"threshold": 10000},
+	"activities": [
+		{"type": "if", "condition": "{{amount}} >= {=Constant:threshold}",
+		 "then": [
+			{"type": "set_status_text", "text": "Waiting for the manager's approval"},
+			{"type": "create_task", "name": "approval", "title": "Approve {{title}} ({{amount}} {{currency}})",
+			 "responsible": "supervisor", "wait": true},
+			{"type": "add_comment", "text": "Approved (task {=Activity:approval.task_id})"},
+			{"type": "set_status_text", "text": "Approved"}],
+		 "else": [{"type": "set_status_text", "text": "No approval needed"}]}]}$$,
+	auto_start => '{add}') IS NOT NULL AS template_added;
+INSERT INTO crm.deal (title, responsible_id, contact_id, amount)
+VALUES ('Conference room', 2, 1, 24000), ('Desk lamps', 2, 1, 600);
+SELECT d.title, p.status, p.status_text, p.waiting_for
+  FROM crm.deal d, crm.document_processes('deal', d.id) p
+ WHERE d.title IN ('Conference room', 'Desk lamps') ORDER BY d.id;
+SELECT t.title, u.name AS responsible, t.status FROM crm.task t JOIN crm.user u ON u.id = t.responsible_id
+ WHERE t.process_instance_id IS NOT NULL;
+
+\echo '== The manager completes the task; the job runner resumes the process (waiting up to 5 s)'
+UPDATE crm.task SET status = 'completed' WHERE process_instance_id IS NOT NULL;
+DO $$
+BEGIN
+	FOR i IN 1..50 LOOP
+		EXIT WHEN NOT EXISTS (SELECT FROM crm.process_instance WHERE status = 'waiting');
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT d.title, p.status, p.status_text
+  FROM crm.deal d, crm.document_processes('deal', d.id) p
+ WHERE d.title = 'Conference room';
+\echo '== Its trace, next to the rest of the deal''s automation'
+SELECT a.kind, a.name, a.action, a.status, a.outputs
+  FROM crm.deal d, crm.item_automation('deal', d.id) a
+ WHERE d.title = 'Conference room' ORDER BY a.planned_at, a.log_id;
+SELECT text AS timeline FROM crm.timeline_comment t JOIN crm.deal d ON d.id = t.entity_id
+ WHERE d.title = 'Conference room';
