@@ -287,7 +287,8 @@ crm_exec_outbound(CrmActionCall *call)
 		ob_strings(&b, "to", to);
 		ob_text(&b, "subject", crm_param_text(call, "subject"));
 		ob_text(&b, "body", crm_param_text(call, "body"));
-		ob_bool(&b, "html", format ? strcmp(format, "html") == 0 : crm_param_bool(call, "html", false));
+		ob_bool(&b, "html", format ? strcmp(format, "html") == 0
+				: crm_param_if_any(call, "html") ? crm_param_bool(call, "html", false) : false);
 		if (strcmp(action, "email") == 0)
 			ob_text(&b, "charset", email_charset(call));
 		if (crm_param_present(call, "attachments"))
