@@ -289,8 +289,8 @@ crm_exec_outbound(CrmActionCall *call)
 		ob_text(&b, "body", crm_param_text(call, "body"));
 		ob_bool(&b, "html", format ? strcmp(format, "html") == 0
 				: crm_param_if_any(call, "html") ? crm_param_bool(call, "html", false) : false);
-		if (strcmp(action, "email") == 0)
-			ob_text(&b, "charset", email_charset(call));
+		/* the robot's e-mail is UTF-8 (SPEC §7); the activity's, its charset */
+		ob_text(&b, "charset", strcmp(action, "email") == 0 ? email_charset(call) : "utf-8");
 		if (crm_param_present(call, "attachments"))
 			ob_strings(&b, "attachments", file_ids(call, "attachments"));
 	}
