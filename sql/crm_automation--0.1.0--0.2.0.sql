@@ -40,7 +40,10 @@
  *  - business processes: the trace (crm.process_log), crm.document_processes,
  *    start by template name, the catalogue crm.activity_types, columns for
  *    the process-only activities (crm.absence, crm.calendar_event) and
- *    crm.resource_booking.process_instance_id.
+ *    crm.resource_booking.process_instance_id;
+ *  - open-channel messages (channel openline, openline providers, the
+ *    process activity openline_message) and e-mail charsets (the claim's
+ *    charset column).
  */
 
 -- A provider's secret goes to its URL's host (the SMTP password, an SMS or
@@ -1650,6 +1653,444 @@ ALTER TABLE crm.robot_log DROP CONSTRAINT robot_log_status_check,
 						  'loop_stopped', 'running',
 						  'fired', 'condition_false', 'backwards', 'already_there',
 						  'no_trigger', 'excepted'));
+
+-- ---------------------------------------------------------------------------
+-- Open-channel messages and e-mail charsets: the process activity
+-- openline_message queues messages on a new channel, openline, sent as
+-- signed webhooks to the channel connector (an openline provider, which
+-- needs a signing secret); the claim returns the charset an e-mail asks for
+-- (the worker converts its subject and body); crm.activity_types lists
+-- openline_message among the process-only activities (crm._activity_actions)
+-- instead of as not supported.
+-- ---------------------------------------------------------------------------
+ALTER TABLE crm.provider DROP CONSTRAINT provider_channel_check,
+	ADD CONSTRAINT provider_channel_check CHECK (channel IN ('webhook', 'email', 'sms', 'robocall', 'openline'));
+ALTER TABLE crm.outbox DROP CONSTRAINT outbox_channel_check,
+	ADD CONSTRAINT outbox_channel_check CHECK (channel IN ('webhook', 'email', 'sms', 'robocall', 'openline'));
+
+CREATE OR REPLACE FUNCTION crm._validate_provider(p_channel text, p_name text, p_config jsonb, p_secret text)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_allowed	text[];
+	v_key		text;
+	v_url		text;
+	v_val		jsonb;
+BEGIN
+	IF p_channel IS NULL THEN
+		RAISE EXCEPTION 'provider channel must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Channels are webhook, email, sms, robocall and openline.';
+	END IF;
+	IF p_channel NOT IN ('webhook', 'email', 'sms', 'robocall', 'openline') THEN
+		RAISE EXCEPTION 'unknown provider channel "%"', p_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Channels are webhook, email, sms, robocall and openline.';
+	END IF;
+	IF p_name IS NULL THEN
+		RAISE EXCEPTION 'provider name must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Robots choose a provider by its name, e.g. {"provider": "erp"}.';
+	END IF;
+	IF btrim(p_name) = '' THEN
+		RAISE EXCEPTION 'provider name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Robots choose a provider by its name, e.g. {"provider": "erp"}.';
+	END IF;
+	IF p_config IS NULL OR jsonb_typeof(p_config) <> 'object' THEN
+		RAISE EXCEPTION 'provider config must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Got %s.', coalesce(jsonb_typeof(p_config), 'NULL')),
+				  HINT = 'For example {"url": "https://erp.example.com/hook"}.';
+	END IF;
+
+	v_allowed := CASE p_channel
+		WHEN 'webhook' THEN ARRAY['url', 'method', 'headers', 'ca', 'client_cert']
+		WHEN 'openline' THEN ARRAY['url', 'method', 'headers', 'ca', 'client_cert']
+		WHEN 'email' THEN ARRAY['url', 'username', 'from', 'tls', 'ca', 'client_cert']
+		ELSE ARRAY['url', 'method', 'headers', 'body', 'format', 'ca', 'client_cert']
+	END;
+	FOR v_key IN SELECT jsonb_object_keys(p_config) LOOP
+		IF NOT v_key = ANY (v_allowed) THEN
+			RAISE EXCEPTION 'unknown key "%" in % provider config', v_key, p_channel
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = format('Allowed keys: %s.', array_to_string(v_allowed, ', '));
+		END IF;
+		IF v_key <> 'headers' AND jsonb_typeof(p_config -> v_key) <> 'string' THEN
+			RAISE EXCEPTION 'key "%" of % provider config must be a string', v_key, p_channel
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', p_config -> v_key);
+		END IF;
+	END LOOP;
+
+	v_url := p_config ->> 'url';
+	IF v_url IS NULL AND p_channel <> 'webhook' THEN
+		RAISE EXCEPTION '% provider config needs a "url"', p_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = CASE WHEN p_channel = 'email'
+							  THEN 'For example {"url": "smtps://smtp.example.com:465", "username": "crm", "from": "crm@example.com"}.'
+							  WHEN p_channel = 'openline'
+							  THEN 'For example {"url": "https://connector.example.com/crm/messages"}, with secret => ''whsec_...''.'
+							  ELSE 'For example {"url": "https://sms.example.com/send", "body": "{\"to\": \"{to}\", \"text\": \"{text}\"}"}.' END;
+	END IF;
+	IF v_url IS NOT NULL THEN
+		IF p_channel = 'email' AND v_url !~* '^smtps?://[^/\s]+' THEN
+			RAISE EXCEPTION 'e-mail provider url "%" is not an smtp:// or smtps:// URL', v_url
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example smtps://smtp.example.com:465, or smtp://smtp.example.com:587 (STARTTLS).';
+		ELSIF p_channel <> 'email' AND v_url !~* '^https?://[^/\s]+' THEN
+			RAISE EXCEPTION '% provider url "%" is not an http:// or https:// URL', p_channel, v_url
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'The worker speaks only HTTP(S) to webhooks, SMS, call and open-channel providers.';
+		END IF;
+	END IF;
+	IF p_config ? 'method' AND upper(p_config ->> 'method') NOT IN ('POST', 'PUT', 'PATCH', 'GET', 'DELETE') THEN
+		RAISE EXCEPTION 'unsupported HTTP method "%"', p_config ->> 'method'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use POST, PUT, PATCH, GET or DELETE.';
+	END IF;
+	IF p_config ? 'format' AND p_config ->> 'format' NOT IN ('json', 'form', 'text') THEN
+		RAISE EXCEPTION 'unknown body format "%"', p_config ->> 'format'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use json, form or text.';
+	END IF;
+	IF p_config ? 'tls' AND p_config ->> 'tls' NOT IN ('try', 'required', 'none') THEN
+		RAISE EXCEPTION 'unknown tls mode "%"', p_config ->> 'tls'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use try (STARTTLS when offered), required or none.';
+	END IF;
+	IF p_config ? 'from' AND p_config ->> 'from' !~ '^[^@\s]+@[^@\s]+$' THEN
+		RAISE EXCEPTION 'sender "%" is not an e-mail address', p_config ->> 'from'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a bare address, e.g. "crm@example.com".';
+	END IF;
+	IF p_config ? 'headers' THEN
+		IF jsonb_typeof(p_config -> 'headers') <> 'object' THEN
+			RAISE EXCEPTION 'provider headers must be a JSON object of strings'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = format('Got %s.', p_config -> 'headers'),
+					  HINT = 'For example {"headers": {"Authorization": "Bearer {secret}"}}.';
+		END IF;
+		FOR v_key, v_val IN SELECT key, value FROM jsonb_each(p_config -> 'headers') LOOP
+			IF jsonb_typeof(v_val) <> 'string' THEN
+				RAISE EXCEPTION 'header "%" must be a string', v_key
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = format('Got %s.', v_val);
+			END IF;
+			IF v_key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR (v_val #>> '{}') ~ '[\r\n]' THEN
+				RAISE EXCEPTION 'header "%" is not a valid HTTP header', v_key
+					USING ERRCODE = 'invalid_parameter_value',
+						  DETAIL = 'Header names are tokens; values may not contain CR or LF.';
+			END IF;
+		END LOOP;
+	END IF;
+	PERFORM crm._validate_tls('ca', p_config ->> 'ca');
+	PERFORM crm._validate_tls('client_cert', p_config ->> 'client_cert');
+	IF p_channel IN ('webhook', 'openline') AND p_secret IS NOT NULL THEN
+		IF p_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Generate one with: SELECT ''whsec_'' || encode(gen_random_bytes(24), ''base64'') (pgcrypto), or any 24-64 random bytes in base64.';
+		END IF;
+		BEGIN
+			PERFORM decode(substr(p_secret, 7), 'base64');
+		EXCEPTION WHEN OTHERS THEN
+			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
+				USING ERRCODE = 'invalid_parameter_value',
+					  DETAIL = 'The part after "whsec_" does not decode as base64.';
+		END;
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.add_provider(channel text, name text, config jsonb DEFAULT '{}',
+								 secret text DEFAULT NULL, is_default boolean DEFAULT NULL,
+								 client_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_id		bigint;
+	v_default	boolean := is_default;
+	v_key		text := nullif(client_key, '');
+BEGIN
+	PERFORM crm._validate_provider(channel, name, config, secret);
+	-- open-channel messages are always signed: the connector checks them
+	IF channel = 'openline' AND secret IS NULL THEN
+		RAISE EXCEPTION 'an openline provider needs a signing secret'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give secret => ''whsec_'' followed by a base64 key, the one the channel connector checks signatures with.';
+	END IF;
+	PERFORM crm._validate_tls('client_key', v_key);
+	PERFORM crm._validate_client_pair(config, v_key IS NOT NULL);
+	IF EXISTS (SELECT FROM crm.provider p WHERE p.channel = add_provider.channel AND p.name = add_provider.name) THEN
+		RAISE EXCEPTION '% provider "%" already exists', channel, name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Change it with crm.update_provider.';
+	END IF;
+	-- The first provider of a channel is its default.
+	IF v_default IS NULL THEN
+		v_default := NOT EXISTS (SELECT FROM crm.provider p
+								  WHERE p.channel = add_provider.channel AND p.is_default);
+	ELSIF v_default THEN
+		UPDATE crm.provider p SET is_default = false
+		 WHERE p.channel = add_provider.channel AND p.is_default;
+	END IF;
+	INSERT INTO crm.provider (channel, name, config, is_default)
+	VALUES (channel, name, config, v_default)
+	RETURNING id INTO v_id;
+	IF secret IS NOT NULL OR v_key IS NOT NULL THEN
+		INSERT INTO crm.provider_secret (provider_id, secret, client_key) VALUES (v_id, secret, v_key);
+	END IF;
+	RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean, text) IS
+	'Adds a webhook, email, sms, robocall or openline provider; the first of a channel becomes its default';
+
+DROP FUNCTION crm._claim_messages(integer, interval, boolean, text[]);
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}')
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text, charset text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- called many times a second: plan it once.  A generic plan does not know
+-- the limit and, with many messages due, would rather read the whole table
+-- and sort it: the claim reads outbox_due in order, whatever the statistics.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH claimed AS (
+		-- rows locked by the subquery keep their place (ctid) until we update
+		-- them: the update reads them by address, whatever the statistics say
+		-- (the subquery's index scan has pruned their pages: room for the
+		-- HOT versions)
+		UPDATE crm.outbox o
+		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
+			   lease_until = now() + p_lease, updated_at = now()
+		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
+				SELECT d.ctid FROM crm.outbox d
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				 ORDER BY d.next_attempt_at
+				 LIMIT p_limit
+				 FOR UPDATE SKIP LOCKED)
+			ELSE ARRAY(
+				-- skipping busy endpoints (a webhook's URL, else its
+				-- provider's): the same, among the first 2,000 due messages
+				-- (in their order: the nested loop over them keeps it), so
+				-- that a long backlog for a busy endpoint is not read again
+				-- and again
+				SELECT d.ctid
+				  FROM unnest(ARRAY(SELECT w.ctid FROM crm.outbox w
+									 WHERE w.sent_at IS NULL AND w.next_attempt_at < 'infinity'
+									   AND w.next_attempt_at <= now()
+									 ORDER BY w.next_attempt_at
+									 LIMIT 2000)) AS w (row_address)
+				  JOIN crm.outbox d ON d.ctid = w.row_address
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				   AND coalesce(crm._url_endpoint(
+							CASE WHEN d.channel = 'webhook' AND d.payload ? 'url' THEN d.payload ->> 'url'
+								 ELSE (SELECT p.config ->> 'url' FROM crm.provider p
+										WHERE p.id = coalesce(d.provider_id,
+															  (SELECT e.id FROM crm.provider e
+																WHERE e.channel = d.channel AND e.is_default))) END),
+								'') <> ALL (p_busy)
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED) END)
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload
+	), resolved AS (
+		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
+			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
+			   (c.channel = 'webhook'
+				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
+		  FROM claimed c
+		  LEFT JOIN crm.provider p
+			ON p.id = coalesce(c.provider_id,
+							   (SELECT d.id FROM crm.provider d
+								 WHERE d.channel = c.channel AND d.is_default))
+		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	), rendered AS (
+		SELECT r.*,
+			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
+								  r.payload ->> 'number'),
+				   'number', coalesce(r.payload ->> 'number',
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
+				   'text', r.payload ->> 'text',
+				   'message_id', r.idempotency_key,
+				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
+				   'secret', coalesce(r.p_secret, '')) END AS vars,
+			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
+			   -- most webhooks have no headers of their own: skip the subqueries then
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
+			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
+		  FROM (SELECT r.*,
+					   -- lists read only when they are arrays: a message of the
+					   -- wrong shape must not stop the claim (see shape_error)
+					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
+					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
+							ELSE '[]' END AS att_list,
+					   -- the first field of the wrong type, if any: the message is
+					   -- dead with it, the others of the claim go on
+					   CASE WHEN r.channel = 'webhook' THEN
+								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
+										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
+									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
+										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
+									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
+										 'webhook headers must be a JSON object' END
+							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
+												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
+									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
+												 ('email', 'body', 'string'), ('email', 'from', 'string'),
+												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('email', 'charset', 'string'),
+												 ('openline', 'text', 'string'), ('openline', 'hidden', 'boolean'),
+												 ('openline', 'attachments', 'array'), ('openline', 'client', 'object'),
+												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
+												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
+												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
+												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
+								   WHERE f.channel = r.channel
+									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
+									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
+								   LIMIT 1) END AS shape_error
+				  FROM resolved r) r
+	)
+	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
+		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
+				WHEN r.channel IN ('email', 'openline') THEN r.cfg ->> 'url'
+				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
+		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
+						  r.cfg ->> 'method', 'POST')),
+		   CASE WHEN r.own_headers OR r.cfg_headers THEN
+			   ARRAY(SELECT h.key || ': ' ||
+							CASE WHEN r.channel IN ('sms', 'robocall')
+								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
+					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
+							 UNION ALL
+							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
+																 THEN r.payload -> 'headers'
+																 ELSE '{}' END)) h)
+				ELSE '{}' END,
+		   CASE WHEN r.channel = 'webhook' THEN
+					CASE jsonb_typeof(r.payload -> 'body')
+						WHEN 'string' THEN r.payload ->> 'body'
+						ELSE coalesce((r.payload -> 'body')::text, '') END
+				WHEN r.channel = 'email' THEN r.payload ->> 'body'
+				-- an open-channel message: the payload as the action wrote it
+				WHEN r.channel = 'openline' THEN r.payload::text
+				ELSE crm._render_template(
+						coalesce(r.cfg ->> 'body',
+								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
+											ELSE '{"to": "{to}", "text": "{text}", "id": "{message_id}"}' END),
+						r.vars, r.fmt) END,
+		   r.p_secret,
+		   r.cfg ->> 'username',
+		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
+		   r.payload ->> 'subject',
+		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
+		   coalesce(r.cfg ->> 'tls', 'try'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
+		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
+				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
+					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
+				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
+					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.shape_error IS NOT NULL THEN
+					r.shape_error
+				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
+											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
+											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
+																			 THEN r.cfg ELSE '{}' END) c
+														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
+					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
+						   r.channel, r.p_name)
+				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
+					'the webhook has no url and its provider none'
+				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
+					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
+				WHEN r.channel = 'openline' AND (r.payload -> 'hidden') = 'true' THEN
+					'a hidden open-channel message is never sent to the client'
+				WHEN r.channel = 'openline' AND r.p_secret IS NULL THEN
+					format('openline provider "%s" has no signing secret: give one with crm.update_provider(id, secret => ...)',
+						   r.p_name)
+				WHEN r.own_headers
+					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
+								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
+					'a header name is not a token or a header value contains CR or LF'
+		   END,
+		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key,
+		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END
+	  FROM rendered r;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[]) TO crm_admin;
+
+CREATE OR REPLACE VIEW crm.outbox_stats AS
+	SELECT c.channel,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'pending') AS pending,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sending') AS sending,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'failed') AS failed,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'dead') AS dead,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sent'
+				AND o.sent_at > now() - interval '1 minute') AS sent_last_minute,
+		   (SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sent'
+				AND o.sent_at > now() - interval '1 hour') AS sent_last_hour,
+		   round((SELECT count(*) FROM crm.outbox o WHERE o.channel = c.channel AND o.status = 'sent'
+					AND o.sent_at > now() - interval '1 minute') / 60.0, 2) AS per_second,
+		   (SELECT now() - min(o.created_at) FROM crm.outbox o
+			 WHERE o.channel = c.channel AND o.status IN ('pending', 'sending', 'failed')) AS oldest_pending_age
+	  FROM (VALUES ('webhook'), ('email'), ('sms'), ('robocall'), ('openline')) AS c (channel);
+
+CREATE OR REPLACE VIEW crm.activity_types AS
+	SELECT type, kind, family, description, parameters, outputs, document_types,
+		   in_robots, in_processes, note
+	  FROM crm._activity_actions()
+	UNION ALL
+	SELECT f.type, 'flow', 'flow', f.description, f.parameters::jsonb, NULL, 'all', false, true, f.note
+	  FROM (VALUES
+		('if', 'runs "then" or "else" by a condition',
+		 '[{"name": "condition", "type": "condition", "required": true, "description": "a condition (text or JSON rules)"},'
+		 ' {"name": "then", "type": "activities", "required": false, "description": "activities when true"},'
+		 ' {"name": "else", "type": "activities", "required": false, "description": "activities when false"}]', NULL),
+		('delay', 'pauses the instance; a timer resumes it',
+		 '[{"name": "for", "type": "interval", "required": false, "description": "how long (or until)"},'
+		 ' {"name": "until", "type": "text", "required": false, "description": "a timestamp, or a template or formula giving one (or for)"},'
+		 ' {"name": "work_time", "type": "boolean", "required": false, "description": "count \"for\" in working time"}]',
+		 NULL),
+		('set_variable', 'sets a variable of the instance',
+		 '[{"name": "variable", "type": "text", "required": true, "description": "a declared variable"},'
+		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
+		('set_field', 'sets one field of the document',
+		 '[{"name": "field", "type": "field", "required": true, "description": "a column or custom field"},'
+		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
+		('set_status_text', 'sets the status text shown on the document',
+		 '[{"name": "text", "type": "text", "required": true, "description": "status text (template)"}]', NULL)
+	  ) AS f (type, description, parameters, note);
+COMMENT ON VIEW crm.activity_types IS
+	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';
 
 -- Feed posts and drive files are documents of business processes (issue
 -- 14): templates for them are accepted, and they auto-start on add / modify.

@@ -69,15 +69,14 @@ SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "te
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x", "name": "log"},
 	{"type": "if", "condition": "{{amount}} > 1", "then": [{"type": "write_log", "text": "y", "name": "LOG"}]}]}');
 
--- A process-only type this version does not run is refused as not
--- supported, naming the nearest alternative; never stored.  Process-only
--- activities are checked like actions (control inside a process is the
--- process activity: a notice now, with text; the robot's "after" is not
--- one of its parameters).
-SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "openline_message", "text": "hello"}]}');
+-- Process-only activities are checked like actions (control inside a
+-- process is the process activity: a notice now, with text; the robot's
+-- "after" is not one of its parameters; openline_message's hidden is a
+-- boolean; email's charset must name an encoding PostgreSQL knows).
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "openline_message", "text": "hello", "hidden": "yes"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "write_log", "text": "x"},
 	{"type": "if", "condition": "{{amount}} > 1", "then": [], "else": [{"type": "user_notification", "text": "t"}]}]}');
-SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "email", "to": "responsible", "subject": "s", "body": "b", "charset": "latin1"}]}');
+SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "email", "to": "responsible", "subject": "s", "body": "b", "charset": "ebcdic"}]}');
 SELECT * FROM pg_temp.refused('deal', '{"activities": [{"type": "control", "after": "1 day"}]}');
 
 -- The activities that pause the instance (create_task with "wait", robocall

@@ -269,12 +269,12 @@ BEGIN
 	IF p_channel IS NULL THEN
 		RAISE EXCEPTION 'provider channel must not be null'
 			USING ERRCODE = 'null_value_not_allowed',
-				  HINT = 'Channels are webhook, email, sms and robocall.';
+				  HINT = 'Channels are webhook, email, sms, robocall and openline.';
 	END IF;
-	IF p_channel NOT IN ('webhook', 'email', 'sms', 'robocall') THEN
+	IF p_channel NOT IN ('webhook', 'email', 'sms', 'robocall', 'openline') THEN
 		RAISE EXCEPTION 'unknown provider channel "%"', p_channel
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Channels are webhook, email, sms and robocall.';
+				  HINT = 'Channels are webhook, email, sms, robocall and openline.';
 	END IF;
 	IF p_name IS NULL THEN
 		RAISE EXCEPTION 'provider name must not be null'
@@ -295,6 +295,7 @@ BEGIN
 
 	v_allowed := CASE p_channel
 		WHEN 'webhook' THEN ARRAY['url', 'method', 'headers', 'ca', 'client_cert']
+		WHEN 'openline' THEN ARRAY['url', 'method', 'headers', 'ca', 'client_cert']
 		WHEN 'email' THEN ARRAY['url', 'username', 'from', 'tls', 'ca', 'client_cert']
 		ELSE ARRAY['url', 'method', 'headers', 'body', 'format', 'ca', 'client_cert']
 	END;
@@ -317,6 +318,8 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = CASE WHEN p_channel = 'email'
 							  THEN 'For example {"url": "smtps://smtp.example.com:465", "username": "crm", "from": "crm@example.com"}.'
+							  WHEN p_channel = 'openline'
+							  THEN 'For example {"url": "https://connector.example.com/crm/messages"}, with secret => ''whsec_...''.'
 							  ELSE 'For example {"url": "https://sms.example.com/send", "body": "{\"to\": \"{to}\", \"text\": \"{text}\"}"}.' END;
 	END IF;
 	IF v_url IS NOT NULL THEN
@@ -327,7 +330,7 @@ BEGIN
 		ELSIF p_channel <> 'email' AND v_url !~* '^https?://[^/\s]+' THEN
 			RAISE EXCEPTION '% provider url "%" is not an http:// or https:// URL', p_channel, v_url
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'The worker speaks only HTTP(S) to webhooks and SMS or call providers.';
+					  HINT = 'The worker speaks only HTTP(S) to webhooks, SMS, call and open-channel providers.';
 		END IF;
 	END IF;
 	IF p_config ? 'method' AND upper(p_config ->> 'method') NOT IN ('POST', 'PUT', 'PATCH', 'GET', 'DELETE') THEN
@@ -372,7 +375,7 @@ BEGIN
 	END IF;
 	PERFORM crm._validate_tls('ca', p_config ->> 'ca');
 	PERFORM crm._validate_tls('client_cert', p_config ->> 'client_cert');
-	IF p_channel = 'webhook' AND p_secret IS NOT NULL THEN
+	IF p_channel IN ('webhook', 'openline') AND p_secret IS NOT NULL THEN
 		IF p_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
 			RAISE EXCEPTION 'webhook secret must be "whsec_" followed by a base64 key'
 				USING ERRCODE = 'invalid_parameter_value',
@@ -400,6 +403,12 @@ DECLARE
 	v_key		text := nullif(client_key, '');
 BEGIN
 	PERFORM crm._validate_provider(channel, name, config, secret);
+	-- open-channel messages are always signed: the connector checks them
+	IF channel = 'openline' AND secret IS NULL THEN
+		RAISE EXCEPTION 'an openline provider needs a signing secret'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give secret => ''whsec_'' followed by a base64 key, the one the channel connector checks signatures with.';
+	END IF;
 	PERFORM crm._validate_tls('client_key', v_key);
 	PERFORM crm._validate_client_pair(config, v_key IS NOT NULL);
 	IF EXISTS (SELECT FROM crm.provider p WHERE p.channel = add_provider.channel AND p.name = add_provider.name) THEN
@@ -425,7 +434,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION crm.add_provider(text, text, jsonb, text, boolean, text) IS
-	'Adds a webhook, email, sms or robocall provider; the first of a channel becomes its default';
+	'Adds a webhook, email, sms, robocall or openline provider; the first of a channel becomes its default';
 
 CREATE FUNCTION crm._provider(p_id bigint) RETURNS crm.provider
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -536,7 +545,7 @@ RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
 			   html boolean, tls text, attachments text[], error text,
-			   ca text, client_cert text, client_key text)
+			   ca text, client_cert text, client_key text, charset text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- called many times a second: plan it once.  A generic plan does not know
@@ -642,6 +651,9 @@ BEGIN
 									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
 												 ('email', 'body', 'string'), ('email', 'from', 'string'),
 												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('email', 'charset', 'string'),
+												 ('openline', 'text', 'string'), ('openline', 'hidden', 'boolean'),
+												 ('openline', 'attachments', 'array'), ('openline', 'client', 'object'),
 												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
 												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
 												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
@@ -654,7 +666,7 @@ BEGIN
 	)
 	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
 		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
-				WHEN r.channel = 'email' THEN r.cfg ->> 'url'
+				WHEN r.channel IN ('email', 'openline') THEN r.cfg ->> 'url'
 				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
 		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
 						  r.cfg ->> 'method', 'POST')),
@@ -673,6 +685,8 @@ BEGIN
 						WHEN 'string' THEN r.payload ->> 'body'
 						ELSE coalesce((r.payload -> 'body')::text, '') END
 				WHEN r.channel = 'email' THEN r.payload ->> 'body'
+				-- an open-channel message: the payload as the action wrote it
+				WHEN r.channel = 'openline' THEN r.payload::text
 				ELSE crm._render_template(
 						coalesce(r.cfg ->> 'body',
 								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
@@ -706,12 +720,18 @@ BEGIN
 					'the webhook has no url and its provider none'
 				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
 					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
+				WHEN r.channel = 'openline' AND (r.payload -> 'hidden') = 'true' THEN
+					'a hidden open-channel message is never sent to the client'
+				WHEN r.channel = 'openline' AND r.p_secret IS NULL THEN
+					format('openline provider "%s" has no signing secret: give one with crm.update_provider(id, secret => ...)',
+						   r.p_name)
 				WHEN r.own_headers
 					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
 								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
 					'a header name is not a token or a header value contains CR or LF'
 		   END,
-		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key
+		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key,
+		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END
 	  FROM rendered r;
 END
 $$;
@@ -782,7 +802,7 @@ CREATE VIEW crm.outbox_stats AS
 					AND o.sent_at > now() - interval '1 minute') / 60.0, 2) AS per_second,
 		   (SELECT now() - min(o.created_at) FROM crm.outbox o
 			 WHERE o.channel = c.channel AND o.status IN ('pending', 'sending', 'failed')) AS oldest_pending_age
-	  FROM (VALUES ('webhook'), ('email'), ('sms'), ('robocall')) AS c (channel);
+	  FROM (VALUES ('webhook'), ('email'), ('sms'), ('robocall'), ('openline')) AS c (channel);
 COMMENT ON VIEW crm.outbox_stats IS 'Queue depth, send rate and oldest waiting message per channel';
 
 CREATE VIEW crm.outbox_failures AS

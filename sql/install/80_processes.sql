@@ -377,9 +377,7 @@ CREATE VIEW crm.activity_types AS
 		 '[{"name": "field", "type": "field", "required": true, "description": "a column or custom field"},'
 		 ' {"name": "value", "type": "value", "required": true, "description": "a value, template or =formula"}]', NULL),
 		('set_status_text', 'sets the status text shown on the document',
-		 '[{"name": "text", "type": "text", "required": true, "description": "status text (template)"}]', NULL),
-		('openline_message', 'sends a message to the client''s open channel',
-		 '[]', 'not supported yet: record it with create_activity and send it with webhook to the channel connector')
+		 '[{"name": "text", "type": "text", "required": true, "description": "status text (template)"}]', NULL)
 	  ) AS f (type, description, parameters, note);
 COMMENT ON VIEW crm.activity_types IS
 	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';

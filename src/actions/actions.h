@@ -239,6 +239,7 @@ extern void crm_exec_user_notification(CrmActionCall *call);
 extern void crm_exec_social_message(CrmActionCall *call);
 extern void crm_exec_calendar_event(CrmActionCall *call);
 extern void crm_exec_absence(CrmActionCall *call);
+extern void crm_exec_openline_message(CrmActionCall *call);
 extern void crm_notify_users(CrmActionCall *call, const int64 *ids, int n, int64 sender,
 							 const char *kind, const char *text, const char *email_text);
 extern int64 crm_item_supervisor(CrmActionCall *call);

@@ -376,11 +376,20 @@ static const CrmParamDesc p_email[] = {
 	{"subject", CRM_P_TEXT, true, NULL, 998, "subject (template)"},
 	{"body", CRM_P_TEXT, true, NULL, 0, "body (template)"},
 	{"format", CRM_P_ENUM, false, "text|html", 0, "text (default) or html"},
-	{"charset", CRM_P_ENUM, false, "utf-8", 0, "body charset: utf-8 (other charsets are not converted yet)"},
+	{"charset", CRM_P_TEXT, false, NULL, 64, "charset of subject and body, converted when sent: utf-8 (default), iso-8859-1, windows-1252, koi8-r or any encoding PostgreSQL knows; a character it lacks is sent as ?"},
 	{"via", CRM_P_ENUM, false, "direct|mail_system", 0, "both go through the outbox; mail_system uses the provider named by provider"},
 	{"provider", CRM_P_TEXT, false, NULL, 0, "name of an e-mail provider (default: the channel's default)"},
 	{"attachments", CRM_P_FILES, false, NULL, 0, "drive file ids, a file field or a file variable"},
 	{"separator", CRM_P_TEXT, false, NULL, 8, "characters separating several addresses in one value (default \",\")"},
+	END_PARAMS
+};
+
+static const CrmParamDesc p_openline_message[] = {
+	{"text", CRM_P_TEXT, true, NULL, 20000, "message to the client (template), at most 20,000 characters once rendered"},
+	{"hidden", CRM_P_BOOL, false, NULL, 0, "only recorded on the item, not sent to the client (default false)"},
+	{"attachment_type", CRM_P_ENUM, false, "document|drive", 0, "what the ids of attachments are: generated documents or drive files (default drive)"},
+	{"attachments", CRM_P_FILES, false, NULL, 0, "ids of documents or drive files, a file field or a file variable"},
+	{"provider", CRM_P_TEXT, false, NULL, 0, "name of an openline provider (default: the channel's default)"},
 	END_PARAMS
 };
 
@@ -395,6 +404,9 @@ static const CrmActionDesc process_actions[] = {
 		"message_id", crm_exec_outbound, p_email},
 	{"feed_message", "process", "publishes a feed post", CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT, "post_id",
 	crm_exec_feed_post, p_feed_message},
+	{"openline_message", "process", "sends a message to the client's open channel, recorded as an openline activity",
+		CRM_ACT_PROCESS_ONLY | CRM_ACT_OUTBOUND, "activity_id,message_id", crm_exec_openline_message,
+	p_openline_message},
 	{"social_message", "process", "sends a personal message, by e-mail to recipients offline",
 		CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT, NULL, crm_exec_social_message, p_social_message},
 	{"user_notification", "process", "notifies users, by e-mail when offline if email_text is given",
@@ -625,8 +637,6 @@ crm_activity_actions(PG_FUNCTION_ARGS)
 			note = "in processes, \"wait_for_result\" pauses the instance until the call is sent or given up (outputs message_id, status)";
 		else if (strcmp(a->name, "change_responsible") == 0)
 			note = "in processes, mode \"rotate\" is not supported (turns are counted per robot)";
-		else if (strcmp(a->name, "email") == 0)
-			note = "charset utf-8 only in this version";
 
 		values[0] = CStringGetTextDatum(a->name);
 		values[1] = CStringGetTextDatum(process_only ? "process_only" : "action");

@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "actions/actions.h"
+#include "core/charset.h"
 #include "core/guc.h"
 #include "core/rule_cache.h"
 #include "core/spi_util.h"
@@ -137,6 +138,18 @@ check_text(const char *src, const CrmParamDesc *p, const char *entity_type,
 				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
 				 errmsg("parameter \"%s\" is %d characters long; the limit is %d",
 						p->name, pg_mbstrlen(src), p->max_length)));
+}
+
+/* A charset written as is (not a template) must be one PostgreSQL converts to. */
+static void
+check_charset(const char *s, const CrmParamDesc *p)
+{
+	if (is_template(s) || *s == '\0' || crm_charset_encoding(s) >= 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("parameter \"%s\" names an unknown charset \"%s\"", p->name, s),
+			 errhint("Use utf-8, iso-8859-1, windows-1252, koi8-r, or any other name of an encoding PostgreSQL knows (LATIN2, WIN1251, EUC_JP...).")));
 }
 
 /*
@@ -378,6 +391,8 @@ check_one_param(const CrmParamDesc *p, JsonbValue *v, int64 stage_id,
 			if (v->type != jbvString)
 				type_error(p, v, "a string");
 			check_text(crm_jbv_string(v), p, entity_type, robot_names, where);
+			if (strcmp(p->name, "charset") == 0)
+				check_charset(crm_jbv_string(v), p);
 			break;
 		case CRM_P_BOOL:
 			if (v->type != jbvBool)
@@ -774,7 +789,8 @@ crm_action_check_references(const CrmActionDesc *action, Jsonb *params, const ch
 	if ((action->flags & CRM_ACT_OUTBOUND) && (v = literal_param(params, "provider")) != NULL)
 	{
 		const char *channel = strcmp(name, "send_email") == 0 ? "email" :
-			strcmp(name, "send_sms") == 0 ? "sms" : name;
+			strcmp(name, "send_sms") == 0 ? "sms" :
+			strcmp(name, "openline_message") == 0 ? "openline" : name;
 
 		vals[0] = CStringGetTextDatum(channel);
 		vals[1] = CStringGetTextDatum(v);

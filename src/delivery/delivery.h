@@ -63,6 +63,9 @@ typedef struct CrmMessage
 	char	  **rcpt;
 	int			nrcpt;
 	char	   *subject;
+	char	   *charset;		/* e-mail: the charset asked for, NULL none */
+	int			encoding;		/* of subject and body: the database's, or
+								 * the charset's once converted at the claim */
 	bool		html;
 	char	   *tls;
 	CrmAttachment *att;

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * http.c
- *	  libcurl multi transport: webhooks, SMS and robocall HTTP requests, and
- *	  the transfer side of e-mails (smtp.c builds them).
+ *	  libcurl multi transport: webhooks, open-channel messages, SMS and robocall
+ *	  HTTP requests, and the transfer side of e-mails (smtp.c builds them).
  *
  * The worker hands over claimed messages (crm_transport_start) and waits in
  * crm_transport_wait, which sleeps on its latch and on every socket libcurl
@@ -565,7 +565,9 @@ http_prepare(CrmMessage *m, CURL *easy)
 	char		buf[512];
 	int64		ts = (int64) time(NULL);
 	int			i;
-	bool		webhook = strcmp(m->channel, "webhook") == 0;
+	/* open-channel messages are webhooks to the channel connector: JSON, signed */
+	bool		webhook = strcmp(m->channel, "webhook") == 0 ||
+		strcmp(m->channel, "openline") == 0;
 
 	if (m->url == NULL)
 	{

@@ -130,7 +130,8 @@ crm_message_check(CrmMessage *m)
 
 	if (m->channel == NULL ||
 		(strcmp(m->channel, "webhook") != 0 && strcmp(m->channel, "email") != 0 &&
-		 strcmp(m->channel, "sms") != 0 && strcmp(m->channel, "robocall") != 0))
+		 strcmp(m->channel, "sms") != 0 && strcmp(m->channel, "robocall") != 0 &&
+		 strcmp(m->channel, "openline") != 0))
 		return psprintf("unknown channel \"%s\"", m->channel ? m->channel : "");
 	email = strcmp(m->channel, "email") == 0;
 

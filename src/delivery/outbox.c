@@ -22,12 +22,14 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "core/charset.h"
 #include "core/guc.h"
 #include "delivery/delivery.h"
 #include "core/spi_util.h"
@@ -40,10 +42,10 @@ enum
 {
 	C_ID = 1, C_CHANNEL, C_ATTEMPTS, C_KEY, C_PROVIDER, C_URL, C_METHOD, C_HEADERS, C_BODY,
 	C_SECRET, C_USERNAME, C_MAIL_FROM, C_RCPT, C_SUBJECT, C_HTML, C_TLS, C_ATTACHMENTS,
-	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_NCOLS = C_CLIENT_KEY
+	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_CHARSET, C_NCOLS = C_CHARSET
 };
 
-/* A database still on 0.1.0 has the claim without the TLS columns. */
+/* A database still on 0.1.0 has the claim without the TLS and charset columns. */
 #define C_NCOLS_0_1 C_ERROR
 
 static char *
@@ -120,6 +122,49 @@ load_attachments(CrmMessage *m, char **ids, int n)
 }
 
 static Datum array_of(Datum *elems, bool *nulls, int n, Oid type);
+
+/*
+ * An e-mail that asks for a charset: its subject and body converted to it
+ * (here, in the claim's transaction: the conversion is looked up in the
+ * catalog).  The name is checked again, whoever wrote the row.  A
+ * character the charset cannot hold is written '?' (core/charset.c); how
+ * many were is logged.
+ */
+static void
+convert_texts(CrmMessage *m)
+{
+	int			enc = crm_charset_encoding(m->charset);
+	int			replaced = 0;
+	int			n;
+	char	   *error = NULL;
+
+	if (enc < 0)
+	{
+		m->error = psprintf("unknown charset \"%s\"",
+							crm_text_clean(m->charset, strlen(m->charset), 64, false));
+		return;
+	}
+	if (m->subject)
+	{
+		m->subject = crm_charset_convert(m->subject, strlen(m->subject), enc, &n, &error);
+		replaced += n;
+	}
+	if (error == NULL)
+	{
+		m->body = crm_charset_convert(m->body, strlen(m->body), enc, &n, &error);
+		replaced += n;
+	}
+	if (error != NULL)
+	{
+		m->error = error;
+		return;
+	}
+	m->encoding = enc;
+	if (replaced > 0)
+		ereport(LOG,
+				(errmsg("crm_automation: outbox message " INT64_FORMAT ": %d character(s) not in charset %s written as \"?\"",
+						m->id, replaced, crm_mime_charset(enc))));
+}
 
 /*
  * The endpoint of a URL as the worker counts transfers: "scheme://authority"
@@ -235,13 +280,17 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 			m->ca = get_text(tup, desc, C_CA);
 			m->client_cert = get_text(tup, desc, C_CLIENT_CERT);
 			m->client_key = get_text(tup, desc, C_CLIENT_KEY);
+			m->charset = get_text(tup, desc, C_CHARSET);
 		}
+		m->encoding = GetDatabaseEncoding();
 		m->endpoint = crm_endpoint_of(m->url);
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
 			m->body = pstrdup("");
 		if (m->error == NULL)
 			m->error = crm_message_check(m);
+		if (m->error == NULL && m->charset != NULL)
+			convert_texts(m);
 		MemoryContextSwitchTo(old);
 
 		if (m->error == NULL && natt > 0)

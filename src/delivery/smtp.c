@@ -11,9 +11,11 @@
  * login is refused; without a login, STARTTLS when offered ("try", the
  * default), required ("required") or never ("none").
  *
- * The message is in the database's encoding, and says so: a subject in
- * RFC 2047 encoded words when it is not plain ASCII (cut on the encoding's
- * character boundaries), a text or html body in quoted-printable, and the
+ * The subject and body are in the message's encoding (the database's, or
+ * the charset the message asked for: outbox.c converted them at the claim),
+ * and say so: a subject in RFC 2047 encoded words when it is not plain
+ * ASCII (cut on the encoding's character boundaries), a text or html body
+ * in quoted-printable with its charset in Content-Type, and the
  * drive files it attaches in base64, their names in RFC 2231 parameters
  * (filename*=UTF-8''...) when not plain ASCII.  Addresses and header
  * values with CR, LF or angle brackets are refused, and so are attachment
@@ -32,6 +34,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
+#include "core/charset.h"
 #include "core/guc.h"
 #include "delivery/delivery.h"
 
@@ -50,108 +53,28 @@ is_ascii(const char *s)
 	return true;
 }
 
-/*
- * The MIME charset of the database encoding, which texts are in: IANA's
- * preferred name for the server encodings mail readers know, else the
- * name gettext uses; SQL_ASCII has none: UTF-8 is the likeliest.
- */
+/* The MIME charset of the database encoding (attachment names are in it). */
 static const char *
 db_charset(void)
 {
-	int			enc = GetDatabaseEncoding();
-	const pg_enc2gettext *e;
-
-	switch (enc)
-	{
-		case PG_UTF8:
-		case PG_SQL_ASCII:
-			return "UTF-8";
-		case PG_LATIN1:
-			return "ISO-8859-1";
-		case PG_LATIN2:
-			return "ISO-8859-2";
-		case PG_LATIN3:
-			return "ISO-8859-3";
-		case PG_LATIN4:
-			return "ISO-8859-4";
-		case PG_LATIN5:
-			return "ISO-8859-9";
-		case PG_LATIN6:
-			return "ISO-8859-10";
-		case PG_LATIN7:
-			return "ISO-8859-13";
-		case PG_LATIN8:
-			return "ISO-8859-14";
-		case PG_LATIN9:
-			return "ISO-8859-15";
-		case PG_LATIN10:
-			return "ISO-8859-16";
-		case PG_ISO_8859_5:
-			return "ISO-8859-5";
-		case PG_ISO_8859_6:
-			return "ISO-8859-6";
-		case PG_ISO_8859_7:
-			return "ISO-8859-7";
-		case PG_ISO_8859_8:
-			return "ISO-8859-8";
-		case PG_WIN1250:
-			return "windows-1250";
-		case PG_WIN1251:
-			return "windows-1251";
-		case PG_WIN1252:
-			return "windows-1252";
-		case PG_WIN1253:
-			return "windows-1253";
-		case PG_WIN1254:
-			return "windows-1254";
-		case PG_WIN1255:
-			return "windows-1255";
-		case PG_WIN1256:
-			return "windows-1256";
-		case PG_WIN1257:
-			return "windows-1257";
-		case PG_WIN1258:
-			return "windows-1258";
-		case PG_WIN874:
-			return "windows-874";
-		case PG_WIN866:
-			return "IBM866";
-		case PG_KOI8R:
-			return "KOI8-R";
-		case PG_KOI8U:
-			return "KOI8-U";
-		case PG_EUC_JP:
-		case PG_EUC_JIS_2004:
-			return "EUC-JP";
-		case PG_EUC_KR:
-			return "EUC-KR";
-		case PG_EUC_CN:
-			return "GB2312";
-		default:
-			break;
-	}
-	for (e = pg_enc2gettext_tbl; e->name; e++)
-		if (e->encoding == enc)
-			return e->name;
-	return "UTF-8";
+	return crm_mime_charset(GetDatabaseEncoding());
 }
 
 #define WORD_BYTES	45			/* of text per encoded word: 60 in base64 */
 
 /*
  * Subject header: as is when ASCII, else encoded words of at most
- * WORD_BYTES bytes each, cut between characters of the database encoding
+ * WORD_BYTES bytes each, cut between characters of the message's encoding
  * (a word always takes at least one character, so the loop ends whatever
  * the bytes).
  */
 static char *
-encode_subject(const char *subject)
+encode_subject(const char *subject, int enc)
 {
 	StringInfoData buf;
 	const char *p = subject;
 	size_t		len = strlen(subject);
-	int			enc = GetDatabaseEncoding();
-	const char *charset = db_charset();
+	const char *charset = crm_mime_charset(enc);
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "Subject: ");
@@ -379,7 +302,7 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 
 	hdrs = curl_slist_append(hdrs, psprintf("From: %s", m->mail_from));
 	hdrs = curl_slist_append(hdrs, to.data);
-	hdrs = curl_slist_append(hdrs, encode_subject(m->subject ? m->subject : ""));
+	hdrs = curl_slist_append(hdrs, encode_subject(m->subject ? m->subject : "", m->encoding));
 	hdrs = curl_slist_append(hdrs, date_header());
 	hdrs = curl_slist_append(hdrs, psprintf("Message-ID: <%s@crm-automation>", m->key));
 	hdrs = curl_slist_append(hdrs, "X-Mailer: crm_automation/" CRM_VERSION);
@@ -395,7 +318,7 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 	part = curl_mime_addpart(mime);
 	curl_mime_data(part, m->body, CURL_ZERO_TERMINATED);
 	curl_mime_type(part, psprintf("%s; charset=%s", m->html ? "text/html" : "text/plain",
-								  db_charset()));
+								  crm_mime_charset(m->encoding)));
 	curl_mime_encoder(part, "quoted-printable");
 	for (i = 0; i < m->natt; i++)
 	{

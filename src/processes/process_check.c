@@ -9,9 +9,10 @@
  * A definition declares parameters, variables and constants and lists
  * activities.  An activity whose type is a robot action is checked by that
  * action's descriptor exactly as a robot is (crm_action_validate, then the
- * references it names); the process-only types if, delay, set_variable,
- * set_field and set_status_text are checked here, and the other process-only
- * types of SPEC §5 are refused as not supported yet.  Every template and
+ * references it names), and so is each process-only activity of SPEC §5
+ * (actions_catalog.c); the flow types if, delay, set_variable, set_field and
+ * set_status_text are checked here.  A type listed in unsupported_types is
+ * refused as not supported yet (none is, in this version).  Every template and
  * formula is parsed and its fields checked against the document type;
  * {=Variable:x}, {=Constant:x}, {=Parameter:x} and {=Activity:NAME.key} must
  * name something the template declares.  An error says where it is
@@ -48,7 +49,6 @@ PG_FUNCTION_INFO_V1(crm_validate_process_template);
  * the nearest activity that works.
  */
 static const char *const unsupported_types[][2] = {
-	{"openline_message", "Record the message with create_activity and send it with webhook to the channel connector."},
 	{NULL, NULL}
 };
 
@@ -782,6 +782,7 @@ static const char *const workspace_alternatives[][2] = {
 	{"schedule_call", "A %s has no CRM timeline: use create_task or calendar_event."},
 	{"schedule_meeting", "A %s has no CRM timeline: use create_task or calendar_event."},
 	{"control", "Use user_notification with \"to\": [\"supervisor\"] (the supervisor of the %s's author or owner)."},
+	{"openline_message", "A %s has no client's open channel: tell people with user_notification or feed_message, or call the connector with webhook."},
 	{NULL, NULL}
 };
 

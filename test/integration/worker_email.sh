@@ -3,7 +3,8 @@
 # message with a UTF-8 subject, an html body and a drive-file attachment,
 # parsed back with Python's MIME parser; several recipients; permanent (5xx)
 # and transient (4xx) refusals; the notification that falls back to e-mail
-# for an offline user.
+# for an offline user; the process activity email in another charset
+# (ISO-8859-1, KOI8-R): the bytes and the MIME headers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
@@ -99,5 +100,58 @@ for l in open(sys.argv[1], encoding="utf-8"):
         print("ok")
 PY
 )"
+
+echo "# the process activity email's charset: subject and body converted, declared in the headers"
+q "SELECT crm.add_process_template('deal', 'Latin', '{\"activities\": [
+	{\"type\": \"email\", \"to\": [\"latin@example.com\"], \"subject\": \"Devis « {{title}} »\", \"body\": \"Café crème à 3 €, merci\", \"charset\": \"iso-8859-1\"},
+	{\"type\": \"email\", \"to\": [\"koi@example.com\"], \"subject\": \"Привет\", \"body\": \"Счёт готов\", \"charset\": \"koi8-r\"}]}')" >/dev/null
+q "SELECT crm.start_process('Latin', 'deal', 100)" >/dev/null
+wait_for "SELECT count(*) = 2 FROM crm.outbox WHERE payload ? 'charset' AND process_instance_id IS NOT NULL AND status = 'sent'" 10 || true
+check "both sent" "sent|sent" "$(q "SELECT string_agg(status || coalesce(' ' || last_error, ''), '|' ORDER BY id) FROM crm.outbox WHERE process_instance_id IS NOT NULL AND channel = 'email'")"
+check "latin1: ISO-8859-1 bytes, Content-Type and RFC 2047 words say so; the euro sign, not in latin1, is ?" "ok" "$("$PY" - "$SMTP_LOG" <<'PY'
+import email, json, re, sys
+from email import policy
+problems = []
+for l in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(l)
+    if r["to"] == ["latin@example.com"]:
+        raw = r["data"]
+        m = email.message_from_string(raw, policy=policy.compat32)
+        t = next(p for p in m.walk() if p.get_content_maintype() == "text")
+        if t.get_content_charset() != "iso-8859-1": problems.append("content-type " + str(t["Content-Type"]))
+        body = t.get_payload(decode=True)
+        if body.rstrip(b"\r\n") != "Café crème à 3 ?, merci".encode("latin-1"): problems.append("body %r" % body)
+        words = re.findall(r"=\?([^?]+)\?B\?([^?]*)\?=", m["Subject"])
+        if not words or any(c != "ISO-8859-1" for c, _ in words): problems.append("subject " + m["Subject"])
+        import base64
+        subj = b"".join(base64.b64decode(w) for _, w in words)
+        if subj != "Devis « Chaises café »".encode("latin-1"): problems.append("subject bytes %r" % subj)
+        break
+else:
+    problems.append("no message to latin@example.com")
+print("ok" if not problems else "; ".join(problems))
+PY
+)"
+check "koi8-r: KOI8-R bytes, declared" "ok" "$("$PY" - "$SMTP_LOG" <<'PY'
+import email, json, sys
+from email import policy
+for l in open(sys.argv[1], encoding="utf-8"):
+    r = json.loads(l)
+    if r["to"] == ["koi@example.com"]:
+        m = email.message_from_string(r["data"], policy=policy.default)
+        t = next(p for p in m.walk() if p.get_content_maintype() == "text")
+        body = t.get_payload(decode=True)
+        ok = (t.get_content_charset() == "koi8-r" and m["Subject"] == "Привет"
+              and "=?KOI8-R?B?" in r["data"]
+              and body.rstrip(b"\r\n") == "Счёт готов".encode("koi8-r"))
+        print("ok" if ok else "got %r %r %r" % (m["Subject"], t["Content-Type"], body))
+        break
+else:
+    print("no message to koi@example.com")
+PY
+)"
+id=$(q "INSERT INTO crm.outbox (channel, payload) VALUES ('email', '{\"to\": [\"a@example.com\"], \"subject\": \"s\", \"body\": \"b\", \"charset\": \"ebcdic\"}') RETURNING id")
+wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true
+check "an unknown charset written by hand: dead" 'dead|unknown charset "ebcdic"' "$(q "SELECT status || '|' || last_error FROM crm.outbox WHERE id = $id")"
 
 it_end

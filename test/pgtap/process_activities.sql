@@ -1,9 +1,10 @@
 -- The process-only activities of seed 000: control (notifies now),
 -- user_notification, social_message, feed_message, calendar_event,
--- absence, email; their save-time checks; the catalogue crm.activity_types.
+-- absence, email (and its charset), openline_message; their save-time
+-- checks; the catalogue crm.activity_types.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(30);
+SELECT plan(60);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1),
@@ -69,13 +70,11 @@ SELECT throws_ok($$SELECT crm.add_process_template('deal', 'K', '{"activities": 
 	'22023', NULL, 'an unknown kind');
 SELECT throws_ok($$SELECT crm.add_process_template('deal', 'A', '{"activities": [{"type": "absence", "params": {"name": "x", "from": "2030-01-01", "to": "2030-01-02", "absence_type": "party"}}]}')$$,
 	'22023', NULL, 'an unknown absence type');
-SELECT throws_ok($$SELECT crm.add_process_template('deal', 'E', '{"activities": [{"type": "email", "to": ["a@example.com"], "subject": "s", "body": "b", "charset": "koi8-r"}]}')$$,
-	'22023', NULL, 'a charset that is not converted yet is refused at save');
-SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O', '{"activities": [{"type": "openline_message", "text": "x"}]}')$$,
-	'0A000', 'activity type "openline_message" is not supported yet', 'openline_message is refused');
-SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O2', '{"activities": [{"type": "openline_message", "text": "x"}]}')$$,
-	'0A000', NULL, 'naming the nearest alternative');
-SELECT is((SELECT count(*) FROM crm.process_template WHERE name IN ('C', 'U', 'K', 'A', 'E', 'O', 'O2')), 0::bigint, 'nothing stored');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'E', '{"activities": [{"type": "email", "to": ["a@example.com"], "subject": "s", "body": "b", "charset": "klingon"}]}')$$,
+	'22023', 'parameter "charset" names an unknown charset "klingon"', 'an unknown charset is refused at save');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'E2', '{"activities": [{"type": "email", "to": ["a@example.com"], "subject": "s", "body": "b", "charset": "SQL_ASCII"}]}')$$,
+	'22023', NULL, 'SQL_ASCII is not a charset');
+SELECT is((SELECT count(*) FROM crm.process_template WHERE name IN ('C', 'U', 'K', 'A', 'E', 'E2')), 0::bigint, 'nothing stored');
 -- Robots cannot use the process-only activities.
 SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'absence', '{"name": "x"}')$$,
 	'22023', NULL, 'absence is not a robot action');
@@ -94,16 +93,154 @@ SELECT crm.add_process_template('deal', 'Group', '{"activities": [{"type": "cale
 SELECT crm.start_process('Group', 'deal', 1) AS i5 \gset
 SELECT is((SELECT error FROM crm.process_instance WHERE id = :i5), 'a group calendar event needs "owner_id", the group', 'a group event without owner_id fails');
 
+-- email's charset: any name of an encoding PostgreSQL knows, kept by
+-- PostgreSQL's name for the worker (which converts subject and body);
+-- utf-8 by default.  An unknown one from a template fails the activity.
+SELECT crm.add_process_template('deal', 'Charsets', $${"variables": {"cs": {"type": "text", "default": "latin1"}},
+ "activities": [
+	{"type": "email", "to": ["a@example.com"], "subject": "cs1", "body": "b", "charset": "iso-8859-1"},
+	{"type": "email", "to": ["a@example.com"], "subject": "cs2", "body": "b", "charset": "windows-1252"},
+	{"type": "email", "to": ["a@example.com"], "subject": "cs3", "body": "b", "charset": "koi8-r"},
+	{"type": "email", "to": ["a@example.com"], "subject": "cs4", "body": "b", "charset": "{=Variable:cs}"},
+	{"type": "email", "to": ["a@example.com"], "subject": "cs5", "body": "b", "charset": "EUC_JP"},
+	{"type": "email", "to": ["a@example.com"], "subject": "cs6", "body": "b"}
+]}$$) IS NOT NULL AS t;
+SELECT crm.start_process('Charsets', 'deal', 1) AS ic \gset
+SELECT results_eq($$SELECT payload->>'subject', payload->>'charset' FROM crm.outbox WHERE process_instance_id = $$ || :ic || $$ ORDER BY id$$,
+	$$VALUES ('cs1', 'LATIN1'), ('cs2', 'WIN1252'), ('cs3', 'KOI8R'), ('cs4', 'LATIN1'), ('cs5', 'EUC_JP'), ('cs6', 'UTF8')$$,
+	'charsets by any of their names, utf-8 by default');
+SELECT crm.add_process_template('deal', 'BadCharset', $${"variables": {"cs": {"type": "text", "default": "ebcdic"}},
+ "activities": [{"type": "email", "to": ["a@example.com"], "subject": "s", "body": "b", "charset": "{=Variable:cs}"}]}$$) IS NOT NULL AS t;
+SELECT crm.start_process('BadCharset', 'deal', 1) AS ibc \gset
+SELECT is((SELECT status || ': ' || error FROM crm.process_instance WHERE id = :ibc), 'failed: unknown charset "ebcdic"',
+	'a rendered charset that is unknown fails the activity, nothing queued');
+
+-- openline_message: an outgoing openline activity on the document, and,
+-- unless hidden, a message on channel openline for the channel connector
+-- with the client's address from the latest incoming openline activity.
+SELECT crm.add_provider('openline', 'connector', '{"url": "https://connector.example.com/in"}',
+						secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') IS NOT NULL AS t;
+INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, remote_address, created_at)
+VALUES ('deal', 1, 'openline', 'incoming', 'old', 'telegram:41', now() - interval '1 day'),
+	   ('deal', 1, 'openline', 'incoming', 'Hi', 'telegram:42', now() - interval '1 hour');
+INSERT INTO crm.drive_file (id, name, content_type, content) VALUES (501, 'offer.pdf', 'application/pdf', '\x25504446');
+INSERT INTO crm.document (id, title, body, entity_type, entity_id) VALUES (601, 'Invoice 7', '<p>7</p>', 'deal', 1);
+SELECT crm.add_process_template('deal', 'Chat', $${"activities": [
+	{"type": "openline_message", "name": "m", "text": "Hello {{title}}\r\nline 2 \"quoted\"", "attachments": [501], "provider": "connector"},
+	{"type": "openline_message", "name": "h", "text": "note for us", "hidden": true},
+	{"type": "openline_message", "name": "d", "text": "your invoice", "attachment_type": "document", "attachments": ["601"]}
+]}$$) IS NOT NULL AS t;
+SELECT crm.start_process('Chat', 'deal', 1) AS io \gset
+SELECT is((SELECT status || coalesce(': ' || error, '') FROM crm.process_instance WHERE id = :io), 'completed', 'the open-channel messages ran');
+SELECT results_eq($$SELECT description, direction, status, completed, remote_address, responsible_id, subject
+					 FROM crm.activity WHERE type = 'openline' AND process_instance_id = $$ || :io || $$ ORDER BY id$$,
+	$$VALUES (E'Hello Chairs\r\nline 2 "quoted"', 'outgoing', 'completed', true, 'telegram:42', 2::bigint, 'Open channel message'),
+			 ('note for us', 'outgoing', 'completed', true, 'telegram:42', 2::bigint, 'Open channel message (hidden, not sent to the client)'),
+			 ('your invoice', 'outgoing', 'completed', true, 'telegram:42', 2::bigint, 'Open channel message')$$,
+	'each is an outgoing openline activity of the instance, the hidden one too');
+SELECT results_eq($$SELECT channel, provider_id IS NOT NULL, payload->>'text', payload->'client'->>'address', payload->>'entity_type',
+						   (payload->>'entity_id')::bigint, payload->>'attachment_type', payload->'attachments'
+					  FROM crm.outbox WHERE channel = 'openline' ORDER BY id$$,
+	$$VALUES ('openline', true, E'Hello Chairs\r\nline 2 "quoted"', 'telegram:42', 'deal', 1::bigint, 'drive',
+			  '[{"id": 501, "name": "offer.pdf", "size": 4, "content_type": "application/pdf"}]'::jsonb),
+			 ('openline', false, 'your invoice', 'telegram:42', 'deal', 1, 'document',
+			  '[{"id": 601, "name": "Invoice 7", "size": 8, "content_type": "text/html"}]')$$,
+	'queued for the connector with the client, the text as written (CR/LF too) and the attachments; the hidden one is not');
+SELECT ok((SELECT bool_and((payload->>'activity_id')::bigint = a.id AND o.process_instance_id = :io)
+			 FROM crm.outbox o JOIN crm.activity a ON a.description = o.payload->>'text' AND a.direction = 'outgoing'
+			WHERE o.channel = 'openline'), 'each message names its activity and instance');
+SELECT results_eq($$SELECT name, outputs ? 'activity_id', outputs ? 'message_id' FROM crm.process_log
+					 WHERE instance_id = $$ || :io || $$ ORDER BY id$$,
+	$$VALUES ('m', true, true), ('h', true, false), ('d', true, true)$$, 'outputs: activity_id, and message_id when sent');
+-- The claim gives the connector the payload as the body, signed with the provider's secret.
+SELECT results_eq($$SELECT url, method, body::jsonb ->> 'text', secret, error FROM crm._claim_messages(1000, '1 minute')
+					 WHERE channel = 'openline' ORDER BY id$$,
+	$$VALUES ('https://connector.example.com/in', 'POST', E'Hello Chairs\r\nline 2 "quoted"', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', NULL::text),
+			 ('https://connector.example.com/in', 'POST', 'your invoice', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', NULL)$$,
+	'the claim: the connector''s url, the payload as the body, the signing secret');
+-- Without an incoming openline activity the message goes without a client.
+INSERT INTO crm.deal (id, title, responsible_id) VALUES (2, 'Tables', 2);
+SELECT crm.start_process('Chat', 'deal', 2) AS io2 \gset
+SELECT results_eq($$SELECT payload ? 'client' FROM crm.outbox WHERE channel = 'openline' AND entity_id = 2 ORDER BY id$$,
+	$$VALUES (false), (false)$$, 'no client known: none in the payload');
+
+-- Run-time failures fail the activity alone: a text too long or empty
+-- once rendered, an attachment that does not exist.
+UPDATE crm.deal SET title = repeat('x', 20001) WHERE id = 2;
+SELECT crm.add_process_template('deal', 'Long', '{"activities": [{"type": "openline_message", "text": "{{title}}"}]}') IS NOT NULL AS t;
+SELECT crm.start_process('Long', 'deal', 2) AS il \gset
+SELECT is((SELECT error FROM crm.process_instance WHERE id = :il),
+	'parameter "text" is 20001 characters long once rendered; the limit is 20000', 'a huge text fails the activity');
+SELECT crm.add_process_template('deal', 'Empty', '{"variables": {"v": {"type": "text", "default": ""}}, "activities": [{"type": "openline_message", "text": "{=Variable:v}"}]}') IS NOT NULL AS t;
+SELECT crm.start_process('Empty', 'deal', 1) AS ie \gset
+SELECT is((SELECT error FROM crm.process_instance WHERE id = :ie), 'the open-channel message is empty once rendered', 'an empty text fails the activity');
+SELECT crm.add_process_template('deal', 'NoFile', '{"activities": [{"type": "openline_message", "text": "x", "attachments": [999]}]}') IS NOT NULL AS t;
+SELECT crm.start_process('NoFile', 'deal', 1) AS inf \gset
+SELECT is((SELECT error FROM crm.process_instance WHERE id = :inf), 'attachment 999 is not a drive file (crm.drive_file)', 'a missing attachment fails the activity');
+SELECT is((SELECT count(*) FROM crm.activity WHERE process_instance_id IN (:il, :ie, :inf)), 0::bigint, 'and records nothing');
+
+-- Save-time checks of openline_message: nothing stored.
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O1', '{"activities": [{"type": "openline_message"}]}')$$,
+	'22023', 'missing required parameter "text" for action "openline_message"', 'text is required');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O2', '{"activities": [{"type": "openline_message", "text": null}]}')$$,
+	'22004', NULL, 'text must not be null');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O3', '{"activities": [{"type": "openline_message", "text": "x", "hidden": "yes"}]}')$$,
+	'22023', 'parameter "hidden" must be a boolean, not a string', 'hidden is a boolean');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O4', '{"activities": [{"type": "openline_message", "text": "x", "attachment_type": "disk"}]}')$$,
+	'22023', NULL, 'attachment_type is document or drive');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O5', '{"activities": [{"type": "openline_message", "text": "x", "attachments": ["a.pdf"]}]}')$$,
+	'22023', NULL, 'attachments are ids or a file field');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O6', '{"activities": [{"type": "openline_message", "text": "x", "provider": "nope"}]}')$$,
+	'42704', 'openline provider "nope" does not exist', 'a provider that does not exist');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O7', '{"activities": [{"type": "openline_message", "text": "x", "channel": "tg"}]}')$$,
+	'22023', NULL, 'an unknown parameter');
+SELECT throws_ok(format($$SELECT crm.add_process_template('deal', 'O8', '{"activities": [{"type": "openline_message", "text": "%s"}]}')$$, repeat('y', 20001)),
+	'22001', NULL, 'a text longer than 20,000 characters');
+SELECT throws_ok($$SELECT crm.add_process_template('deal', 'O9', '{"activities": [{"type": "if", "condition": "true", "then": [{"type": "openline_message", "text": "{{nosuchfield}}"}]}]}')$$,
+	'42703', NULL, 'a template naming no field');
+SELECT is((SELECT count(*) FROM crm.process_template WHERE name ~ '^O[0-9]$'), 0::bigint, 'nothing stored');
+CREATE FUNCTION pg_temp.error_place(def text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE d text; c text; h text;
+BEGIN
+	PERFORM crm.add_process_template('deal', 'Place', def::jsonb);
+	RETURN 'saved';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, c = PG_EXCEPTION_CONTEXT, h = PG_EXCEPTION_HINT;
+	RETURN coalesce(d, '') || ' | ' || coalesce(c, '') || ' | ' || coalesce(h, '');
+END
+$f$;
+SELECT alike(pg_temp.error_place('{"activities": [{"type": "set_status_text", "text": "a"}, {"type": "if", "condition": "true", "then": [{"type": "openline_message", "text": "x", "hidden": 1}]}]}'),
+	'%activities[1].then[0]%|%', 'the error names the activity''s place');
+SELECT alike(pg_temp.error_place('{"activities": [{"type": "openline_message", "text": "x", "channel": "tg"}]}'),
+	'At activities[0].%|%|%Parameters of openline_message%text*%', 'and hints at its parameters');
+-- Robots cannot send open-channel messages (process only).
+SELECT throws_ok($$SELECT crm.add_robot(crm.stage('deal', 'new'), 'openline_message', '{"text": "x"}')$$,
+	'22023', NULL, 'openline_message is not a robot action');
+
+-- openline providers: a url, and a signing secret always.
+SELECT throws_ok($$SELECT crm.add_provider('openline', 'nosecret', '{"url": "https://c.example.com/"}')$$,
+	'22023', 'an openline provider needs a signing secret', 'an openline provider needs a secret');
+SELECT throws_ok($$SELECT crm.add_provider('openline', 'nourl', '{}', secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')$$,
+	'22023', 'openline provider config needs a "url"', 'and a url');
+SELECT throws_ok($$SELECT crm.add_provider('openline', 'badsecret', '{"url": "https://c.example.com/"}', secret => 'hunter2')$$,
+	'22023', 'webhook secret must be "whsec_" followed by a base64 key', 'a Standard Webhooks secret');
+
+
 -- The catalogue.
 SELECT results_eq($$SELECT kind, in_robots, in_processes FROM crm.activity_types WHERE type = 'absence'$$,
 	$$VALUES ('process_only', false, true)$$, 'absence: process only');
 SELECT results_eq($$SELECT kind, in_processes FROM crm.activity_types WHERE type = 'control' ORDER BY kind$$,
 	$$VALUES ('action', false), ('process_only', true)$$, 'two controls: the robot one, the process one');
 SELECT is((SELECT document_types FROM crm.activity_types WHERE type = 'control' AND kind = 'process_only'), 'deal, lead', 'with its document types');
-SELECT ok((SELECT count(*) FROM crm.activity_types WHERE kind = 'flow') = 6
+SELECT ok((SELECT count(*) FROM crm.activity_types WHERE kind = 'flow') = 5
 		  AND (SELECT count(*) FROM crm.activity_types WHERE kind = 'action') = (SELECT count(*) FROM crm.robot_actions),
 	'every robot action and the flow activities are listed');
-SELECT alike((SELECT note FROM crm.activity_types WHERE type = 'openline_message'), 'not supported yet: %', 'what is not supported says so');
+SELECT results_eq($$SELECT kind, in_robots, in_processes, note FROM crm.activity_types WHERE type = 'openline_message'$$,
+	$$VALUES ('process_only', false, true, NULL::text)$$, 'openline_message: process only, supported');
+SELECT results_eq($$SELECT p->>'name' FROM crm.activity_types, jsonb_array_elements(parameters) p WHERE type = 'openline_message'$$,
+	$$VALUES ('text'), ('hidden'), ('attachment_type'), ('attachments'), ('provider')$$, 'with its parameters');
+SELECT is((SELECT p->>'type' FROM crm.activity_types, jsonb_array_elements(parameters) p WHERE type = 'email' AND p->>'name' = 'charset'),
+	'text', 'email''s charset is any charset name');
 SET LOCAL ROLE crm_user;
 SELECT ok((SELECT count(*) > 30 FROM crm.activity_types), 'crm_user reads the catalogue');
 RESET ROLE;

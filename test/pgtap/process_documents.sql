@@ -6,7 +6,7 @@
 -- same exclusions as items, crm.item_automation and crm.document_processes.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(58);
+SELECT plan(59);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES
@@ -117,6 +117,8 @@ SELECT throws_ok($$SELECT crm.add_process_template('drive_file', 'Control', '{"a
 	'0A000', 'activity "control" at activities[0] works on CRM items only, not on drive_file documents', 'the process control');
 SELECT throws_ok($$SELECT crm.add_process_template('feed_post', 'Convert', '{"activities": [{"type": "convert", "to": "deal"}]}')$$,
 	'0A000', 'activity "convert" at activities[0] works on CRM items only, not on feed_post documents', 'convert');
+SELECT throws_ok($$SELECT crm.add_process_template('feed_post', 'Openline', '{"activities": [{"type": "openline_message", "text": "Hello"}]}')$$,
+	'0A000', 'activity "openline_message" at activities[0] works on CRM items only, not on feed_post documents', 'openline_message');
 SELECT throws_ok($$SELECT crm.add_process_template('feed_post', 'Field', '{"activities": [{"type": "set_field", "field": "entity_id", "value": "1"}]}')$$,
 	'0A000', 'set_field at activities[0] cannot set "entity_id" of a feed_post', 'set_field on a column it does not set');
 SELECT throws_ok($$SELECT crm.add_process_template('drive_file', 'Size', '{"activities": [{"type": "set_field", "field": "size", "value": "1"}]}')$$,
