@@ -2091,3 +2091,42 @@ CREATE OR REPLACE VIEW crm.activity_types AS
 	  ) AS f (type, description, parameters, note);
 COMMENT ON VIEW crm.activity_types IS
 	'Activity types of business processes and robots: parameters, outputs, document types, where each runs';
+
+-- Feed posts and drive files are documents of business processes (issue
+-- 14): templates for them are accepted, and they auto-start on add / modify.
+CREATE OR REPLACE FUNCTION crm._process_document_type(p_type text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF p_type IS NULL THEN
+		RAISE EXCEPTION 'document_type must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Document types: an entity type (lead, deal, ...), feed_post or drive_file.';
+	END IF;
+	IF lower(p_type) IN ('feed_post', 'drive_file') THEN
+		RETURN lower(p_type);
+	END IF;
+	IF NOT EXISTS (SELECT FROM crm.entity_type WHERE code = lower(p_type)) THEN
+		RAISE EXCEPTION 'unknown document type "%"', p_type
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Document types: ' ||
+					(SELECT string_agg(code, ', ' ORDER BY id) FROM crm.entity_type) ||
+					' (entity types), feed_post and drive_file.';
+	END IF;
+	RETURN (crm._entity_type(p_type)).code;
+END
+$$;
+
+CREATE FUNCTION crm._document_row_written() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'crm_document_row_written' LANGUAGE C;
+CREATE FUNCTION crm._document_after_statement() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'crm_document_after_statement' LANGUAGE C;
+CREATE TRIGGER process_autostart AFTER INSERT OR UPDATE ON crm.feed_post
+	FOR EACH ROW EXECUTE FUNCTION crm._document_row_written();
+CREATE TRIGGER process_autostart_batch AFTER INSERT OR UPDATE ON crm.feed_post
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._document_after_statement();
+CREATE TRIGGER process_autostart AFTER INSERT OR UPDATE ON crm.drive_file
+	FOR EACH ROW EXECUTE FUNCTION crm._document_row_written();
+CREATE TRIGGER process_autostart_batch AFTER INSERT OR UPDATE ON crm.drive_file
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._document_after_statement();
+REVOKE EXECUTE ON FUNCTION crm._document_row_written(), crm._document_after_statement() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._document_row_written(), crm._document_after_statement() TO crm_admin;

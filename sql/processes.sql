@@ -29,9 +29,14 @@ $$;
 \pset null '-'
 \x on
 
--- The document type: an entity type; feed posts and drive files not yet.
+-- The document type: an entity type, a feed post (feed_post) or a drive
+-- file (drive_file).  On those two, an activity that needs a CRM item is
+-- refused with its place and what to use instead.
 SELECT * FROM pg_temp.refused('spaceship', '{"activities": [{"type": "write_log", "text": "x"}]}');
 SELECT * FROM pg_temp.refused('feed_post', '{"activities": [{"type": "write_log", "text": "x"}]}');
+SELECT * FROM pg_temp.refused('drive_file', '{"activities": [{"type": "set_status_text", "text": "{{name}}"}, {"type": "if", "condition": "{{size}} > 0", "then": [{"type": "change_stage", "stage": "won"}]}]}');
+SELECT * FROM pg_temp.refused('feed_post', '{"activities": [{"type": "set_field", "field": "entity_id", "value": "1"}]}');
+SELECT * FROM pg_temp.refused('feed_post', '{"activities": [{"type": "set_status_text", "text": "{{responsible.name}}"}]}');
 -- Auto-start: add and/or modify; a template that auto-starts gets no
 -- parameters, so none may be required without a default.
 SELECT * FROM pg_temp.refused('deal', '{"parameters": {"why": {"type": "text", "required": true}}, "activities": [{"type": "write_log", "text": "x"}]}', '{add}');

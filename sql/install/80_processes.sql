@@ -10,15 +10,25 @@ CREATE FUNCTION crm._validate_process_template(document_type text, definition js
 RETURNS void
 	AS 'MODULE_PATHNAME', 'crm_validate_process_template' LANGUAGE C STRICT;
 
--- The document type of a template: an entity type (feed posts and drive
--- files are not documents yet).
+-- The document type of a template: an entity type, or feed_post / drive_file
+-- (a row of crm.feed_post / crm.drive_file).
 CREATE FUNCTION crm._process_document_type(p_type text) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF p_type IN ('feed_post', 'drive_file') THEN
-		RAISE EXCEPTION 'document type "%" is not supported for business processes yet', p_type
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Processes run on CRM items: lead, deal, contact, company, quote, invoice and smart processes.';
+	IF p_type IS NULL THEN
+		RAISE EXCEPTION 'document_type must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Document types: an entity type (lead, deal, ...), feed_post or drive_file.';
+	END IF;
+	IF lower(p_type) IN ('feed_post', 'drive_file') THEN
+		RETURN lower(p_type);
+	END IF;
+	IF NOT EXISTS (SELECT FROM crm.entity_type WHERE code = lower(p_type)) THEN
+		RAISE EXCEPTION 'unknown document type "%"', p_type
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Document types: ' ||
+					(SELECT string_agg(code, ', ' ORDER BY id) FROM crm.entity_type) ||
+					' (entity types), feed_post and drive_file.';
 	END IF;
 	RETURN (crm._entity_type(p_type)).code;
 END
@@ -162,6 +172,21 @@ CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.contact
 	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
 CREATE TRIGGER item_batch AFTER INSERT OR UPDATE OR DELETE ON crm.company
 	FOR EACH STATEMENT EXECUTE FUNCTION crm.item_after_statement();
+
+-- Feed posts and drive files, documents too, auto-start the same way: a row
+-- trigger notes what was written, the statement's trigger starts it.
+CREATE FUNCTION crm._document_row_written() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'crm_document_row_written' LANGUAGE C;
+CREATE FUNCTION crm._document_after_statement() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'crm_document_after_statement' LANGUAGE C;
+CREATE TRIGGER process_autostart AFTER INSERT OR UPDATE ON crm.feed_post
+	FOR EACH ROW EXECUTE FUNCTION crm._document_row_written();
+CREATE TRIGGER process_autostart_batch AFTER INSERT OR UPDATE ON crm.feed_post
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._document_after_statement();
+CREATE TRIGGER process_autostart AFTER INSERT OR UPDATE ON crm.drive_file
+	FOR EACH ROW EXECUTE FUNCTION crm._document_row_written();
+CREATE TRIGGER process_autostart_batch AFTER INSERT OR UPDATE ON crm.drive_file
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._document_after_statement();
 
 -- Deleting a template stops its instances: their pending timers are
 -- cancelled, and the instances go with the template.

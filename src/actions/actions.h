@@ -61,7 +61,10 @@ typedef enum CrmActionFlags
 	CRM_ACT_LEADS_ONLY = 1 << 3,
 	CRM_ACT_DEALS_ONLY = 1 << 4,
 	CRM_ACT_DEALS_LEADS = 1 << 5,	/* deals and leads only */
-	CRM_ACT_PROCESS_ONLY = 1 << 6	/* an activity of business processes only */
+	CRM_ACT_PROCESS_ONLY = 1 << 6,	/* an activity of business processes only */
+	CRM_ACT_ANY_DOCUMENT = 1 << 7	/* also an activity on feed posts and drive
+									 * files (process documents that are no CRM
+									 * items); the others need a CRM item */
 } CrmActionFlags;
 
 typedef struct CrmActionDesc
@@ -108,8 +111,10 @@ typedef struct CrmActionCall
 	bool		stop_chain;		/* set by the executor to stop later robots */
 	bool		hold;			/* set by the executor: later robots wait until
 								 * the message it queued is sent or given up */
-	bool		unbound;		/* create_task of a process with bind_current
-								 * false: the document is not bound */
+	bool		unbound;		/* the effect rows do not reference the
+								 * document: create_task of a process with
+								 * bind_current false, or any activity on a
+								 * feed post or drive file (no CRM item) */
 } CrmActionCall;
 
 /* Catalogue. */

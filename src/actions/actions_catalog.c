@@ -239,7 +239,7 @@ static const CrmParamDesc p_cancel_reservation[] = {
 };
 
 static const CrmActionDesc actions[] = {
-	{"add_chat_members", "chat", "adds users to a chat made by create_group_chat", 0, NULL,
+	{"add_chat_members", "chat", "adds users to a chat made by create_group_chat", CRM_ACT_ANY_DOCUMENT, NULL,
 	crm_exec_add_chat_members, p_add_chat_members},
 	{"add_comment", "communication", "adds a comment to the item's timeline", 0, NULL,
 	crm_exec_add_comment, p_add_comment},
@@ -255,7 +255,7 @@ static const CrmActionDesc actions[] = {
 		CRM_ACT_STOPS_CHAIN, NULL, crm_exec_change_stage, p_change_stage},
 	{"change_pipeline", "items", "moves the item to another pipeline; stops its robots and processes",
 		CRM_ACT_STOPS_CHAIN, NULL, crm_exec_change_pipeline, p_change_pipeline},
-	{"chat_message", "chat", "posts a message in a private group chat", 0, NULL,
+	{"chat_message", "chat", "posts a message in a private group chat", CRM_ACT_ANY_DOCUMENT, NULL,
 	crm_exec_chat_message, p_chat_message},
 	{"control", "scheduling", "notifies if the item is still in the stage after a time",
 		CRM_ACT_SCHEDULES, NULL, crm_exec_control, p_control},
@@ -269,33 +269,33 @@ static const CrmActionDesc actions[] = {
 		CRM_ACT_LEADS_ONLY, "contact_id", crm_exec_create_contact_from_lead, p_none},
 	{"create_document", "items", "creates a document from a template", 0, "document_id",
 	crm_exec_create_document, p_create_document},
-	{"create_group_chat", "chat", "creates a group chat", 0, "chat_id",
+	{"create_group_chat", "chat", "creates a group chat", CRM_ACT_ANY_DOCUMENT, "chat_id",
 	crm_exec_create_group_chat, p_create_group_chat},
 	{"create_repeat_lead", "items", "creates a repeat lead for the deal's client", CRM_ACT_DEALS_ONLY,
 		"lead_id", crm_exec_create_repeat_lead, p_repeat_lead},
-	{"create_task", "tasks", "creates a task bound to the item", 0, "task_id",
+	{"create_task", "tasks", "creates a task bound to the item", CRM_ACT_ANY_DOCUMENT, "task_id",
 	crm_exec_create_task, p_create_task},
 	{"delete_item", "items", "deletes the item; later robots do not run",
 		CRM_ACT_STOPS_CHAIN, NULL, crm_exec_delete_item, p_none},
-	{"direct_message", "chat", "sends a private message to users", 0, NULL,
+	{"direct_message", "chat", "sends a private message to users", CRM_ACT_ANY_DOCUMENT, NULL,
 	crm_exec_direct_message, p_direct_message},
-	{"feed_post", "communication", "publishes a feed post", 0, "post_id",
+	{"feed_post", "communication", "publishes a feed post", CRM_ACT_ANY_DOCUMENT, "post_id",
 	crm_exec_feed_post, p_feed_post},
-	{"generate_code", "items", "generates a random code", 0, "code",
+	{"generate_code", "items", "generates a random code", CRM_ACT_ANY_DOCUMENT, "code",
 	crm_exec_generate_code, p_generate_code},
-	{"notify", "communication", "sends a notification to users", 0, NULL,
+	{"notify", "communication", "sends a notification to users", CRM_ACT_ANY_DOCUMENT, NULL,
 	crm_exec_notify, p_notify},
 	{"reserve_resource", "scheduling", "books employees' time for a service", 0, "booked",
 	crm_exec_reserve_resource, p_booking},
 	{"robocall", "outbound", "places an automated call through a provider",
-		CRM_ACT_OUTBOUND, "message_id", crm_exec_outbound, p_robocall},
+		CRM_ACT_OUTBOUND | CRM_ACT_ANY_DOCUMENT, "message_id", crm_exec_outbound, p_robocall},
 	{"schedule_call", "tasks", "schedules a call: an activity and a calendar event", 0, "activity_id",
 	crm_exec_schedule_call, p_schedule},
 	{"schedule_meeting", "tasks", "schedules a meeting: an activity and a calendar event", 0, "activity_id",
 	crm_exec_schedule_meeting, p_schedule},
-	{"send_email", "outbound", "sends an e-mail", CRM_ACT_OUTBOUND, "message_id",
+	{"send_email", "outbound", "sends an e-mail", CRM_ACT_OUTBOUND | CRM_ACT_ANY_DOCUMENT, "message_id",
 	crm_exec_outbound, p_send_email},
-	{"send_sms", "outbound", "sends an SMS through a provider", CRM_ACT_OUTBOUND, "message_id",
+	{"send_sms", "outbound", "sends an SMS through a provider", CRM_ACT_OUTBOUND | CRM_ACT_ANY_DOCUMENT, "message_id",
 	crm_exec_outbound, p_send_sms},
 	{"update_company", "items", "sets fields of the linked company", 0, NULL,
 	crm_exec_update_related, p_update_company},
@@ -303,9 +303,9 @@ static const CrmActionDesc actions[] = {
 	crm_exec_update_related, p_update_contact},
 	{"update_item", "items", "sets fields of the item", 0, NULL,
 	crm_exec_update_item, p_update_item},
-	{"wait", "scheduling", "pauses the robots after it", CRM_ACT_SCHEDULES, NULL,
+	{"wait", "scheduling", "pauses the robots after it", CRM_ACT_SCHEDULES | CRM_ACT_ANY_DOCUMENT, NULL,
 	crm_exec_wait, p_wait},
-	{"webhook", "outbound", "sends an HTTP request", CRM_ACT_OUTBOUND, "message_id",
+	{"webhook", "outbound", "sends an HTTP request", CRM_ACT_OUTBOUND | CRM_ACT_ANY_DOCUMENT, "message_id",
 	crm_exec_outbound, p_webhook},
 	{"write_log", "communication", "adds an information entry to the item's history", 0, NULL,
 	crm_exec_write_log, p_write_log},
@@ -394,23 +394,23 @@ static const CrmParamDesc p_openline_message[] = {
 };
 
 static const CrmActionDesc process_actions[] = {
-	{"absence", "process", "adds an absence to the absence chart", CRM_ACT_PROCESS_ONLY, "absence_id",
+	{"absence", "process", "adds an absence to the absence chart", CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT, "absence_id",
 	crm_exec_absence, p_absence},
-	{"calendar_event", "process", "adds an event to a user's or a group's calendar", CRM_ACT_PROCESS_ONLY,
+	{"calendar_event", "process", "adds an event to a user's or a group's calendar", CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT,
 		"event_id", crm_exec_calendar_event, p_calendar_event},
 	{"control", "process", "notifies now the supervisor of the document's responsible",
 		CRM_ACT_PROCESS_ONLY | CRM_ACT_DEALS_LEADS, NULL, crm_exec_process_control, p_process_control},
-	{"email", "process", "sends an e-mail through the outbox", CRM_ACT_PROCESS_ONLY | CRM_ACT_OUTBOUND,
+	{"email", "process", "sends an e-mail through the outbox", CRM_ACT_PROCESS_ONLY | CRM_ACT_OUTBOUND | CRM_ACT_ANY_DOCUMENT,
 		"message_id", crm_exec_outbound, p_email},
-	{"feed_message", "process", "publishes a feed post", CRM_ACT_PROCESS_ONLY, "post_id",
+	{"feed_message", "process", "publishes a feed post", CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT, "post_id",
 	crm_exec_feed_post, p_feed_message},
 	{"openline_message", "process", "sends a message to the client's open channel, recorded as an openline activity",
 		CRM_ACT_PROCESS_ONLY | CRM_ACT_OUTBOUND, "activity_id,message_id", crm_exec_openline_message,
 	p_openline_message},
 	{"social_message", "process", "sends a personal message, by e-mail to recipients offline",
-		CRM_ACT_PROCESS_ONLY, NULL, crm_exec_social_message, p_social_message},
+		CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT, NULL, crm_exec_social_message, p_social_message},
 	{"user_notification", "process", "notifies users, by e-mail when offline if email_text is given",
-		CRM_ACT_PROCESS_ONLY, NULL, crm_exec_user_notification, p_user_notification},
+		CRM_ACT_PROCESS_ONLY | CRM_ACT_ANY_DOCUMENT, NULL, crm_exec_user_notification, p_user_notification},
 };
 
 const CrmActionDesc *
@@ -548,6 +548,10 @@ params_jsonb(const CrmActionDesc *a)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
+/*
+ * Where an activity works: "all" (CRM items, feed posts and drive files),
+ * "CRM items" (every entity type), or the entity types it is limited to.
+ */
 static const char *
 document_types(const CrmActionDesc *a)
 {
@@ -557,7 +561,9 @@ document_types(const CrmActionDesc *a)
 		return "lead";
 	if (a->flags & CRM_ACT_DEALS_LEADS)
 		return "deal, lead";
-	return "all";
+	if (a->flags & CRM_ACT_ANY_DOCUMENT)
+		return "all";
+	return "CRM items";
 }
 
 PG_FUNCTION_INFO_V1(crm_robot_actions);

@@ -63,6 +63,7 @@ crm_exec_feed_post(CrmActionCall *call)
 	vals[2] = CStringGetTextDatum(crm_param_text(call, "text"));
 	vals[3] = CStringGetTextDatum(call->cx->entity_type);
 	vals[4] = Int64GetDatum(call->cx->item_id);
+	nulls[3] = nulls[4] = call->unbound ? 'n' : ' ';
 	crm_action_author(call, vals, nulls, 5, 9);
 	vals[6] = crm_int8_array(ids, n);
 	/* feed_message (a process activity) has no tags and no files */
@@ -102,6 +103,7 @@ crm_exec_create_group_chat(CrmActionCall *call)
 	vals[1] = Int64GetDatum(ids[0]);
 	vals[2] = CStringGetTextDatum(call->cx->entity_type);
 	vals[3] = Int64GetDatum(call->cx->item_id);
+	nulls[2] = nulls[3] = call->unbound ? 'n' : ' ';
 	crm_action_author(call, vals, nulls, 4, 5);
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.chat (title, type, owner_id, created_by_automation, entity_type, entity_id,"

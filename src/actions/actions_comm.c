@@ -126,6 +126,7 @@ crm_notify_users(CrmActionCall *call, const int64 *ids, int n, int64 sender, con
 	nulls[8] = (email_text == NULL);
 	vals[4] = CStringGetTextDatum(call->cx->entity_type);
 	vals[5] = Int64GetDatum(call->cx->item_id);
+	nulls[4] = nulls[5] = call->unbound;
 	vals[6] = Int64GetDatum(call->robot_id);
 	nulls[6] = (call->robot_id == 0);
 	vals[7] = Int64GetDatum(call->process_instance_id);

@@ -176,6 +176,7 @@ crm_exec_calendar_event(CrmActionCall *call)
 	vals[7] = TimestampTzGetDatum(to);
 	vals[8] = CStringGetTextDatum(call->cx->entity_type);
 	vals[9] = Int64GetDatum(call->cx->item_id);
+	nulls[8] = nulls[9] = call->unbound ? 'n' : ' ';
 	crm_action_author(call, vals, nulls, 10, 11);
 	vals[12] = Int64GetDatum(group);
 	nulls[12] = group ? ' ' : 'n';

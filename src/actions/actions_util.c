@@ -24,7 +24,9 @@
 
 /*
  * An integer column of the current item (NULL-aware): read from the row the
- * caller holds when it has one, else through the expression language.
+ * caller holds when it has one, else through the expression language.  The
+ * responsible of a feed post (a business process's document) is its
+ * author, of a drive file its owner.
  */
 int64
 crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull)
@@ -32,6 +34,9 @@ crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull)
 	CrmExpr    *e;
 	CrmValue	v;
 	int64		out = 0;
+
+	if (strcmp(column, "responsible_id") == 0 && crm_workspace_document(cx->entity_type))
+		column = strcmp(cx->entity_type, "feed_post") == 0 ? "author_id" : "owner_id";
 
 	if (cx->tuple != NULL && cx->desc != NULL)
 	{
@@ -60,7 +65,8 @@ crm_item_int(CrmEvalContext *cx, const char *column, bool *isnull)
 const char *
 crm_item_table(const char *entity_type)
 {
-	return crm_entity_table(entity_type);
+	/* an entity type's table, or a process document's (feed_post, drive_file) */
+	return crm_document_table(entity_type);
 }
 
 const char *

@@ -521,6 +521,21 @@ crm_entity_table(const char *entity_type)
 	return pstrdup(entity_type_info(entity_type)->table_name);
 }
 
+bool
+crm_workspace_document(const char *document_type)
+{
+	return document_type != NULL &&
+		(strcmp(document_type, "feed_post") == 0 || strcmp(document_type, "drive_file") == 0);
+}
+
+char *
+crm_document_table(const char *document_type)
+{
+	if (crm_workspace_document(document_type))
+		return pstrdup(document_type);
+	return crm_entity_table(document_type);
+}
+
 char *
 crm_entity_prefix(const char *entity_type)
 {

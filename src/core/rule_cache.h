@@ -52,6 +52,16 @@ extern const CrmStageInfo *crm_stage_info_required(int64 stage_id);
 extern char *crm_entity_table(const char *entity_type);
 extern char *crm_entity_prefix(const char *entity_type);
 
+/*
+ * Business processes also run on feed posts (document type "feed_post")
+ * and drive files ("drive_file"), which are no entity types: rows of
+ * crm.feed_post and crm.drive_file.  crm_workspace_document says whether a
+ * document type is one of them; crm_document_table gives a document type's
+ * table (in schema crm), an entity type's or theirs.
+ */
+extern bool crm_workspace_document(const char *document_type);
+extern char *crm_document_table(const char *document_type);
+
 /* First stage of the entity type's default pipeline, or 0 when it has none. */
 extern int64 crm_default_stage(const char *entity_type);
 

@@ -297,7 +297,7 @@ item_row(CrmEvalContext *cx, HeapTuple *tuple, TupleDesc *desc)
 	cache = eval_cache(cx);
 	r = cached_row(cache, "item");
 	if (r == NULL)
-		r = load_row(cache, "item", crm_entity_table(cx->entity_type), cx->item_id);
+		r = load_row(cache, "item", crm_document_table(cx->entity_type), cx->item_id);
 	if (r->tuple == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

@@ -925,6 +925,10 @@ custom_field_registered(const char *entity_type, const char *code)
 static void
 unknown_field(const char *field, const char *entity_type, const char *where, const char *hint)
 {
+	/* a feed post or drive file has its table's columns, no custom fields */
+	if (crm_workspace_document(entity_type))
+		hint = psprintf("A %s document's fields are the columns of crm.%s (custom fields and related records are those of CRM items).",
+						entity_type, entity_type);
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_COLUMN),
 			 errmsg("unknown field \"%s\" in %s", field, where),
@@ -990,7 +994,7 @@ void
 crm_expr_check(const CrmExpr *e, const char *entity_type, List *robot_names,
 			   bool check_robots, const char *where)
 {
-	check_node(e->root, entity_type, crm_entity_table(entity_type), robot_names,
+	check_node(e->root, entity_type, crm_document_table(entity_type), robot_names,
 			   check_robots, where ? where : e->where);
 }
 

@@ -28,6 +28,13 @@
  *		updated_by, stage_changed_at) or nothing.
  * Those writes still run robots and triggers as usual.
  *
+ * Feed posts and drive files (document types "feed_post", "drive_file",
+ * no entity types) have no engine row trigger: their own AFTER ROW and
+ * AFTER STATEMENT triggers (crm._document_row_written,
+ * crm._document_after_statement) note and start them the same way, with
+ * the same exclusions; their templates that auto-start are a global slot
+ * of the rule cache.
+ *
  * The starts of a statement run optimistically in one subtransaction; if
  * anything in it fails (an instance's activities fail alone, so this is a
  * start that could not even begin), it is rolled back and every start is
@@ -44,6 +51,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "commands/trigger.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -99,6 +107,7 @@ typedef struct Frame
 } Frame;
 
 static int	rules_slot = -1;
+static int	documents_slot = -1;
 static Frame *frames[MAX_FRAMES];
 static int	nframes = 0;
 static bool callbacks_registered = false;
@@ -150,6 +159,36 @@ autostart_load(const char *entity_type)
 	}
 	SPI_finish();
 	return r;
+}
+
+/* The templates that auto-start on feed posts and on drive files. */
+typedef struct DocumentRules
+{
+	AutoStartRules *feed_post;
+	AutoStartRules *drive_file;
+} DocumentRules;
+
+static void *
+documents_load(void)
+{
+	DocumentRules *d = palloc0(sizeof(DocumentRules));
+
+	d->feed_post = autostart_load("feed_post");
+	d->drive_file = autostart_load("drive_file");
+	return d;
+}
+
+/* The templates that auto-start for a document type; NULL when none can. */
+static const AutoStartRules *
+rules_of(const char *document_type)
+{
+	if (crm_workspace_document(document_type))
+	{
+		const DocumentRules *d = crm_global_rules(documents_slot);
+
+		return strcmp(document_type, "feed_post") == 0 ? d->feed_post : d->drive_file;
+	}
+	return crm_entity_rules(document_type, rules_slot);
 }
 
 /* ---------- COPY ... FROM ---------- */
@@ -371,7 +410,7 @@ autostart_row_written(Relation rel, const char *entity_type, bool is_insert,
 
 	if (crm_import_mode || id_att == InvalidAttrNumber || copy_from_running())
 		return;
-	r = crm_entity_rules(entity_type, rules_slot);
+	r = rules_of(entity_type);
 	if (r == NULL || (r->mask & on) == 0)
 		return;
 	if (crm_lineage_has('r') || crm_lineage_has('p'))
@@ -407,7 +446,7 @@ frame_starts(Frame *f, int *nstarts)
 	for (i = 0; i < f->n; i++)
 	{
 		Note	   *nt = &f->notes[i];
-		const AutoStartRules *r = crm_entity_rules(nt->entity_type, rules_slot);
+		const AutoStartRules *r = rules_of(nt->entity_type);
 
 		if (r == NULL)
 			continue;
@@ -589,6 +628,84 @@ autostart_statement_end(void)
 	}
 }
 
+/* ---------- feed posts and drive files ---------- */
+
+PG_FUNCTION_INFO_V1(crm_document_row_written);
+PG_FUNCTION_INFO_V1(crm_document_after_statement);
+
+/* The document type of a trigger's table: feed_post or drive_file. */
+static const char *
+trigger_document_type(FunctionCallInfo fcinfo, const char *name, bool row)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	const char *table;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		row != (TRIGGER_FIRED_FOR_ROW(td->tg_event) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be fired AFTER %s", name, row ? "ROW" : "STATEMENT")));
+	table = RelationGetRelationName(td->tg_relation);
+	if (strcmp(table, "feed_post") == 0)
+		return "feed_post";
+	if (strcmp(table, "drive_file") == 0)
+		return "drive_file";
+	ereport(ERROR,
+			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+			 errmsg("%s is a trigger of crm.feed_post and crm.drive_file, not of %s", name, table)));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * crm._document_row_written(): AFTER INSERT OR UPDATE FOR EACH ROW on
+ * crm.feed_post and crm.drive_file notes the row, as the engine's row
+ * trigger does for items.
+ */
+Datum
+crm_document_row_written(PG_FUNCTION_ARGS)
+{
+	const char *type = trigger_document_type(fcinfo, "crm._document_row_written()", true);
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel = td->tg_relation;
+	bool		is_insert = TRIGGER_FIRED_BY_INSERT(td->tg_event);
+
+	if (is_insert)
+		autostart_row_written(rel, type, true, NULL, td->tg_trigtuple, crm_item_columns(rel)->id);
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		autostart_row_written(rel, type, false, td->tg_trigtuple, td->tg_newtuple,
+							  crm_item_columns(rel)->id);
+	return PointerGetDatum(NULL);
+}
+
+/* Does a frame hold notes of feed posts or drive files? */
+static bool
+frame_has_documents(Frame *f)
+{
+	ListCell   *lc;
+
+	foreach(lc, f->types)
+		if (crm_workspace_document((char *) lfirst(lc)))
+			return true;
+	return false;
+}
+
+/*
+ * crm._document_after_statement(): AFTER INSERT OR UPDATE FOR EACH
+ * STATEMENT starts what the statement's rows noted.  A frame of item notes
+ * only (a statement on items around this one) is left to its own statement.
+ */
+Datum
+crm_document_after_statement(PG_FUNCTION_ARGS)
+{
+	Frame	   *f;
+
+	(void) trigger_document_type(fcinfo, "crm._document_after_statement()", false);
+	f = current_frame(false);
+	if (f != NULL && frame_has_documents(f))
+		autostart_statement_end();
+	return PointerGetDatum(NULL);
+}
+
 static const CrmWriteHooks autostart_hooks = {
 	autostart_row_written,
 	autostart_statement_end
@@ -598,6 +715,7 @@ void
 crm_autostart_init(void)
 {
 	rules_slot = crm_rule_cache_entity_slot(autostart_load);
+	documents_slot = crm_rule_cache_global_slot(documents_load);
 	crm_register_write_hooks(&autostart_hooks);
 	prev_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = autostart_utility;

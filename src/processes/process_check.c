@@ -37,6 +37,7 @@
 #include "utils/timestamp.h"
 
 #include "actions/actions.h"
+#include "core/rule_cache.h"
 #include "expr/expr.h"
 #include "processes/processes.h"
 #include "engine/robots.h"
@@ -758,6 +759,95 @@ check_set_variable(Validation *vs, JsonbContainer *act)
 				 errmsg("value of variable \"%s\" is not a valid %s", name, type)));
 }
 
+/*
+ * Feed posts and drive files (document types that are no CRM items): the
+ * fields set_field sets, and for the activities that need a CRM item the
+ * nearest one that works.
+ */
+static const char *const workspace_fields[][2] = {
+	{"feed_post", "title, text, tags, to_all, files, author_id"},
+	{"drive_file", "name, content_type, owner_id"},
+	{NULL, NULL}
+};
+
+static const char *const workspace_alternatives[][2] = {
+	{"change_stage", "A %s has no stage: keep its state with set_status_text or a variable (set_variable)."},
+	{"change_status", "A %s has no status: keep its state with set_status_text or a variable (set_variable)."},
+	{"change_pipeline", "A %s has no pipeline: keep its state with set_status_text or a variable (set_variable)."},
+	{"update_item", "Use set_field with a column of the %s (one activity per field)."},
+	{"change_responsible", "Use set_field on the %s's author_id (a feed post) or owner_id (a drive file)."},
+	{"add_comment", "A %s has no CRM timeline: use set_status_text, or user_notification / feed_message to tell people."},
+	{"write_log", "A %s has no CRM history: the process log (crm.item_automation) keeps the trace; use set_status_text to show a state."},
+	{"create_activity", "A %s has no CRM timeline: use create_task (not bound to the document) or calendar_event."},
+	{"schedule_call", "A %s has no CRM timeline: use create_task or calendar_event."},
+	{"schedule_meeting", "A %s has no CRM timeline: use create_task or calendar_event."},
+	{"control", "Use user_notification with \"to\": [\"supervisor\"] (the supervisor of the %s's author or owner)."},
+	{"openline_message", "A %s has no client's open channel: tell people with user_notification or feed_message, or call the connector with webhook."},
+	{NULL, NULL}
+};
+
+static const char *
+workspace_field_list(const char *document_type)
+{
+	int			i;
+
+	for (i = 0; workspace_fields[i][0] != NULL; i++)
+		if (strcmp(workspace_fields[i][0], document_type) == 0)
+			return workspace_fields[i][1];
+	return "";
+}
+
+/* Is field one of the columns set_field sets on a feed post or drive file? */
+static bool
+workspace_field(const char *document_type, const char *field)
+{
+	char	   *list = pstrdup(workspace_field_list(document_type));
+	char	   *tok;
+	char	   *save = NULL;
+
+	for (tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save))
+		if (pg_strcasecmp(tok, field) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * An activity on a feed post or drive file: set_field on one of its
+ * columns, or an action that works on any document (CRM_ACT_ANY_DOCUMENT,
+ * "all" in crm.activity_types); the others need a CRM item.
+ */
+static void
+check_workspace_activity(Validation *vs, Jsonb *activity, CrmActivityKind kind,
+						 const CrmActionDesc *action, const char *path)
+{
+	const char *doc = vs->document_type;
+	const char *hint = NULL;
+	char	   *type = crm_jsonb_string(activity, "type");
+	int			i;
+
+	if (kind == CRM_ACTIVITY_SET_FIELD)
+	{
+		char	   *field = crm_jsonb_string(activity, "field");
+
+		if (field != NULL && !workspace_field(doc, field))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("set_field at %s cannot set \"%s\" of a %s", path, field, doc),
+					 errhint("set_field on a %s sets one of: %s.", doc, workspace_field_list(doc))));
+		return;
+	}
+	if (action->flags & CRM_ACT_ANY_DOCUMENT)
+		return;
+	for (i = 0; workspace_alternatives[i][0] != NULL; i++)
+		if (strcmp(workspace_alternatives[i][0], type) == 0)
+			hint = psprintf(workspace_alternatives[i][1], doc);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("activity \"%s\" at %s works on CRM items only, not on %s documents", type, path, doc),
+			 errhint("%s", hint ? hint :
+					 "On feed posts and drive files, use the activities whose document_types is \"all\" in crm.activity_types.")));
+}
+
 static void
 check_action(Validation *vs, Jsonb *activity, CrmActivityKind kind,
 			 const CrmActionDesc *action, const char *path)
@@ -804,6 +894,8 @@ check_action(Validation *vs, Jsonb *activity, CrmActivityKind kind,
 				 errmsg("change_responsible with mode \"rotate\" is not supported in processes yet"),
 				 errhint("Turns are counted per robot; use \"first\" or \"random\".")));
 
+	if (crm_workspace_document(vs->document_type))
+		check_workspace_activity(vs, activity, kind, action, path);
 	params = crm_activity_params(activity, kind);
 	crm_action_validate(action, params, 0, vs->document_type, NIL, path);
 	crm_action_check_references(action, params, vs->document_type);

@@ -249,8 +249,10 @@ run_action(ProcessRun *pr, ActivityArgs *a)
 	call.process_instance_id = pr->instance_id;
 	call.stage_id = crm_item_int(&pr->cx, "stage_id", &isnull);
 	call.where = where;
-	call.unbound = strcmp(a->action->name, "create_task") == 0 &&
-		!crm_activity_flag(a->activity, "bind_current", true);
+	/* a feed post or drive file is no CRM item: effect rows cannot name it */
+	call.unbound = (strcmp(a->action->name, "create_task") == 0 &&
+					!crm_activity_flag(a->activity, "bind_current", true)) ||
+		crm_workspace_document(pr->document_type);
 	a->action->exec(&call);
 	if (call.has_outputs)
 	{
@@ -702,7 +704,7 @@ notify_failure_call(void *arg)
 	bool		isnull = true;
 	int64		responsible = 0;
 
-	/* feed posts and drive files have no responsible */
+	/* a feed post's responsible is its author, a drive file's its owner */
 	if (fn->to_responsible)
 		responsible = crm_item_int(&pr->cx, "responsible_id", &isnull);
 	vals[0] = Int64GetDatum(pr->instance_id);
@@ -728,8 +730,7 @@ notify_failure_call(void *arg)
 static void
 notify_failure(ProcessRun *pr)
 {
-	FailureNotice fn = {pr, strcmp(pr->document_type, "feed_post") != 0 &&
-	strcmp(pr->document_type, "drive_file") != 0};
+	FailureNotice fn = {pr, true};
 	ErrorData  *edata = crm_run_isolated(notify_failure_call, &fn);
 
 	if (edata != NULL && fn.to_responsible)
@@ -1058,7 +1059,7 @@ document_exists(const char *document_type, int64 document_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
-	char	   *table = crm_entity_table(document_type);
+	char	   *table = crm_document_table(document_type);
 	SPIPlanPtr *plan = NULL;
 	int			i;
 
@@ -1071,7 +1072,8 @@ document_exists(const char *document_type, int64 document_id)
 	}
 	vals[0] = Int64GetDatum(document_id);
 	/*
-	 * The table name comes from the catalogue of entity types.  Not read-only:
+	 * The table name comes from the catalogue of entity types (or is
+	 * feed_post, drive_file).  Not read-only:
 	 * a fresh snapshot sees what the activities just did.
 	 */
 	if (plan != NULL)
