@@ -21,9 +21,9 @@
  * statement then runs carefully too.
  *
  * Robots may write items, whose statements note and run changes of their
- * own: the notes form a stack of frames, one per statement being gathered.
- * A frame belongs to the subtransaction level it was opened at; a
- * rolled-back subtransaction drops its frames.
+ * own: the notes form a stack of frames, one per statement being gathered
+ * (core/frames.h: a frame belongs to the subtransaction level it was
+ * opened at; a rolled-back subtransaction drops its frames).
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +44,7 @@
 #include "core/scope.h"
 #include "core/rowsink.h"
 #include "core/rule_cache.h"
+#include "core/frames.h"
 #include "engine/hooks.h"
 
 PG_FUNCTION_INFO_V1(crm_item_after);
@@ -52,7 +53,6 @@ PG_FUNCTION_INFO_V1(crm_item_after_statement);
 /* A batch runs when a statement has noted this many rows, or bytes of rows. */
 #define CHUNK_ITEMS 1000
 #define CHUNK_BYTES (8 * 1024 * 1024)
-#define MAX_FRAMES 256
 
 typedef struct RelDesc
 {
@@ -62,119 +62,36 @@ typedef struct RelDesc
 
 typedef struct Frame
 {
-	MemoryContext cxt;			/* the frame and its descriptors */
+	CrmFrame	base;			/* its memory (the frame and its descriptors),
+								 * level, busy, and n: its entries */
 	MemoryContext rows_cxt;		/* its entries and their rows */
-	int			xact_level;
-	bool		busy;			/* its entries are running */
 	bool		careful;		/* a batch failed: the rest run carefully */
-	int			n;
 	int			cap;
 	Size		bytes;
 	CrmStageEntry *entries;
 	List	   *descs;			/* RelDesc *: a copy per relation */
 } Frame;
 
-static Frame *frames[MAX_FRAMES];
-static int	nframes = 0;
-static bool callbacks_registered = false;
-
 static void
-drop_frames_from(int level)
+init_frame(CrmFrame *base)
 {
-	while (nframes > 0 && frames[nframes - 1]->xact_level >= level)
-	{
-		Frame	   *f = frames[--nframes];
-
-		frames[nframes] = NULL;
-		MemoryContextDelete(f->cxt);
-	}
+	((Frame *) base)->rows_cxt = AllocSetContextCreate(base->cxt, "crm stage change rows",
+														ALLOCSET_DEFAULT_SIZES);
 }
 
-static void
-frames_xact_callback(XactEvent event, void *arg)
-{
-	int			i;
-
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			for (i = 0; i < nframes; i++)
-				if (frames[i]->n > 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-							 errmsg("automation of %d changed item(s) did not run", frames[i]->n),
-							 errdetail("The statement-level trigger \"item_batch\" of an item table did not fire."),
-							 errhint("Do not disable the item tables' item_batch triggers.")));
-			break;
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* contexts hang below TopTransactionContext: forget, do not free */
-			nframes = 0;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-frames_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-	int			i;
-
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		drop_frames_from(level);
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		/* what the subtransaction left now belongs to its parent */
-		for (i = 0; i < nframes; i++)
-			if (frames[i]->xact_level >= level)
-				frames[i]->xact_level = level - 1;
-	}
-}
-
-static Frame *
-push_frame(void)
-{
-	MemoryContext cxt;
-	Frame	   *f;
-
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(frames_xact_callback, NULL);
-		RegisterSubXactCallback(frames_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	if (nframes >= MAX_FRAMES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("automation nested too deeply"),
-				 errhint("Lower crm.max_depth.")));
-	cxt = AllocSetContextCreate(TopTransactionContext, "crm stage changes",
-								ALLOCSET_DEFAULT_SIZES);
-	f = MemoryContextAllocZero(cxt, sizeof(Frame));
-	f->cxt = cxt;
-	f->rows_cxt = AllocSetContextCreate(cxt, "crm stage change rows",
-										ALLOCSET_DEFAULT_SIZES);
-	f->xact_level = GetCurrentTransactionNestLevel();
-	frames[nframes++] = f;
-	return f;
-}
+static CrmFrameStack frames = {
+	.name = "crm stage changes",
+	.frame_size = sizeof(Frame),
+	.init = init_frame,
+	.unrun_detail = "The statement-level trigger \"item_batch\" of an item table did not fire.",
+	.unrun_hint = "Do not disable the item tables' item_batch triggers.",
+};
 
 /* The frame this statement's rows go to: the top one if it is gathering. */
 static Frame *
 current_frame(bool create)
 {
-	Frame	   *f = nframes > 0 ? frames[nframes - 1] : NULL;
-
-	if (f != NULL && !f->busy && f->xact_level == GetCurrentTransactionNestLevel())
-		return f;
-	return create ? push_frame() : NULL;
+	return (Frame *) crm_frame_current(&frames, create);
 }
 
 static TupleDesc
@@ -190,7 +107,7 @@ frame_desc(Frame *f, Relation rel)
 		if (rd->relid == RelationGetRelid(rel))
 			return rd->desc;
 	}
-	old = MemoryContextSwitchTo(f->cxt);
+	old = MemoryContextSwitchTo(f->base.cxt);
 	rd = palloc(sizeof(RelDesc));
 	rd->relid = RelationGetRelid(rel);
 	rd->desc = CreateTupleDescCopy(RelationGetDescr(rel));
@@ -250,18 +167,18 @@ run_frame(Frame *f)
 {
 	CrmScope	scope;
 
-	if (f->n == 0)
+	if (f->base.n == 0)
 		return;
-	f->busy = true;
+	f->base.busy = true;
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
-	if (!f->careful && !run_optimistic(f->entries, f->n))
+	if (!f->careful && !run_optimistic(f->entries, f->base.n))
 		f->careful = true;
 	if (f->careful)
 	{
 		/* rows are written at once, even inside an outer gathering batch */
 		crm_sink_push(false);
-		crm_robots_run_entries(f->entries, f->n, true);
+		crm_robots_run_entries(f->entries, f->base.n, true);
 		crm_sink_pop();
 	}
 
@@ -270,10 +187,10 @@ run_frame(Frame *f)
 	/* empty the frame for the statement's next rows */
 	MemoryContextReset(f->rows_cxt);
 	f->entries = NULL;
-	f->n = 0;
+	f->base.n = 0;
 	f->cap = 0;
 	f->bytes = 0;
-	f->busy = false;
+	f->base.busy = false;
 }
 
 static int64
@@ -313,13 +230,13 @@ crm_item_after(PG_FUNCTION_ARGS)
 
 	f = current_frame(true);
 	old = MemoryContextSwitchTo(f->rows_cxt);
-	if (f->n == f->cap)
+	if (f->base.n == f->cap)
 	{
 		f->cap = f->cap ? f->cap * 2 : 16;
 		f->entries = f->entries ? repalloc(f->entries, sizeof(CrmStageEntry) * f->cap)
 			: palloc(sizeof(CrmStageEntry) * f->cap);
 	}
-	e = &f->entries[f->n];
+	e = &f->entries[f->base.n];
 	memset(e, 0, sizeof(*e));
 	e->item_id = tuple_int64(tuple, desc, cols->id, &isnull);
 	if (td->tg_trigger->tgnargs > 0)
@@ -336,10 +253,10 @@ crm_item_after(PG_FUNCTION_ARGS)
 		e->desc = frame_desc(f, rel);
 		f->bytes += tuple->t_len;
 	}
-	f->n++;
+	f->base.n++;
 	MemoryContextSwitchTo(old);
 
-	if (f->n >= CHUNK_ITEMS || f->bytes >= CHUNK_BYTES)
+	if (f->base.n >= CHUNK_ITEMS || f->bytes >= CHUNK_BYTES)
 		run_frame(f);
 	PG_RETURN_POINTER(NULL);
 }
@@ -361,9 +278,8 @@ crm_item_after_statement(PG_FUNCTION_ARGS)
 	if (f != NULL)
 	{
 		run_frame(f);
-		Assert(frames[nframes - 1] == f);
-		nframes--;
-		MemoryContextDelete(f->cxt);
+		Assert(frames.frames[frames.nframes - 1] == &f->base);
+		crm_frame_pop(&frames, &f->base);
 	}
 	/* then what a layer above gathered for the statement (auto-start) */
 	if (crm_write_hooks != NULL)

@@ -42,9 +42,9 @@
  * WARNING: the statement that wrote the items always succeeds.
  *
  * Notes form a stack of frames, one per statement being gathered, as the
- * robots' stage changes do (stage_entry.c); a frame belongs to the
+ * robots' stage changes do (core/frames.h: a frame belongs to the
  * subtransaction level it was opened at and a rolled-back subtransaction
- * drops its frames.
+ * drops its frames).
  *
  *-------------------------------------------------------------------------
  */
@@ -67,6 +67,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "core/frames.h"
 #include "core/guc.h"
 #include "core/rule_cache.h"
 #include "core/scope.h"
@@ -77,7 +78,6 @@
 
 #define AUTOSTART_ADD		0x01
 #define AUTOSTART_MODIFY	0x02
-#define MAX_FRAMES 256
 
 /* The active templates of an entity type that auto-start, by id. */
 typedef struct AutoStartRules
@@ -97,10 +97,8 @@ typedef struct Note
 
 typedef struct Frame
 {
-	MemoryContext cxt;
-	int			xact_level;
-	bool		busy;			/* its starts are running */
-	int			n;
+	CrmFrame	base;			/* its memory, level, busy (its starts are
+								 * running), and n: its notes */
 	int			cap;
 	Note	   *notes;
 	List	   *types;			/* char *: the entity types of its notes, once */
@@ -108,9 +106,11 @@ typedef struct Frame
 
 static int	rules_slot = -1;
 static int	documents_slot = -1;
-static Frame *frames[MAX_FRAMES];
-static int	nframes = 0;
-static bool callbacks_registered = false;
+static CrmFrameStack frames = {
+	.name = "crm process auto-start",
+	.frame_size = sizeof(Frame),
+	.small = true,
+};
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 static int	copy_from_depth = 0;
@@ -238,81 +238,10 @@ copy_from_running(void)
 
 /* ---------- frames ---------- */
 
-static void
-drop_frames_from(int level)
-{
-	while (nframes > 0 && frames[nframes - 1]->xact_level >= level)
-	{
-		Frame	   *f = frames[--nframes];
-
-		frames[nframes] = NULL;
-		MemoryContextDelete(f->cxt);
-	}
-}
-
-static void
-frames_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* contexts hang below TopTransactionContext: forget, do not free */
-			nframes = 0;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-frames_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-	int			i;
-
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		drop_frames_from(level);
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		for (i = 0; i < nframes; i++)
-			if (frames[i]->xact_level >= level)
-				frames[i]->xact_level = level - 1;
-	}
-}
-
 static Frame *
 current_frame(bool create)
 {
-	Frame	   *f = nframes > 0 ? frames[nframes - 1] : NULL;
-	MemoryContext cxt;
-
-	if (f != NULL && !f->busy && f->xact_level == GetCurrentTransactionNestLevel())
-		return f;
-	if (!create)
-		return NULL;
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(frames_xact_callback, NULL);
-		RegisterSubXactCallback(frames_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
-	if (nframes >= MAX_FRAMES)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("automation nested too deeply"),
-				 errhint("Lower crm.max_depth.")));
-	cxt = AllocSetContextCreate(TopTransactionContext, "crm process auto-start",
-								ALLOCSET_SMALL_SIZES);
-	f = MemoryContextAllocZero(cxt, sizeof(Frame));
-	f->cxt = cxt;
-	f->xact_level = GetCurrentTransactionNestLevel();
-	frames[nframes++] = f;
-	return f;
+	return (Frame *) crm_frame_current(&frames, create);
 }
 
 /* The frame's copy of an entity type's name. */
@@ -328,7 +257,7 @@ frame_type(Frame *f, const char *entity_type)
 		if (strcmp((char *) lfirst(lc), entity_type) == 0)
 			return (char *) lfirst(lc);
 	}
-	old = MemoryContextSwitchTo(f->cxt);
+	old = MemoryContextSwitchTo(f->base.cxt);
 	copy = pstrdup(entity_type);
 	f->types = lappend(f->types, copy);
 	MemoryContextSwitchTo(old);
@@ -339,7 +268,7 @@ static void
 note(const char *entity_type, int64 item_id, uint8 on)
 {
 	Frame	   *f = current_frame(true);
-	Note	   *last = f->n > 0 ? &f->notes[f->n - 1] : NULL;
+	Note	   *last = f->base.n > 0 ? &f->notes[f->base.n - 1] : NULL;
 
 	entity_type = frame_type(f, entity_type);
 
@@ -354,13 +283,13 @@ note(const char *entity_type, int64 item_id, uint8 on)
 			last->on = AUTOSTART_MODIFY;
 		return;
 	}
-	if (f->n == f->cap)
+	if (f->base.n == f->cap)
 	{
 		f->cap = f->cap ? f->cap * 2 : 16;
 		f->notes = f->notes ? repalloc_huge(f->notes, sizeof(Note) * f->cap)
-			: MemoryContextAlloc(f->cxt, sizeof(Note) * f->cap);
+			: MemoryContextAlloc(f->base.cxt, sizeof(Note) * f->cap);
 	}
-	last = &f->notes[f->n++];
+	last = &f->notes[f->base.n++];
 	last->entity_type = entity_type;
 	last->item_id = item_id;
 	last->on = on;
@@ -443,7 +372,7 @@ frame_starts(Frame *f, int *nstarts)
 	int			i;
 	int			j;
 
-	for (i = 0; i < f->n; i++)
+	for (i = 0; i < f->base.n; i++)
 	{
 		Note	   *nt = &f->notes[i];
 		const AutoStartRules *r = rules_of(nt->entity_type);
@@ -573,7 +502,7 @@ run_frame(Frame *f)
 	int			i;
 	CrmScope	scope;
 
-	f->busy = true;
+	f->base.busy = true;
 	starts = frame_starts(f, &n);
 	/* as the automation owner once: the starts' own scopes nest for free */
 	crm_scope_enter(&scope, 0);
@@ -603,8 +532,8 @@ run_frame(Frame *f)
 	crm_scope_leave(&scope);
 	if (starts)
 		pfree(starts);
-	f->n = 0;
-	f->busy = false;
+	f->base.n = 0;
+	f->base.busy = false;
 }
 
 static void
@@ -614,18 +543,10 @@ autostart_statement_end(void)
 
 	if (f == NULL)
 		return;
-	if (f->n > 0)
+	if (f->base.n > 0)
 		run_frame(f);
 	/* frames of statements inside it whose end did not come are dropped too */
-	while (nframes > 0)
-	{
-		Frame	   *top = frames[--nframes];
-
-		frames[nframes] = NULL;
-		MemoryContextDelete(top->cxt);
-		if (top == f)
-			break;
-	}
+	crm_frame_pop(&frames, &f->base);
 }
 
 /* ---------- feed posts and drive files ---------- */
