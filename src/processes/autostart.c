@@ -441,57 +441,54 @@ start_shared(Start *s)
 	(void) crm_process_start_template(*s->loaded, s->entity_type, s->item_id, NULL, true);
 }
 
-/* Every start in one subtransaction; false, all rolled back, when one failed. */
+typedef struct StartBatch
+{
+	Start	   *starts;
+	int			n;
+	MemoryContext cxt;			/* where the templates are read */
+} StartBatch;
+
+/* The optimistic run's body: every start, each in a memory context reset after it. */
+static void
+start_all(void *arg)
+{
+	StartBatch *b = arg;
+	MemoryContext per_start = AllocSetContextCreate(b->cxt, "crm process auto-start",
+													ALLOCSET_DEFAULT_SIZES);
+	int			i;
+
+	share_templates(b->starts, b->n);
+	for (i = 0; i < b->n; i++)
+	{
+		/* the templates are read into the caller's context, each start runs in per_start */
+		if (*b->starts[i].loaded == NULL)
+			*b->starts[i].loaded = crm_process_template(b->starts[i].template_id);
+		MemoryContextSwitchTo(per_start);
+		start_shared(&b->starts[i]);
+		MemoryContextSwitchTo(b->cxt);
+		MemoryContextReset(per_start);
+	}
+	MemoryContextDelete(per_start);
+}
+
+/*
+ * Every start in one subtransaction (crm_run_isolated); false, all rolled
+ * back, when one failed.
+ */
 static bool
 run_optimistic(Start *starts, int n)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	int			lineage = crm_lineage_depth();
-	bool		ok = true;
-	int			i;
+	StartBatch	b;
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		MemoryContext per_start = AllocSetContextCreate(oldcxt, "crm process auto-start",
-														ALLOCSET_DEFAULT_SIZES);
-
-		share_templates(starts, n);
-		for (i = 0; i < n; i++)
-		{
-			/* the templates are read into oldcxt, each start runs in per_start */
-			if (*starts[i].loaded == NULL)
-				*starts[i].loaded = crm_process_template(starts[i].template_id);
-			MemoryContextSwitchTo(per_start);
-			start_shared(&starts[i]);
-			MemoryContextSwitchTo(oldcxt);
-			MemoryContextReset(per_start);
-		}
-		MemoryContextDelete(per_start);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		crm_lineage_restore(lineage);
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	b.starts = starts;
+	b.n = n;
+	b.cxt = CurrentMemoryContext;
+	edata = crm_run_isolated(start_all, &b);
+	if (edata == NULL)
+		return true;
+	FreeErrorData(edata);
+	return false;
 }
 
 static void
