@@ -19,8 +19,8 @@
 # each for N in N_LIST (2,000, 20,000 and 100,000; the old way only up to
 # OLD_MAX, 20,000: it runs at about 1,500 jobs/s), first with the jobs the
 # earlier rounds left (the "old jobs" column counts them), then again once
-# OLD_JOBS (1,000,000) done jobs were added, the table analyzed and a
-# checkpoint taken.  The
+# OLD_JOBS (1,000,000) done jobs were added and the table analyzed.  Every
+# round starts after a checkpoint (same WAL full-page images in each).  The
 # tables are never emptied: each round adds its comments, log rows and
 # jobs to those of the rounds before.  The second phase's jobs are planned
 # (deals of their own moved into the stage) before the old jobs are added:
@@ -98,6 +98,9 @@ plan() {	# plan N FROM
 # jobs were planned (plan) for deals FROM...
 round() {	# round N FROM old|new
 	local n=$1 from=$2 how=$3 old t late last
+	# every round starts after a checkpoint, so that each pays the same
+	# full-page images in the WAL and writes no other round's dirty buffers
+	q "CHECKPOINT" >/dev/null
 	old=$(q "SELECT count(*) FROM crm.job WHERE status <> 'pending'")
 	t=$(q "SELECT clock_timestamp() + interval '1 second' + $n * interval '20 microseconds'")
 	late=$(q "WITH u AS (UPDATE crm.job SET due_at = '$t' WHERE status = 'pending' AND kind = 'robot'
@@ -188,10 +191,6 @@ q "INSERT INTO crm.job (kind, robot_id, entity_type, entity_id, due_at, status, 
 		  now() - interval '3 days', now() - interval '1 day'
 	 FROM generate_series(1, $OLD_JOBS) i" >/dev/null
 q "VACUUM ANALYZE crm.job" >/dev/null
-# A table whose old jobs piled up over days has been checkpointed since: the
-# load's and VACUUM's dirty buffers are written now, not by the job runner
-# evicting them during the measured rounds.
-q "CHECKPOINT" >/dev/null
 phase million
 
 fmt() { python3 -c "import sys; print(f'{int(sys.argv[1]):,}')" "$1"; }
