@@ -2130,3 +2130,9 @@ CREATE TRIGGER process_autostart_batch AFTER INSERT OR UPDATE ON crm.drive_file
 	FOR EACH STATEMENT EXECUTE FUNCTION crm._document_after_statement();
 REVOKE EXECUTE ON FUNCTION crm._document_row_written(), crm._document_after_statement() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm._document_row_written(), crm._document_after_statement() TO crm_admin;
+
+-- crm.record_incoming looks callers up by their phone's digits: an index
+-- per table, so a call costs the same however many items there are.
+CREATE INDEX contact_phone_key ON crm.contact (crm.phone_key(phone));
+CREATE INDEX company_phone_key ON crm.company (crm.phone_key(phone));
+CREATE INDEX lead_phone_key ON crm.lead (crm.phone_key(phone)) WHERE NOT converted;

@@ -417,6 +417,12 @@ COMMENT ON FUNCTION crm.submit_webform(text, jsonb, text, bigint) IS
 -- new lead.  An address on the exceptions list records nothing.  Runs as
 -- the extension's owner: a telephony or mail connector with crm_user may
 -- call it.
+-- crm.record_incoming looks callers up by their phone's digits: an index
+-- per table, so a call costs the same however many items there are.
+CREATE INDEX contact_phone_key ON crm.contact (crm.phone_key(phone));
+CREATE INDEX company_phone_key ON crm.company (crm.phone_key(phone));
+CREATE INDEX lead_phone_key ON crm.lead (crm.phone_key(phone)) WHERE NOT converted;
+
 CREATE FUNCTION crm.record_incoming(channel text, address text, subject text DEFAULT NULL,
 									body text DEFAULT NULL, status text DEFAULT 'completed',
 									responsible_id bigint DEFAULT NULL,
