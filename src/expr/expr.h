@@ -125,6 +125,8 @@ extern List *crm_expr_refs(const CrmExpr *e, const char *ns);
 extern void crm_eval_context_init(CrmEvalContext *cx, const char *entity_type,
 								  int64 item_id, HeapTuple tuple, TupleDesc desc);
 extern CrmValue crm_expr_eval(const CrmExpr *e, CrmEvalContext *cx);
+extern bool crm_expr_same_in_rows(const CrmExpr *e, HeapTuple a, HeapTuple b,
+								  TupleDesc desc);
 extern char *crm_expr_render(const CrmExpr *e, CrmEvalContext *cx);
 
 /* The same for a URL: values after its first literal part percent-encoded. */

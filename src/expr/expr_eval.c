@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/date.h"
+#include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -327,6 +328,110 @@ row_column(HeapTuple tuple, TupleDesc desc, const char *name, CrmValue *out)
 		}
 	}
 	return false;
+}
+
+/*
+ * The attribute number of the column of this name (case-insensitive), 0
+ * when there is none; *hint, where it was found last, is tried first.
+ */
+static int
+find_column(TupleDesc desc, const char *name, int *hint)
+{
+	int			i;
+
+	if (*hint > 0 && *hint <= desc->natts)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, *hint - 1);
+
+		if (!att->attisdropped && pg_strcasecmp(NameStr(att->attname), name) == 0)
+			return *hint;
+	}
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && pg_strcasecmp(NameStr(att->attname), name) == 0)
+		{
+			*hint = i + 1;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+/* Whether a column holds the same bytes in both rows (both null included). */
+static bool
+column_same_in_rows(HeapTuple a, HeapTuple b, TupleDesc desc, int attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	bool		anull;
+	bool		bnull;
+	Datum		ad = heap_getattr(a, attnum, desc, &anull);
+	Datum		bd = heap_getattr(b, attnum, desc, &bnull);
+
+	if (anull || bnull)
+		return anull && bnull;
+	return datum_image_eq(ad, bd, att->attbyval, att->attlen);
+}
+
+static bool
+node_same_in_rows(const ExprNode *n, HeapTuple a, HeapTuple b, TupleDesc desc)
+{
+	/* the hints are a cache: they change no result */
+	ExprNode   *hints = (ExprNode *) n;
+	const char *other;
+	int			att;
+	int			i;
+
+	check_stack_depth();
+	switch (n->kind)
+	{
+		case EN_CONST:
+			return true;
+		case EN_FIELD:
+			if (n->sub != NULL)
+			{
+				/* a related record's field: the same link, the same record */
+				int			r = expr_relation_index(n->name);
+
+				if (r < 0)
+					return true;	/* reads null from both */
+				other = expr_relation_link(r);
+			}
+			else
+			{
+				if (!n->custom && (att = find_column(desc, n->name, &hints->att_hint)) > 0)
+					return column_same_in_rows(a, b, desc, att);
+				other = "fields";
+			}
+			att = find_column(desc, other, &hints->att_hint_other);
+			return att == 0 || column_same_in_rows(a, b, desc, att);
+		case EN_UNARY:
+		case EN_BINARY:
+		case EN_CHAIN:
+		case EN_CONCAT:
+		case EN_COND:
+			for (i = 0; i < n->nargs; i++)
+				if (n->args[i] != NULL && !node_same_in_rows(n->args[i], a, b, desc))
+					return false;
+			return true;
+		default:
+			/* references and functions are not looked into */
+			return false;
+	}
+}
+
+/*
+ * True when e cannot read different values from two versions of an item's
+ * row: every field it reads comes from a column (its own, the custom
+ * fields, the link to a related record) whose bytes are equal in both.
+ * False means "maybe different": evaluate it on each row to know.  It lets
+ * an update that changes no watched field skip the evaluation.
+ */
+bool
+crm_expr_same_in_rows(const CrmExpr *e, HeapTuple a, HeapTuple b, TupleDesc desc)
+{
+	return e != NULL && e->root != NULL && node_same_in_rows(e->root, a, b, desc);
 }
 
 static CrmValue

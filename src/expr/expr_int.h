@@ -51,6 +51,13 @@ struct ExprNode
 	int		   *opos;			/* EN_CHAIN: position of ops[i] */
 	int			depth;			/* nesting levels below and at this node (leaf 0) */
 	int			size;			/* terms in this subtree */
+	/*
+	 * EN_FIELD: where the column it reads was found last (attribute
+	 * numbers, 0 = not yet), its own and that of the custom fields or the
+	 * link; a hint checked by name before use (crm_expr_same_in_rows).
+	 */
+	int			att_hint;
+	int			att_hint_other;
 };
 
 /*

@@ -593,6 +593,28 @@ same_value(CrmValue a, CrmValue b)
 	return strcmp(crm_value_to_cstring(a), crm_value_to_cstring(b)) == 0;
 }
 
+/*
+ * Whether the update may change a watched field or the responsible user,
+ * tested on the rows' bytes without entering the owner's scope: most
+ * updates of an item change neither, and evaluating the fields on both rows
+ * costs far more than comparing the columns they read.
+ */
+static bool
+maybe_item_event(const CrmEntityTriggers *ets, HeapTuple oldtuple, HeapTuple newtuple,
+				 TupleDesc desc)
+{
+	int			i;
+
+	if (ets->events & CRM_EVENT_BIT(CRM_EV_FIELD_CHANGED))
+		for (i = 0; i < ets->nwatched; i++)
+			if (!crm_expr_same_in_rows(ets->watched[i], oldtuple, newtuple, desc))
+				return true;
+	if ((ets->events & CRM_EVENT_BIT(CRM_EV_RESPONSIBLE_CHANGED)) &&
+		!crm_expr_same_in_rows(ets->responsible, oldtuple, newtuple, desc))
+		return true;
+	return false;
+}
+
 static Jsonb *
 changed_fields_payload(const CrmEntityTriggers *ets, const bool *changed)
 {
@@ -655,6 +677,9 @@ crm_triggers_before_update(Relation rel, const char *entity_type,
 
 	/* no trigger on a field or responsible change of this entity type */
 	if (ets == NULL || !(ets->events & ITEM_EVENTS) || id_att == InvalidAttrNumber)
+		return 0;
+	/* an update that changes none of the fields they watch: nothing to do */
+	if (!maybe_item_event(ets, oldtuple, newtuple, desc))
 		return 0;
 
 	memset(&c, 0, sizeof(c));
