@@ -5,7 +5,9 @@
 # the same-shape table without the extension, and a lean 5-column table for
 # scale; on a NEW connection (the statement is the backend's first: its
 # caches, the rule cache included, are filled by it) and on a warm one.
-# Prints medians of RUNS alternating rounds, then the same statements counted
+# Then SINGLE one-row updates of deals spread over the table, one statement
+# each, as applications edit items, where a fillfactor below 100 lets
+# updates stay HOT.  Prints medians of RUNS alternating rounds, then the same statements counted
 # in CPU instructions (callgrind, single-user backend: cold = its first
 # statement, warm = after a one-row update of the same table), for each
 # fillfactor in FFS given to all three tables.
@@ -30,6 +32,7 @@ N=${N:-20000}
 RUNS=${RUNS:-5}
 FFS=${FFS:-100 90}
 ROWS=200000
+SINGLE=${SINGLE:-2000}
 
 # window R: the ids a round updates.
 window() { local a=$(( ($1 * N) % ROWS + 1 )); echo "id BETWEEN $a AND $((a + N - 1))"; }
@@ -37,6 +40,25 @@ window() { local a=$(( ($1 * N) % ROWS + 1 )); echo "id BETWEEN $a AND $((a + N 
 cold_ms() { psql -X -q -d "$1" -c '\timing on' -c "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n 1; }
 # warm_ms DB WARMUP SQL
 warm_ms() { psql -X -q -d "$1" -c "$2" -c '\timing on' -c "$3" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n 1; }
+# singles TABLE R: SINGLE one-row UPDATEs of deals spread over the table, as
+# an application edits them (the same ids for every table in a round).
+singles() {
+	local i
+	for i in $(seq "$SINGLE"); do
+		echo "UPDATE $1 SET amount = amount + 1 WHERE id = $(( (i * 7919 + $2 * 104729) % ROWS + 1 ));"
+	done
+}
+# singles_ms DB TABLE R: their time, in one warm session.
+singles_ms() {
+	{
+		echo "UPDATE $2 SET amount = amount + 1 WHERE id = $ROWS;"
+		echo "SELECT clock_timestamp() AS t0 \\gset"
+		singles "$2" "$3"
+		echo "SELECT extract(epoch FROM clock_timestamp() - :'t0') * 1000;"
+	} >"$W/singles.sql"
+	chmod 644 "$W/singles.sql"
+	psql -X -q -At -d "$1" -f "$W/singles.sql"
+}
 
 declare -A table=([engine]=crm.deal [same]=same_deal [lean]=lean_deal)
 report=$W/report
@@ -48,7 +70,7 @@ for ff in $FFS; do
 	psql -X -q -v ON_ERROR_STOP=1 -d "$db" -v ff="$ff" -f bench/update_setup.sql >/dev/null
 	r=0
 	for round in $(seq "$RUNS"); do
-		for mode in cold warm; do
+		for mode in cold warm single; do
 			for c in engine same lean; do
 				r=$((r + 1))
 				t=${table[$c]}
@@ -57,6 +79,8 @@ for ff in $FFS; do
 				sql="UPDATE $t SET amount = amount + 1 WHERE $w"
 				if [ $mode = cold ]; then
 					ms=$(cold_ms "$db" "$sql")
+				elif [ $mode = single ]; then
+					ms=$(singles_ms "$db" "$t" "$r")
 				else
 					ms=$(warm_ms "$db" "UPDATE $t SET amount = amount + 1 WHERE id = $ROWS" "$sql")
 				fi
@@ -73,7 +97,7 @@ SELECT 'timed', $ff, m, round(pg_temp.med(m || '_engine')::numeric, 1), round(pg
        round(pg_temp.med(m || '_lean')::numeric, 1),
        round((pg_temp.med(m || '_engine') / pg_temp.med(m || '_same'))::numeric, 3),
        round((pg_temp.med(m || '_same') / pg_temp.med(m || '_lean'))::numeric, 3)
-  FROM unnest(ARRAY['cold', 'warm']) m;
+  FROM unnest(ARRAY['cold', 'warm', 'single']) m;
 SQL
 	echo "hot $ff $hot" >>"$report"
 
@@ -82,11 +106,16 @@ SQL
 	psql -X -q -d "$db" -c "VACUUM crm.deal, same_deal, lean_deal"
 	crm_icount_prepare "$W"
 	w=$(window 0)
-	for mode in cold warm; do
+	for mode in cold warm single; do
 		for c in engine same lean; do
 			t=${table[$c]}
 			if [ $mode = cold ]; then warm="SELECT 1"; else warm="UPDATE $t SET amount = amount + 1 WHERE id = $ROWS"; fi
-			with=$(crm_icount "$W" "${mode}_$c" "$warm" "UPDATE $t SET amount = amount + 1 WHERE $w")
+			if [ $mode = single ]; then
+				mapfile -t stmts < <(singles "$t" 0 | sed 's/;$//')
+			else
+				stmts=("UPDATE $t SET amount = amount + 1 WHERE $w")
+			fi
+			with=$(crm_icount "$W" "${mode}_$c" "$warm" "${stmts[@]}")
 			without=$(crm_icount "$W" "${mode}_${c}_0" "$warm")
 			echo "$((with - without))" >"$W/ic_${mode}_$c"
 		done
@@ -97,7 +126,8 @@ SQL
 done
 
 echo
-echo "UPDATE of $N of $ROWS deals changing no stage (medians of $RUNS rounds, ms)"
+echo "UPDATE of $N of $ROWS deals changing no stage, on a new connection (cold) and a warm one;"
+echo "single: $SINGLE one-row UPDATEs of deals spread over the table, warm (medians of $RUNS rounds, ms)"
 printf '%-9s %-5s %10s %10s %10s %13s %11s\n' fillfactor conn crm.deal same_shape lean_5col deal/same same/lean
 awk '$1 == "timed" {printf "%-9s %-5s %10s %10s %10s %13s %11s\n", $2, $3, $4, $5, $6, $7, $8}' "$report"
 echo
