@@ -39,6 +39,25 @@ crm_build_install() {
 	crm_as_root make -s install >/dev/null
 }
 
+# crm_bench_build: what a benchmark starts with.  By default the test lock
+# (held until the script exits) and the extension built and installed into
+# the system's PostgreSQL; with PG_ROOT=/tmp/x, into a private copy of
+# PostgreSQL made beforehand, without the lock:
+#   mkdir -p /tmp/x/usr/lib/postgresql /tmp/x/usr/share/postgresql
+#   cp -a /usr/lib/postgresql/15 /tmp/x/usr/lib/postgresql/
+#   cp -a /usr/share/postgresql/15 /tmp/x/usr/share/postgresql/
+crm_bench_build() {
+	if [ -n "${PG_ROOT:-}" ]; then
+		make -s -j2 >/dev/null
+		make -s install DESTDIR="$PG_ROOT" >/dev/null
+		crm_pg_bindir() { echo "$PG_ROOT$(pg_config --bindir)"; }
+	else
+		exec 9>/tmp/crm_automation.test.lock
+		flock 9
+		crm_build_install
+	fi
+}
+
 # Runs a command as the cluster's owner.
 crm_as_owner() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
