@@ -2136,3 +2136,14 @@ GRANT EXECUTE ON FUNCTION crm._document_row_written(), crm._document_after_state
 CREATE INDEX contact_phone_key ON crm.contact (crm.phone_key(phone));
 CREATE INDEX company_phone_key ON crm.company (crm.phone_key(phone));
 CREATE INDEX lead_phone_key ON crm.lead (crm.phone_key(phone)) WHERE NOT converted;
+
+-- Why did (or didn't) it run?  crm.explain (issue 18).
+CREATE FUNCTION crm.explain(entity_type text, id bigint, stage bigint DEFAULT NULL)
+RETURNS TABLE (kind text, rule_id bigint, rule text, decision text, condition text,
+			   substituted text, detail jsonb)
+	AS 'MODULE_PATHNAME', 'crm_explain' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION crm.explain(text, bigint, bigint) IS
+	'What automation would do for an item now (or on entering stage): one row per robot, trigger and auto-starting process template, with its decision and its condition with the item''s values';
+REVOKE EXECUTE ON FUNCTION crm.explain(text, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.explain(text, bigint, bigint) TO crm_user;
+GRANT EXECUTE ON FUNCTION crm.explain(text, bigint, bigint) TO crm_admin;
