@@ -2184,13 +2184,15 @@ LANGUAGE sql VOLATILE AS $$
 				  (s.row_data->>'status') || coalesce(' (' || (s.row_data->>'error') || ')', '')
 			 WHEN s.tbl = 'outbox' THEN (s.row_data->>'channel') || ' ' ||
 				  coalesce(s.row_data->'payload'->>'url', s.row_data->'payload'->>'to', '')
-			 WHEN s.tbl = 'job' THEN (s.row_data->>'kind') || ' due in ' ||
+			 WHEN s.tbl = 'job' AND s.row_data->>'status' = 'pending'
+			   THEN (s.row_data->>'kind') || ' due in ' ||
 				  ((s.row_data->>'due_at')::timestamptz - pg_catalog.now())::text
+			 WHEN s.tbl = 'job' THEN (s.row_data->>'kind') || ': ' || (s.row_data->>'status')
 			 WHEN s.tbl = 'process_instance' THEN (s.row_data->>'status') ||
 				  coalesce(': ' || (s.row_data->>'status_text'), '')
 			 WHEN s.tbl = 'process_log' THEN (s.row_data->>'type') || ': ' || (s.row_data->>'status')
 			 WHEN s.tbl IN ('timeline_comment', 'notification', 'chat_message') THEN s.row_data->>'text'
-			 WHEN s.tbl = 'history' THEN (s.row_data->>'type')
+			 WHEN s.tbl = 'history' THEN coalesce(nullif(s.row_data->>'text', ''), s.row_data->>'event_type')
 			 WHEN s.tbl = 'activity' THEN s.row_data->>'subject'
 			 ELSE coalesce(s.row_data->>'title', s.row_data->>'name', s.row_data->>'subject') ||
 				  coalesce(' @ ' || (SELECT st.code FROM crm.stage st

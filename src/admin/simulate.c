@@ -529,6 +529,7 @@ crm_simulate(PG_FUNCTION_ARGS)
 	int64		seq = 0;
 	uint64		processed = 0;
 	Oid			target;
+	bool		was_simulating = crm_simulating;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -585,14 +586,14 @@ crm_simulate(PG_FUNCTION_ARGS)
 			rows = put_row(rows, caller_cxt, seq + 1, "truncated", NULL, 0,
 						   count_row("rows_not_shown", list_length(cap.effects) - seq));
 		SPI_finish();
-		crm_simulating = false;
+		crm_simulating = was_simulating;
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller_cxt);
 		CurrentResourceOwner = owner;
 	}
 	PG_CATCH();
 	{
-		crm_simulating = false;
+		crm_simulating = was_simulating;
 		MemoryContextSwitchTo(caller_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
