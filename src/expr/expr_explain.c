@@ -361,17 +361,6 @@ unevaluated(Walk *k, const ExprNode *n, int parent_prec)
 	pfree(buf.data);
 }
 
-/* Equality as the rules of a JSON condition see it (condition.c). */
-static bool
-values_equal(CrmValue a, CrmValue b)
-{
-	bool		comparable;
-
-	if (a.type == CRM_VAL_NULL || b.type == CRM_VAL_NULL)
-		return a.type == b.type;
-	return expr_compare(a, b, &comparable) == 0;
-}
-
 static CrmValue walk(Walk *k, const ExprNode *n, int parent_prec, int depth);
 
 static CrmValue
@@ -489,7 +478,7 @@ walk_rule(Walk *k, const ExprNode *n, int depth)
 			if (found)
 				unevaluated(k, n->args[i], 0);
 			else
-				found = values_equal(f, walk(k, n->args[i], 0, depth + 1));
+				found = expr_values_equal(f, walk(k, n->args[i], 0, depth + 1));
 		}
 		both(k, ")");
 		memset(&res, 0, sizeof(res));
