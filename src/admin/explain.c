@@ -46,6 +46,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -68,6 +69,7 @@
 PG_FUNCTION_INFO_V1(crm_explain);
 
 #define EXPLAIN_COLS 7
+#define CONDITION_MAX 2000		/* bytes of a condition shown */
 
 /* What the rows are written to, and the item they are about. */
 typedef struct Explain
@@ -261,6 +263,10 @@ explain_condition(Explain *ex, Row *row, const CrmExpr *e, char **error)
 	if (e == NULL)
 		return true;
 	row->condition = crm_expr_source(e);
+	/* as written, within psql's reach: the whole text is the rule's */
+	if (strlen(row->condition) > CONDITION_MAX)
+		row->condition = psprintf("%.*s…", pg_mbcliplen(row->condition, strlen(row->condition),
+													   CONDITION_MAX), row->condition);
 	memset(&c, 0, sizeof(c));
 	c.e = e;
 	c.cx = &ex->cx;

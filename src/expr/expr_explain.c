@@ -32,10 +32,13 @@
 #define EXPLAIN_MAX_PARTS	50
 #define EXPLAIN_MAX_LITERAL 200
 
-/* Precedence levels, as expr_parse.c parses them. */
+/*
+ * Precedence levels, as expr_parse.c parses them: "not" and unary "-" are
+ * one level, above the arithmetic ("not {{a}} > 1" is "(not {{a}}) > 1").
+ */
 #define PREC_OR		1
 #define PREC_AND	2
-#define PREC_NOT	3
+#define PREC_NOT	8
 #define PREC_CMP	4
 #define PREC_CAT	5
 #define PREC_ADD	6
@@ -203,6 +206,12 @@ print_template(StringInfo buf, const ExprNode *n)
 	{
 		const ExprNode *a = n->args[i];
 
+		if (buf->len > EXPLAIN_MAX_TEXT)
+		{
+			appendStringInfoString(buf, "…");
+			break;
+		}
+
 		if (a->kind == EN_CONST)
 		{
 			const char *p;
@@ -341,10 +350,26 @@ note_part(Walk *k, const ExprNode *n, int start, CrmValue v)
 	pushJsonbValue(&k->parts, WJB_END_OBJECT, NULL);
 }
 
-/* Appends the same text to both renderings. */
+/* Past the bounds: the rest is evaluated, not described (an ellipsis says so). */
+static bool
+past_bounds(Walk *k)
+{
+	if (!k->full && (k->w.len > EXPLAIN_MAX_TEXT || k->s.len > EXPLAIN_MAX_TEXT ||
+					 k->nparts >= EXPLAIN_MAX_PARTS))
+	{
+		k->full = true;
+		appendStringInfoString(&k->w, "…");
+		appendStringInfoString(&k->s, "…");
+	}
+	return k->full;
+}
+
+/* Appends the same text to both renderings, within the bounds. */
 static void
 both(Walk *k, const char *s)
 {
+	if (past_bounds(k))
+		return;
 	appendStringInfoString(&k->w, s);
 	appendStringInfoString(&k->s, s);
 }
@@ -355,6 +380,8 @@ unevaluated(Walk *k, const ExprNode *n, int parent_prec)
 {
 	StringInfoData buf;
 
+	if (past_bounds(k))
+		return;
 	initStringInfo(&buf);
 	print_node(&buf, n, parent_prec);
 	both(k, buf.data);
@@ -409,8 +436,7 @@ walk_chain(Walk *k, const ExprNode *n, int prec, int depth)
 	{
 		CrmValue	r;
 
-		appendStringInfo(&k->w, " %s ", op_name(n->ops[i]));
-		appendStringInfo(&k->s, " %s ", op_name(n->ops[i]));
+		both(k, psprintf(" %s ", op_name(n->ops[i])));
 		r = walk(k, n->args[i], prec + 1, depth + 1);
 		acc = expr_apply_binary(n->ops[i], acc, r, n->opos[i], k->where);
 	}
@@ -423,8 +449,7 @@ walk_func(Walk *k, const ExprNode *n, int depth)
 	int			i;
 	CrmValue	v;
 
-	appendStringInfo(&k->w, "%s(", n->name);
-	appendStringInfo(&k->s, "%s(", n->name);
+	both(k, psprintf("%s(", n->name));
 	if (strcmp(n->name, "if") == 0 && n->nargs == 3)
 	{
 		bool		cond = expr_value_true(walk(k, n->args[0], 0, depth + 1));
@@ -463,8 +488,7 @@ walk_rule(Walk *k, const ExprNode *n, int depth)
 	int			i;
 
 	f = walk(k, n->args[0], PREC_CAT, depth + 1);
-	appendStringInfo(&k->w, " %s", op_name(n->op));
-	appendStringInfo(&k->s, " %s", op_name(n->op));
+	both(k, psprintf(" %s", op_name(n->op)));
 	if (n->op == OP_IN || n->op == OP_NOT_IN)
 	{
 		bool		found = false;
@@ -507,13 +531,7 @@ walk(Walk *k, const ExprNode *n, int parent_prec, int depth)
 	CHECK_FOR_INTERRUPTS();
 	if (depth > CRM_EXPR_MAX_DEPTH)
 		expr_too_deep(k->where, n->pos);
-	if (!k->full && (k->w.len > EXPLAIN_MAX_TEXT || k->s.len > EXPLAIN_MAX_TEXT ||
-					 k->nparts >= EXPLAIN_MAX_PARTS))
-	{
-		k->full = true;
-		both(k, "…");
-	}
-	if (k->full)
+	if (past_bounds(k))
 		return expr_eval_node(n, k->cx, k->where, depth);
 
 	if (paren)
@@ -553,8 +571,7 @@ walk(Walk *k, const ExprNode *n, int parent_prec, int depth)
 				CrmValue	l = walk(k, n->args[0], prec + 1, depth + 1);
 				CrmValue	r;
 
-				appendStringInfo(&k->w, " %s ", op_name(n->op));
-				appendStringInfo(&k->s, " %s ", op_name(n->op));
+				both(k, psprintf(" %s ", op_name(n->op)));
 				r = walk(k, n->args[1], prec + 1, depth + 1);
 				v = expr_apply_binary(n->op, l, r, n->pos, k->where);
 				note_part(k, n, start, v);

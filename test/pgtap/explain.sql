@@ -4,7 +4,7 @@
 -- taken apart; NULL and hostile arguments; rights; nothing written.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(56);
+SELECT plan(59);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, phone, department_id) VALUES
@@ -66,7 +66,7 @@ $$;
 INSERT INTO crm.deal (id, title, responsible_id, contact_id, amount) VALUES
 	(11, 'Comm', 2, 1, 1200), (12, 'Out', 2, 1, 1200), (13, 'Items', 2, 1, 1200),
 	(14, 'Tasks', 2, 1, 1200), (15, 'Chat', 2, 1, 1200), (16, 'Sched', 2, 1, 1200),
-	(17, 'Stop', 2, 1, 1200), (18, 'Loop', 2, 1, 1200), (19, 'Broken', 2, 1, 1200);
+	(17, 'Stop', 2, 1, 1200), (18, 'Loop', 2, 1, 1200), (19, 'Broken', 2, 1, 1200), (20, 'Long', 2, 1, 1200);
 
 -- communication
 SELECT pg_temp.family_stage('f_comm') AS s_comm \gset
@@ -171,6 +171,17 @@ SELECT ok((SELECT detail ? 'condition_json' FROM crm.explain('deal', 11, :s_comm
 	'the JSON as stored is in the detail');
 SELECT is((SELECT detail->'params' FROM crm.explain('deal', 14, :s_tasks) WHERE rule = 'create_task') - 'deadline',
 	'{"title": "Call Claire", "responsible": [2]}'::jsonb, 'parameters as rendered');
+
+SELECT is((SELECT substituted FROM crm.explain('deal', 12, :s_out) WHERE rule = 'robocall'),
+	'not (1200 > 5000)', 'parentheses where the grammar needs them');
+-- A long condition: described up to a bound, evaluated to the end.
+SELECT pg_temp.family_stage('f_long') AS s_long \gset
+SELECT crm.add_robot(:s_long, 'write_log', '{"text": "x"}',
+	condition => to_jsonb((SELECT string_agg('{{amount}} = ' || g, ' or ') FROM generate_series(1, 5000) g))) > 0;
+SELECT results_eq(format($$SELECT decision, length(substituted) < 2300, right(substituted, 1), jsonb_array_length(detail->'parts'),
+						  length(condition) <= 2001 FROM crm.explain('deal', 20, %s)$$, :s_long),
+	$$VALUES ('yes'::text, true, '…'::text, 50, true)$$, 'a condition of 10,000 terms: bounded text and parts, the right decision');
+SELECT is_empty(format($$SELECT * FROM pg_temp.robot_mismatches(20, %s)$$, :s_long), 'and the run agrees');
 
 -- Triggers: each event, explained then happening.
 CREATE FUNCTION pg_temp.trigger_agrees(p_deal bigint, p_trigger bigint, p_event text, p_do text)
