@@ -16,7 +16,9 @@
  *
  *	  - every table of schema crm that the subtransaction changed (the
  *		statistics counters of the transaction say which: a table nobody
- *		wrote is not read) is scanned with SnapshotAny for the row versions
+ *		wrote is not read) is read page by page, but for the pages the
+ *		visibility map says are all visible (a page holding a row version
+ *		of a transaction in progress never is), for the row versions
  *		whose xmin or xmax is one of the subtransaction's transaction ids
  *		(those assigned after it began, and current): new rows (insert),
  *		new versions (update), rows whose last version it deleted (delete);
@@ -39,11 +41,12 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/multixact.h"
-#include "access/relscan.h"
 #include "access/tableam.h"
 #include "access/transam.h"
+#include "access/visibilitymap.h"
 #include "access/xact.h"
 #include "storage/bufmgr.h"
+#include "storage/bufpage.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "executor/spi.h"
@@ -285,8 +288,10 @@ capture_table(Capture *cap, Oid relid)
 	Relation	rel = table_open(relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			id_att = SPI_fnumber(desc, "id");
-	TableScanDesc scan;
-	HeapTuple	tuple;
+	BlockNumber nblocks;
+	BlockNumber blk;
+	Buffer		vmbuf = InvalidBuffer;
+	BufferAccessStrategy strategy = GetAccessStrategy(BAS_BULKREAD);
 	bool		visible;
 	List	   *updated = NIL;	/* Effect * of new versions */
 	List	   *updated_ids = NIL;	/* int64 * of the rows they replace */
@@ -295,45 +300,75 @@ capture_table(Capture *cap, Oid relid)
 
 	visible = pg_class_aclcheck(relid, cap->caller, ACL_SELECT) == ACLCHECK_OK &&
 		check_enable_rls(relid, cap->caller, true) != RLS_ENABLED;
-	scan = table_beginscan(rel, SnapshotAny, 0, NULL);
-	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	nblocks = RelationGetNumberOfBlocks(rel);
+	for (blk = 0; blk < nblocks; blk++)
 	{
-		HeapTupleHeader h = tuple->t_data;
-		TransactionId xmin = HeapTupleHeaderGetRawXmin(h);
-		TransactionId xmax = updater(h);
-		bool		replaced = !ItemPointerEquals(&tuple->t_self, &h->t_ctid);
+		Buffer		buf;
+		Page		page;
+		OffsetNumber off;
+		OffsetNumber maxoff;
 
 		CHECK_FOR_INTERRUPTS();
-		if (ours(cap, xmin))
+		/* a page all visible holds nothing of a transaction in progress */
+		if (VM_ALL_VISIBLE(rel, blk, &vmbuf))
+			continue;
+		buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (off = FirstOffsetNumber; off <= maxoff; off++)
 		{
-			/* a version it wrote and then replaced or deleted itself */
-			if (TransactionIdIsValid(xmax) && ours(cap, xmax))
+			ItemId		lp = PageGetItemId(page, off);
+			HeapTupleData tupdata;
+			HeapTuple	tuple = &tupdata;
+			HeapTupleHeader h;
+			TransactionId xmin;
+			TransactionId xmax;
+			bool		replaced;
+
+			if (!ItemIdIsNormal(lp))
 				continue;
-			note_effect(cap, rel, tuple, (h->t_infomask & HEAP_UPDATED) ? "update" : "insert",
-						HeapTupleHeaderGetRawCommandId(h), visible);
-			if (h->t_infomask & HEAP_UPDATED)
+			tupdata.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+			tupdata.t_len = ItemIdGetLength(lp);
+			tupdata.t_tableOid = relid;
+			ItemPointerSet(&tupdata.t_self, blk, off);
+			h = tuple->t_data;
+			xmin = HeapTupleHeaderGetRawXmin(h);
+			xmax = updater(h);
+			replaced = !ItemPointerEquals(&tuple->t_self, &h->t_ctid);
+			if (ours(cap, xmin))
 			{
-				int64	   *id = palloc(sizeof(int64));
+				/* a version it wrote and then replaced or deleted itself */
+				if (TransactionIdIsValid(xmax) && ours(cap, xmax))
+					continue;
+				note_effect(cap, rel, tuple, (h->t_infomask & HEAP_UPDATED) ? "update" : "insert",
+							HeapTupleHeaderGetRawCommandId(h), visible);
+				if (h->t_infomask & HEAP_UPDATED)
+				{
+					int64	   *id = palloc(sizeof(int64));
 
-				*id = tuple_id(tuple, desc, id_att);
-				updated = lappend(updated, llast(cap->effects));
-				updated_ids = lappend(updated_ids, id);
+					*id = tuple_id(tuple, desc, id_att);
+					updated = lappend(updated, llast(cap->effects));
+					updated_ids = lappend(updated_ids, id);
+				}
+			}
+			else if (TransactionIdIsValid(xmax) && ours(cap, xmax))
+			{
+				if (!replaced)
+					note_effect(cap, rel, tuple, "delete", HeapTupleHeaderGetRawCommandId(h), visible);
+				else
+				{
+					int64	   *id = palloc(sizeof(int64));
+
+					*id = tuple_id(tuple, desc, id_att);
+					existed = lappend(existed, id);
+				}
 			}
 		}
-		else if (TransactionIdIsValid(xmax) && ours(cap, xmax))
-		{
-			if (!replaced)
-				note_effect(cap, rel, tuple, "delete", HeapTupleHeaderGetRawCommandId(h), visible);
-			else
-			{
-				int64	   *id = palloc(sizeof(int64));
-
-				*id = tuple_id(tuple, desc, id_att);
-				existed = lappend(existed, id);
-			}
-		}
+		UnlockReleaseBuffer(buf);
 	}
-	table_endscan(scan);
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
 	foreach(lc, updated)
 	{
 		Effect	   *e = lfirst(lc);
