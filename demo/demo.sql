@@ -130,3 +130,31 @@ SELECT a.kind, a.name, a.action, a.status, a.outputs
  WHERE d.title = 'Conference room' ORDER BY a.planned_at, a.log_id;
 SELECT text AS timeline FROM crm.timeline_comment t JOIN crm.deal d ON d.id = t.entity_id
  WHERE d.title = 'Conference room';
+
+\echo '== Why did (or didn''t) it run? Desk lamps, as if it entered "preparation"'
+-- crm.explain: each robot of the stage, each trigger of the pipeline, each
+-- process template that starts by itself, with the decision a run would
+-- make now and the condition with the deal's values (nothing is run).
+SELECT kind, rule, decision, condition, substituted
+  FROM crm.explain('deal', (SELECT id FROM crm.deal WHERE title = 'Desk lamps'),
+				   stage => crm.stage('deal', 'preparation'));
+
+\echo '== What would moving Desk lamps to "won" do? Simulated (rolled back), then done'
+-- crm.simulate runs the UPDATE with all its automation and rolls it back:
+-- every row it would write, and nothing is left (no message, no job).
+SELECT seq, op, tbl, actor, summary
+  FROM crm.simulate($$UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE title = 'Desk lamps'$$);
+SELECT count(*) AS messages_for_desk_lamps FROM crm.outbox o JOIN crm.deal d ON d.id = o.entity_id
+ WHERE d.title = 'Desk lamps';
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE title = 'Desk lamps';
+SELECT a.action, a.status FROM crm.deal d, crm.item_automation('deal', d.id) a
+ WHERE d.title = 'Desk lamps' AND a.stage = 'won' ORDER BY a.log_id;
+DO $$
+BEGIN
+	FOR i IN 1..50 LOOP
+		EXIT WHEN NOT EXISTS (SELECT FROM crm.outbox WHERE channel = 'webhook' AND status IN ('pending', 'sending'));
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT o.channel, o.status, o.payload->>'url' AS url FROM crm.outbox o JOIN crm.deal d ON d.id = o.entity_id
+ WHERE d.title = 'Desk lamps';

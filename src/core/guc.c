@@ -36,6 +36,7 @@ int			crm_max_depth = 16;
 int			crm_max_steps = 1000;
 int			crm_acting_user_id = 0;
 bool		crm_import_mode = false;
+bool		crm_simulating = false;
 bool		crm_create_lead_from_unknown = true;
 
 /* Called once from _PG_init, before any other part's initialisation. */

@@ -45,6 +45,13 @@ extern int	crm_acting_user_id;
 extern bool crm_import_mode;
 extern bool crm_create_lead_from_unknown;
 
+/*
+ * Not a setting: true while crm.simulate runs a statement in a
+ * subtransaction it always rolls back (admin/simulate.c), so that what the
+ * statement queues wakes no worker at commit (delivery/launcher.c).
+ */
+extern bool crm_simulating;
+
 /* Defines every setting above (from _PG_init). */
 extern void crm_guc_init(void);
 

@@ -364,6 +364,9 @@ crm_wake_worker_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("crm._wake_worker() must be called as a trigger")));
+	/* a simulated statement is rolled back: nothing to wake anyone for */
+	if (crm_simulating)
+		return PointerGetDatum(NULL);
 	ensure_xact_callback();
 	/* crm.job's trigger says so: its commit wakes a job runner */
 	if (((TriggerData *) fcinfo->context)->tg_trigger->tgnargs > 0)

@@ -201,6 +201,39 @@ crm_lineage_has(char kind)
 	return false;
 }
 
+bool
+crm_lineage_would_push(char kind, int64 rule_id, const char *entity_type,
+					   int64 item_id, int steps_before, char **why)
+{
+	int			steps;
+	int			i;
+
+	for (i = 0; i < lineage_len; i++)
+		if (lineage[i].kind == kind && lineage[i].rule_id == rule_id &&
+			lineage[i].item_id == item_id &&
+			strcmp(lineage[i].entity_type, entity_type) == 0)
+		{
+			*why = psprintf("%s %lld already runs for %s %lld in this chain",
+							lineage_kind_name(kind), (long long) rule_id,
+							entity_type, (long long) item_id);
+			return false;
+		}
+	if (lineage_len >= crm_max_depth || lineage_len >= MAX_LINEAGE)
+	{
+		*why = psprintf("automation depth %d reached (crm.max_depth)", lineage_len);
+		return false;
+	}
+	/* an empty lineage starts a new change, counted from zero */
+	steps = (lineage_len == 0 ? 0 : root_steps) + steps_before;
+	if (steps >= crm_max_steps)
+	{
+		*why = psprintf("%d automation steps caused by one change reached (crm.max_steps)",
+						steps);
+		return false;
+	}
+	return true;
+}
+
 /* Back to an earlier depth, after an error skipped the pops. */
 void
 crm_lineage_restore(int depth)

@@ -95,6 +95,14 @@ extern int	crm_lineage_depth(void);
 extern bool crm_lineage_has(char kind);
 
 /*
+ * Whether crm_lineage_push would take (kind, rule, item) now, after
+ * steps_before more steps of the same change, without pushing anything;
+ * false with the reason in *why as push gives it (crm.explain).
+ */
+extern bool crm_lineage_would_push(char kind, int64 rule_id, const char *entity_type,
+								   int64 item_id, int steps_before, char **why);
+
+/*
  * Runs body(arg) in a subtransaction of its own.  NULL when it succeeded;
  * otherwise its effects are rolled back, the lineage is back to its depth at
  * the call, and the error is returned (in the caller's memory context),

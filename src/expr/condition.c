@@ -238,8 +238,9 @@ is_empty(CrmValue v)
 	return false;
 }
 
-static bool
-values_equal(CrmValue a, CrmValue b)
+/* Equality as the rules of a JSON condition see it (= and in). */
+bool
+expr_values_equal(CrmValue a, CrmValue b)
 {
 	bool		comparable;
 
@@ -272,7 +273,7 @@ expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx, const char *wher
 		case OP_IN:
 		case OP_NOT_IN:
 			for (i = 1; i < n->nargs && !r; i++)
-				r = values_equal(f, expr_eval_node(n->args[i], cx, where, depth + 1));
+				r = expr_values_equal(f, expr_eval_node(n->args[i], cx, where, depth + 1));
 			if (n->op == OP_NOT_IN)
 				r = !r;
 			break;

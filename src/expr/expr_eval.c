@@ -1060,8 +1060,8 @@ eval_func(const ExprNode *n, CrmEvalContext *cx, const char *where, int depth)
 }
 
 /* l op r for the arithmetic and comparison operators; pos is op's. */
-static CrmValue
-apply_binary(ExprOp op, CrmValue l, CrmValue r, int pos, const char *where)
+CrmValue
+expr_apply_binary(ExprOp op, CrmValue l, CrmValue r, int pos, const char *where)
 {
 	switch (op)
 	{
@@ -1196,7 +1196,7 @@ eval_chain(const ExprNode *n, CrmEvalContext *cx, const char *where, int depth)
 		default:
 			acc = expr_eval_node(n->args[0], cx, where, depth + 1);
 			for (i = 1; i < n->nargs; i++)
-				acc = apply_binary(n->ops[i], acc, expr_eval_node(n->args[i], cx, where, depth + 1),
+				acc = expr_apply_binary(n->ops[i], acc, expr_eval_node(n->args[i], cx, where, depth + 1),
 								   n->opos[i], where);
 			return acc;
 	}
@@ -1237,7 +1237,7 @@ expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char *where, int dep
 				CrmValue	l = expr_eval_node(n->args[0], cx, where, depth + 1);
 				CrmValue	r = expr_eval_node(n->args[1], cx, where, depth + 1);
 
-				return apply_binary(n->op, l, r, n->pos, where);
+				return expr_apply_binary(n->op, l, r, n->pos, where);
 			}
 		case EN_CHAIN:
 			return eval_chain(n, cx, where, depth);

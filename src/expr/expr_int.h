@@ -98,7 +98,10 @@ extern CrmValue expr_eval_node(const ExprNode *n, CrmEvalContext *cx, const char
 							   int depth);
 extern CrmValue expr_eval_condition_leaf(const ExprNode *n, CrmEvalContext *cx,
 										 const char *where, int depth);
+extern CrmValue expr_apply_binary(ExprOp op, CrmValue l, CrmValue r, int pos,
+								  const char *where);
 extern bool expr_value_true(CrmValue v);
+extern bool expr_values_equal(CrmValue a, CrmValue b);
 extern int	expr_compare(CrmValue a, CrmValue b, bool *comparable);
 extern CrmValue expr_text_value(const char *s);
 

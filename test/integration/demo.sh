@@ -29,5 +29,9 @@ check "the approval: the big deal's process completed after its task, the small 
 	"$(qd "SELECT string_agg(d.title || ':' || i.status || ':' || i.status_text, '|' ORDER BY d.id) FROM crm.process_instance i JOIN crm.deal d ON d.id = i.document_id WHERE d.title IN ('Conference room', 'Desk lamps')")"
 check "the trace shows the pause and the steps after it" "t" \
 	"$(qd "SELECT bool_and(status = 'done') AND count(*) = 5 FROM crm.deal d, crm.item_automation('deal', d.id) a WHERE d.title = 'Conference room' AND a.kind = 'process'")"
+check "explain: the small deal's notification would not run, and says why" "1" \
+	"$(grep -cE 'robot +\| notify +\| condition_false +\| \{\{amount\}\} >= 1000 +\| 600 >= 1000' "$IT_DIR/demo.out" || true)"
+check "simulate showed the webhook it would queue, left no message; the real move sent it once" "1|0|1" \
+	"$(grep -c 'webhook http://127.0.0.1:[0-9]*/ok/deals/5' "$IT_DIR/demo.out" || true)|$(grep -A2 messages_for_desk_lamps "$IT_DIR/demo.out" | tail -1 | tr -d ' ')|$(grep -c '"path": "/ok/deals/5"' "$HTTP_LOG" || true)"
 check "no backend crashed" "0" "$(grep -c 'terminated by signal' "$CRM_CLUSTER_DIR/server.log" || true)"
 it_end

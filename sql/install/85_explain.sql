@@ -1,0 +1,74 @@
+
+-- ---------------------------------------------------------------------------
+-- Why did (or didn't) it run?  crm.explain: the decision each robot of an
+-- item's stage, each trigger of its pipeline and each auto-starting process
+-- template would make now, with its condition taken apart (admin/explain.c).
+-- It reads the item as the caller and writes nothing.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm.explain(entity_type text, id bigint, stage bigint DEFAULT NULL)
+RETURNS TABLE (kind text, rule_id bigint, rule text, decision text, condition text,
+			   substituted text, detail jsonb)
+	AS 'MODULE_PATHNAME', 'crm_explain' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION crm.explain(text, bigint, bigint) IS
+	'What automation would do for an item now (or on entering stage): one row per robot, trigger and auto-starting process template, with its decision and its condition with the item''s values';
+REVOKE EXECUTE ON FUNCTION crm.explain(text, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.explain(text, bigint, bigint) TO crm_user;
+
+-- What would happen?  crm.simulate runs one INSERT, UPDATE or DELETE on a
+-- CRM table as the caller, with all its automation, in a subtransaction it
+-- always rolls back, and returns what it wrote (admin/simulate.c): one row
+-- per row written, in the order written, its table, who wrote it, a short
+-- summary, and the row as jsonb.  Nothing is left, and no worker is woken;
+-- sequence values drawn stay used.
+CREATE FUNCTION crm._simulate(statement text, row_limit integer)
+RETURNS TABLE (seq bigint, op text, tbl text, row_id bigint, row_data jsonb)
+	AS 'MODULE_PATHNAME', 'crm_simulate' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION crm.simulate(statement text, row_limit integer DEFAULT 100)
+RETURNS TABLE (seq bigint, op text, tbl text, actor text, summary text, detail jsonb)
+LANGUAGE sql VOLATILE AS $$
+	SELECT s.seq, s.op, s.tbl,
+		   CASE
+			 WHEN s.op IN ('statement', 'error', 'truncated') THEN NULL
+			 WHEN s.row_data IS NULL THEN NULL
+			 WHEN s.tbl = 'robot_log' AND s.row_data->>'kind' = 'trigger'
+			   THEN 'trigger ' || coalesce(s.row_data->>'trigger_id', '-')
+			 WHEN s.row_data->>'robot_id' IS NOT NULL THEN 'robot ' || (s.row_data->>'robot_id')
+			 WHEN s.row_data->>'process_instance_id' IS NOT NULL
+			   THEN 'process ' || (s.row_data->>'process_instance_id')
+			 WHEN s.tbl = 'process_log' THEN 'process ' || (s.row_data->>'instance_id')
+			 WHEN s.tbl = 'process_instance' THEN 'template ' || (s.row_data->>'template_id')
+			 ELSE NULL
+		   END,
+		   CASE
+			 WHEN s.op = 'statement' THEN (s.row_data->>'rows') || ' row(s), ' ||
+				  (s.row_data->>'effects') || ' row(s) written in all'
+			 WHEN s.op = 'error' THEN (s.row_data->>'sqlstate') || ': ' || (s.row_data->>'message')
+			 WHEN s.op = 'truncated' THEN (s.row_data->>'rows_not_shown') || ' more row(s) not shown (row_limit)'
+			 WHEN s.row_data IS NULL THEN '(not readable by you)'
+			 WHEN s.tbl = 'robot_log' THEN coalesce(s.row_data->>'name', s.row_data->>'action') || ': ' ||
+				  (s.row_data->>'status') || coalesce(' (' || (s.row_data->>'error') || ')', '')
+			 WHEN s.tbl = 'outbox' THEN (s.row_data->>'channel') || ' ' ||
+				  coalesce(s.row_data->'payload'->>'url', s.row_data->'payload'->>'to', '')
+			 WHEN s.tbl = 'job' AND s.row_data->>'status' = 'pending'
+			   THEN (s.row_data->>'kind') || ' due in ' ||
+				  ((s.row_data->>'due_at')::timestamptz - pg_catalog.now())::text
+			 WHEN s.tbl = 'job' THEN (s.row_data->>'kind') || ': ' || (s.row_data->>'status')
+			 WHEN s.tbl = 'process_instance' THEN (s.row_data->>'status') ||
+				  coalesce(': ' || (s.row_data->>'status_text'), '')
+			 WHEN s.tbl = 'process_log' THEN (s.row_data->>'type') || ': ' || (s.row_data->>'status')
+			 WHEN s.tbl IN ('timeline_comment', 'notification', 'chat_message') THEN s.row_data->>'text'
+			 WHEN s.tbl = 'history' THEN coalesce(nullif(s.row_data->>'text', ''), s.row_data->>'event_type')
+			 WHEN s.tbl = 'activity' THEN s.row_data->>'subject'
+			 ELSE coalesce(s.row_data->>'title', s.row_data->>'name', s.row_data->>'subject') ||
+				  coalesce(' @ ' || (SELECT st.code FROM crm.stage st
+									  WHERE st.id = (s.row_data->>'stage_id')::bigint), '')
+		   END,
+		   s.row_data
+	  FROM crm._simulate(statement, row_limit) s
+	 ORDER BY s.seq
+$$;
+COMMENT ON FUNCTION crm.simulate(text, integer) IS
+	'Runs one INSERT, UPDATE or DELETE on a CRM table as the caller, with its automation, and rolls it back: returns every row it would write';
+REVOKE EXECUTE ON FUNCTION crm._simulate(text, integer), crm.simulate(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._simulate(text, integer), crm.simulate(text, integer) TO crm_user;
