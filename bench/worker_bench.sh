@@ -2,6 +2,14 @@
 # Delivery worker benchmark (issue 4).  Prints figures measured in one run
 # on a throw-away cluster; nothing here is a pass/fail test.
 #
+#   0. From the commit (issue 17): N deals moved by one committed UPDATE
+#      into a stage with one `webhook` robot, from that commit to nginx's
+#      log of the last of the N requests ($msec), ROUNDS rounds; each round
+#      then libcurl alone (bench/curl_client.c, no database) sends the same
+#      N requests (the robot's body, the worker's headers) at CONC in flight
+#      to the same server, from its start to its last request logged.
+#      Medians, the median of the rounds' ratios, and the CPU each spent
+#      per message.
 #   1. Latency at idle: LAT_N (200) signed webhooks committed one at a time,
 #      20 ms apart; the time from just before each commit to nginx's log of
 #      its receipt ($msec).
@@ -33,13 +41,27 @@
 #   N=20000 ROUNDS=3 MEM_N=100000 CONC=64 WORKERS=2 FSYNC=on bash bench/worker_bench.sh
 #
 # WORKERS is crm.workers_per_database.  With MEM_N=0, phase 3 queues nothing.
+# PHASES picks phases by name (default "move latency rate memory tick").
+# PG_ROOT=/tmp/x runs on a private copy of PostgreSQL instead of the
+# system's, without the test lock: the extension is installed with
+# `make install DESTDIR=/tmp/x` into a copy made beforehand with
+#   mkdir -p /tmp/x/usr/lib/postgresql /tmp/x/usr/share/postgresql
+#   cp -a /usr/lib/postgresql/15 /tmp/x/usr/lib/postgresql/
+#   cp -a /usr/share/postgresql/15 /tmp/x/usr/share/postgresql/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 crm_install_deps nginx wrk libcurl4-openssl-dev
-exec 9>/tmp/crm_automation.test.lock
-flock 9
-crm_build_install
+if [ -n "${PG_ROOT:-}" ]; then
+	# a private copy of PostgreSQL (see the header): no lock, nothing installed system-wide
+	make -s -j2 >/dev/null
+	make -s install DESTDIR="$PG_ROOT" >/dev/null
+	crm_pg_bindir() { echo "$PG_ROOT$(pg_config --bindir)"; }
+else
+	exec 9>/tmp/crm_automation.test.lock
+	flock 9
+	crm_build_install
+fi
 
 N=${N:-20000}
 MEM_N=${MEM_N:-100000}
@@ -48,6 +70,8 @@ CONC=${CONC:-64}
 WORKERS=${WORKERS:-2}
 FSYNC=${FSYNC:-on}
 ROUNDS=${ROUNDS:-3}
+PHASES=${PHASES:-move latency rate memory tick}
+has_phase() { case " $PHASES " in *" $1 "*) return 0 ;; esac; return 1; }
 
 BENCH_DIR=$(mktemp -d /tmp/crm_bench.XXXXXX)
 chmod 755 "$BENCH_DIR"
@@ -62,6 +86,7 @@ trap cleanup EXIT
 # --- the sink ---------------------------------------------------------------
 PORT=$(crm_free_port)
 LAT_PORT=$(crm_free_port)
+MOVE_PORT=$(crm_free_port)
 cat >"$BENCH_DIR/nginx.conf" <<EOF
 worker_processes 1;
 pid $BENCH_DIR/nginx.pid;
@@ -78,6 +103,11 @@ http {
 	log_format receipt '\$http_webhook_id \$msec';
 	server {
 		listen 127.0.0.1:$PORT;
+		location / { return 200 "ok"; }
+	}
+	server {
+		listen 127.0.0.1:$MOVE_PORT;
+		access_log $BENCH_DIR/move.log receipt buffer=256k flush=100ms;
 		location / { return 200 "ok"; }
 	}
 	server {
@@ -171,7 +201,104 @@ memory() {
 }
 commits() { q "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"; }
 
+# --- 0. from the commit: one move queues N webhooks, vs libcurl alone ---------
+# The issue's measure: N deals moved into a stage with one `webhook` robot by
+# one committed UPDATE; the time from that commit (read by the same session
+# right after it) to nginx's log of the last request ($msec), against
+# libcurl alone (bench/curl_client.c, no database) sending the same N
+# requests at CONC in flight, from its start to its last request logged.
+# ROUNDS rounds, each ours then libcurl's; medians, and the median of the
+# rounds' ratios.  The outbox keeps every round's messages (nothing is
+# emptied between rounds), and the deals go back to their stage untimed.
+cc -O2 -o "$BENCH_DIR/curl_client" bench/curl_client.c -lcurl
+# CPU seconds (user + system) of the given command's processes
+cpu_of() { local TIMEFORMAT=%3U+%3S; { time "$@" >/dev/null; } 2>&1 | tail -1; }
+outbox_io() {	# "outbox_due entries read|crm.outbox buffers (heap and indexes) accessed"
+	q "SELECT (SELECT idx_tup_read FROM pg_stat_all_indexes WHERE indexrelid = 'crm.outbox_due'::regclass)
+			  || '|' || (SELECT heap_blks_hit + heap_blks_read + idx_blks_hit + idx_blks_read
+						  FROM pg_statio_all_tables WHERE relid = 'crm.outbox'::regclass)"
+}
+last_receipt() {	# last_receipt COUNT: waits for COUNT receipts in move.log; prints the last one's time
+	local n=0
+	for _ in $(seq 1 1200); do
+		n=$(wc -l <"$BENCH_DIR/move.log")
+		[ "$n" -ge "$1" ] && break
+		sleep 0.1
+	done
+	[ "$n" -ge "$1" ] || { echo "only $n of $1 receipts logged" >&2; return 1; }
+	awk 'BEGIN {m = 0} $2 > m {m = $2} END {printf "%.3f\n", m}' "$BENCH_DIR/move.log"
+}
+if has_phase move; then
+	echo "0. from the commit: $ROUNDS rounds of one move queuing $N webhooks, then libcurl alone" >&2
+	q "INSERT INTO crm.user (name) VALUES ('Bench')" >/dev/null
+	q "INSERT INTO crm.deal (title, responsible_id, amount, currency)
+	   SELECT 'Office chairs for branch ' || g, (SELECT min(id) FROM crm.user), 4800 + g, 'EUR'
+		 FROM generate_series(1, $N) g" >/dev/null
+	FROM_STAGE=$(q "SELECT crm.stage('deal', 'new')")
+	TO_STAGE=$(q "SELECT crm.stage('deal', 'preparation')")
+	q "SELECT crm.add_robot($TO_STAGE, 'webhook',
+		'{\"url\": \"http://127.0.0.1:$MOVE_PORT/deals/{{id}}\", \"provider\": \"bench\"}', name => 'bench_hook')" >/dev/null
+	hz=$(getconf CLK_TCK)
+	: >"$BENCH_DIR/move_rounds"
+	for round in $(seq 1 "$ROUNDS"); do
+		: >"$BENCH_DIR/move.log"
+		# the outbox's work, robust to the machine's noise: index entries of
+		# outbox_due read (the claims' scans) and buffers of crm.outbox and
+		# its indexes accessed, from the move's INSERTs to the last record
+		sleep 1	# statistics of earlier statements flushed
+		io0=$(outbox_io)
+		# shellcheck disable=SC2086
+		wt0=$(ticks $WPIDS)
+		t0=$(psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$DB" \
+			-c "UPDATE crm.deal SET stage_id = $TO_STAGE WHERE stage_id = $FROM_STAGE" \
+			-c "SELECT extract(epoch FROM clock_timestamp())")
+		# the sink's log first: a look at the outbox reads outbox_due (counted above)
+		t1=$(last_receipt "$N")
+		wait_sent 0.05
+		# shellcheck disable=SC2086
+		wt1=$(ticks $WPIDS)
+		ours_us=$(python3 -c "print(round(($wt1 - $wt0) * 1e6 / $hz / $N, 1))")
+		sleep 1.2	# the workers flush their statistics at their next transactions
+		io1=$(outbox_io)
+		if [ "$round" = 1 ]; then
+			# libcurl's requests: a robot's body and the worker's headers
+			q "SELECT payload -> 'body' FROM crm.outbox WHERE robot_id IS NOT NULL LIMIT 1" \
+				| tr -d '\n' >"$BENCH_DIR/move.body"
+			MSIG=$(q "SELECT crm.webhook_signature('$SECRET', 'msg_00000000000000000000000000000000', 1700000000,
+					  (SELECT (payload -> 'body')::text FROM crm.outbox WHERE robot_id IS NOT NULL LIMIT 1))")
+			printf '%s\n' "Content-Type: application/json" "User-Agent: crm_automation/0.2.0" \
+				"webhook-id: msg_00000000000000000000000000000000" "webhook-timestamp: 1700000000" \
+				"webhook-signature: $MSIG" >"$BENCH_DIR/move.headers"
+		fi
+		q "UPDATE crm.deal SET stage_id = $FROM_STAGE WHERE stage_id = $TO_STAGE" >/dev/null
+		sleep 1
+		: >"$BENCH_DIR/move.log"
+		c0=$(date +%s.%N)
+		curl_cpu=$(cpu_of "$BENCH_DIR/curl_client" "http://127.0.0.1:$MOVE_PORT/deals/123456" \
+			"$BENCH_DIR/move.body" "$BENCH_DIR/move.headers" "$N" "$CONC")
+		c1=$(last_receipt "$N")
+		# ours curl ratio seconds curl_seconds worker_us curl_us due_entries buffers
+		python3 -c "
+n = $N; s = $t1 - $t0; c = $c1 - $c0
+a = [int(x) for x in '$io0'.split('|')]; b = [int(x) for x in '$io1'.split('|')]
+print(round(n / s), round(n / c), round(c / s, 3), round(s, 3), round(c, 3), $ours_us, round(($curl_cpu) * 1e6 / n, 1),
+	  round((b[0] - a[0]) / n, 1), round((b[1] - a[1]) / n, 1))" \
+			>>"$BENCH_DIR/move_rounds"
+		echo "   round $round: $(tail -1 "$BENCH_DIR/move_rounds")" >&2
+		sleep 1
+	done
+	read -r m_ours m_curl m_ratio m_secs m_csecs m_worker_us m_curl_us m_entries m_buffers m_all <<<"$(python3 - "$BENCH_DIR/move_rounds" <<'PY'
+import statistics, sys
+rows = [[float(x) for x in l.split()] for l in open(sys.argv[1])]
+med = [statistics.median(c) for c in zip(*rows)]
+print("%d %d %.2f %.2f %.2f %.1f %.1f %.1f %.1f" % tuple(med),
+      ",".join("%.2f" % r[2] for r in rows))
+PY
+)"
+fi
+
 # --- 1. latency at idle ------------------------------------------------------
+if has_phase latency; then	# (not indented: the here-documents below)
 echo "1. latency: $LAT_N webhooks committed one at a time" >&2
 sleep 1
 {
@@ -197,7 +324,10 @@ print("%.1f %.1f %.1f" % (lat[len(lat) // 2], lat[int(len(lat) * 0.95)], lat[-1]
 PY
 )"
 
+fi
+
 # --- 2. delivery rate vs the sink's ceiling ----------------------------------
+if has_phase rate; then	# (not indented: the here-documents below)
 # ROUNDS rounds, each: N messages queued with the worker paused, then
 # released; wrk for 5 s against the same nginx; libcurl alone (bench/
 # curl_client.c: no database, same requests, same concurrency) with one
@@ -224,9 +354,6 @@ with open(out + "/req.body", "w") as f:
 with open(out + "/req.headers", "w") as f:
     f.write("".join("%s: %s\n" % kv for kv in headers))
 PY
-cc -O2 -o "$BENCH_DIR/curl_client" bench/curl_client.c -lcurl
-# CPU seconds (user + system) of the given command's processes
-cpu_of() { local TIMEFORMAT=%3U+%3S; { time "$@" >/dev/null; } 2>&1 | tail -1; }
 curl_alone() {	# curl_alone PROCESSES: prints "rate cpu_us_per_request"
 	local procs=$1 each=$((N / $1)) i t0 t1 cpu
 	t0=$(date +%s.%N)
@@ -324,7 +451,10 @@ a = open('$BENCH_DIR/bk1').read().split(); b = open('$BENCH_DIR/bk2').read().spl
 print(round((int(a[0]) + int(b[0])) / max(float(a[1]), float(b[1]))))")
 q "DELETE FROM crm.outbox WHERE response_excerpt = 'bookkeeping'" >/dev/null
 
+fi
+
 # --- 3. memory after MEM_N messages -------------------------------------------
+if has_phase memory; then	# (not indented: the here-documents below)
 echo "3. memory: up to $MEM_N messages in all" >&2
 done_so_far=$(sent)
 rest=$((MEM_N - done_so_far))
@@ -336,7 +466,10 @@ sleep 1
 read -r anon100 shmem100 pss100 ctx100 <<<"$(memory)"
 mem100_at=$(sent)
 
+fi
+
 # --- 4. scheduler tick -------------------------------------------------------
+if has_phase tick; then	# (not indented: the here-documents below)
 echo "4. scheduler: crm.run_next_job() with 0 and 100,000 future jobs" >&2
 pause_worker
 tick() {
@@ -354,8 +487,9 @@ q "INSERT INTO crm.job (kind, entity_type, entity_id, due_at)
 q "ANALYZE crm.job"
 tick100k=$(tick)
 
+fi
+
 # --- report ------------------------------------------------------------------
-ratio_db=$(python3 -c "print('%.2f' % ($bookkeeping / $ceiling))")
 row() { printf '| %-70s | %-24s | %-9s |\n' "$1" "$2" "$3"; }
 echo
 echo "crm_automation worker benchmark: fsync = $FSYNC, crm.worker_concurrency = $CONC, crm.workers_per_database = $WORKERS, $(nproc) CPUs"
@@ -364,21 +498,37 @@ echo "requests: POST, $(printf %s "$BODY" | wc -c)-byte JSON body, Standard Webh
 echo
 row "measure" "figure" "goal"
 row "----------------------------------------------------------------------" "------------------------" "---------"
-row "delivery rate, $N webhooks, median of $ROUNDS ($ours_all)" "$ours /s" ""
-row "  $secs s, $per_commit messages per commit" "" ""
-row "sink ceiling: wrk, same requests, $CONC connections ($ceiling_all)" "$ceiling /s" ""
-row "ratio ours / ceiling (median of the rounds')" "$ratio" ">= 0.5"
-row "libcurl alone, no database: 1 process / $WORKERS (curl_client.c)" "$curl1 / $curlw /s" ""
-row "  its ratio to the ceiling: 1 process / $WORKERS" "$ratio_curl1 / $ratio_curlw" ""
-row "CPU per message: the workers / nginx / libcurl alone (1 process)" "$worker_us / $nginx_us / $curl1_us us" ""
-row "outbox heap, pages queued / after sending (no growth: record in place)" "$pages0 / $pages1" ""
-row "outbox bookkeeping alone (claim + record, nothing sent)" "$bookkeeping /s" ""
-row "  its ratio to the ceiling" "$ratio_db" ""
-row "  the same from two sessions at once" "$bookkeeping2 /s" ""
-row "latency commit -> receipt at idle, $LAT_N messages: median" "$lat_med ms" "<= 20 ms"
-row "  p95 / max" "$lat_p95 / $lat_max ms" ""
-row "worker heap (RssAnon) after $mem10_at / $mem100_at messages" "$anon10 / $anon100 kB" "flat"
-row "worker memory contexts after $mem10_at / $mem100_at messages" "$ctx10 / $ctx100 kB" "flat"
-row "worker shared buffers touched (RssShmem) after the same" "$shmem10 / $shmem100 kB" ""
-row "worker PSS after the same" "$pss10 / $pss100 kB" ""
-row "crm.run_next_job(), nothing due, 0 / 100,000 future jobs" "$tick0 / $tick100k us" "equal"
+if has_phase move; then
+	row "from the commit of one move to the last request, $N webhooks (median of $ROUNDS)" "$m_ours /s, $m_secs s" ""
+	row "libcurl alone, same $N requests, $CONC in flight (median of $ROUNDS)" "$m_curl /s, $m_csecs s" ""
+	row "ratio ours / libcurl alone (median of the rounds': $m_all)" "$m_ratio" ">= 0.8"
+	row "  CPU per message: the workers / libcurl alone" "$m_worker_us / $m_curl_us us" ""
+	row "  per message: outbox_due entries read / crm.outbox buffers accessed" "$m_entries / $m_buffers" ""
+fi
+if has_phase rate; then
+	ratio_db=$(python3 -c "print('%.2f' % ($bookkeeping / $ceiling))")
+	row "delivery rate, $N webhooks queued then released, median of $ROUNDS ($ours_all)" "$ours /s" ""
+	row "  $secs s, $per_commit messages per commit" "" ""
+	row "sink ceiling: wrk, same requests, $CONC connections ($ceiling_all)" "$ceiling /s" ""
+	row "ratio ours / ceiling (median of the rounds')" "$ratio" ""
+	row "libcurl alone, no database: 1 process / $WORKERS (curl_client.c)" "$curl1 / $curlw /s" ""
+	row "  its ratio to the ceiling: 1 process / $WORKERS" "$ratio_curl1 / $ratio_curlw" ""
+	row "CPU per message: the workers / nginx / libcurl alone (1 process)" "$worker_us / $nginx_us / $curl1_us us" ""
+	row "outbox heap, pages queued / after sending (no growth: record in place)" "$pages0 / $pages1" ""
+	row "outbox bookkeeping alone (claim + record, nothing sent)" "$bookkeeping /s" ""
+	row "  its ratio to the ceiling" "$ratio_db" ""
+	row "  the same from two sessions at once" "$bookkeeping2 /s" ""
+fi
+if has_phase latency; then
+	row "latency commit -> receipt at idle, $LAT_N messages: median" "$lat_med ms" "<= 20 ms"
+	row "  p95 / max" "$lat_p95 / $lat_max ms" ""
+fi
+if has_phase rate && has_phase memory; then
+	row "worker heap (RssAnon) after $mem10_at / $mem100_at messages" "$anon10 / $anon100 kB" "flat"
+	row "worker memory contexts after $mem10_at / $mem100_at messages" "$ctx10 / $ctx100 kB" "flat"
+	row "worker shared buffers touched (RssShmem) after the same" "$shmem10 / $shmem100 kB" ""
+	row "worker PSS after the same" "$pss10 / $pss100 kB" ""
+fi
+if has_phase tick; then
+	row "crm.run_next_job(), nothing due, 0 / 100,000 future jobs" "$tick0 / $tick100k us" "equal"
+fi

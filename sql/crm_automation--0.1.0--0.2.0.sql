@@ -43,7 +43,10 @@
  *    crm.resource_booking.process_instance_id;
  *  - open-channel messages (channel openline, openline providers, the
  *    process activity openline_message) and e-mail charsets (the claim's
- *    charset column).
+ *    charset column);
+ *  - the worker's claims start where its last one ended: outbox_due on
+ *    (next_attempt_at, id), crm._claim_messages' p_after_at, p_after_id
+ *    and due_at.
  */
 
 -- A provider's secret goes to its URL's host (the SMTP password, an SMS or
@@ -2207,3 +2210,213 @@ COMMENT ON FUNCTION crm.simulate(text, integer) IS
 REVOKE EXECUTE ON FUNCTION crm._simulate(text, integer), crm.simulate(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm._simulate(text, integer), crm.simulate(text, integer) TO crm_user;
 GRANT EXECUTE ON FUNCTION crm._simulate(text, integer), crm.simulate(text, integer) TO crm_admin;
+
+-- The worker claims from where its last claim ended (crm._claim_messages'
+-- p_after_at and p_after_id, in outbox_due's order: due time, then id), so
+-- that its claims no longer read past the messages it has in flight.
+DROP INDEX crm.outbox_due;
+CREATE INDEX outbox_due ON crm.outbox (next_attempt_at, id)
+	WHERE sent_at IS NULL AND next_attempt_at < 'infinity';
+DROP FUNCTION crm._claim_messages(integer, interval, boolean, text[]);
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+									p_after_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text, charset text, due_at timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- called many times a second: plan it once.  A generic plan does not know
+-- the limit and, with many messages due, would rather read the whole table
+-- and sort it: the claim reads outbox_due in order, whatever the statistics.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH claimed AS (
+		-- rows locked by the subquery keep their place (ctid) until we update
+		-- them: the update reads them by address, whatever the statistics say
+		-- (the subquery's index scan has pruned their pages: room for the
+		-- HOT versions)
+		UPDATE crm.outbox o
+		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
+			   lease_until = now() + p_lease, updated_at = now()
+		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
+				SELECT d.ctid FROM crm.outbox d
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
+				   AND d.next_attempt_at <= now()
+				   -- from the start, or after the given message
+				   AND (d.next_attempt_at, d.id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				 ORDER BY d.next_attempt_at, d.id
+				 LIMIT p_limit
+				 FOR UPDATE SKIP LOCKED)
+			ELSE ARRAY(
+				-- skipping busy endpoints (a webhook's URL, else its
+				-- provider's): the same, among the first 2,000 due messages
+				-- (in their order: the nested loop over them keeps it), so
+				-- that a long backlog for a busy endpoint is not read again
+				-- and again
+				SELECT d.ctid
+				  FROM unnest(ARRAY(SELECT w.ctid FROM crm.outbox w
+									 WHERE w.sent_at IS NULL AND w.next_attempt_at < 'infinity'
+									   AND w.next_attempt_at <= now()
+									 ORDER BY w.next_attempt_at, w.id
+									 LIMIT 2000)) AS w (row_address)
+				  JOIN crm.outbox d ON d.ctid = w.row_address
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				   AND coalesce(crm._url_endpoint(
+							CASE WHEN d.channel = 'webhook' AND d.payload ? 'url' THEN d.payload ->> 'url'
+								 ELSE (SELECT p.config ->> 'url' FROM crm.provider p
+										WHERE p.id = coalesce(d.provider_id,
+															  (SELECT e.id FROM crm.provider e
+																WHERE e.channel = d.channel AND e.is_default))) END),
+								'') <> ALL (p_busy)
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED) END)
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.next_attempt_at
+	), resolved AS (
+		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
+			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
+			   (c.channel = 'webhook'
+				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
+		  FROM claimed c
+		  LEFT JOIN crm.provider p
+			ON p.id = coalesce(c.provider_id,
+							   (SELECT d.id FROM crm.provider d
+								 WHERE d.channel = c.channel AND d.is_default))
+		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	), rendered AS (
+		SELECT r.*,
+			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
+								  r.payload ->> 'number'),
+				   'number', coalesce(r.payload ->> 'number',
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
+				   'text', r.payload ->> 'text',
+				   'message_id', r.idempotency_key,
+				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
+				   'secret', coalesce(r.p_secret, '')) END AS vars,
+			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
+			   -- most webhooks have no headers of their own: skip the subqueries then
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
+			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
+		  FROM (SELECT r.*,
+					   -- lists read only when they are arrays: a message of the
+					   -- wrong shape must not stop the claim (see shape_error)
+					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
+					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
+							ELSE '[]' END AS att_list,
+					   -- the first field of the wrong type, if any: the message is
+					   -- dead with it, the others of the claim go on
+					   CASE WHEN r.channel = 'webhook' THEN
+								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
+										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
+									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
+										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
+									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
+										 'webhook headers must be a JSON object' END
+							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
+												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
+									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
+												 ('email', 'body', 'string'), ('email', 'from', 'string'),
+												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('email', 'charset', 'string'),
+												 ('openline', 'text', 'string'), ('openline', 'hidden', 'boolean'),
+												 ('openline', 'attachments', 'array'), ('openline', 'client', 'object'),
+												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
+												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
+												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
+												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
+								   WHERE f.channel = r.channel
+									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
+									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
+								   LIMIT 1) END AS shape_error
+				  FROM resolved r) r
+	)
+	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
+		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
+				WHEN r.channel IN ('email', 'openline') THEN r.cfg ->> 'url'
+				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
+		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
+						  r.cfg ->> 'method', 'POST')),
+		   CASE WHEN r.own_headers OR r.cfg_headers THEN
+			   ARRAY(SELECT h.key || ': ' ||
+							CASE WHEN r.channel IN ('sms', 'robocall')
+								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
+					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
+							 UNION ALL
+							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
+																 THEN r.payload -> 'headers'
+																 ELSE '{}' END)) h)
+				ELSE '{}' END,
+		   CASE WHEN r.channel = 'webhook' THEN
+					CASE jsonb_typeof(r.payload -> 'body')
+						WHEN 'string' THEN r.payload ->> 'body'
+						ELSE coalesce((r.payload -> 'body')::text, '') END
+				WHEN r.channel = 'email' THEN r.payload ->> 'body'
+				-- an open-channel message: the payload as the action wrote it
+				WHEN r.channel = 'openline' THEN r.payload::text
+				ELSE crm._render_template(
+						coalesce(r.cfg ->> 'body',
+								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
+											ELSE '{"to": "{to}", "text": "{text}", "id": "{message_id}"}' END),
+						r.vars, r.fmt) END,
+		   r.p_secret,
+		   r.cfg ->> 'username',
+		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
+		   r.payload ->> 'subject',
+		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
+		   coalesce(r.cfg ->> 'tls', 'try'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
+		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
+				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
+					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
+				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
+					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.shape_error IS NOT NULL THEN
+					r.shape_error
+				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
+											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
+											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
+																			 THEN r.cfg ELSE '{}' END) c
+														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
+					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
+						   r.channel, r.p_name)
+				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
+					'the webhook has no url and its provider none'
+				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
+					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
+				WHEN r.channel = 'openline' AND (r.payload -> 'hidden') = 'true' THEN
+					'a hidden open-channel message is never sent to the client'
+				WHEN r.channel = 'openline' AND r.p_secret IS NULL THEN
+					format('openline provider "%s" has no signing secret: give one with crm.update_provider(id, secret => ...)',
+						   r.p_name)
+				WHEN r.own_headers
+					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
+								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
+					'a header name is not a token or a header value contains CR or LF'
+		   END,
+		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key,
+		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END,
+		   r.next_attempt_at
+	  FROM rendered r;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint) TO crm_admin;

@@ -176,7 +176,7 @@ CREATE TABLE crm.outbox (
 -- (their lease may expire).  A dead message's next attempt is 'infinity'.
 -- No index names status or the lease, which the claim changes: the claim
 -- is a HOT update (crm._claim_messages).
-CREATE INDEX outbox_due ON crm.outbox (next_attempt_at)
+CREATE INDEX outbox_due ON crm.outbox (next_attempt_at, id)
 	WHERE sent_at IS NULL AND next_attempt_at < 'infinity';
 CREATE INDEX outbox_sent ON crm.outbox (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX ON crm.outbox (entity_type, entity_id);

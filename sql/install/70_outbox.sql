@@ -530,9 +530,13 @@ $$;
 -- Every message is updated twice, claimed and then recorded; the claim
 -- changes no indexed column (see outbox_due), so PostgreSQL writes its new
 -- version on the same page without index entries (a HOT update).  Messages
--- being sent stay in outbox_due at their due time: the claim reads past
--- them (at most the requests in flight) and takes back those whose lease
--- ended, in the same pass.
+-- being sent stay in outbox_due at their due time: a claim from the start
+-- reads past them (at most the requests in flight) and takes back those
+-- whose lease ended, in the same pass.  The workers mostly claim after the
+-- furthest message any of them claimed (p_after_at, p_after_id, in
+-- outbox_due's order), which skips those in flight, and from the start when
+-- that comes back short and at least every 250 ms (src/delivery/worker.c).
+-- The last column, due_at, is each message's place in that order.
 -- ---------------------------------------------------------------------------
 -- The endpoint of a URL as the worker counts its transfers: scheme and
 -- authority, lower-cased; NULL when the URL has none (C, outbox.c).
@@ -540,12 +544,13 @@ CREATE FUNCTION crm._url_endpoint(url text) RETURNS text
 	AS 'MODULE_PATHNAME', 'crm_url_endpoint_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
-									p_busy text[] DEFAULT '{}')
+									p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+									p_after_id bigint DEFAULT NULL)
 RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
 			   provider_id bigint, url text, method text, headers text[], body text,
 			   secret text, username text, mail_from text, rcpt text[], subject text,
 			   html boolean, tls text, attachments text[], error text,
-			   ca text, client_cert text, client_key text, charset text)
+			   ca text, client_cert text, client_key text, charset text, due_at timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- called many times a second: plan it once.  A generic plan does not know
@@ -571,10 +576,12 @@ BEGIN
 				SELECT d.ctid FROM crm.outbox d
 				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
 				   AND d.next_attempt_at <= now()
+				   -- from the start, or after the given message
+				   AND (d.next_attempt_at, d.id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
 				   AND (d.status IN ('pending', 'failed')
 						OR (p_expired AND d.status = 'sending'
 							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
-				 ORDER BY d.next_attempt_at
+				 ORDER BY d.next_attempt_at, d.id
 				 LIMIT p_limit
 				 FOR UPDATE SKIP LOCKED)
 			ELSE ARRAY(
@@ -587,7 +594,7 @@ BEGIN
 				  FROM unnest(ARRAY(SELECT w.ctid FROM crm.outbox w
 									 WHERE w.sent_at IS NULL AND w.next_attempt_at < 'infinity'
 									   AND w.next_attempt_at <= now()
-									 ORDER BY w.next_attempt_at
+									 ORDER BY w.next_attempt_at, w.id
 									 LIMIT 2000)) AS w (row_address)
 				  JOIN crm.outbox d ON d.ctid = w.row_address
 				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
@@ -604,7 +611,7 @@ BEGIN
 								'') <> ALL (p_busy)
 				 LIMIT p_limit
 				 FOR UPDATE OF d SKIP LOCKED) END)
-		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.next_attempt_at
 	), resolved AS (
 		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
 			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
@@ -731,7 +738,8 @@ BEGIN
 					'a header name is not a token or a header value contains CR or LF'
 		   END,
 		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key,
-		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END
+		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END,
+		   r.next_attempt_at
 	  FROM rendered r;
 END
 $$;

@@ -98,10 +98,23 @@ typedef struct CrmMessage
 	char	   *result_error;
 } CrmMessage;
 
+/*
+ * A place in the claim's order (outbox_due: due time, then id): a claim
+ * given one that is valid starts after it, and it is moved to the last
+ * message claimed.  Not valid: from the start.
+ */
+typedef struct CrmClaimCursor
+{
+	bool		valid;
+	TimestampTz at;
+	int64		id;
+} CrmClaimCursor;
+
 /* outbox.c: run inside the worker's short transactions */
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
-							  List *busy, MemoryContext parent);
+							  List *busy, CrmClaimCursor *cursor, MemoryContext parent);
 extern List *crm_outbox_claim_careful(int limit, int lease_ms, MemoryContext parent);
+extern void crm_outbox_claim_forget(void);
 extern char *crm_endpoint_of(const char *url);
 extern double crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);

@@ -99,6 +99,15 @@ typedef struct CrmDatabaseSlot
 	bool		used;
 	bool		recheck;		/* CREATE EXTENSION: look again */
 	CrmWorkerSlot workers[CRM_WORKER_SLOTS];
+
+	/*
+	 * The furthest message any of its delivery workers claimed, in the
+	 * claim's order (due time, then id): their claims start after it
+	 * (worker.c).
+	 */
+	bool		claim_valid;
+	TimestampTz claim_at;
+	int64		claim_id;
 } CrmDatabaseSlot;
 
 typedef struct CrmShared
@@ -455,6 +464,58 @@ crm_worker_status(PG_FUNCTION_ARGS)
  * Workers' side of the slots
  * ---------------------------------------------------------------------------
  */
+
+/*
+ * The furthest message this database's delivery workers claimed (false:
+ * none known, claim from the start).
+ */
+bool
+crm_claim_point(TimestampTz *at, int64 *id)
+{
+	bool		valid = false;
+
+	if (crm_shared == NULL || my_slot < 0)
+		return false;
+	SpinLockAcquire(&crm_shared->mutex);
+	if (crm_shared->slots[my_slot].claim_valid)
+	{
+		valid = true;
+		*at = crm_shared->slots[my_slot].claim_at;
+		*id = crm_shared->slots[my_slot].claim_id;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+	return valid;
+}
+
+/* A claim went as far as (at, id): moves the database's point there if further. */
+void
+crm_claim_point_advance(TimestampTz at, int64 id)
+{
+	CrmDatabaseSlot *d;
+
+	if (crm_shared == NULL || my_slot < 0)
+		return;
+	SpinLockAcquire(&crm_shared->mutex);
+	d = &crm_shared->slots[my_slot];
+	if (!d->claim_valid || at > d->claim_at || (at == d->claim_at && id > d->claim_id))
+	{
+		d->claim_valid = true;
+		d->claim_at = at;
+		d->claim_id = id;
+	}
+	SpinLockRelease(&crm_shared->mutex);
+}
+
+/* Forgets the point (ids may start again: the extension was dropped). */
+void
+crm_claim_point_reset(void)
+{
+	if (crm_shared == NULL || my_slot < 0)
+		return;
+	SpinLockAcquire(&crm_shared->mutex);
+	crm_shared->slots[my_slot].claim_valid = false;
+	SpinLockRelease(&crm_shared->mutex);
+}
 
 /* This worker's slot, if it still holds it; the caller holds the mutex. */
 static CrmWorkerSlot *

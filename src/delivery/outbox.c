@@ -42,11 +42,53 @@ enum
 {
 	C_ID = 1, C_CHANNEL, C_ATTEMPTS, C_KEY, C_PROVIDER, C_URL, C_METHOD, C_HEADERS, C_BODY,
 	C_SECRET, C_USERNAME, C_MAIL_FROM, C_RCPT, C_SUBJECT, C_HTML, C_TLS, C_ATTACHMENTS,
-	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_CHARSET, C_NCOLS = C_CHARSET
+	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_CHARSET, C_DUE, C_NCOLS = C_DUE
 };
 
-/* A database still on 0.1.0 has the claim without the TLS and charset columns. */
+/*
+ * A database still on 0.1.0 has the claim without the TLS and charset
+ * columns, and without the cursor (p_after_at, p_after_id, due_at).
+ */
 #define C_NCOLS_0_1 C_ERROR
+
+/* whether this database's claim takes a cursor: -1 not known yet */
+static int	claim_has_cursor = -1;
+
+/*
+ * Looks up, once, whether crm._claim_messages takes a cursor (not on
+ * 0.1.0); crm_outbox_claim_forget() makes the next claim look again (after
+ * a failed exchange: ALTER EXTENSION ... UPDATE may have replaced it).
+ */
+static bool
+has_cursor(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+
+	if (claim_has_cursor < 0)
+	{
+		SPITupleTable *saved = SPI_tuptable;
+		uint64		saved_n = SPI_processed;
+		Datum		d;
+
+		crm_exec(crm_plan(&plan,
+						  "SELECT coalesce(max(p.pronargs), 0) >= 6 FROM pg_catalog.pg_proc p"
+						  " WHERE p.proname = '_claim_messages'"
+						  "   AND p.pronamespace = 'crm'::pg_catalog.regnamespace",
+						  0, NULL), NULL, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		claim_has_cursor = !isnull && DatumGetBool(d) ? 1 : 0;
+		SPI_tuptable = saved;
+		SPI_processed = saved_n;
+	}
+	return claim_has_cursor == 1;
+}
+
+void
+crm_outbox_claim_forget(void)
+{
+	claim_has_cursor = -1;
+}
 
 static char *
 get_text(HeapTuple tup, TupleDesc desc, int col)
@@ -209,15 +251,20 @@ crm_url_endpoint_sql(PG_FUNCTION_ARGS)
  * Leases up to limit due messages (expired leases too when asked), skipping
  * those for the endpoints in busy (a list of strings: endpoints whose share
  * of the transfer slots is full and that have messages claimed ahead
- * already); returns them as CrmMessages, each in its own context under
- * parent.
+ * already), after *cursor when it is valid and the database's claim takes
+ * one (then moved to the last message claimed; NULL: from the start);
+ * returns them as CrmMessages, each in its own context under parent.
  */
 List *
-crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContext parent)
+crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCursor *cursor,
+				 MemoryContext parent)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[4] = {INT4OID, INTERVALOID, BOOLOID, TEXTARRAYOID};
-	Datum		vals[4];
+	static SPIPlanPtr plan_0_1 = NULL;
+	Oid			types[6] = {INT4OID, INTERVALOID, BOOLOID, TEXTARRAYOID, TIMESTAMPTZOID, INT8OID};
+	Datum		vals[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', 'n', 'n'};
+	bool		with_cursor = has_cursor();
 	Datum	   *names;
 	ListCell   *lc;
 	int			nbusy = 0;
@@ -233,8 +280,20 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 	foreach(lc, busy)
 		names[nbusy++] = CStringGetTextDatum((char *) lfirst(lc));
 	vals[3] = array_of(names, NULL, nbusy, TEXTOID);
-	crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
-			 vals, NULL, false, 0);
+	if (!with_cursor)
+		crm_exec(crm_plan(&plan_0_1, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
+				 vals, NULL, false, 0);
+	else
+	{
+		if (cursor != NULL && cursor->valid)
+		{
+			vals[4] = TimestampTzGetDatum(cursor->at);
+			vals[5] = Int64GetDatum(cursor->id);
+			nulls[4] = nulls[5] = ' ';
+		}
+		crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4, $5, $6)", 6, types),
+				 vals, nulls, false, 0);
+	}
 
 	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS &&
 		SPI_tuptable->tupdesc->natts != C_NCOLS_0_1)
@@ -284,6 +343,17 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, MemoryContex
 		}
 		m->encoding = GetDatabaseEncoding();
 		m->endpoint = crm_endpoint_of(m->url);
+		if (cursor != NULL && desc->natts >= C_DUE)
+		{
+			/* the claim's order: the last one is the furthest */
+			d = SPI_getbinval(tup, desc, C_DUE, &isnull);
+			if (!isnull)
+			{
+				cursor->valid = true;
+				cursor->at = DatumGetTimestampTz(d);
+				cursor->id = m->id;
+			}
+		}
 		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
 			m->body = pstrdup("");
@@ -357,7 +427,7 @@ claim_one(void *arg)
 {
 	CarefulStep *c = arg;
 
-	c->claimed = crm_outbox_claim(1, c->lease_ms, true, NIL, c->parent);
+	c->claimed = crm_outbox_claim(1, c->lease_ms, true, NIL, NULL, c->parent);
 }
 
 /*
@@ -382,7 +452,7 @@ give_up(void *arg)
 					  "   AND (d.status IN ('pending', 'failed')"
 					  "        OR (d.status = 'sending' AND (d.lease_until < now()"
 					  "            OR d.claimed_at < pg_postmaster_start_time())))"
-					  " ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+					  " ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE SKIP LOCKED",
 					  0, NULL), NULL, NULL, false, 1);
 	if (SPI_processed == 0)
 		return;

@@ -19,7 +19,7 @@
  *	 3. one short transaction, the "exchange", when there is enough to do:
  *		record the transfers that finished (one UPDATE for all of them), then
  *		lease more messages (crm._claim_messages), and note the next time
- *		anything falls due (crm._next_message_due()) unless the claim was
+ *		anything falls due (crm._next_message_due()'s query) unless the claim was
  *		full; commit (after an exchange that rolled back, the claim takes
  *		one message at a time, so that a row whose claim raises an ERROR
  *		fails alone: crm_outbox_claim_careful);
@@ -91,6 +91,7 @@
 
 #include "core/guc.h"
 #include "core/scope.h"
+#include "core/spi_util.h"
 #include "delivery/delivery.h"
 #include "delivery/worker.h"
 
@@ -111,6 +112,8 @@
 #define EXCHANGE_RETRY_MS	1000	/* after a failed exchange, the next waits that long */
 #define RECORD_TRIES		3	/* records of one result before it is given up */
 #define ERROR_NAP_MS		1000	/* after an ERROR out of the loop no message took */
+#define FROM_START_MS		250		/* while claims from the cursor come back full, how
+									 * often one starts from the start instead */
 
 static volatile sig_atomic_t got_sigterm = false;
 
@@ -155,6 +158,9 @@ static bool claim_failed = false;	/* the last exchange that claimed rolled
 									 * back: the next claims one by one
 									 * (crm_outbox_claim_careful) */
 static TimestampTz exchange_retry_at = 0;	/* after a failed exchange, not before */
+
+/* when this worker's claim last started from the start of the queue (see step_exchange) */
+static TimestampTz from_start_at = 0;
 
 /*
  * Results committed without waiting for the disk: when the oldest of those
@@ -232,6 +238,27 @@ get_due(int col)
 }
 
 /*
+ * crm._next_message_due()'s query, planned once: called through SQL, the
+ * function (a SQL function with settings of its own, never inlined) was
+ * parsed and planned again at every exchange whose claim came back short.
+ */
+static TimestampTz
+next_message_due(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	crm_exec(crm_plan(&plan,
+					  "SELECT least((SELECT min(next_attempt_at) FROM crm.outbox"
+					  "               WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"
+					  "                 AND status IN ('pending', 'failed')),"
+					  "             (SELECT min(lease_until) FROM crm.outbox"
+					  "               WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"
+					  "                 AND next_attempt_at <= now() AND status = 'sending'))",
+					  0, NULL), NULL, NULL, true, 1);
+	return get_due(1);
+}
+
+/*
  * One exchange with the outbox, in one short transaction: record the
  * transfers that finished, then lease up to limit more messages.  One
  * commit per turn of the loop, however many messages it covers.
@@ -247,6 +274,14 @@ typedef struct Exchange
 	bool		careful;		/* the last claim failed: one by one */
 	List	   *claimed;
 } Exchange;
+
+/* A claim went as far as c: the database's workers claim after it. */
+static void
+cursor_advance(const CrmClaimCursor *c)
+{
+	if (c->valid)
+		crm_claim_point_advance(c->at, c->id);
+}
 
 static void
 step_exchange(void *arg)
@@ -285,11 +320,54 @@ step_exchange(void *arg)
 													   (int64) (retry_in * 1000.0)));
 	if (x->limit > 0)
 	{
-		List	   *l = x->careful
-			? crm_outbox_claim_careful(x->limit, crm_http_timeout + LEASE_MARGIN_MS, x->cxt)
-			: crm_outbox_claim(x->limit, crm_http_timeout + LEASE_MARGIN_MS,
-							   true, x->busy, x->cxt);
-		MemoryContext old = MemoryContextSwitchTo(x->list_cxt);
+		int			lease_ms = crm_http_timeout + LEASE_MARGIN_MS;
+		TimestampTz now = GetCurrentTimestamp();
+		CrmClaimCursor cursor = {0};
+		List	   *l;
+		MemoryContext old;
+
+		/*
+		 * A claim from the start of the queue reads past every message in
+		 * flight (leased, not done): up to three slots' worth for each
+		 * worker.  The database's workers claim after the furthest message
+		 * any of them claimed instead (a point in shared memory), which
+		 * skips them all.  What lies behind that point and becomes
+		 * claimable (a message committed by a transaction that began
+		 * earlier, one given back unsent, an expired lease, one a claim
+		 * skipped while another held it, or claimed by an exchange that
+		 * rolled back) is taken by a claim from the start: when the claim
+		 * from the point comes back short (the rest of the limit, in the
+		 * same transaction) and at least every FROM_START_MS.
+		 */
+		cursor.valid = crm_claim_point(&cursor.at, &cursor.id);
+		if (x->careful)
+			l = crm_outbox_claim_careful(x->limit, lease_ms, x->cxt);
+		else if (x->busy != NIL || !cursor.valid ||
+				 TimestampDifferenceExceeds(from_start_at, now, FROM_START_MS))
+		{
+			CrmClaimCursor start = {0};
+
+			l = crm_outbox_claim(x->limit, lease_ms, true, x->busy, &start, x->cxt);
+			from_start_at = now;
+			cursor_advance(&start);
+		}
+		else
+		{
+			CrmClaimCursor after = cursor;
+
+			l = crm_outbox_claim(x->limit, lease_ms, true, NIL, &after, x->cxt);
+			cursor_advance(&after);
+			if (list_length(l) < x->limit)
+			{
+				CrmClaimCursor start = {0};
+
+				l = list_concat(l, crm_outbox_claim(x->limit - list_length(l), lease_ms, true,
+													NIL, &start, x->cxt));
+				from_start_at = now;
+				cursor_advance(&start);
+			}
+		}
+		old = MemoryContextSwitchTo(x->list_cxt);
 
 		x->claimed = list_copy(l);
 		MemoryContextSwitchTo(old);
@@ -297,9 +375,7 @@ step_exchange(void *arg)
 		/* a full claim means more may wait: no need to look further */
 		if (list_length(x->claimed) >= x->limit)
 			return;
-		if (SPI_execute("SELECT crm._next_message_due()", true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "crm._next_message_due() failed");
-		next_msg_due = get_due(1);
+		next_msg_due = next_message_due();
 	}
 }
 
@@ -600,6 +676,9 @@ exchange(CrmTransport *t, int limit, List *busy, bool check_extension,
 		if (unrecorded != NIL)
 			record_failures++;
 		claim_failed = limit > 0;
+		/* the next claim starts from the start (what this one took is behind the point) */
+		from_start_at = 0;
+		crm_outbox_claim_forget();
 		exchange_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EXCHANGE_RETRY_MS);
 		*full = false;
 		return false;
@@ -975,6 +1054,8 @@ crm_worker_main(Datum arg)
 	shutdown_worker(t, msg_cxt);
 	if (extension_gone)
 	{
+		/* a new crm.outbox starts its ids again */
+		crm_claim_point_reset();
 		crm_worker_set_state(CRM_WORKER_ABSENT);
 		ereport(LOG, (errmsg("crm_automation worker %d stopping: the extension was dropped from database \"%s\"", rank, dbname)));
 		proc_exit(0);

@@ -14,6 +14,7 @@
 #ifndef CRM_WORKER_H
 #define CRM_WORKER_H
 
+#include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 
 #include "core/guc.h"
@@ -50,6 +51,11 @@ extern void crm_worker_set_state(CrmWorkerState state);
 extern int	crm_workers_wanted(void);
 extern bool crm_rank_wanted(int rank);
 extern void crm_worker_wake_next(void);
+
+/* The furthest message the database's delivery workers claimed (worker.c). */
+extern bool crm_claim_point(TimestampTz *at, int64 *id);
+extern void crm_claim_point_advance(TimestampTz at, int64 id);
+extern void crm_claim_point_reset(void);
 
 /* Background worker entry points (bgw_function_name). */
 extern PGDLLEXPORT void crm_launcher_main(Datum arg);

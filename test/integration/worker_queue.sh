@@ -81,6 +81,32 @@ check "every message was sent once: by the worker or by one claimer" "$N|0|0" \
 check "the worker's share is what it recorded; the claimers' rows were never sent by it" "$by_worker" "$ids_by_worker"
 check "each party took part" "t" "$([ "$by_worker" -gt 0 ] && [ "$by_sql" -gt 0 ] && echo t || echo f)"
 
+echo "# messages due behind the workers' claim point"
+# The workers claim after the furthest message any of them claimed (in due
+# order); one that becomes due behind that point is claimed from the head
+# of the queue: at once when the claim after the point comes back short,
+# within 250 ms during a burst.
+id=$(q "INSERT INTO crm.outbox (channel, payload, next_attempt_at)
+	VALUES ('webhook', '{\"url\": \"$B/ok/behind/idle\"}', now() - interval '1 hour') RETURNING id")
+wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 5 || true
+check "queued behind the point with nothing else due, it is sent at once" "sent" \
+	"$(q "SELECT status FROM crm.outbox WHERE id = $id")"
+q "INSERT INTO crm.outbox (channel, payload)
+   SELECT 'webhook', jsonb_build_object('url', '$B/ok/burst/' || i) FROM generate_series(1, 2000) i"
+sleep 0.2
+id=$(q "INSERT INTO crm.outbox (channel, payload, next_attempt_at)
+	VALUES ('webhook', '{\"url\": \"$B/ok/behind/burst\"}', now() - interval '1 hour') RETURNING id")
+wait_for "SELECT count(*) = 2001 FROM crm.outbox WHERE status = 'sent' AND payload->>'url' ~ '/ok/(burst|behind/burst)'" 30 || true
+order=$("$PY" - "$HTTP_LOG" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+behind = [r["time"] for r in rows if r["path"] == "/ok/behind/burst"]
+burst = [r["time"] for r in rows if r["path"].startswith("/ok/burst/")]
+print("t" if behind and burst and behind[0] < max(burst) else "f %s %s" % (behind[:1], max(burst or [0])))
+PY
+)
+check "queued behind the point during a burst, it is sent before the burst's last message" "t" "$order"
+
 echo "# shutdown: transfers in flight finish or go back to the queue"
 q "INSERT INTO crm.outbox (channel, payload) SELECT 'webhook', jsonb_build_object('url', '$B/slow/5/stop' || i) FROM generate_series(1, 3) i"
 for _ in $(seq 1 50); do [ "$(grep -c '/slow/5/stop' "$HTTP_LOG" || true)" -ge 3 ] && break; sleep 0.1; done
