@@ -22,9 +22,10 @@
 # the log hold 200,000 rows and are never emptied (each run adds to them,
 # the moves back to w1 too: engine and baseline alike).  Each statement runs
 # on a NEW connection (cold) and on one that moved 100 other deals first
-# (warm); the WAL each wrote is reported too.  Then SINGLE (default 200)
+# (warm); the WAL each wrote is reported too.  Then SINGLE (default 400)
 # single-deal moves, one statement and one transaction each, on one
-# connection, and 50 on a new connection each.
+# connection, and 50 on a new connection each, engine and baseline
+# alternating move by move.
 #
 #   N=20000 RUNS=5 bash bench/robots_bench.sh
 #   N=20000 RUNS=5 REALISTIC=1 bash bench/robots_bench.sh
@@ -43,7 +44,7 @@ RUNS=${RUNS:-5}
 P="psql -X -q -v ON_ERROR_STOP=1 -d postgres"
 
 if [ "${REALISTIC:-0}" = 1 ]; then
-	SINGLE=${SINGLE:-200}
+	SINGLE=${SINGLE:-400}
 	$P -v n="$N" -f bench/robots_realistic.sql
 	w1=$($P -At -c "SELECT stage_w(1)")
 	w5=$($P -At -c "SELECT stage_w(5)")
@@ -63,29 +64,22 @@ if [ "${REALISTIC:-0}" = 1 ]; then
 			run "${v}_base" base_deal $v
 		done
 	done
-	# single-deal moves: SINGLE on one connection (each its own statement and
-	# transaction, timed by the server), then 50 on a new connection each
-	single() {	# single K TABLE FIRST COUNT NEWCONN
-		local i
-		$P -c "UPDATE $2 SET stage_id = $w1 WHERE stage_id <> $w1" -c "VACUUM $2"
-		if [ "$5" = new ]; then
-			for i in $(seq "$3" $(($3 + $4 - 1))); do
-				echo "SELECT timed_wal('$1', 'UPDATE $2 SET stage_id = $w5 WHERE id = $i');" | $P >/dev/null
-			done
-		else
-			{
-				echo "UPDATE $2 SET stage_id = $w5 WHERE id = 1;"
-				for i in $(seq "$3" $(($3 + $4 - 1))); do
-					echo "SELECT timed_wal('$1', 'UPDATE $2 SET stage_id = $w5 WHERE id = $i');"
-				done
-			} | $P >/dev/null
-		fi
-	}
-	for _ in 1 2; do
-		single single_warm_engine crm.deal 2 "$SINGLE" same
-		single single_warm_base base_deal 2 "$SINGLE" same
-		single single_cold_engine crm.deal 2 25 new
-		single single_cold_base base_deal 2 25 new
+	# single-deal moves, engine and baseline alternating move by move: SINGLE
+	# on one connection (each its own statement and transaction, timed by
+	# the server), then 50 each on a new connection each
+	$P -c "UPDATE crm.deal SET stage_id = $w1 WHERE stage_id <> $w1" -c "VACUUM crm.deal"
+	$P -c "UPDATE base_deal SET stage_id = $w1 WHERE stage_id <> $w1" -c "VACUUM base_deal"
+	{
+		echo "UPDATE crm.deal SET stage_id = $w5 WHERE id = 1;"
+		echo "UPDATE base_deal SET stage_id = $w5 WHERE id = 1;"
+		for i in $(seq 2 $((SINGLE + 1))); do
+			echo "SELECT timed_wal('single_warm_engine', 'UPDATE crm.deal SET stage_id = $w5 WHERE id = $i');"
+			echo "SELECT timed_wal('single_warm_base', 'UPDATE base_deal SET stage_id = $w5 WHERE id = $i');"
+		done
+	} | $P >/dev/null
+	for i in $(seq $((SINGLE + 2)) $((SINGLE + 51))); do
+		echo "SELECT timed_wal('single_cold_engine', 'UPDATE crm.deal SET stage_id = $w5 WHERE id = $i');" | $P >/dev/null
+		echo "SELECT timed_wal('single_cold_base', 'UPDATE base_deal SET stage_id = $w5 WHERE id = $i');" | $P >/dev/null
 	done
 	$P <<'SQL'
 \pset footer off
