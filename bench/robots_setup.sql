@@ -53,13 +53,15 @@ INSERT INTO base_deal SELECT * FROM crm.deal;
 
 -- The tables the moves write already hold rows, as a user's database does:
 -- 200,000 earlier comments (in the engine's table and the baseline's) and
--- log rows.
+-- as many robot runs in the log (3 per entry row, as the engine logs them).
 SET session_replication_role = replica;
 INSERT INTO crm.timeline_comment (entity_type, entity_id, author_id, text)
 	SELECT 'deal', 1 + g % :n, 1, 'earlier comment ' || g FROM generate_series(1, 200000) g;
 INSERT INTO base_comment (entity_type, entity_id, author_id, text)
 	SELECT 'deal', 1 + g % :n, 1, 'earlier comment ' || g FROM generate_series(1, 200000) g;
-INSERT INTO crm.robot_log (robot_id, action, entity_type, entity_id, status)
-	SELECT (SELECT min(id) FROM crm.robot), 'add_comment', 'deal', 1 + g % :n, 'done' FROM generate_series(1, 200000) g;
+INSERT INTO crm.robot_log_entry (stage_id, entity_type, entity_id, robot_ids, actions, statuses, started, finished_at)
+	SELECT crm.stage('deal', 'preparation'), 'deal', 1 + g % :n, ARRAY(SELECT id FROM crm.robot ORDER BY id LIMIT 3),
+		   '{add_comment,add_comment,add_comment}', '{done,done,done}', ARRAY[now(), now(), now()], ARRAY[now(), now(), now()]
+	  FROM generate_series(1, 200000 / 3) g;
 RESET session_replication_role;
-VACUUM ANALYZE crm.deal, same_deal, base_deal, crm.timeline_comment, base_comment, crm.robot_log;
+VACUUM ANALYZE crm.deal, same_deal, base_deal, crm.timeline_comment, base_comment, crm.robot_log_entry;

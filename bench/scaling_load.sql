@@ -15,8 +15,10 @@ INSERT INTO crm.job (kind, robot_id, stage_id, entity_type, entity_id, due_at)
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject, auto_complete, remote_address)
 	SELECT 'deal', 10000000 + g, 'call', 'incoming', 'Call', g % 10 = 0, '+337' || g
 	  FROM generate_series(1, :rows) g;
-INSERT INTO crm.robot_log (robot_id, action, stage_id, entity_type, entity_id, status)
-	SELECT 1, 'add_comment', 1, 'deal', 10000000 + g, 'done' FROM generate_series(1, :rows) g;
+-- (a robot run each, in the robots' log table: crm.robot_log is a view)
+INSERT INTO crm.robot_log_entry (stage_id, entity_type, entity_id, robot_ids, actions, statuses, started, finished_at)
+	SELECT 1, 'deal', 10000000 + g, '{1}', '{add_comment}', '{done}', ARRAY[now()], ARRAY[now()]
+	  FROM generate_series(1, :rows) g;
 INSERT INTO crm.outbox (channel, payload, status, entity_type, entity_id, sent_at)
 	SELECT 'webhook', '{"url": "http://127.0.0.1/x"}', 'sent', 'deal', 10000000 + g, now()
 	  FROM generate_series(1, :rows) g;

@@ -78,12 +78,12 @@ SELECT count(*) FILTER (WHERE in_a) AS triggers_a, count(*) FILTER (WHERE in_b) 
 SET session_replication_role = replica;
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, remote_address, subject)
 	SELECT 'deal', 1 + g % :n, 'call', 'incoming', '+337' || g, 'Earlier call' FROM generate_series(1, 200000) g;
-INSERT INTO crm.robot_log (kind, action, entity_type, entity_id, status)
+INSERT INTO crm.automation_log (kind, action, entity_type, entity_id, status)
 	SELECT 'trigger', 'incoming_call', 'deal', 1 + g % :n, 'condition_false' FROM generate_series(1, 200000) g;
 INSERT INTO crm.history (entity_type, entity_id, event_type, text)
 	SELECT 'deal', 1 + g % :n, 'stage_change', 'earlier move' FROM generate_series(1, 200000) g;
 RESET session_replication_role;
-VACUUM ANALYZE crm.activity, crm.robot_log, crm.history;
+VACUUM ANALYZE crm.activity, crm.automation_log, crm.history;
 
 CREATE FUNCTION use_case(c text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN

@@ -2420,3 +2420,65 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint) TO crm_admin;
+
+-- The robot log in two tables read through the view crm.robot_log: the
+-- table becomes crm.automation_log (trigger decisions, scheduled runs), the
+-- robots' immediate runs go to crm.robot_log_entry, one row per item and
+-- entry; ids are drawn 32 at a time (an entry row's runs are id .. id + 31).
+ALTER TABLE crm.robot_log RENAME TO automation_log;
+ALTER INDEX crm.robot_log_pkey RENAME TO automation_log_pkey;
+ALTER INDEX crm.robot_log_entity_id_idx RENAME TO automation_log_entity_id_idx;
+ALTER TABLE crm.automation_log RENAME CONSTRAINT robot_log_kind_check TO automation_log_kind_check;
+ALTER TABLE crm.automation_log RENAME CONSTRAINT robot_log_status_check TO automation_log_status_check;
+ALTER TABLE crm.automation_log RENAME CONSTRAINT robot_log_check TO automation_log_check;
+ALTER TABLE crm.automation_log ALTER COLUMN id SET INCREMENT BY 32;
+CREATE TABLE crm.robot_log_entry (
+	id			bigint NOT NULL DEFAULT nextval('crm.robot_log_id_seq'),
+	stage_id	bigint NOT NULL,
+	entity_type text NOT NULL,
+	entity_id	bigint NOT NULL,
+	depth		integer NOT NULL DEFAULT 0,
+	planned_at	timestamptz NOT NULL DEFAULT clock_timestamp(),
+	robot_ids	bigint[] NOT NULL CHECK (cardinality(robot_ids) BETWEEN 1 AND 32),
+	names		text[],
+	actions		text[] NOT NULL,
+	statuses	text[] NOT NULL
+				CHECK (statuses <@ '{done,skipped,failed,loop_stopped}'::text[]),
+	errors		text[],
+	outputs		jsonb[],
+	details		jsonb[],
+	started		timestamptz[] NOT NULL,
+	finished_at timestamptz[] NOT NULL
+);
+CREATE INDEX ON crm.robot_log_entry (entity_id);	-- an item's history
+SELECT pg_catalog.pg_extension_config_dump('crm.robot_log_entry', '');
+CREATE VIEW crm.robot_log AS
+	SELECT l.id, l.kind, l.robot_id, l.trigger_id, l.name, l.action, l.stage_id, l.entity_type,
+		   l.entity_id, l.status, l.error, l.outputs, l.detail, l.depth, l.job_id,
+		   l.planned_at, l.started_at, l.finished_at
+	  FROM crm.automation_log l
+	UNION ALL
+	SELECT e.id + r.n - 1, 'robot'::text, r.robot_id, NULL::bigint, r.name, r.action, e.stage_id,
+		   e.entity_type, e.entity_id, r.status, r.error, r.outputs, r.detail, e.depth,
+		   NULL::bigint, r.started, NULL::timestamptz, r.finished_at
+	  FROM crm.robot_log_entry e,
+		   unnest(e.robot_ids, e.names, e.actions, e.statuses, e.errors, e.outputs, e.details,
+				  e.started, e.finished_at) WITH ORDINALITY
+			   AS r (robot_id, name, action, status, error, outputs, detail, started, finished_at, n);
+REVOKE SELECT ON crm.automation_log FROM crm_user;
+GRANT SELECT ON crm.robot_log TO crm_user;
+GRANT SELECT, INSERT, UPDATE, DELETE ON crm.robot_log_entry TO crm_admin;
+
+CREATE OR REPLACE FUNCTION crm.delete_robot(robot_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r crm.robot := crm._robot(delete_robot.robot_id);
+BEGIN
+	-- its scheduled runs go with it
+	WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()
+				WHERE job.robot_id = r.id AND status = 'pending' RETURNING log_id)
+	UPDATE crm.automation_log l SET status = 'cancelled', finished_at = clock_timestamp()
+	  FROM j WHERE l.id = j.log_id;
+	DELETE FROM crm.robot WHERE id = r.id;
+END
+$$;

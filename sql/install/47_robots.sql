@@ -179,7 +179,7 @@ BEGIN
 	-- its scheduled runs go with it
 	WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()
 				WHERE job.robot_id = r.id AND status = 'pending' RETURNING log_id)
-	UPDATE crm.robot_log l SET status = 'cancelled', finished_at = clock_timestamp()
+	UPDATE crm.automation_log l SET status = 'cancelled', finished_at = clock_timestamp()
 	  FROM j WHERE l.id = j.log_id;
 	DELETE FROM crm.robot WHERE id = r.id;
 END

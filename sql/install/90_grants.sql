@@ -29,7 +29,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON
 	crm.entity_type, crm.pipeline, crm.stage, crm.user_field, crm.user, crm.department,
-	crm.robot, crm.robot_turn, crm.trigger, crm.work_schedule, crm.holiday, crm.robot_log, crm.job, crm.outbox, crm.provider,
+	crm.robot, crm.robot_turn, crm.trigger, crm.work_schedule, crm.holiday, crm.automation_log, crm.robot_log_entry, crm.job, crm.outbox, crm.provider,
 	crm.process_template, crm.process_instance, crm.document_template, crm.process_log
 	TO crm_admin;
 

@@ -143,28 +143,44 @@ crm_sink_depth(void)
 }
 
 /*
- * Prepares the sink's statement on first use: the rows travel as one array
- * of records, which unnest() turns back into rows with a single copy each.
+ * The record of the sink's columns, built on first use: the rows a batch
+ * keeps.
  */
-static SPIPlanPtr
-sink_plan(CrmRowSink *sink)
+static TupleDesc
+sink_desc(CrmRowSink *sink)
 {
-	StringInfoData sql;
-	Oid			argtypes[1] = {RECORDARRAYOID};
 	MemoryContext old;
 	TupleDesc	desc;
 	int			i;
 
-	if (sink->plan != NULL)
-		return sink->plan;
+	if (sink->desc != NULL)
+		return sink->desc;
 	Assert(sink->natts > 0 && sink->natts <= CRM_SINK_MAX_COLS);
-
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	desc = CreateTemplateTupleDesc(sink->natts);
 	for (i = 0; i < sink->natts; i++)
 		TupleDescInitEntry(desc, i + 1, sink->columns[i], sink->types[i], -1, 0);
 	sink->desc = BlessTupleDesc(desc);
 	MemoryContextSwitchTo(old);
+	return sink->desc;
+}
+
+/*
+ * Prepares the sink's statement on first use: the rows travel as one array
+ * of records, which unnest() turns back into rows with a single copy each.
+ * Only a batch that is not appended needs it (preparing it costs a new
+ * backend about a million instructions).
+ */
+static SPIPlanPtr
+sink_plan(CrmRowSink *sink)
+{
+	StringInfoData sql;
+	Oid			argtypes[1] = {RECORDARRAYOID};
+	int			i;
+
+	if (sink->plan != NULL)
+		return sink->plan;
+	(void) sink_desc(sink);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (", sink->table);
@@ -291,7 +307,7 @@ crm_sink_add(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	SinkRows   *r;
 	MemoryContext old;
 
-	(void) sink_plan(sink);
+	(void) sink_desc(sink);
 	if (b == NULL || !b->deferring)
 	{
 		sink_write_one(sink, values, nulls);

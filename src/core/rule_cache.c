@@ -27,8 +27,12 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "parser/parse_relation.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -37,6 +41,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "access/xact.h"
 #include "core/rule_cache.h"
@@ -232,6 +237,185 @@ semantics_code(const char *s)
 	return CRM_SEM_PROCESS;
 }
 
+/* ---------- reading the definition tables ---------- */
+
+/*
+ * scan_definitions(TABLE, N, COLUMNS, ROW, ARG): ROW(values, nulls, ARG) for
+ * each row of crm.TABLE visible to a new snapshot, with its COLUMNS (of the
+ * types given; a table that lacks one, or has it of another type, is an
+ * error).  The rows are read as they are: NULLs reach ROW.
+ */
+typedef struct DefColumn
+{
+	const char *name;
+	Oid			type;
+} DefColumn;
+
+typedef void (*DefRow) (Datum *values, bool *nulls, void *arg);
+
+#define DEF_MAX_COLS 8
+
+static void
+scan_definitions(const char *table, int ncols, const DefColumn *cols, DefRow row, void *arg)
+{
+	Oid			nsp = get_namespace_oid("crm", false);
+	Oid			relid = get_relname_relid(table, nsp);
+	Relation	rel;
+	AttrNumber	atts[DEF_MAX_COLS];
+	Snapshot	snap;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	Datum		values[DEF_MAX_COLS];
+	bool		nulls[DEF_MAX_COLS];
+	int			i;
+
+	Assert(ncols <= DEF_MAX_COLS);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("could not load the automation's definitions: table crm.%s does not exist", table)));
+	rel = table_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("could not load the automation's definitions: crm.%s is not a table", table)));
+	for (i = 0; i < ncols; i++)
+	{
+		atts[i] = attnameAttNum(rel, cols[i].name, false);
+		if (atts[i] <= 0 ||
+			TupleDescAttr(RelationGetDescr(rel), atts[i] - 1)->atttypid != cols[i].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("could not load the automation's definitions: column %s of crm.%s is missing or of another type",
+							cols[i].name, table)));
+	}
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		for (i = 0; i < ncols; i++)
+			values[i] = slot_getattr(slot, atts[i], &nulls[i]);
+		row(values, nulls, arg);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, NoLock);	/* locked until the end of the transaction, as a query's */
+}
+
+/* A pipeline, for the stages that refer to it. */
+typedef struct PipelineRow
+{
+	int64		id;				/* hash key */
+	char		entity_type[CRM_NAME_LEN];
+	bool		is_default;
+} PipelineRow;
+
+static const DefColumn pipeline_cols[] = {
+	{"id", INT8OID}, {"entity_type", TEXTOID}, {"is_default", BOOLOID}
+};
+
+static void
+pipeline_row(Datum *values, bool *nulls, void *arg)
+{
+	int64		id;
+	PipelineRow *p;
+
+	if (nulls[0] || nulls[1])
+		return;
+	id = DatumGetInt64(values[0]);
+	p = hash_search((HTAB *) arg, &id, HASH_ENTER, NULL);
+	text_to_cstring_buffer(DatumGetTextPP(values[1]), p->entity_type, CRM_NAME_LEN);
+	p->is_default = !nulls[2] && DatumGetBool(values[2]);
+}
+
+static HTAB *
+load_pipelines(void)
+{
+	HASHCTL		ctl;
+	HTAB	   *h;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(PipelineRow);
+	ctl.hcxt = CurrentMemoryContext;
+	h = hash_create("crm pipelines being loaded", 32, &ctl,
+					HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	scan_definitions("pipeline", 3, pipeline_cols, pipeline_row, h);
+	return h;
+}
+
+static const DefColumn entity_type_cols[] = {
+	{"code", TEXTOID}, {"table_name", TEXTOID}, {"id_prefix", TEXTOID}
+};
+
+static void
+entity_type_row(Datum *values, bool *nulls, void *arg)
+{
+	char		key[CRM_NAME_LEN];
+	EntityTypeInfo *et;
+
+	if (nulls[0] || nulls[1] || nulls[2])
+		return;
+	memset(key, 0, sizeof(key));
+	text_to_cstring_buffer(DatumGetTextPP(values[0]), key, CRM_NAME_LEN);
+	et = hash_search(EntityTypeHash, key, HASH_ENTER, NULL);
+	text_to_cstring_buffer(DatumGetTextPP(values[1]), et->table_name, CRM_NAME_LEN);
+	text_to_cstring_buffer(DatumGetTextPP(values[2]), et->prefix, sizeof(et->prefix));
+	memset(et->loaded, 0, sizeof(et->loaded));
+	memset(et->data, 0, sizeof(et->data));
+}
+
+static const DefColumn stage_cols[] = {
+	{"id", INT8OID}, {"pipeline_id", INT8OID}, {"sort", INT4OID}, {"semantics", TEXTOID},
+	{"code", TEXTOID}
+};
+
+/*
+ * A stage with its pipeline's entity type (a stage whose pipeline is not
+ * there is left out, as the join did); the first stage of a default
+ * pipeline, by sort then id, is its entity type's default stage.
+ */
+static void
+stage_row(Datum *values, bool *nulls, void *arg)
+{
+	PipelineRow *p;
+	CrmStageInfo *st;
+	int64		id;
+	int64		pipeline_id;
+	char		semantics[16];
+
+	if (nulls[0] || nulls[1] || nulls[2] || nulls[3] || nulls[4])
+		return;
+	id = DatumGetInt64(values[0]);
+	pipeline_id = DatumGetInt64(values[1]);
+	p = hash_search((HTAB *) arg, &pipeline_id, HASH_FIND, NULL);
+	if (p == NULL)
+		return;
+	st = hash_search(StageHash, &id, HASH_ENTER, NULL);
+	st->pipeline_id = pipeline_id;
+	st->sort = DatumGetInt32(values[2]);
+	text_to_cstring_buffer(DatumGetTextPP(values[3]), semantics, sizeof(semantics));
+	st->semantics = semantics_code(semantics);
+	text_to_cstring_buffer(DatumGetTextPP(values[4]), st->code, CRM_NAME_LEN);
+	strlcpy(st->entity_type, p->entity_type, CRM_NAME_LEN);
+	st->pipeline_is_default = p->is_default;
+	st->rules_loaded = false;
+	st->rules = NIL;
+
+	if (st->pipeline_is_default)
+	{
+		bool		found;
+		DefaultStage *d = hash_search(DefaultStageHash, st->entity_type, HASH_ENTER, &found);
+		CrmStageInfo *cur = found ? hash_search(StageHash, &d->stage_id, HASH_FIND, NULL) : NULL;
+
+		if (cur == NULL || st->sort < cur->sort ||
+			(st->sort == cur->sort && id < d->stage_id))
+			d->stage_id = id;
+	}
+}
+
 /*
  * Reloads every stage.  Stages are few (a pipeline has a handful), so one
  * query is cheaper than loading them one by one.
@@ -241,8 +425,7 @@ rule_cache_load(void)
 {
 	CrmScope	scope;
 	HASHCTL		ctl;
-	int			ret;
-	uint64		i;
+	HTAB	   *pipelines;
 
 	crm_rule_cache_init();
 
@@ -301,70 +484,18 @@ rule_cache_load(void)
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 
 	/*
-	 * Not read-only: each query takes a new snapshot (in READ COMMITTED),
-	 * which sees the change whose invalidation brought us here even if the
-	 * statement's own snapshot is older.
+	 * Each table is read with a new snapshot (in READ COMMITTED), which sees
+	 * the change whose invalidation brought us here even if the statement's
+	 * own snapshot is older.  The tables are scanned directly rather than
+	 * queried: a backend's first write to an item would otherwise parse and
+	 * plan these queries (about 4 million instructions, more than the
+	 * write).
 	 */
 	note_snapshot();
-	ret = SPI_execute("SELECT code, table_name, id_prefix FROM crm.entity_type", false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not load crm entity types: %s", SPI_result_code_string(ret));
-	for (i = 0; i < SPI_processed; i++)
-	{
-		char		key[CRM_NAME_LEN];
-		EntityTypeInfo *et;
-		bool		found;
-
-		memset(key, 0, sizeof(key));
-		strlcpy(key, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), CRM_NAME_LEN);
-		et = hash_search(EntityTypeHash, key, HASH_ENTER, &found);
-		strlcpy(et->table_name, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2), CRM_NAME_LEN);
-		strlcpy(et->prefix, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3), sizeof(et->prefix));
-		memset(et->loaded, 0, sizeof(et->loaded));
-		memset(et->data, 0, sizeof(et->data));
-	}
-
-	ret = SPI_execute("SELECT s.id, s.pipeline_id, s.sort, s.semantics, s.code,"
-					  "       p.entity_type, p.is_default"
-					  "  FROM crm.stage s JOIN crm.pipeline p ON p.id = s.pipeline_id"
-					  " ORDER BY p.entity_type, s.sort, s.id",
-					  false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not load crm stages: %s", SPI_result_code_string(ret));
-
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		CrmStageInfo *st;
-		bool		found;
-		char	   *s;
-
-		st = hash_search(StageHash, &id, HASH_ENTER, &found);
-		st->pipeline_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		st->sort = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		s = SPI_getvalue(tup, desc, 4);
-		st->semantics = semantics_code(s);
-		s = SPI_getvalue(tup, desc, 5);
-		strlcpy(st->code, s, CRM_NAME_LEN);
-		s = SPI_getvalue(tup, desc, 6);
-		strlcpy(st->entity_type, s, CRM_NAME_LEN);
-		st->pipeline_is_default = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
-		st->rules_loaded = false;
-		st->rules = NIL;
-
-		/* Rows come in sort order: the first of a default pipeline wins. */
-		if (st->pipeline_is_default)
-		{
-			DefaultStage *d = hash_search(DefaultStageHash, st->entity_type,
-										  HASH_ENTER, &found);
-
-			if (!found)
-				d->stage_id = id;
-		}
-	}
+	pipelines = load_pipelines();
+	scan_definitions("entity_type", 3, entity_type_cols, entity_type_row, NULL);
+	scan_definitions("stage", 5, stage_cols, stage_row, pipelines);
+	hash_destroy(pipelines);
 	crm_scope_leave(&scope);
 }
 

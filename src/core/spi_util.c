@@ -7,7 +7,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "utils/lsyscache.h"
 #include "utils/plancache.h"
 
 #include "core/spi_util.h"
@@ -80,4 +82,18 @@ crm_exec(SPIPlanPtr plan, const Datum *values, const char *nulls,
 	if (ret < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
 	return ret;
+}
+
+bool
+crm_log_has_entries(void)
+{
+	Oid			nsp = get_namespace_oid("crm", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("robot_log_entry", nsp));
+}
+
+const char *
+crm_log_table(void)
+{
+	return crm_log_has_entries() ? "crm.automation_log" : "crm.robot_log";
 }

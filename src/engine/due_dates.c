@@ -73,7 +73,7 @@ move_jobs(const char *entity_type, int64 item_id, const char *field,
 		  bool has_date, TimestampTz due)
 {
 	static SPIPlanPtr move = NULL;
-	static SPIPlanPtr fail = NULL;
+	static SPIPlanPtr fail[2];
 	Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID};
 	Datum		vals[4];
 
@@ -91,15 +91,15 @@ move_jobs(const char *entity_type, int64 item_id, const char *field,
 						  4, types), vals, NULL, false, 0);
 	}
 	else
-		crm_exec(crm_plan(&fail,
-						  "WITH j AS (UPDATE crm.job SET status = 'failed', updated_at = now(),"
-						  "       last_error = format('field \"%s\" of the item no longer holds a date', $3)"
+		crm_exec(crm_plan(&fail[crm_log_has_entries()],
+						  psprintf("WITH j AS (UPDATE crm.job SET status = 'failed', updated_at = now(),"
+						  "       last_error = format('field \"%%s\" of the item no longer holds a date', $3)"
 						  " WHERE entity_type = $1 AND entity_id = $2 AND status = 'pending'"
 						  "   AND kind = 'robot' AND lower(due_field) = $3"
 						  " RETURNING log_id, last_error)"
-						  " UPDATE crm.robot_log l SET status = 'failed', error = j.last_error,"
+						  " UPDATE %s l SET status = 'failed', error = j.last_error,"
 						  "       finished_at = clock_timestamp()"
-						  "  FROM j WHERE l.id = j.log_id",
+						  "  FROM j WHERE l.id = j.log_id", crm_log_table()),
 						  3, types), vals, NULL, false, 0);
 }
 

@@ -16,8 +16,10 @@
  *		subtransaction, and if anything in it fails it is rolled back and
  *		replayed "carefully", each robot in a subtransaction of its own.
  *
- * Every run is logged in crm.robot_log.  Outputs of named robots feed later
- * ones ({=Robot:NAME.key}).
+ * Every run is logged (the view crm.robot_log): the runs of one item's
+ * sequence in one row of crm.robot_log_entry, written when the sequence ends;
+ * a run planned for later in a row of crm.automation_log, updated when its
+ * job runs.  Outputs of named robots feed later ones ({=Robot:NAME.key}).
  *
  * Loops: a robot that would run again for the same item inside its own
  * chain of causes is not run (loop_stopped); see lineage.c.  The robots
@@ -58,9 +60,10 @@
 /* ---------- logging ---------- */
 
 /*
- * The log row of a run.  Rows of finished runs go through a sink (written in
- * the batch's INSERT when a batch is open); a scheduled run's row is written
- * at once, since its job refers to it.
+ * The log row of a run in a database still on 0.1.0 (crm_log_has_entries()
+ * false): a row per run in the table crm.robot_log.  Rows of finished runs
+ * go through a sink (written in the batch's INSERT when a batch is open); a
+ * scheduled run's row is written at once, since its job refers to it.
  */
 static CrmRowSink log_sink = {
 	"crm.robot_log", 13,
@@ -70,6 +73,46 @@ static CrmRowSink log_sink = {
 	TEXTOID, JSONBOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID},
 	true
 };
+
+/*
+ * Otherwise the runs of one item's sequence are gathered (EntryLog) and
+ * written as one row of crm.robot_log_entry when the sequence ends, through
+ * a sink too: a row and an index entry per item instead of a row and two
+ * index entries per run.
+ */
+static CrmRowSink entry_sink = {
+	"crm.robot_log_entry", 14,
+	{"stage_id", "entity_type", "entity_id", "depth", "planned_at", "robot_ids", "names",
+	"actions", "statuses", "errors", "outputs", "details", "started", "finished_at"},
+	{INT8OID, TEXTOID, INT8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID,
+	TIMESTAMPTZARRAYOID},
+	true
+};
+
+/* The runs an entry row holds at most (its CHECK; ids id .. id + 31). */
+#define ENTRY_MAX_RUNS 32
+
+typedef struct EntryLog
+{
+	int			n;
+	int			depth;			/* the lineage's at the first run */
+	TimestampTz planned_at;
+	Datum		robot_ids[ENTRY_MAX_RUNS];
+	Datum		actions[ENTRY_MAX_RUNS];
+	Datum		statuses[ENTRY_MAX_RUNS];
+	Datum		started[ENTRY_MAX_RUNS];
+	Datum		finished[ENTRY_MAX_RUNS];
+	/* columns mostly NULL: a NULL array when every run's is */
+	Datum		names[ENTRY_MAX_RUNS];
+	Datum		errors[ENTRY_MAX_RUNS];
+	Datum		outputs[ENTRY_MAX_RUNS];
+	Datum		details[ENTRY_MAX_RUNS];
+	bool		name_null[ENTRY_MAX_RUNS];
+	bool		error_null[ENTRY_MAX_RUNS];
+	bool		outputs_null[ENTRY_MAX_RUNS];
+	bool		detail_null[ENTRY_MAX_RUNS];
+} EntryLog;
 
 static Jsonb *
 cycle_detail(const char *cycle)
@@ -88,18 +131,101 @@ cycle_detail(const char *cycle)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
+/* An array column of an entry row; NULL (*isnull) when every element is. */
+static Datum
+entry_array(const Datum *elems, const bool *nulls, int n, Oid type, bool *isnull)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			i;
+
+	*isnull = true;
+	for (i = 0; i < n && *isnull; i++)
+		if (nulls == NULL || !nulls[i])
+			*isnull = false;
+	if (*isnull)
+		return (Datum) 0;
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array((Datum *) elems, (bool *) nulls, 1, dims, lbs,
+											  type, typlen, typbyval, typalign));
+}
+
+/* The runs gathered for an item, as a row of crm.robot_log_entry. */
+static void
+entry_flush(EntryLog *e, const char *entity_type, int64 item_id, int64 stage_id)
+{
+	Datum		vals[14];
+	bool		nulls[14];
+
+	if (e == NULL || e->n == 0)
+		return;
+	memset(nulls, 0, sizeof(nulls));
+	vals[0] = Int64GetDatum(stage_id);
+	vals[1] = CStringGetTextDatum(entity_type);
+	vals[2] = Int64GetDatum(item_id);
+	vals[3] = Int32GetDatum(e->depth);
+	vals[4] = TimestampTzGetDatum(e->planned_at);
+	vals[5] = entry_array(e->robot_ids, NULL, e->n, INT8OID, &nulls[5]);
+	vals[6] = entry_array(e->names, e->name_null, e->n, TEXTOID, &nulls[6]);
+	vals[7] = entry_array(e->actions, NULL, e->n, TEXTOID, &nulls[7]);
+	vals[8] = entry_array(e->statuses, NULL, e->n, TEXTOID, &nulls[8]);
+	vals[9] = entry_array(e->errors, e->error_null, e->n, TEXTOID, &nulls[9]);
+	vals[10] = entry_array(e->outputs, e->outputs_null, e->n, JSONBOID, &nulls[10]);
+	vals[11] = entry_array(e->details, e->detail_null, e->n, JSONBOID, &nulls[11]);
+	vals[12] = entry_array(e->started, NULL, e->n, TIMESTAMPTZOID, &nulls[12]);
+	vals[13] = entry_array(e->finished, NULL, e->n, TIMESTAMPTZOID, &nulls[13]);
+	crm_sink_add(&entry_sink, vals, nulls);
+	e->n = 0;
+}
+
 /*
  * Logs a run of robot r for an item.  started is when the run began (0: now);
- * cycle is the loop that stopped it.
+ * cycle is the loop that stopped it.  *entry gathers the runs of the item's
+ * sequence (allocated on first use; NULL entry: a row per run, 0.1.0).
  */
 static void
-log_run(const CrmRobot *r, const char *entity_type, int64 item_id,
+log_run(EntryLog **entry, const CrmRobot *r, const char *entity_type, int64 item_id,
 		const char *status, const char *error, Jsonb *outputs, const char *cycle,
 		TimestampTz started)
 {
 	Datum		vals[13];
 	bool		nulls[13];
 	TimestampTz now = GetCurrentTimestamp();
+	int			depth = crm_lineage_depth();
+
+	if (entry != NULL)
+	{
+		EntryLog   *e = *entry;
+		int			i;
+
+		if (e == NULL)
+			e = *entry = palloc0(sizeof(EntryLog));
+		if (e->n == ENTRY_MAX_RUNS)
+			entry_flush(e, entity_type, item_id, r->stage_id);
+		i = e->n++;
+		if (i == 0)
+		{
+			e->depth = depth;
+			e->planned_at = started ? started : now;
+		}
+		e->started[i] = TimestampTzGetDatum(started ? started : now);
+		e->robot_ids[i] = Int64GetDatum(r->id);
+		e->name_null[i] = r->name == NULL;
+		e->names[i] = r->name ? CStringGetTextDatum(r->name) : (Datum) 0;
+		e->actions[i] = CStringGetTextDatum(r->action_name);
+		e->statuses[i] = CStringGetTextDatum(status);
+		e->error_null[i] = error == NULL;
+		e->errors[i] = error ? CStringGetTextDatum(error) : (Datum) 0;
+		e->outputs_null[i] = outputs == NULL;
+		e->outputs[i] = outputs ? JsonbPGetDatum(outputs) : (Datum) 0;
+		e->detail_null[i] = cycle == NULL;
+		e->details[i] = cycle ? JsonbPGetDatum(cycle_detail(cycle)) : (Datum) 0;
+		e->finished[i] = TimestampTzGetDatum(now);
+		return;
+	}
 
 	memset(nulls, 0, sizeof(nulls));
 	vals[0] = Int64GetDatum(r->id);
@@ -124,7 +250,7 @@ log_run(const CrmRobot *r, const char *entity_type, int64 item_id,
 		vals[9] = JsonbPGetDatum(cycle_detail(cycle));
 	else
 		nulls[9] = true;
-	vals[10] = Int32GetDatum(crm_lineage_depth());
+	vals[10] = Int32GetDatum(depth);
 	vals[11] = TimestampTzGetDatum(started ? started : now);
 	vals[12] = TimestampTzGetDatum(now);
 	crm_sink_add(&log_sink, vals, nulls);
@@ -134,7 +260,8 @@ log_run(const CrmRobot *r, const char *entity_type, int64 item_id,
 static int64
 log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2];
+	bool		entries = crm_log_has_entries();
 	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, INT4OID};
 	Datum		vals[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -149,10 +276,10 @@ log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
 	vals[4] = CStringGetTextDatum(entity_type);
 	vals[5] = Int64GetDatum(item_id);
 	vals[6] = Int32GetDatum(crm_lineage_depth());
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.robot_log (robot_id, name, action, stage_id, entity_type,"
-					  " entity_id, status, depth) VALUES ($1, $2, $3, $4, $5, $6, 'scheduled', $7)"
-					  " RETURNING id",
+	crm_exec(crm_plan(&plans[entries],
+					  psprintf("INSERT INTO %s (robot_id, name, action, stage_id, entity_type,"
+							   " entity_id, status, depth) VALUES ($1, $2, $3, $4, $5, $6, 'scheduled', $7)"
+							   " RETURNING id", crm_log_table()),
 					  7, types), vals, nulls, false, 1);
 	return crm_returned_id();
 }
@@ -160,7 +287,8 @@ log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
 static void
 log_update(int64 log_id, const char *status, const char *error, Jsonb *outputs)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2];
+	bool		entries = crm_log_has_entries();
 	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, JSONBOID};
 	Datum		vals[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -175,10 +303,10 @@ log_update(int64 log_id, const char *status, const char *error, Jsonb *outputs)
 		vals[3] = JsonbPGetDatum(outputs);
 	else
 		nulls[3] = 'n';
-	crm_exec(crm_plan(&plan,
-					  "UPDATE crm.robot_log SET status = $2, error = $3, outputs = $4,"
-					  " started_at = coalesce(started_at, clock_timestamp()),"
-					  " finished_at = clock_timestamp() WHERE id = $1",
+	crm_exec(crm_plan(&plans[entries],
+					  psprintf("UPDATE %s SET status = $2, error = $3, outputs = $4,"
+							   " started_at = coalesce(started_at, clock_timestamp()),"
+							   " finished_at = clock_timestamp() WHERE id = $1", crm_log_table()),
 					  4, types), vals, nulls, false, 0);
 }
 
@@ -195,7 +323,25 @@ typedef struct RunState
 	bool		stopped;		/* a robot ended the sequence */
 	bool		careful;		/* each robot in a subtransaction of its own */
 	bool		held;			/* the robot just run holds the later ones */
+	bool		entries;		/* runs go to an entry row (crm_log_has_entries) */
+	EntryLog   *log;			/* the runs not written yet */
 } RunState;
+
+/* Logs a run of r for the item of rs (log_run). */
+static void
+log_rs(RunState *rs, const CrmRobot *r, const char *status, const char *error,
+	   Jsonb *outputs, const char *cycle, TimestampTz started)
+{
+	log_run(rs->entries ? &rs->log : NULL, r, rs->entity_type, rs->item_id, status, error,
+			outputs, cycle, started);
+}
+
+/* Writes the runs of rs gathered so far. */
+static void
+log_rs_flush(RunState *rs)
+{
+	entry_flush(rs->log, rs->entity_type, rs->item_id, rs->stage_id);
+}
 
 static void
 remember_outputs(RunState *rs, const CrmRobot *r, Jsonb *outputs)
@@ -249,7 +395,7 @@ robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
 	if (log_id)
 		log_update(log_id, status, NULL, outputs);
 	else
-		log_run(r, rs->entity_type, rs->item_id, status, NULL, outputs, NULL, started);
+		log_rs(rs, r, status, NULL, outputs, NULL, started);
 	if (outputs)
 		remember_outputs(rs, r, outputs);
 }
@@ -332,6 +478,7 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 	char	   *cycle = NULL;
 	TimestampTz started = GetCurrentTimestamp();
 	ErrorData  *edata;
+	int			logged;
 
 	if (r->invalid != NULL)
 	{
@@ -339,7 +486,7 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 		if (log_id)
 			log_update(log_id, "failed", r->invalid, NULL);
 		else
-			log_run(r, rs->entity_type, rs->item_id, "failed", r->invalid, NULL, NULL, started);
+			log_rs(rs, r, "failed", r->invalid, NULL, NULL, started);
 		return;
 	}
 	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
@@ -347,21 +494,25 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 		if (log_id)
 			log_update(log_id, "loop_stopped", cycle, NULL);
 		else
-			log_run(r, rs->entity_type, rs->item_id, "loop_stopped", NULL, NULL, cycle, started);
+			log_rs(rs, r, "loop_stopped", NULL, NULL, cycle, started);
 		return;
 	}
 	/* an error thrown on skips the pop: the batch restores the depth */
 	rs->held = false;
+	logged = rs->log ? rs->log->n : 0;
 	edata = run_guarded(rs, r, log_id, started, robot_body);
 	crm_lineage_pop();
 	if (edata != NULL)
 	{
 		rs->held = false;
+		/* what its body logged was rolled back with it */
+		if (rs->log && rs->log->n > logged)
+			rs->log->n = logged;
 		/* the failure is the robot's, not the statement's */
 		if (log_id)
 			log_update(log_id, "failed", edata->message, NULL);
 		else
-			log_run(r, rs->entity_type, rs->item_id, "failed", edata->message, NULL, NULL, started);
+			log_rs(rs, r, "failed", edata->message, NULL, NULL, started);
 		FreeErrorData(edata);
 	}
 }
@@ -613,8 +764,7 @@ plan_step(PlanStep *ps, void (*body) (void *arg))
 		FreeErrorData(edata);
 	}
 	if (ps->status != NULL)
-		log_run(r, ps->rs->entity_type, ps->rs->item_id, ps->status, ps->error,
-				NULL, NULL, 0);
+		log_rs(ps->rs, r, ps->status, ps->error, NULL, NULL, 0);
 }
 
 /*
@@ -642,7 +792,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 
 		if (r->invalid != NULL)
 		{
-			log_run(r, rs->entity_type, rs->item_id, "failed", r->invalid, NULL, NULL, 0);
+			log_rs(rs, r, "failed", r->invalid, NULL, NULL, 0);
 			/* a delayed one's chain would have run with it */
 			i = r->has_delay ? chain_end : i + 1;
 			continue;
@@ -687,6 +837,7 @@ runstate_init(RunState *rs, const char *entity_type, int64 item_id, int64 stage_
 	rs->entity_type = entity_type;
 	rs->item_id = item_id;
 	rs->stage_id = stage_id;
+	rs->entries = crm_log_has_entries();
 	crm_eval_context_init(&rs->cx, entity_type, item_id, tuple, desc);
 }
 
@@ -811,7 +962,7 @@ find_pending(const CrmStageEntry *entries, int n, IdList *jobs, IdList *activiti
 static void
 cancel_pending(const CrmStageEntry *entries, int n)
 {
-	static SPIPlanPtr cancel_plan = NULL;
+	static SPIPlanPtr cancel_plans[2];
 	static SPIPlanPtr complete_plan = NULL;
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		vals[1];
@@ -826,12 +977,14 @@ cancel_pending(const CrmStageEntry *entries, int n)
 	find_pending(entries, n, &jobs, &activities);
 	if (jobs.n > 0)
 	{
+		bool		layout = crm_log_has_entries();
+
 		vals[0] = id_array(&jobs);
-		crm_exec(crm_plan(&cancel_plan,
-						  "WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
-						  "  WHERE id = ANY ($1) AND status IS NOT DISTINCT FROM 'pending' RETURNING log_id)"
-						  " UPDATE crm.robot_log SET status = 'cancelled', finished_at = clock_timestamp()"
-						  "  WHERE id = ANY (ARRAY (SELECT log_id FROM j))",
+		crm_exec(crm_plan(&cancel_plans[layout],
+						  psprintf("WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()"
+								   "  WHERE id = ANY ($1) AND status IS NOT DISTINCT FROM 'pending' RETURNING log_id)"
+								   " UPDATE %s SET status = 'cancelled', finished_at = clock_timestamp()"
+								   "  WHERE id = ANY (ARRAY (SELECT log_id FROM j))", crm_log_table()),
 						  1, types), vals, NULL, false, 0);
 	}
 	if (activities.n > 0)
@@ -862,6 +1015,7 @@ enter_stage(const CrmStageEntry *e, bool careful)
 	runstate_init(&rs, e->entity_type, e->item_id, e->stage_id, e->tuple, e->desc);
 	rs.careful = careful;
 	run_sequence(&rs, seq, n);
+	log_rs_flush(&rs);
 }
 
 /*
@@ -1055,6 +1209,7 @@ execute_robot_job(const CrmJob *job)
 		}
 		if (!held)
 			run_sequence(&rs, seq, n);
+		log_rs_flush(&rs);
 	}
 	PG_FINALLY();
 	{

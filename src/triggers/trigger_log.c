@@ -328,14 +328,17 @@ trig_no_trigger_detail(const EventCall *c)
  * their rows in the batch's INSERT when the event happens inside a batch of
  * robots, else at once.
  */
-static CrmRowSink log_sink = {
-	"crm.robot_log", 14,
-	{"kind", "trigger_id", "name", "action", "stage_id", "entity_type", "entity_id",
-	"status", "error", "detail", "depth", "planned_at", "started_at", "finished_at"},
-	{TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID,
-	TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
-	true
-};
+#define TRIG_LOG_SINK(table) { \
+	table, 14, \
+	{"kind", "trigger_id", "name", "action", "stage_id", "entity_type", "entity_id", \
+	"status", "error", "detail", "depth", "planned_at", "started_at", "finished_at"}, \
+	{TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, \
+	TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, \
+	true \
+}
+
+/* crm.automation_log, or crm.robot_log in a database still on 0.1.0 */
+static CrmRowSink log_sinks[2] = {TRIG_LOG_SINK("crm.robot_log"), TRIG_LOG_SINK("crm.automation_log")};
 
 void
 trig_log_outcome(const char *entity_type, int64 item_id, const CrmEventDesc *event,
@@ -369,7 +372,7 @@ trig_log_outcome(const char *entity_type, int64 item_id, const CrmEventDesc *eve
 		nulls[9] = true;
 	vals[10] = Int32GetDatum(crm_lineage_depth());
 	vals[11] = vals[12] = vals[13] = TimestampTzGetDatum(now);
-	crm_sink_add(&log_sink, vals, nulls);
+	crm_sink_add(&log_sinks[crm_log_has_entries()], vals, nulls);
 }
 
 /* The stage change in the item's history, on behalf of a user. */

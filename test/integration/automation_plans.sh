@@ -68,7 +68,7 @@ SELECT crm.add_process_template('deal', 'Approval', $${
 INSERT INTO crm.deal (id, title, responsible_id, amount, close_date)
 	SELECT g, 'd' || g, 2, g, current_date + 30 FROM generate_series(1, 400) g;
 -- every table empty and analyzed as such, but the deals
-TRUNCATE crm.timeline_comment, crm.history, crm.robot_log, crm.job, crm.activity, crm.task,
+TRUNCATE crm.timeline_comment, crm.history, crm.automation_log, crm.robot_log_entry, crm.job, crm.activity, crm.task,
 	crm.notification, crm.outbox, crm.process_instance CASCADE;
 VACUUM ANALYZE;
 SQL

@@ -5,7 +5,7 @@
 -- and a cancelled statement is cancelled.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(21);
+SELECT plan(23);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, department_id) VALUES (1, 'Mia', 1), (2, 'Sam', 1), (3, 'Ugo', 1);
@@ -122,21 +122,33 @@ SELECT results_eq($$SELECT entity_id, name, status FROM crm.robot_log
 		(11, 'last', 'done'), (11, 'ratio', 'done'), (11, 'first', 'done'),
 		(10, 'last', 'done'), (10, 'ratio', 'done'), (10, 'first', 'done')$$,
 	'a move of three deals logs each robot for each deal once, in order');
+-- The log keeps an entry's runs in one row (crm.robot_log_entry); the view
+-- crm.robot_log numbers them id, id + 1, ...
+SELECT results_eq($$SELECT names, statuses, cardinality(finished_at) FROM crm.robot_log_entry
+	WHERE entity_id = 12 ORDER BY id DESC LIMIT 1$$,
+	$$VALUES ('{first,ratio,last}'::text[], '{done,done,done}'::text[], 3)$$,
+	'one log row holds the runs of a deal''s entry into a stage');
+SELECT results_eq($$SELECT l.id - e.id, l.name FROM crm.robot_log l,
+		(SELECT max(id) AS id FROM crm.robot_log_entry WHERE entity_id = 12) e
+	WHERE l.entity_id = 12 AND l.id >= e.id ORDER BY l.id$$,
+	$$VALUES (0::bigint, 'first'), (1, 'ratio'), (2, 'last')$$,
+	'the view shows each run with its own id');
 CREATE TABLE log_seen (entity_id bigint, name text);
 -- Automation runs with search_path = pg_catalog, pg_temp: name your tables.
+-- The robots' runs of an item's entry are one row of crm.robot_log_entry.
 CREATE FUNCTION log_seen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO public.log_seen VALUES (NEW.entity_id, NEW.name);
+	INSERT INTO public.log_seen SELECT NEW.entity_id, n FROM unnest(NEW.names) n;
 	RETURN NEW;
 END $$;
-CREATE TRIGGER seen AFTER INSERT ON crm.robot_log FOR EACH ROW EXECUTE FUNCTION log_seen();
+CREATE TRIGGER seen AFTER INSERT ON crm.robot_log_entry FOR EACH ROW EXECUTE FUNCTION log_seen();
 UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id IN (13, 14);
 SELECT results_eq($$SELECT entity_id, name FROM log_seen ORDER BY name, entity_id$$,
 	$$VALUES (13::bigint, 'first'), (14, 'first'), (13, 'last'), (14, 'last'), (13, 'ratio'), (14, 'ratio')$$,
 	'a trigger on the log sees the robots of a few moved deals');
-DROP TRIGGER seen ON crm.robot_log;
+DROP TRIGGER seen ON crm.robot_log_entry;
 SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id IN (13, 14)
-	AND id > (SELECT max(id) - 6 FROM crm.robot_log)), 6::bigint,
+	AND id > (SELECT max(id) FROM crm.robot_log WHERE entity_id IN (10, 11, 12))), 6::bigint,
 	'and each is logged once');
 
 -- Robots act as the extension's owner, also in batches.

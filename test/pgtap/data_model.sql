@@ -1,15 +1,18 @@
 -- The data model's constraints and the roles' rights.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(60);
+SELECT plan(62);
 
 -- Every table of SPEC §9 exists.
 SELECT has_table('crm', t, 'table crm.' || t) FROM unnest(ARRAY[
 	'lead', 'deal', 'contact', 'company', 'quote', 'invoice', 'item', 'pipeline', 'stage', 'user',
 	'department', 'activity', 'task', 'process_instance', 'timeline_comment', 'history', 'feed_post',
 	'notification', 'chat', 'chat_member', 'chat_message', 'calendar_event', 'absence', 'exception_list',
-	'resource_booking', 'document', 'drive_file', 'robot', 'trigger', 'robot_log', 'process_template',
+	'resource_booking', 'document', 'drive_file', 'robot', 'trigger', 'automation_log', 'robot_log_entry',
+	'process_template',
 	'outbox', 'provider']) t;
+-- The robot log is read through a view of its two tables.
+SELECT has_view('crm', 'robot_log', 'view crm.robot_log');
 
 -- Key column types.
 SELECT col_type_is('crm', 'deal', 'stage_id', 'bigint', 'deal.stage_id is bigint');

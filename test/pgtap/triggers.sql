@@ -246,30 +246,31 @@ SELECT is((SELECT count(*) FROM crm.robot_log WHERE trigger_id = :a_trigger AND 
 
 -- ---------- the decision log ----------
 -- A decision's log row is appended without an INSERT statement (rowappend.c),
--- but as one would be: a column added to crm.robot_log later gets its
+-- but as one would be: a column added to its table (crm.automation_log, read
+-- through the view crm.robot_log) later gets its
 -- default, a rolled-back savepoint takes the row back, a CHECK constraint or
 -- a trigger an administrator adds to the log applies to it.
 INSERT INTO crm.deal (id, title, responsible_id, amount) VALUES (70, 'Log', 2, 5);
 SELECT crm.add_trigger(crm.stage('deal', 'won'), 'missed_call', condition => '"{{amount}} > 1000"',
 	name => 'Big missed call');
-ALTER TABLE crm.robot_log ADD COLUMN note text;
-ALTER TABLE crm.robot_log ALTER COLUMN note SET DEFAULT 'from the default';
+ALTER TABLE crm.automation_log ADD COLUMN note text;
+ALTER TABLE crm.automation_log ALTER COLUMN note SET DEFAULT 'from the default';
 SAVEPOINT before_call;
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
 ROLLBACK TO SAVEPOINT before_call;
 SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'), 0::bigint,
 	'a call rolled back to a savepoint leaves no log row');
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
-SELECT results_eq($$SELECT status, name, note FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'$$,
+SELECT results_eq($$SELECT status, name, note FROM crm.automation_log WHERE entity_id = 70 AND kind = 'trigger'$$,
 	$$VALUES ('condition_false', 'Big missed call', 'from the default')$$,
 	'the log row has the default of a column added since the last one');
-ALTER TABLE crm.robot_log DROP COLUMN note;
-ALTER TABLE crm.robot_log ADD CONSTRAINT no_false CHECK (status <> 'condition_false') NOT VALID;
+ALTER TABLE crm.automation_log DROP COLUMN note;
+ALTER TABLE crm.automation_log ADD CONSTRAINT no_false CHECK (status <> 'condition_false') NOT VALID;
 SELECT throws_ok($$INSERT INTO crm.activity (entity_type, entity_id, type, direction, status)
 	VALUES ('deal', 70, 'call', 'incoming', 'missed')$$,
-	'23514', 'new row for relation "robot_log" violates check constraint "no_false"',
+	'23514', 'new row for relation "automation_log" violates check constraint "no_false"',
 	'a CHECK constraint added to the log applies to decisions');
-ALTER TABLE crm.robot_log DROP CONSTRAINT no_false;
+ALTER TABLE crm.automation_log DROP CONSTRAINT no_false;
 CREATE TABLE log_seen (status text);
 -- Automation runs with search_path = pg_catalog, pg_temp: name your tables.
 CREATE FUNCTION log_seen() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -277,11 +278,11 @@ BEGIN
 	INSERT INTO public.log_seen VALUES (NEW.status);
 	RETURN NEW;
 END $$;
-CREATE TRIGGER seen AFTER INSERT ON crm.robot_log FOR EACH ROW EXECUTE FUNCTION log_seen();
+CREATE TRIGGER seen AFTER INSERT ON crm.automation_log FOR EACH ROW EXECUTE FUNCTION log_seen();
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
 SELECT results_eq($$SELECT status FROM log_seen$$, $$VALUES ('condition_false')$$,
 	'a trigger on the log sees the decision');
-DROP TRIGGER seen ON crm.robot_log;
+DROP TRIGGER seen ON crm.automation_log;
 INSERT INTO crm.activity (entity_type, entity_id, type, direction, status) VALUES ('deal', 70, 'call', 'incoming', 'missed');
 SELECT is((SELECT count(*) FROM crm.robot_log WHERE entity_id = 70 AND kind = 'trigger'), 3::bigint,
 	'every decision since is logged once');
