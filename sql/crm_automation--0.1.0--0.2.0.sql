@@ -2482,3 +2482,84 @@ BEGIN
 	DELETE FROM crm.robot WHERE id = r.id;
 END
 $$;
+
+-- crm.simulate shows the robot log as crm.robot_log does (a stage entry's
+-- runs one by one, under the name robot_log), now that the log is kept in
+-- crm.robot_log_entry and crm.automation_log.
+CREATE OR REPLACE FUNCTION crm.simulate(statement text, row_limit integer DEFAULT 100)
+RETURNS TABLE (seq bigint, op text, tbl text, actor text, summary text, detail jsonb)
+LANGUAGE sql VOLATILE AS $$
+	-- the robot log as crm.robot_log shows it: a stage entry's runs (one
+	-- row of crm.robot_log_entry) one by one, trigger decisions and
+	-- scheduled runs (crm.automation_log) as they are
+	WITH w AS (SELECT * FROM crm._simulate(statement, row_limit)),
+	s AS (
+		SELECT w.seq, 0::bigint AS sub, w.op,
+			   CASE WHEN w.tbl IN ('automation_log', 'robot_log_entry') THEN 'robot_log' ELSE w.tbl END AS tbl,
+			   w.row_data
+		  FROM w
+		 WHERE w.tbl IS DISTINCT FROM 'robot_log_entry' OR w.row_data IS NULL
+		UNION ALL
+		SELECT w.seq, r.n, w.op, 'robot_log',
+			   jsonb_build_object('id', (w.row_data->>'id')::bigint + r.n - 1, 'kind', 'robot',
+								  'robot_id', r.robot_id, 'trigger_id', NULL,
+								  'name', w.row_data->'names'->(r.n::int - 1),
+								  'action', w.row_data->'actions'->(r.n::int - 1),
+								  'stage_id', w.row_data->'stage_id', 'entity_type', w.row_data->'entity_type',
+								  'entity_id', w.row_data->'entity_id',
+								  'status', w.row_data->'statuses'->(r.n::int - 1),
+								  'error', w.row_data->'errors'->(r.n::int - 1),
+								  'outputs', w.row_data->'outputs'->(r.n::int - 1),
+								  'detail', w.row_data->'details'->(r.n::int - 1),
+								  'depth', w.row_data->'depth', 'job_id', NULL,
+								  'planned_at', w.row_data->'started'->(r.n::int - 1), 'started_at', NULL,
+								  'finished_at', w.row_data->'finished_at'->(r.n::int - 1))
+		  FROM w, jsonb_array_elements(w.row_data->'robot_ids') WITH ORDINALITY AS r (robot_id, n)
+		 WHERE w.tbl = 'robot_log_entry' AND w.row_data IS NOT NULL
+	)
+	SELECT row_number() OVER (ORDER BY s.seq, s.sub) - 1, s.op, s.tbl,
+		   CASE
+			 WHEN s.op IN ('statement', 'error', 'truncated') THEN NULL
+			 WHEN s.row_data IS NULL THEN NULL
+			 WHEN s.tbl = 'robot_log' AND s.row_data->>'kind' = 'trigger'
+			   THEN 'trigger ' || coalesce(s.row_data->>'trigger_id', '-')
+			 WHEN s.row_data->>'robot_id' IS NOT NULL THEN 'robot ' || (s.row_data->>'robot_id')
+			 WHEN s.row_data->>'process_instance_id' IS NOT NULL
+			   THEN 'process ' || (s.row_data->>'process_instance_id')
+			 WHEN s.tbl = 'process_log' THEN 'process ' || (s.row_data->>'instance_id')
+			 WHEN s.tbl = 'process_instance' THEN 'template ' || (s.row_data->>'template_id')
+			 ELSE NULL
+		   END,
+		   CASE
+			 WHEN s.op = 'statement' THEN (s.row_data->>'rows') || ' row(s), ' ||
+				  -- a stage entry's runs count as the rows they are shown as
+				  ((s.row_data->>'effects')::bigint +
+				   (SELECT coalesce(sum(jsonb_array_length(e.row_data->'robot_ids') - 1), 0)
+					  FROM w e WHERE e.tbl = 'robot_log_entry' AND e.row_data IS NOT NULL))::text ||
+				  ' row(s) written in all'
+			 WHEN s.op = 'error' THEN (s.row_data->>'sqlstate') || ': ' || (s.row_data->>'message')
+			 WHEN s.op = 'truncated' THEN (s.row_data->>'rows_not_shown') || ' more row(s) not shown (row_limit)'
+			 WHEN s.row_data IS NULL THEN '(not readable by you)'
+			 WHEN s.tbl = 'robot_log' THEN coalesce(s.row_data->>'name', s.row_data->>'action') || ': ' ||
+				  (s.row_data->>'status') || coalesce(' (' || (s.row_data->>'error') || ')', '')
+			 WHEN s.tbl = 'outbox' THEN (s.row_data->>'channel') || ' ' ||
+				  coalesce(s.row_data->'payload'->>'url', s.row_data->'payload'->>'to', '')
+			 WHEN s.tbl = 'job' AND s.row_data->>'status' = 'pending'
+			   THEN (s.row_data->>'kind') || ' due in ' ||
+				  ((s.row_data->>'due_at')::timestamptz - pg_catalog.now())::text
+			 WHEN s.tbl = 'job' THEN (s.row_data->>'kind') || ': ' || (s.row_data->>'status')
+			 WHEN s.tbl = 'process_instance' THEN (s.row_data->>'status') ||
+				  coalesce(': ' || (s.row_data->>'status_text'), '')
+			 WHEN s.tbl = 'process_log' THEN (s.row_data->>'type') || ': ' || (s.row_data->>'status')
+			 WHEN s.tbl IN ('timeline_comment', 'notification', 'chat_message') THEN s.row_data->>'text'
+			 WHEN s.tbl = 'history' THEN coalesce(nullif(s.row_data->>'text', ''), s.row_data->>'event_type')
+			 WHEN s.tbl = 'activity' THEN s.row_data->>'subject'
+			 ELSE coalesce(s.row_data->>'title', s.row_data->>'name', s.row_data->>'subject') ||
+				  coalesce(' @ ' || (SELECT st.code FROM crm.stage st
+									  WHERE st.id = (s.row_data->>'stage_id')::bigint), '')
+		   END,
+		   s.row_data
+	  FROM s
+	 ORDER BY s.seq, s.sub
+$$;
+
