@@ -2485,9 +2485,10 @@ $$;
 
 -- crm.simulate shows the robot log as crm.robot_log does (a stage entry's
 -- runs one by one, under the name robot_log), now that the log is kept in
--- crm.robot_log_entry and crm.automation_log.
-CREATE OR REPLACE FUNCTION crm.simulate(statement text, row_limit integer DEFAULT 100)
-RETURNS TABLE (seq bigint, op text, tbl text, actor text, summary text, detail jsonb)
+-- crm.robot_log_entry and crm.automation_log, and each row's cause.
+DROP FUNCTION crm.simulate(text, integer);
+CREATE FUNCTION crm.simulate(statement text, row_limit integer DEFAULT 100)
+RETURNS TABLE (seq bigint, op text, tbl text, actor text, cause bigint, summary text, detail jsonb)
 LANGUAGE sql VOLATILE AS $$
 	-- the robot log as crm.robot_log shows it: a stage entry's runs (one
 	-- row of crm.robot_log_entry) one by one, trigger decisions and
@@ -2516,19 +2517,60 @@ LANGUAGE sql VOLATILE AS $$
 								  'finished_at', w.row_data->'finished_at'->(r.n::int - 1))
 		  FROM w, jsonb_array_elements(w.row_data->'robot_ids') WITH ORDINALITY AS r (robot_id, n)
 		 WHERE w.tbl = 'robot_log_entry' AND w.row_data IS NOT NULL
+	),
+	-- who wrote each row, and the item it belongs to (its own row, or the
+	-- item its entity_type and entity_id name)
+	a AS (
+		SELECT row_number() OVER (ORDER BY s.seq, s.sub) - 1 AS seq, s.op, s.tbl,
+			   CASE
+				 WHEN s.op IN ('statement', 'error', 'truncated') THEN NULL
+				 WHEN s.row_data IS NULL THEN NULL
+				 WHEN s.tbl = 'robot_log' AND s.row_data->>'kind' = 'trigger'
+				   THEN 'trigger ' || coalesce(s.row_data->>'trigger_id', '-')
+				 WHEN s.row_data->>'robot_id' IS NOT NULL THEN 'robot ' || (s.row_data->>'robot_id')
+				 WHEN s.row_data->>'process_instance_id' IS NOT NULL
+				   THEN 'process ' || (s.row_data->>'process_instance_id')
+				 WHEN s.tbl = 'process_log' THEN 'process ' || (s.row_data->>'instance_id')
+				 WHEN s.tbl = 'process_instance' THEN 'template ' || (s.row_data->>'template_id')
+				 ELSE NULL
+		   END AS actor,
+			   CASE
+				 WHEN s.row_data IS NULL THEN NULL
+				 -- the item tables: built-in types are named as their tables,
+				 -- smart processes' items are in crm.item (read as the caller,
+				 -- who may not read crm.entity_type)
+				 WHEN s.tbl IN ('lead', 'deal', 'contact', 'company', 'quote', 'invoice', 'item')
+				   THEN CASE WHEN s.tbl = 'item' THEN s.row_data->>'entity_type' ELSE s.tbl END
+						|| ':' || (s.row_data->>'id')
+				 WHEN s.row_data->>'entity_id' IS NOT NULL
+				   THEN (s.row_data->>'entity_type') || ':' || (s.row_data->>'entity_id')
+			   END AS item,
+			   s.tbl IN ('lead', 'deal', 'contact', 'company', 'quote', 'invoice', 'item') AS item_row,
+			   s.row_data
+		  FROM s
+	),
+	-- the causal chain, within an item: a trigger's decision follows the
+	-- event before it (a row no automation wrote); a robot's or a process's
+	-- row follows the item's last write (its move into the stage); the
+	-- item's own row and its history follow the decision or robot that
+	-- moved it
+	c AS (
+		SELECT a.*,
+			   max(a.seq) FILTER (WHERE a.actor IS NULL AND a.tbl <> 'robot_log') OVER earlier AS last_event,
+			   max(a.seq) FILTER (WHERE a.item_row) OVER earlier AS last_item_write,
+			   max(a.seq) FILTER (WHERE a.tbl = 'robot_log' AND a.op = 'insert'
+								   AND (a.row_data->>'status' = 'fired'
+										OR (a.row_data->>'action' = 'change_stage' AND a.row_data->>'status' = 'done'))) OVER earlier
+				 AS last_move
+		  FROM a
+		WINDOW earlier AS (PARTITION BY a.item ORDER BY a.seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 	)
-	SELECT row_number() OVER (ORDER BY s.seq, s.sub) - 1, s.op, s.tbl,
+	SELECT s.seq, s.op, s.tbl, s.actor,
 		   CASE
-			 WHEN s.op IN ('statement', 'error', 'truncated') THEN NULL
-			 WHEN s.row_data IS NULL THEN NULL
-			 WHEN s.tbl = 'robot_log' AND s.row_data->>'kind' = 'trigger'
-			   THEN 'trigger ' || coalesce(s.row_data->>'trigger_id', '-')
-			 WHEN s.row_data->>'robot_id' IS NOT NULL THEN 'robot ' || (s.row_data->>'robot_id')
-			 WHEN s.row_data->>'process_instance_id' IS NOT NULL
-			   THEN 'process ' || (s.row_data->>'process_instance_id')
-			 WHEN s.tbl = 'process_log' THEN 'process ' || (s.row_data->>'instance_id')
-			 WHEN s.tbl = 'process_instance' THEN 'template ' || (s.row_data->>'template_id')
-			 ELSE NULL
+			 WHEN s.item IS NULL OR s.op IN ('statement', 'error', 'truncated') THEN NULL
+			 WHEN s.actor LIKE 'trigger %' THEN s.last_event
+			 WHEN s.actor IS NOT NULL THEN s.last_item_write
+			 WHEN s.item_row OR s.tbl = 'history' THEN s.last_move
 		   END,
 		   CASE
 			 WHEN s.op = 'statement' THEN (s.row_data->>'rows') || ' row(s), ' ||
@@ -2559,7 +2601,10 @@ LANGUAGE sql VOLATILE AS $$
 									  WHERE st.id = (s.row_data->>'stage_id')::bigint), '')
 		   END,
 		   s.row_data
-	  FROM s
-	 ORDER BY s.seq, s.sub
+	  FROM c s
+	 ORDER BY s.seq
 $$;
-
+COMMENT ON FUNCTION crm.simulate(text, integer) IS
+	'Runs one INSERT, UPDATE or DELETE on a CRM table as the caller, with its automation, and rolls it back: returns every row it would write';
+REVOKE EXECUTE ON FUNCTION crm.simulate(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm.simulate(text, integer) TO crm_user;

@@ -5,7 +5,7 @@
 -- rights; the row limit.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(30);
+SELECT plan(34);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES
@@ -193,6 +193,33 @@ SELECT is((SELECT detail->>'sqlstate' FROM crm.simulate('UPDATE crm.deal SET tit
 RESET ROLE;
 
 SELECT is(pg_temp.crm_counts(), (SELECT c FROM counts_before), 'still nothing left');
+
+-- 8. The causal chain: an incoming call fires a trigger, which moves the
+--    deal, which cancels the delayed robot of the stage it leaves and runs
+--    the robots of the stage it enters.
+INSERT INTO crm.deal (id, title, responsible_id, amount, stage_id) VALUES (90, 'Chain', 2, 10, crm.stage('deal', 'preparation'));
+SELECT crm.add_robot(crm.stage('deal', 'preparation'), 'add_comment', '{"text": "later"}', delay => '{"after": "2 days"}') AS later_robot \gset
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'new') WHERE id = 90;
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE id = 90;
+SELECT crm.add_trigger(crm.stage('deal', 'executing'), 'incoming_call', name => 'Call moves') AS call_trigger \gset
+SELECT crm.add_robot(crm.stage('deal', 'executing'), 'add_comment', '{"text": "Working on {{title}}"}') AS work_robot \gset
+CREATE TEMP TABLE chain AS
+SELECT * FROM crm.simulate($$INSERT INTO crm.activity (entity_type, entity_id, type, direction, subject)
+                             VALUES ('deal', 90, 'call', 'incoming', 'Chain call')$$);
+SELECT is((SELECT c.cause FROM chain c WHERE c.tbl = 'robot_log' AND c.actor = 'trigger ' || :call_trigger),
+	(SELECT c.seq FROM chain c WHERE c.tbl = 'activity' AND c.op = 'insert'),
+	'the trigger''s decision is caused by the call');
+SELECT is((SELECT c.cause FROM chain c WHERE c.tbl = 'deal' AND c.op = 'update'),
+	(SELECT c.seq FROM chain c WHERE c.tbl = 'robot_log' AND c.actor = 'trigger ' || :call_trigger),
+	'the deal''s move is caused by the trigger');
+SELECT results_eq($$SELECT c.tbl, c.op, c.cause = (SELECT d.seq FROM chain d WHERE d.tbl = 'deal' AND d.op = 'update')
+					  FROM chain c WHERE c.actor IN ('robot ' || $$ || :later_robot || $$, 'robot ' || $$ || :work_robot || $$)
+					 ORDER BY c.seq$$,
+	$$VALUES ('robot_log'::text, 'update'::text, true), ('job', 'update', true),
+			 ('timeline_comment', 'insert', true), ('robot_log', 'insert', true)$$,
+	'the robots'' rows (a cancelled delayed run, the entered stage''s comment and its log) are caused by the move');
+SELECT ok((SELECT bool_and(c.cause IS NULL) FROM chain c WHERE c.op = 'statement' OR (c.tbl = 'activity' AND c.op = 'insert')),
+	'the statement''s own row has no cause');
 
 SELECT * FROM finish();
 ROLLBACK;
