@@ -2608,3 +2608,4 @@ COMMENT ON FUNCTION crm.simulate(text, integer) IS
 	'Runs one INSERT, UPDATE or DELETE on a CRM table as the caller, with its automation, and rolls it back: returns every row it would write';
 REVOKE EXECUTE ON FUNCTION crm.simulate(text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION crm.simulate(text, integer) TO crm_user;
+GRANT EXECUTE ON FUNCTION crm.simulate(text, integer) TO crm_admin;
