@@ -238,10 +238,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 		-- business processes' activities: "template / activity name or place"
 		SELECT p.id, 'process', t.name || ' / ' || coalesce(p.name, p.path), p.type, NULL, p.status,
 			   p.error, p.outputs, p.started_at, p.finished_at
-		  FROM crm.process_log p
-		  JOIN crm.process_instance i ON i.id = p.instance_id
+		  FROM crm.process_instance i
+		  JOIN crm.process_log p ON p.instance_id = i.id
 		  JOIN crm.process_template t ON t.id = i.template_id
-		 WHERE p.document_type = item_automation.entity_type AND p.document_id = item_automation.item_id
+		 WHERE i.document_type = item_automation.entity_type AND i.document_id = item_automation.item_id
 	) h (log_id, kind, name, action, stage, status, error, outputs, planned_at, finished_at)
 	 ORDER BY h.planned_at, h.kind, h.log_id;
 $$;

@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/nbtree.h"
 #include "access/relation.h"
 #include "access/table.h"
@@ -22,6 +23,7 @@
 #include "catalog/pg_am.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -117,4 +119,72 @@ crm_probe_end(CrmProbe *p)
 	PopActiveSnapshot();
 	index_close(p->index, NoLock);
 	table_close(p->heap, NoLock);
+}
+
+CrmRowRead
+crm_probe_row(const char *table, Datum key, HeapTuple *tuple, TupleDesc *desc)
+{
+	Oid			nsp = get_namespace_oid("crm", false);
+	Oid			relid = get_relname_relid(table, nsp);
+	Relation	heap;
+	Relation	index;
+	Oid			pk;
+	Oid			type;
+	Oid			op;
+	ScanKeyData skey;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	CrmRowRead	result = CRM_ROW_NONE;
+
+	if (!OidIsValid(relid) ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		return CRM_ROW_UNREAD;
+	heap = table_open(relid, AccessShareLock);
+	/* a table with row security is read by SELECT, which applies it */
+	pk = heap->rd_rel->relkind == RELKIND_RELATION && !heap->rd_rel->relrowsecurity
+		? RelationGetPrimaryKeyIndex(heap) : InvalidOid;
+	if (!OidIsValid(pk))
+	{
+		table_close(heap, NoLock);
+		return CRM_ROW_UNREAD;
+	}
+	index = index_open(pk, AccessShareLock);
+	type = index->rd_opcintype[0];
+	op = InvalidOid;
+	if (index->rd_rel->relam == BTREE_AM_OID &&
+		IndexRelationGetNumberOfKeyAttributes(index) == 1)
+		op = get_opfamily_member(index->rd_opfamily[0], type, type, BTEqualStrategyNumber);
+	if (!OidIsValid(op))
+	{
+		index_close(index, NoLock);
+		table_close(heap, NoLock);
+		return CRM_ROW_UNREAD;
+	}
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, type,
+						   index->rd_indcollation[0], get_opcode(op), key);
+
+	/* what SPI would see: every earlier command of the transaction */
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	slot = table_slot_create(heap, NULL);
+	scan = index_beginscan(heap, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &skey, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		HeapTuple	copy = ExecCopySlotHeapTuple(slot);
+
+		/* columns added since it was written (their defaults) as SELECT has them */
+		if (HeapTupleHeaderGetNatts(copy->t_data) < RelationGetDescr(heap)->natts)
+			copy = heap_expand_tuple(copy, RelationGetDescr(heap));
+		*tuple = copy;
+		*desc = CreateTupleDescCopy(RelationGetDescr(heap));
+		result = CRM_ROW_FOUND;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(heap, NoLock);
+	return result;
 }

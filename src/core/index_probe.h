@@ -28,6 +28,8 @@
 
 #include "access/genam.h"
 #include "access/skey.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "executor/tuptable.h"
 #include "utils/relcache.h"
 
@@ -62,5 +64,24 @@ extern TupleTableSlot *crm_probe_next(CrmProbe *p);
 
 /* Ends the probes: the scan, the snapshot, the relations (locks are kept). */
 extern void crm_probe_end(CrmProbe *p);
+
+/*
+ * The row of crm.<table> whose primary key (a single column) equals key, as
+ * a statement of the current command would read it, by one probe of the
+ * primary key: CRM_ROW_FOUND with a copy of it and of the table's
+ * descriptor in the caller's context, or CRM_ROW_NONE.  CRM_ROW_UNREAD when
+ * the table has no single-column btree primary key, has row security, or
+ * the current user may not read it: the caller runs its SELECT (which
+ * applies the policies, or raises the error a user would get).
+ */
+typedef enum CrmRowRead
+{
+	CRM_ROW_UNREAD,
+	CRM_ROW_NONE,
+	CRM_ROW_FOUND
+} CrmRowRead;
+
+extern CrmRowRead crm_probe_row(const char *table, Datum key, HeapTuple *tuple,
+								TupleDesc *desc);
 
 #endif							/* CRM_INDEX_PROBE_H */

@@ -8,7 +8,10 @@
  * compilation and plan lookup each time; a batch writes each table's rows
  * with a single INSERT ... SELECT FROM unnest($1) of an array of records
  * built here, so those costs are paid once per batch.  Single rows are
- * written with INSERT ... VALUES, prepared once too.
+ * written with INSERT ... VALUES, prepared once too.  A sink that allows it
+ * (append) skips the statements when its table qualifies: its rows are
+ * appended as the INSERT would write them (rowappend.c), a batch's rows
+ * together.
  *
  * Batches form a stack that follows the engine's nesting (a robot's action
  * can move another item, whose robots run in a batch of their own).  Each
@@ -226,45 +229,38 @@ sink_write_one(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	crm_exec(sink->plan_one, values, spi_nulls, false, 0);
 }
 
-/*
- * Up to this many rows of an append sink are appended one by one; more go
- * in one INSERT, whose start is then paid for by enough rows.
- */
-#define SINK_APPEND_MAX 64
+void
+crm_sink_write(CrmRowSink *sink, const Datum *values, const bool *nulls)
+{
+	sink_write_one(sink, values, nulls);
+}
 
-/* Executes the sink's INSERT for n rows (records of the sink's type). */
+/*
+ * Writes n rows (records of the sink's type): an append sink's appended
+ * together when its table qualifies, else one INSERT (a single row: its
+ * INSERT ... VALUES).
+ */
 static void
 sink_write(CrmRowSink *sink, int n, Datum *rows)
 {
 	Datum		arg;
 
-	if (n == 1 || (sink->append && n <= SINK_APPEND_MAX))
+	if (sink->append && n > 1 && crm_rows_append(sink, n, rows))
+		return;
+	if (n == 1)
 	{
 		Datum		values[CRM_SINK_MAX_COLS];
 		bool		nulls[CRM_SINK_MAX_COLS];
-		int			i;
+		HeapTupleHeader rec = DatumGetHeapTupleHeader(rows[0]);
+		HeapTupleData tup;
 
-		for (i = 0; i < n; i++)
-		{
-			HeapTupleHeader rec = DatumGetHeapTupleHeader(rows[i]);
-			HeapTupleData tup;
-
-			tup.t_len = HeapTupleHeaderGetDatumLength(rec);
-			ItemPointerSetInvalid(&tup.t_self);
-			tup.t_tableOid = InvalidOid;
-			tup.t_data = rec;
-			heap_deform_tuple(&tup, sink->desc, values, nulls);
-			if (n == 1)
-				sink_write_one(sink, values, nulls);
-			else if (!crm_row_append(sink, values, nulls))
-			{
-				if (i == 0)
-					break;		/* the table does not qualify: one INSERT */
-				sink_write_one(sink, values, nulls);
-			}
-		}
-		if (i == n)
-			return;
+		tup.t_len = HeapTupleHeaderGetDatumLength(rec);
+		ItemPointerSetInvalid(&tup.t_self);
+		tup.t_tableOid = InvalidOid;
+		tup.t_data = rec;
+		heap_deform_tuple(&tup, sink->desc, values, nulls);
+		sink_write_one(sink, values, nulls);
+		return;
 	}
 	arg = PointerGetDatum(construct_array(rows, n, RECORDOID, -1, false, TYPALIGN_DOUBLE));
 	crm_exec(sink_plan(sink), &arg, NULL, false, 0);
@@ -277,6 +273,24 @@ sink_row(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	HeapTuple	tup = heap_form_tuple(sink->desc, (Datum *) values, (bool *) nulls);
 
 	return HeapTupleGetDatum(tup);
+}
+
+Datum
+crm_sink_record(CrmRowSink *sink, const Datum *values, const bool *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	/* preparing the plan (SPI) leaves another context current */
+	(void) sink_plan(sink);
+	MemoryContextSwitchTo(cxt);
+	return sink_row(sink, values, nulls);
+}
+
+void
+crm_sink_write_records(CrmRowSink *sink, int n, Datum *rows)
+{
+	if (n > 0)
+		sink_write(sink, n, rows);
 }
 
 static SinkRows *

@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "expr/expr_int.h"
+#include "core/index_probe.h"
 #include "core/rule_cache.h"
 #include "core/spi_util.h"
 
@@ -234,6 +235,16 @@ load_row(EvalCache *cache, const char *key, const char *table, int64 id)
 	SPIPlanPtr	plan;
 
 	r->key = pstrdup(key);
+	/* by a probe of the primary key: no statement to start for one row */
+	switch (crm_probe_row(table, Int64GetDatum(id), &r->tuple, &r->desc))
+	{
+		case CRM_ROW_FOUND:
+		case CRM_ROW_NONE:
+			cache->rows = lappend(cache->rows, r);
+			return r;
+		case CRM_ROW_UNREAD:
+			break;
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* the table name comes from the catalog of entity types / a fixed list */

@@ -39,7 +39,12 @@
  * anything in it fails (an instance's activities fail alone, so this is a
  * start that could not even begin), it is rolled back and every start is
  * replayed in a subtransaction of its own, a failing one reported with a
- * WARNING: the statement that wrote the items always succeeds.
+ * WARNING: the statement that wrote the items always succeeds.  In the
+ * optimistic run, the starts share the template (read and locked once) and
+ * the look-up of the user who starts them, and the rows of the instances
+ * that complete are appended together at its end, a thousand at a time
+ * (crm_process_keep_begin); the replay writes each start's rows as
+ * crm.start_process does.
  *
  * Notes form a stack of frames, one per statement being gathered, as the
  * robots' stage changes do (core/frames.h: a frame belongs to the
@@ -432,21 +437,26 @@ start_one_call(void *arg)
 	(void) crm_process_start(s->template_id, s->entity_type, s->item_id, NULL, true);
 }
 
-/* A start of the optimistic run: the statement's templates are shared. */
-static void
-start_shared(Start *s)
-{
-	if (*s->loaded == NULL)
-		*s->loaded = crm_process_template(s->template_id);
-	(void) crm_process_start_template(*s->loaded, s->entity_type, s->item_id, NULL, true);
-}
-
 typedef struct StartBatch
 {
 	Start	   *starts;
 	int			n;
 	MemoryContext cxt;			/* where the templates are read */
+	CrmStartShared shared;		/* what the starts look up once */
 } StartBatch;
+
+/*
+ * A start of the optimistic run: the statement's templates are shared, and
+ * so is the look-up of the user who starts them.
+ */
+static void
+start_shared(StartBatch *b, Start *s)
+{
+	if (*s->loaded == NULL)
+		*s->loaded = crm_process_template(s->template_id);
+	(void) crm_process_start_template(*s->loaded, s->entity_type, s->item_id, NULL, true,
+									  &b->shared);
+}
 
 /* The optimistic run's body: every start, each in a memory context reset after it. */
 static void
@@ -458,17 +468,20 @@ start_all(void *arg)
 	int			i;
 
 	share_templates(b->starts, b->n);
+	/* the rows of instances that complete are written together, at the end */
+	crm_process_keep_begin(&b->shared);
 	for (i = 0; i < b->n; i++)
 	{
 		/* the templates are read into the caller's context, each start runs in per_start */
 		if (*b->starts[i].loaded == NULL)
 			*b->starts[i].loaded = crm_process_template(b->starts[i].template_id);
 		MemoryContextSwitchTo(per_start);
-		start_shared(&b->starts[i]);
+		start_shared(b, &b->starts[i]);
 		MemoryContextSwitchTo(b->cxt);
 		MemoryContextReset(per_start);
 	}
 	MemoryContextDelete(per_start);
+	crm_process_keep_flush(&b->shared);
 }
 
 /*
@@ -481,6 +494,7 @@ run_optimistic(Start *starts, int n)
 	StartBatch	b;
 	ErrorData  *edata;
 
+	memset(&b, 0, sizeof(b));
 	b.starts = starts;
 	b.n = n;
 	b.cxt = CurrentMemoryContext;

@@ -33,13 +33,24 @@
  * Instances act as the automation owner, as robots do, and are on the
  * causal lineage (kind 'p') while they run.
  *
+ * A new instance's row is written once, in the state it ends or pauses in,
+ * with its trace rows after it (no INSERT then UPDATE), unless it reaches
+ * an action first: then it is written as running before the action
+ * (write_instance).  The rows are appended without INSERT statements
+ * (core/rowappend.c); auto-start keeps those of the instances that complete
+ * and appends them together (crm_process_keep_begin).  The document is read
+ * by a probe of its primary key when the instance starts, and its first
+ * activity uses that row.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -55,6 +66,9 @@
 #include "expr/expr.h"
 #include "processes/processes.h"
 #include "engine/robots.h"
+#include "core/guc.h"
+#include "core/index_probe.h"
+#include "core/rowsink.h"
 #include "core/scope.h"
 #include "core/rule_cache.h"
 #include "engine/scheduler.h"
@@ -90,7 +104,81 @@ typedef struct ProcessRun
 									 * 1 else), index, ... */
 	int			nsteps;
 	Jsonb	   *after;			/* the position to resume after, when waiting */
+	/*
+	 * The instance's row.  A new instance is written once, in the state it
+	 * ends in, with its trace rows after it, unless an action runs first
+	 * (an action may read the instance, stop it, name it in rows it
+	 * writes): then it is stored before that action, as running.
+	 */
+	bool		stored;			/* it is in crm.process_instance */
+	int64		template_id;
+	Jsonb	   *parameters;
+	Jsonb	   *initial_variables;
+	bool		has_started_by;
+	int64		started_by;
+	List	   *pending;		/* TraceRow: the trace until it is stored */
+	struct CrmKeptRows *kept;	/* where its rows go if it completes */
+	bool		row_fresh;		/* cx.tuple: the document as the next activity
+								 * must see it */
 } ProcessRun;
+
+/* The rows of completed instances, kept to be written together. */
+typedef struct CrmKeptRows
+{
+	MemoryContext cxt;
+	int			ninstances;
+	int			ntrace;
+	int			cap_instances;
+	int			cap_trace;
+	Datum	   *instances;		/* records of instance_sink */
+	Datum	   *trace;			/* records of trace_sink */
+} CrmKeptRows;
+
+#define KEPT_INSTANCES_MAX 1000
+
+/* A row of the trace (crm.process_log). */
+typedef struct TraceRow
+{
+	char	   *path;
+	char	   *type;
+	char	   *name;
+	const char *status;
+	char	   *error;
+	Jsonb	   *outputs;
+	TimestampTz started;
+	TimestampTz finished;		/* 0 for a waiting row */
+} TraceRow;
+
+/*
+ * The instances' and the trace's rows, appended without an INSERT statement
+ * when the tables allow it (core/rowappend.c).  Their foreign keys hold by
+ * construction: an instance's template was read and locked FOR KEY SHARE
+ * before it started (crm_process_template) and so was the user who started
+ * it (acting_user); a trace row's instance is written by the same run
+ * before it, or, resumed, read FOR UPDATE.
+ */
+static CrmRowSink instance_sink = {
+	.table = "crm.process_instance",
+	.natts = 13,
+	.columns = {"id", "template_id", "document_type", "document_id", "status", "status_text",
+				"current_activity", "parameters", "variables", "state", "error", "started_by",
+	"finished_at"},
+	.types = {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
+	JSONBOID, TEXTOID, INT8OID, TIMESTAMPTZOID},
+	.append = true,
+	.fk_checked = {{"template_id", "crm.process_template"}, {"started_by", "crm.user"}},
+};
+
+static CrmRowSink trace_sink = {
+	.table = "crm.process_log",
+	.natts = 11,
+	.columns = {"instance_id", "document_type", "document_id", "path", "type", "name", "status",
+	"error", "outputs", "started_at", "finished_at"},
+	.types = {INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID},
+	.append = true,
+	.fk_checked = {{"instance_id", "crm.process_instance"}},
+};
 
 /* ---------- jsonb helpers ---------- */
 
@@ -361,8 +449,18 @@ run_set_variable(ProcessRun *pr, Jsonb *activity)
 static void
 activity_body(ProcessRun *pr, ActivityArgs *a)
 {
-	/* the document may have changed since the last activity: read it again */
-	pr->cx.cache = NULL;
+	/*
+	 * The document may have changed since the last activity: read it again
+	 * (the first one of a new instance has the row read when it started).
+	 */
+	if (pr->row_fresh)
+		pr->row_fresh = false;
+	else
+	{
+		pr->cx.cache = NULL;
+		pr->cx.tuple = NULL;
+		pr->cx.desc = NULL;
+	}
 	switch (a->kind)
 	{
 		case CRM_ACTIVITY_ACTION:
@@ -470,47 +568,213 @@ position_jsonb(ProcessRun *pr)
 
 static bool run_block(ProcessRun *pr, JsonbContainer *block, const char *path,
 					  const int *resume, int nresume);
+static Jsonb *empty_object(void);
 static bool document_exists(const char *document_type, int64 document_id);
+static bool document_row(const char *document_type, int64 document_id, HeapTuple *tuple,
+						 TupleDesc *desc);
+
+/* Whether the schema has the trace (a 0.1.0 one, not yet updated, has none). */
+static bool
+has_trace(void)
+{
+	return OidIsValid(get_relname_relid("process_log", get_namespace_oid("crm", false)));
+}
+
+static void
+trace_values(ProcessRun *pr, const TraceRow *r, Datum *vals, bool *nulls)
+{
+	memset(nulls, 0, sizeof(bool) * 11);
+	vals[0] = Int64GetDatum(pr->instance_id);
+	vals[1] = CStringGetTextDatum(pr->document_type);
+	vals[2] = Int64GetDatum(pr->document_id);
+	vals[3] = CStringGetTextDatum(r->path);
+	vals[4] = CStringGetTextDatum(r->type ? r->type : "?");
+	vals[5] = r->name ? CStringGetTextDatum(r->name) : (Datum) 0;
+	nulls[5] = r->name == NULL;
+	vals[6] = CStringGetTextDatum(r->status);
+	vals[7] = r->error ? CStringGetTextDatum(r->error) : (Datum) 0;
+	nulls[7] = r->error == NULL;
+	vals[8] = r->outputs ? JsonbPGetDatum(r->outputs) : (Datum) 0;
+	nulls[8] = r->outputs == NULL;
+	vals[9] = TimestampTzGetDatum(r->started);
+	vals[10] = TimestampTzGetDatum(r->finished);
+	nulls[10] = r->finished == 0;
+}
+
+static void
+write_trace_row(ProcessRun *pr, const TraceRow *r)
+{
+	Datum		vals[11];
+	bool		nulls[11];
+
+	trace_values(pr, r, vals, nulls);
+	crm_sink_write(&trace_sink, vals, nulls);
+}
+
+/* The trace rows kept until the instance's row was written. */
+static void
+write_pending_trace(ProcessRun *pr)
+{
+	ListCell   *lc;
+
+	if (pr->pending != NIL && has_trace())
+		foreach(lc, pr->pending)
+			write_trace_row(pr, (TraceRow *) lfirst(lc));
+	pr->pending = NIL;
+}
 
 /*
  * The trace: a row of crm.process_log for an activity that ran (done or
  * failed) or paused the instance (waiting).  Written after the activity's
- * subtransaction ended, so a failure's row stays.
+ * subtransaction ended, so a failure's row stays; kept until the
+ * instance's row is written when it is not yet.
  */
 static void
 log_activity(ProcessRun *pr, ActivityArgs *a, const char *status, const char *error,
 			 Jsonb *outputs, TimestampTz started)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[10] = {INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, JSONBOID, TIMESTAMPTZOID};
-	Datum		vals[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	char	   *type = crm_jsonb_string(a->activity, "type");
-	char	   *name = crm_jsonb_string(a->activity, "name");
+	TraceRow	r;
 
-	/* a 0.1.0 schema, not yet updated (ALTER EXTENSION ... UPDATE) has none */
-	if (!OidIsValid(get_relname_relid("process_log", get_namespace_oid("crm", false))))
+	r.path = (char *) a->path;
+	r.type = crm_jsonb_string(a->activity, "type");
+	r.name = crm_jsonb_string(a->activity, "name");
+	r.status = status;
+	r.error = (char *) error;
+	r.outputs = outputs;
+	r.started = started;
+	r.finished = strcmp(status, "waiting") != 0 ? GetCurrentTimestamp() : 0;
+	if (!pr->stored)
+	{
+		TraceRow   *kept = palloc(sizeof(TraceRow));
+
+		*kept = r;
+		pr->pending = lappend(pr->pending, kept);
+	}
+	else if (has_trace())
+		write_trace_row(pr, &r);
+}
+
+static void
+kept_add(CrmKeptRows *k, bool instance, Datum row)
+{
+	Datum	  **rows = instance ? &k->instances : &k->trace;
+	int		   *n = instance ? &k->ninstances : &k->ntrace;
+	int		   *cap = instance ? &k->cap_instances : &k->cap_trace;
+
+	if (*n == *cap)
+	{
+		*cap = *cap ? *cap * 2 : 64;
+		*rows = *rows ? repalloc(*rows, sizeof(Datum) * *cap)
+			: MemoryContextAlloc(k->cxt, sizeof(Datum) * *cap);
+	}
+	(*rows)[(*n)++] = row;
+}
+
+/* Writes the kept rows: the instances, then their trace. */
+static void
+kept_write(CrmKeptRows *k)
+{
+	if (k->ninstances > 0)
+		crm_sink_write_records(&instance_sink, k->ninstances, k->instances);
+	if (k->ntrace > 0 && has_trace())
+		crm_sink_write_records(&trace_sink, k->ntrace, k->trace);
+	k->ninstances = k->ntrace = 0;
+	k->cap_instances = k->cap_trace = 0;
+	k->instances = k->trace = NULL;
+	MemoryContextReset(k->cxt);
+}
+
+/* A completed instance's row and its trace, kept (crm_process_keep_begin). */
+static void
+keep_rows(ProcessRun *pr, Datum *vals, bool *nulls)
+{
+	CrmKeptRows *k = pr->kept;
+	MemoryContext old = MemoryContextSwitchTo(k->cxt);
+	ListCell   *lc;
+
+	kept_add(k, true, crm_sink_record(&instance_sink, vals, nulls));
+	foreach(lc, has_trace() ? pr->pending : NIL)
+	{
+		Datum		tvals[11];
+		bool		tnulls[11];
+
+		MemoryContextSwitchTo(old);
+		trace_values(pr, (TraceRow *) lfirst(lc), tvals, tnulls);
+		MemoryContextSwitchTo(k->cxt);
+		kept_add(k, false, crm_sink_record(&trace_sink, tvals, tnulls));
+	}
+	MemoryContextSwitchTo(old);
+	pr->pending = NIL;
+	pr->stored = true;
+	if (k->ninstances >= KEPT_INSTANCES_MAX)
+		kept_write(k);
+}
+
+void
+crm_process_keep_begin(CrmStartShared *shared)
+{
+	CrmKeptRows *k = palloc0(sizeof(CrmKeptRows));
+
+	k->cxt = AllocSetContextCreate(CurrentMemoryContext, "crm process rows",
+								   ALLOCSET_DEFAULT_SIZES);
+	shared->kept = k;
+}
+
+void
+crm_process_keep_flush(CrmStartShared *shared)
+{
+	CrmScope	scope;
+
+	if (shared->kept == NULL)
 		return;
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
+	kept_write(shared->kept);
+	crm_scope_leave(&scope);
+	MemoryContextDelete(shared->kept->cxt);
+	pfree(shared->kept);
+	shared->kept = NULL;
+}
+
+/*
+ * The instance's row, as it is when an action is about to run, or as it
+ * ended: written once, then the trace rows kept until then.  A completed
+ * one may be kept to be written with others (crm_process_keep_begin).
+ */
+static void
+write_instance(ProcessRun *pr, bool final, Jsonb *state)
+{
+	Datum		vals[13];
+	bool		nulls[13];
+	const char *status = final ? pr->status : "running";
+	Jsonb	   *variables = final ? pr->cx.variables : pr->initial_variables;
+
+	memset(nulls, 0, sizeof(nulls));
 	vals[0] = Int64GetDatum(pr->instance_id);
-	vals[1] = CStringGetTextDatum(pr->document_type);
-	vals[2] = Int64GetDatum(pr->document_id);
-	vals[3] = CStringGetTextDatum(a->path);
-	vals[4] = CStringGetTextDatum(type ? type : "?");
-	vals[5] = name ? CStringGetTextDatum(name) : (Datum) 0;
-	nulls[5] = name ? ' ' : 'n';
-	vals[6] = CStringGetTextDatum(status);
-	vals[7] = error ? CStringGetTextDatum(error) : (Datum) 0;
-	nulls[7] = error ? ' ' : 'n';
-	vals[8] = outputs ? JsonbPGetDatum(outputs) : (Datum) 0;
-	nulls[8] = outputs ? ' ' : 'n';
-	vals[9] = TimestampTzGetDatum(started);
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.process_log (instance_id, document_type, document_id, path, type,"
-					  " name, status, error, outputs, started_at, finished_at)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-					  " CASE WHEN $7 <> 'waiting' THEN clock_timestamp() END)",
-					  10, types), vals, nulls, false, 0);
+	vals[1] = Int64GetDatum(pr->template_id);
+	vals[2] = CStringGetTextDatum(pr->document_type);
+	vals[3] = Int64GetDatum(pr->document_id);
+	vals[4] = CStringGetTextDatum(status);
+	nulls[5] = !(final && pr->status_text_set && pr->status_text != NULL);
+	vals[5] = nulls[5] ? (Datum) 0 : CStringGetTextDatum(pr->status_text);
+	nulls[6] = !(final && pr->current != NULL);
+	vals[6] = nulls[6] ? (Datum) 0 : CStringGetTextDatum(pr->current);
+	vals[7] = JsonbPGetDatum(pr->parameters);
+	vals[8] = JsonbPGetDatum(variables ? variables : empty_object());
+	vals[9] = JsonbPGetDatum(final && state ? state : empty_object());
+	nulls[10] = !(final && pr->error != NULL);
+	vals[10] = nulls[10] ? (Datum) 0 : CStringGetTextDatum(pr->error);
+	vals[11] = Int64GetDatum(pr->started_by);
+	nulls[11] = !pr->has_started_by;
+	nulls[12] = !(final && strcmp(status, "running") != 0 && strcmp(status, "waiting") != 0);
+	vals[12] = nulls[12] ? (Datum) 0 : TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	if (final && pr->kept != NULL && strcmp(status, "completed") == 0)
+	{
+		keep_rows(pr, vals, nulls);
+		return;
+	}
+	crm_sink_write(&instance_sink, vals, nulls);
+	pr->stored = true;
+	write_pending_trace(pr);
 }
 
 /* Runs one activity; false when the run stops here (delay, failure, end). */
@@ -527,6 +791,8 @@ run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 	a.path = path;
 	a.kind = crm_activity_kind(crm_jsonb_string(a.activity, "type"), &a.action);
 
+	if (!pr->stored && (a.kind == CRM_ACTIVITY_ACTION || a.kind == CRM_ACTIVITY_SET_FIELD))
+		write_instance(pr, false, NULL);
 	if (!run_guarded(pr, &a))
 	{
 		log_activity(pr, &a, "failed", pr->error, NULL, started);
@@ -668,6 +934,7 @@ run_setup(ProcessRun *pr, int64 instance_id, const char *document_type, int64 do
 		  Jsonb *definition, Jsonb *parameters, Jsonb *variables, Jsonb *outputs)
 {
 	memset(pr, 0, sizeof(*pr));
+	pr->stored = true;			/* a new instance says otherwise */
 	pr->instance_id = instance_id;
 	pr->document_type = document_type;
 	pr->document_id = document_id;
@@ -780,6 +1047,36 @@ wait_jsonb(ProcessRun *pr)
 	return w;
 }
 
+/* The row of an instance written before, as the run ended or paused. */
+static void
+update_instance(ProcessRun *pr, Jsonb *state)
+{
+	static SPIPlanPtr update_plan = NULL;
+	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
+	Datum		vals[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	vals[0] = Int64GetDatum(pr->instance_id);
+	vals[1] = CStringGetTextDatum(pr->status);
+	vals[2] = pr->status_text ? CStringGetTextDatum(pr->status_text) : (Datum) 0;
+	nulls[2] = pr->status_text ? ' ' : 'n';
+	vals[3] = BoolGetDatum(pr->status_text_set);
+	vals[4] = pr->current ? CStringGetTextDatum(pr->current) : (Datum) 0;
+	nulls[4] = pr->current ? ' ' : 'n';
+	vals[5] = pr->cx.variables ? JsonbPGetDatum(pr->cx.variables) : (Datum) 0;
+	nulls[5] = pr->cx.variables ? ' ' : 'n';
+	vals[6] = JsonbPGetDatum(state);
+	vals[7] = pr->error ? CStringGetTextDatum(pr->error) : (Datum) 0;
+	nulls[7] = pr->error ? ' ' : 'n';
+	crm_exec(crm_plan(&update_plan,
+					  "UPDATE crm.process_instance SET status = $2,"
+					  " status_text = CASE WHEN $4 THEN $3 ELSE status_text END,"
+					  " current_activity = $5, variables = coalesce($6, '{}'), state = $7, error = $8,"
+					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN now() END"
+					  " WHERE id = $1",
+					  8, types), vals, nulls, false, 0);
+}
+
 /*
  * Runs (or resumes after a pause at position resume) an instance, as the
  * automation owner, and records where it ended.
@@ -787,11 +1084,7 @@ wait_jsonb(ProcessRun *pr)
 static void
 run_instance(ProcessRun *pr, const int *resume, int nresume)
 {
-	static SPIPlanPtr update_plan = NULL;
 	static SPIPlanPtr job_plan = NULL;
-	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
-	Datum		vals[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	JsonbValue *acts = member(&pr->definition->root, "activities");
 	char	   *cycle = NULL;
 	int			depth = crm_lineage_depth();
@@ -843,27 +1136,12 @@ run_instance(ProcessRun *pr, const int *resume, int nresume)
 		state = crm_jsonb_with(state, "waiting_for", &v);
 	}
 	if (state == NULL)
-		state = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		state = empty_object();
 
-	vals[0] = Int64GetDatum(pr->instance_id);
-	vals[1] = CStringGetTextDatum(pr->status);
-	vals[2] = pr->status_text ? CStringGetTextDatum(pr->status_text) : (Datum) 0;
-	nulls[2] = pr->status_text ? ' ' : 'n';
-	vals[3] = BoolGetDatum(pr->status_text_set);
-	vals[4] = pr->current ? CStringGetTextDatum(pr->current) : (Datum) 0;
-	nulls[4] = pr->current ? ' ' : 'n';
-	vals[5] = pr->cx.variables ? JsonbPGetDatum(pr->cx.variables) : (Datum) 0;
-	nulls[5] = pr->cx.variables ? ' ' : 'n';
-	vals[6] = JsonbPGetDatum(state);
-	vals[7] = pr->error ? CStringGetTextDatum(pr->error) : (Datum) 0;
-	nulls[7] = pr->error ? ' ' : 'n';
-	crm_exec(crm_plan(&update_plan,
-					  "UPDATE crm.process_instance SET status = $2,"
-					  " status_text = CASE WHEN $4 THEN $3 ELSE status_text END,"
-					  " current_activity = $5, variables = coalesce($6, '{}'), state = $7, error = $8,"
-					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN now() END"
-					  " WHERE id = $1",
-					  8, types), vals, nulls, false, 0);
+	if (!pr->stored)
+		write_instance(pr, true, state);
+	else
+		update_instance(pr, state);
 	if (strcmp(pr->status, "failed") == 0)
 		notify_failure(pr);
 
@@ -1057,12 +1335,34 @@ static struct
 static bool
 document_exists(const char *document_type, int64 document_id)
 {
+	HeapTuple	tuple;
+	TupleDesc	desc;
+
+	return document_row(document_type, document_id, &tuple, &desc);
+}
+
+/* The same, with the row when it was read by a probe (else *tuple is NULL). */
+static bool
+document_row(const char *document_type, int64 document_id, HeapTuple *tuple, TupleDesc *desc)
+{
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
 	char	   *table = crm_document_table(document_type);
 	SPIPlanPtr *plan = NULL;
 	int			i;
 
+	*tuple = NULL;
+	*desc = NULL;
+	/* by a probe of the primary key, when the table has one */
+	switch (crm_probe_row(table, Int64GetDatum(document_id), tuple, desc))
+	{
+		case CRM_ROW_FOUND:
+			return true;
+		case CRM_ROW_NONE:
+			return false;
+		case CRM_ROW_UNREAD:
+			break;
+	}
 	for (i = 0; i < EXISTS_PLANS && plan == NULL; i++)
 	{
 		if (exists_plans[i].table[0] == '\0')
@@ -1132,9 +1432,10 @@ crm_process_template(int64 template_id)
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	vals[0] = Int64GetDatum(template_id);
-	crm_exec(crm_plan(&template_plan,
-					  "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1",
-					  1, types), vals, NULL, true, 1);
+	crm_exec(crm_plan_opts(&template_plan,
+						   "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1"
+						   " FOR KEY SHARE",
+						   1, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1171,17 +1472,64 @@ crm_process_start(int64 template_id, const char *asked_type, int64 document_id,
 				  Jsonb *given, bool missing_ok)
 {
 	return crm_process_start_template(crm_process_template(template_id), asked_type,
-									  document_id, given, missing_ok);
+									  document_id, given, missing_ok, NULL);
+}
+
+/*
+ * Who starts an instance (started_by): the acting CRM user (crm.user_id)
+ * when that user exists, locked FOR KEY SHARE as the foreign key's check
+ * would; false for none.
+ */
+static bool
+acting_user(CrmStartShared *shared, int64 *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	bool		exists;
+
+	*user_id = crm_acting_user_id;
+	if (crm_acting_user_id <= 0)
+		return false;
+	if (shared != NULL && shared->user_known && shared->user_asked == crm_acting_user_id)
+		return shared->user_exists;
+	vals[0] = Int64GetDatum((int64) crm_acting_user_id);
+	crm_exec(crm_plan_opts(&plan, "SELECT 1 FROM crm.user WHERE id = $1 FOR KEY SHARE", 1, types,
+						   CURSOR_OPT_GENERIC_PLAN),
+			 vals, NULL, false, 1);
+	exists = SPI_processed > 0;
+	if (shared != NULL)
+	{
+		shared->user_known = true;
+		shared->user_asked = crm_acting_user_id;
+		shared->user_exists = exists;
+	}
+	return exists;
+}
+
+/* The next id of crm.process_instance (its identity's sequence). */
+static int64
+next_instance_id(void)
+{
+	static Oid	table = InvalidOid;
+	static Oid	seq = InvalidOid;
+	Oid			relid = get_relname_relid("process_instance", get_namespace_oid("crm", false));
+
+	if (relid != table || !OidIsValid(seq))
+	{
+		seq = getIdentitySequence(relid, get_attnum(relid, "id"), false);
+		table = relid;
+	}
+	return nextval_internal(seq, false);
 }
 
 int64
 crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
-						   int64 document_id, Jsonb *given, bool missing_ok)
+						   int64 document_id, Jsonb *given, bool missing_ok,
+						   CrmStartShared *shared)
 {
-	static SPIPlanPtr insert_plan = NULL;
-	Oid			types[5] = {INT8OID, TEXTOID, INT8OID, JSONBOID, JSONBOID};
-	Datum		vals[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	HeapTuple	row;
+	TupleDesc	row_desc;
 	Jsonb	   *parameters;
 	Jsonb	   *variables;
 	int64		instance_id;
@@ -1203,7 +1551,7 @@ crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
 						(long long) t->id, t->document_type, asked_type)));
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
-	if (!document_exists(t->document_type, document_id))
+	if (!document_row(t->document_type, document_id, &row, &row_desc))
 	{
 		if (missing_ok)
 		{
@@ -1226,22 +1574,19 @@ crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
 		variables = NULL;
 	}
 
-	vals[0] = Int64GetDatum(t->id);
-	vals[1] = CStringGetTextDatum(t->document_type);
-	vals[2] = Int64GetDatum(document_id);
-	vals[3] = JsonbPGetDatum(parameters);
-	vals[4] = variables ? JsonbPGetDatum(variables) : (Datum) 0;
-	nulls[4] = variables ? ' ' : 'n';
-	crm_exec(crm_plan(&insert_plan,
-					  "INSERT INTO crm.process_instance (template_id, document_type, document_id,"
-					  " parameters, variables, started_by)"
-					  " VALUES ($1, $2, $3, $4, coalesce($5, '{}'),"
-					  "  (SELECT id FROM crm.user WHERE id = nullif(current_setting('crm.user_id')::bigint, 0)))"
-					  " RETURNING id",
-					  5, types), vals, nulls, false, 1);
-	instance_id = crm_returned_id();
-
+	/* its row is written when it ends, or before an action (write_instance) */
+	instance_id = next_instance_id();
 	run_setup(&pr, instance_id, t->document_type, document_id, t->definition, parameters, variables, NULL);
+	pr.stored = false;
+	pr.template_id = t->id;
+	pr.parameters = parameters;
+	pr.initial_variables = variables;
+	pr.has_started_by = acting_user(shared, &pr.started_by);
+	pr.kept = shared != NULL ? shared->kept : NULL;
+	/* the first activity reads the document as it was just read */
+	pr.cx.tuple = row;
+	pr.cx.desc = row_desc;
+	pr.row_fresh = row != NULL;
 	if (t->invalid_message != NULL)
 		invalid_definition_text(&pr, psprintf("process template %lld", (long long) t->id),
 								t->invalid_message, t->invalid_detail);

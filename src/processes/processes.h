@@ -81,10 +81,31 @@ extern int64 crm_process_start(int64 template_id, const char *asked_type,
 							   int64 document_id, Jsonb *given, bool missing_ok);
 
 /*
- * The same in two steps, for many starts of one template: its row and the
+ * The same in two steps, for many starts of one template: its row (locked
+ * FOR KEY SHARE, as the foreign key of its instances would lock it) and the
  * check of its definition once (an unknown template is an ERROR; an
- * inactive one is refused by each start), then each start.
+ * inactive one is refused by each start), then each start.  Starts in the
+ * same subtransaction may share what they look up (shared, zeroed by the
+ * caller; NULL: each start looks up for itself): the acting user who
+ * starts them, also locked FOR KEY SHARE.
  */
+typedef struct CrmStartShared
+{
+	bool		user_known;		/* user_asked was looked up */
+	int64		user_asked;		/* crm.user_id at the time */
+	bool		user_exists;
+	struct CrmKeptRows *kept;	/* see crm_process_keep_begin */
+} CrmStartShared;
+
+/*
+ * Between these two, the rows of the instances that complete without
+ * pausing (their instance rows and trace rows) are kept and written
+ * together: by crm_process_keep_flush, in the same subtransaction, or
+ * whenever a thousand are kept.  Nothing may read them before.
+ */
+extern void crm_process_keep_begin(CrmStartShared *shared);
+extern void crm_process_keep_flush(CrmStartShared *shared);
+
 typedef struct CrmProcessTemplate
 {
 	int64		id;
@@ -97,7 +118,8 @@ typedef struct CrmProcessTemplate
 
 extern CrmProcessTemplate *crm_process_template(int64 template_id);
 extern int64 crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
-										int64 document_id, Jsonb *given, bool missing_ok);
+										int64 document_id, Jsonb *given, bool missing_ok,
+										CrmStartShared *shared);
 
 /*
  * Registers the "process_timer" job executor, which resumes paused
