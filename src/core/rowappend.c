@@ -99,6 +99,38 @@ typedef struct AppendTarget
 } AppendTarget;
 
 /*
+ * The slot holds a row to append: the sink's columns (domain-checked), the
+ * defaults of the others, nulls elsewhere.
+ */
+static void
+fill_slot(AppendTarget *t, int natts, TupleTableSlot *slot, ExprContext *econtext,
+		  const Datum *values, const bool *nulls)
+{
+	int			i;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (i = 0; i < natts; i++)
+	{
+		AttrNumber	att = t->attnums[i] - 1;
+
+		if (OidIsValid(t->domains[i]))
+			domain_check(values[i], nulls[i], t->domains[i], &t->domain_extra[i],
+						 t->estate->es_query_cxt);
+		slot->tts_values[att] = values[i];
+		slot->tts_isnull[att] = nulls[i];
+	}
+	for (i = 0; i < t->ndefaults; i++)
+	{
+		AttrNumber	att = t->default_atts[i] - 1;
+
+		slot->tts_values[att] = ExecEvalExpr(t->defaults[i], econtext,
+											 &slot->tts_isnull[att]);
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
  * Rows appended together: one heap_multi_insert of up to this many, each
  * row then indexed.
  */
@@ -352,7 +384,6 @@ crm_row_append(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	ResultRelInfo *rri = &t->rri;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
-	int			i;
 
 	rel = open_target(t);
 	if (rel == NULL)
@@ -366,26 +397,7 @@ crm_row_append(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	slot = t->slot;
 	econtext = GetPerTupleExprContext(t->estate);
 	ResetExprContext(econtext);
-	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	for (i = 0; i < sink->natts; i++)
-	{
-		AttrNumber	att = t->attnums[i] - 1;
-
-		if (OidIsValid(t->domains[i]))
-			domain_check(values[i], nulls[i], t->domains[i], &t->domain_extra[i],
-						 t->estate->es_query_cxt);
-		slot->tts_values[att] = values[i];
-		slot->tts_isnull[att] = nulls[i];
-	}
-	for (i = 0; i < t->ndefaults; i++)
-	{
-		AttrNumber	att = t->default_atts[i] - 1;
-
-		slot->tts_values[att] = ExecEvalExpr(t->defaults[i], econtext,
-											 &slot->tts_isnull[att]);
-	}
-	ExecStoreVirtualTuple(slot);
+	fill_slot(t, sink->natts, slot, econtext, values, nulls);
 
 	/* the CHECK constraints compiled by the first row are kept */
 	InitResultRelInfo(rri, rel, 0, NULL, 0);
@@ -416,11 +428,9 @@ crm_rows_append(CrmRowSink *sink, int n, const Datum *rows)
 	Relation	rel;
 	ResultRelInfo *rri = &t->rri;
 	ExprContext *econtext;
-	TupleDesc	desc;
 	CommandId	cid;
 	MemoryContext old;
 	int			done = 0;
-	int			i;
 	int			j;
 
 	rel = open_target(t);
@@ -443,7 +453,6 @@ crm_rows_append(CrmRowSink *sink, int n, const Datum *rows)
 															 &TTSOpsVirtual);
 		MemoryContextSwitchTo(old);
 	}
-	desc = t->slot->tts_tupleDescriptor;
 	econtext = GetPerTupleExprContext(t->estate);
 	cid = GetCurrentCommandId(true);
 
@@ -469,26 +478,7 @@ crm_rows_append(CrmRowSink *sink, int n, const Datum *rows)
 			tup.t_data = rec;
 			heap_deform_tuple(&tup, sink->desc, values, nulls);
 
-			ExecClearTuple(slot);
-			memset(slot->tts_isnull, true, sizeof(bool) * desc->natts);
-			for (i = 0; i < sink->natts; i++)
-			{
-				AttrNumber	att = t->attnums[i] - 1;
-
-				if (OidIsValid(t->domains[i]))
-					domain_check(values[i], nulls[i], t->domains[i], &t->domain_extra[i],
-								 t->estate->es_query_cxt);
-				slot->tts_values[att] = values[i];
-				slot->tts_isnull[att] = nulls[i];
-			}
-			for (i = 0; i < t->ndefaults; i++)
-			{
-				AttrNumber	att = t->default_atts[i] - 1;
-
-				slot->tts_values[att] = ExecEvalExpr(t->defaults[i], econtext,
-													 &slot->tts_isnull[att]);
-			}
-			ExecStoreVirtualTuple(slot);
+			fill_slot(t, sink->natts, slot, econtext, values, nulls);
 			if (RelationGetDescr(rel)->constr != NULL)
 			{
 				ExecConstraints(rri, slot, t->estate);
