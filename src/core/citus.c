@@ -21,6 +21,9 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -133,4 +136,35 @@ crm_shard_parent(Oid relid)
 	if (OidIsValid(parent) && !crm_table_is_distributed(parent))
 		parent = InvalidOid;
 	return parent;
+}
+
+List *
+crm_local_shards(Oid relid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		vals[1];
+	List	   *shards = NIL;
+	char	   *name = get_rel_name(relid);
+	uint64		i;
+
+	if (name == NULL || !crm_table_is_distributed(relid))
+		return NIL;
+	vals[0] = ObjectIdGetDatum(relid);
+	if (SPI_execute_with_args("SELECT s.shardid FROM pg_catalog.pg_dist_shard s"
+							  " JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid"
+							  " WHERE s.logicalrelid = $1"
+							  "   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)"
+							  " ORDER BY s.shardid",
+							  1, types, vals, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the shards of crm.%s", name);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		shardid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+		shards = lappend(shards, (void *) quote_qualified_identifier("crm",
+																	 psprintf("%s_" INT64_FORMAT, name, shardid)));
+	}
+	return shards;
 }

@@ -18,6 +18,8 @@
 #ifndef CRM_CITUS_H
 #define CRM_CITUS_H
 
+#include "nodes/pg_list.h"
+
 /* true when Citus keeps relid's rows in shards (a distributed or reference table) */
 extern bool crm_table_is_distributed(Oid relid);
 
@@ -26,5 +28,12 @@ extern bool crm_table_is_distributed(Oid relid);
  * InvalidOid when relid is no shard of a crm table.
  */
 extern Oid	crm_shard_parent(Oid relid);
+
+/*
+ * The shards of distributed table relid placed on this node, as qualified
+ * names (crm.job_102040), in shard order; NIL when there are none.  The
+ * caller is connected to SPI.
+ */
+extern List *crm_local_shards(Oid relid);
 
 #endif							/* CRM_CITUS_H */

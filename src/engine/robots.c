@@ -285,14 +285,19 @@ log_scheduled(const CrmRobot *r, const char *entity_type, int64 item_id)
 	return crm_returned_id();
 }
 
+/*
+ * A scheduled run's log row, by its id and its item's (the item's id puts
+ * the statement on one shard of a distributed installation, where the
+ * time must be a value, not clock_timestamp(): core/citus.h).
+ */
 static void
-log_update(int64 log_id, const char *status, const char *error, Jsonb *outputs)
+log_update(int64 item_id, int64 log_id, const char *status, const char *error, Jsonb *outputs)
 {
 	static SPIPlanPtr plans[2];
 	bool		entries = crm_log_has_entries();
-	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		vals[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID};
+	Datum		vals[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	vals[0] = Int64GetDatum(log_id);
 	vals[1] = CStringGetTextDatum(status);
@@ -304,11 +309,13 @@ log_update(int64 log_id, const char *status, const char *error, Jsonb *outputs)
 		vals[3] = JsonbPGetDatum(outputs);
 	else
 		nulls[3] = 'n';
+	vals[4] = Int64GetDatum(item_id);
+	vals[5] = TimestampTzGetDatum(GetCurrentTimestamp());
 	crm_exec(crm_plan(&plans[entries],
 					  psprintf("UPDATE %s SET status = $2, error = $3, outputs = $4,"
-							   " started_at = coalesce(started_at, clock_timestamp()),"
-							   " finished_at = clock_timestamp() WHERE id = $1", crm_log_table()),
-					  4, types), vals, nulls, false, 0);
+							   " started_at = coalesce(started_at, $6), finished_at = $6"
+							   " WHERE id = $1 AND entity_id = $5", crm_log_table()),
+					  6, types), vals, nulls, false, 0);
 }
 
 /* ---------- running ---------- */
@@ -394,7 +401,7 @@ robot_body(RunState *rs, const CrmRobot *r, int64 log_id, TimestampTz started)
 			rs->stopped = true;
 	}
 	if (log_id)
-		log_update(log_id, status, NULL, outputs);
+		log_update(rs->item_id, log_id, status, NULL, outputs);
 	else
 		log_rs(rs, r, status, NULL, outputs, NULL, started);
 	if (outputs)
@@ -485,7 +492,7 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 	{
 		/* its row failed the checks when loaded: it fails alone */
 		if (log_id)
-			log_update(log_id, "failed", r->invalid, NULL);
+			log_update(rs->item_id, log_id, "failed", r->invalid, NULL);
 		else
 			log_rs(rs, r, "failed", r->invalid, NULL, NULL, started);
 		return;
@@ -493,7 +500,7 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 	if (!crm_lineage_push('r', r->id, rs->entity_type, rs->item_id, &cycle))
 	{
 		if (log_id)
-			log_update(log_id, "loop_stopped", cycle, NULL);
+			log_update(rs->item_id, log_id, "loop_stopped", cycle, NULL);
 		else
 			log_rs(rs, r, "loop_stopped", NULL, NULL, cycle, started);
 		return;
@@ -511,7 +518,7 @@ run_robot_now(RunState *rs, const CrmRobot *r, int64 log_id)
 			rs->log->n = logged;
 		/* the failure is the robot's, not the statement's */
 		if (log_id)
-			log_update(log_id, "failed", edata->message, NULL);
+			log_update(rs->item_id, log_id, "failed", edata->message, NULL);
 		else
 			log_rs(rs, r, "failed", edata->message, NULL, NULL, started);
 		FreeErrorData(edata);
@@ -1260,21 +1267,21 @@ execute_robot_job(const CrmJob *job)
 			held = rs.held && hold_rest(&rs, r, seq, 0, n);
 		}
 		else if (strcmp(job->kind, "wait") == 0)
-			log_update(job->log_id, "done", NULL, NULL);
+			log_update(job->entity_id, job->log_id, "done", NULL, NULL);
 		else if (strcmp(job->kind, "control") == 0)
 		{
 			ControlRun	cr = {&rs, r};
 			ErrorData  *edata = r->invalid ? NULL : crm_run_isolated_retrying(run_control, &cr);
 
 			if (r->invalid)
-				log_update(job->log_id, "failed", r->invalid, NULL);
+				log_update(job->entity_id, job->log_id, "failed", r->invalid, NULL);
 			else if (edata != NULL)
 			{
-				log_update(job->log_id, "failed", edata->message, NULL);
+				log_update(job->entity_id, job->log_id, "failed", edata->message, NULL);
 				FreeErrorData(edata);
 			}
 			else
-				log_update(job->log_id, "done", NULL, NULL);
+				log_update(job->entity_id, job->log_id, "done", NULL, NULL);
 		}
 		if (!held)
 			run_sequence(&rs, seq, n);

@@ -31,6 +31,10 @@
 #include "utils/resowner.h"
 #include "utils/timeout.h"
 
+#include "catalog/namespace.h"
+#include "utils/lsyscache.h"
+
+#include "core/citus.h"
 #include "core/guc.h"
 #include "core/spi_util.h"
 #include "engine/scheduler.h"
@@ -88,6 +92,13 @@ get_int64(HeapTuple tup, TupleDesc desc, int col, int64 *out)
  * back with the rest.  Returns false when there is no such job.  SPI is
  * connected.
  */
+/*
+ * On a distributed installation (core/citus.h) the batch's jobs are in one
+ * of this node's shards of crm.job, which the claim, the mark and a failure
+ * name directly (the row's address is the shard's); NULL otherwise.
+ */
+static const char *job_shard = NULL;
+
 static bool
 read_job(int64 id, ItemPointer tid, TimestampTz due_by, CrmJob *job, MemoryContext cxt)
 {
@@ -111,7 +122,20 @@ read_job(int64 id, ItemPointer tid, TimestampTz due_by, CrmJob *job, MemoryConte
 	 * changed since (by an earlier job of the batch) is not found: the job
 	 * waits for the next batch.
 	 */
-	if (claimed)
+	if (claimed && job_shard != NULL)
+	{
+		args[0] = Int64GetDatum(id);
+		args[1] = TimestampTzGetDatum(due_by);
+		args[2] = PointerGetDatum(tid);
+		if (SPI_execute_with_args(psprintf("UPDATE %s SET status = 'done', attempts = attempts + 1,"
+										   " updated_at = now()"
+										   " WHERE ctid = $3 AND id = $1 AND status = 'pending' AND due_at <= $2"
+										   " RETURNING " JOB_COLUMNS, job_shard),
+								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "could not mark job " INT64_FORMAT " in %s", id, job_shard);
+		plan = NULL;
+	}
+	else if (claimed)
 		plan = crm_plan(&due_plan,
 						"UPDATE crm.job SET status = 'done', attempts = attempts + 1,"
 						" updated_at = now()"
@@ -121,10 +145,13 @@ read_job(int64 id, ItemPointer tid, TimestampTz due_by, CrmJob *job, MemoryConte
 	else
 		plan = crm_plan(&any_plan, "SELECT " JOB_COLUMNS " FROM crm.job WHERE id = $1",
 						1, argtypes);
-	args[0] = Int64GetDatum(id);
-	args[1] = TimestampTzGetDatum(due_by);
-	args[2] = PointerGetDatum(tid);
-	(void) crm_exec(plan, args, NULL, !claimed, claimed ? 0 : 1);
+	if (plan != NULL)
+	{
+		args[0] = Int64GetDatum(id);
+		args[1] = TimestampTzGetDatum(due_by);
+		args[2] = PointerGetDatum(tid);
+		(void) crm_exec(plan, args, NULL, !claimed, claimed ? 0 : 1);
+	}
 	if (SPI_processed == 0)
 		return false;
 
@@ -242,7 +269,12 @@ mark_failed(int64 id, const char *error)
 
 	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(error);
-	(void) crm_exec(crm_plan(&plan,
+	if (job_shard != NULL)
+		(void) SPI_execute_with_args(psprintf("UPDATE %s SET status = 'failed', attempts = attempts + 1,"
+											  " last_error = $2, updated_at = now() WHERE id = $1", job_shard),
+									 2, argtypes, args, NULL, false, 0);
+	else
+		(void) crm_exec(crm_plan(&plan,
 							 "UPDATE crm.job SET status = 'failed', attempts = attempts + 1,"
 							 " last_error = $2, updated_at = now() WHERE id = $1",
 							 2, argtypes),
@@ -344,6 +376,9 @@ run_claimed_job(int64 id, ItemPointer tid, TimestampTz now, MemoryContext job_cx
 	return ran;
 }
 
+static int32 run_batch(const char *query, SPIPlanPtr plan, TimestampTz now, int32 limit,
+					   MemoryContext caller_cxt, MemoryContext job_cxt);
+
 PG_FUNCTION_INFO_V1(crm_run_due_jobs);
 
 /*
@@ -361,14 +396,9 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 	int32		limit = PG_ARGISNULL(0) ? 100 : PG_GETARG_INT32(0);
 	TimestampTz now = GetCurrentTimestamp();
 	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
-	Datum		args[2];
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	MemoryContext job_cxt;
-	int64	   *ids;
-	ItemPointerData *tids;
-	uint64		n;
-	uint64		i;
-	int32		ran = 0;
+	volatile int32 ran = 0;
 
 	if (limit < 1 || limit > 10000)
 		ereport(ERROR,
@@ -376,14 +406,79 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 				 errmsg("max_jobs must be between 1 and 10000, not %d", limit)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	job_cxt = AllocSetContextCreate(caller_cxt, "crm job", ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * Distributed (core/citus.h): this node's jobs are in its shards of
+	 * crm.job, each claimed from and run in turn; the coordinator has none.
+	 */
+	{
+		Oid			job_rel = get_relname_relid("job", get_namespace_oid("crm", false));
+
+		if (crm_table_is_distributed(job_rel))
+		{
+			List	   *shards = crm_local_shards(job_rel);
+			ListCell   *lc;
+
+			PG_TRY();
+			{
+				foreach(lc, shards)
+				{
+					job_shard = (const char *) lfirst(lc);
+					if (ran < limit)
+						ran += run_batch(psprintf("SELECT id, ctid FROM %s"
+												  " WHERE status = 'pending' AND due_at <= $1"
+												  " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+												  job_shard),
+										 NULL, now, limit - ran, caller_cxt, job_cxt);
+				}
+			}
+			PG_FINALLY();
+			{
+				job_shard = NULL;
+			}
+			PG_END_TRY();
+			MemoryContextDelete(job_cxt);
+			SPI_finish();
+			PG_RETURN_INT32(ran);
+		}
+	}
+	ran = run_batch(NULL, crm_plan(&claim_plan,
+								   "SELECT id, ctid FROM crm.job"
+								   " WHERE status = 'pending' AND due_at <= $1"
+								   " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+								   2, argtypes),
+					now, limit, caller_cxt, job_cxt);
+	MemoryContextDelete(job_cxt);
+	SPI_finish();
+	PG_RETURN_INT32(ran);
+}
+
+/*
+ * Claims up to limit due jobs (by the query text, or the kept plan) and
+ * runs them; returns how many ran or failed.
+ */
+static int32
+run_batch(const char *query, SPIPlanPtr plan, TimestampTz now, int32 limit,
+		  MemoryContext caller_cxt, MemoryContext job_cxt)
+{
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		args[2];
+	int64	   *ids;
+	ItemPointerData *tids;
+	uint64		n;
+	uint64		i;
+	int32		ran = 0;
+
 	args[0] = TimestampTzGetDatum(now);
 	args[1] = Int32GetDatum(limit);
-	(void) crm_exec(crm_plan(&claim_plan,
-							 "SELECT id, ctid FROM crm.job"
-							 " WHERE status = 'pending' AND due_at <= $1"
-							 " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-							 2, argtypes),
-					args, NULL, false, 0);
+	if (query != NULL)
+	{
+		if (SPI_execute_with_args(query, 2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not claim jobs");
+	}
+	else
+		(void) crm_exec(plan, args, NULL, false, 0);
 	n = SPI_processed;
 	ids = MemoryContextAlloc(caller_cxt, sizeof(int64) * (n + 1));
 	tids = MemoryContextAlloc(caller_cxt, sizeof(ItemPointerData) * (n + 1));
@@ -398,14 +493,13 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	job_cxt = AllocSetContextCreate(caller_cxt, "crm job", ALLOCSET_DEFAULT_SIZES);
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (run_claimed_job(ids[i], &tids[i], now, job_cxt, 1))
 			ran++;
 	}
-	MemoryContextDelete(job_cxt);
-	SPI_finish();
-	PG_RETURN_INT32(ran);
+	pfree(ids);
+	pfree(tids);
+	return ran;
 }

@@ -78,8 +78,17 @@ check "leaving the stage cancels the jobs and their log rows" "10|10|10" \
 	"$(q "SELECT count(*) FILTER (WHERE status = 'cancelled') || '|' || count(*) FILTER (WHERE status = 'pending')
 		   FROM crm.job")|$(q "SELECT count(*) FROM crm.robot_log WHERE name = 'later' AND status = 'cancelled'")"
 
+# the other ten, due now, run by the job runner's function on each worker node
+q "UPDATE crm.job SET due_at = now() - interval '1 minute' WHERE status = 'pending'"
+ran=$(( $(qw "$W1" "SELECT crm.run_due_jobs(100)") + $(qw "$W2" "SELECT crm.run_due_jobs(100)") ))
+check "each worker node runs the due jobs of its shards" 10 "$ran"
+check "the delayed robots ran: comments, jobs done, log rows done" "10|10|10" \
+	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'Later'")|$(q "SELECT count(*) FROM crm.job WHERE status = 'done'")|$(q "SELECT count(*) FROM crm.robot_log WHERE name = 'later' AND status = 'done'")"
+check "the coordinator holds no job" 0 "$(q "SELECT crm.run_due_jobs(100)")"
+
 # a connection already open on a worker node sees a robot added on the coordinator
 coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
+W_PID=$SESSION_W_PID	# bash unsets SESSION_W_PID once the coprocess ends
 w() {
 	local line out=""
 	printf '%s;\n\\echo __done__\n' "$1" >&"${SESSION_W[1]}"
@@ -104,7 +113,7 @@ check "a deal inserted on a worker node takes an id of its range" t \
 	"$(q "SELECT $id >= (1::bigint << 48) AND count(*) = 1 FROM crm.deal WHERE id = $id")"
 check "and its robots ran" 3 "$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = $id")"
 printf '\\q\n' >&"${SESSION_W[1]}" || true
-wait "$SESSION_W_PID" 2>/dev/null || true
+wait "$W_PID" 2>/dev/null || true
 
 check "no server crashed" 0 "$(cat "$CRM_CITUS_DIR"/*.log | grep -c 'terminated by signal' || true)"
 it_end
