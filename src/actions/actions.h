@@ -62,9 +62,14 @@ typedef enum CrmActionFlags
 	CRM_ACT_DEALS_ONLY = 1 << 4,
 	CRM_ACT_DEALS_LEADS = 1 << 5,	/* deals and leads only */
 	CRM_ACT_PROCESS_ONLY = 1 << 6,	/* an activity of business processes only */
-	CRM_ACT_ANY_DOCUMENT = 1 << 7	/* also an activity on feed posts and drive
+	CRM_ACT_ANY_DOCUMENT = 1 << 7,	/* also an activity on feed posts and drive
 									 * files (process documents that are no CRM
 									 * items); the others need a CRM item */
+	CRM_ACT_SHARED = 1 << 8		/* writes rows of another item or shared
+								 * rows (chats, feed, rotation turns, the
+								 * exceptions list): on a distributed
+								 * installation a job runs it, apart from the
+								 * item's shard (docs/citus.md) */
 } CrmActionFlags;
 
 typedef struct CrmActionDesc

@@ -332,6 +332,7 @@ typedef struct RunState
 	bool		careful;		/* each robot in a subtransaction of its own */
 	bool		held;			/* the robot just run holds the later ones */
 	bool		entries;		/* runs go to an entry row (crm_log_has_entries) */
+	bool		in_statement;	/* run by the statement that changed the item */
 	EntryLog   *log;			/* the runs not written yet */
 } RunState;
 
@@ -776,6 +777,24 @@ plan_step(PlanStep *ps, void (*body) (void *arg))
 }
 
 /*
+ * On a distributed installation (core/citus.h) the statement that changed
+ * an item runs its robots on the item's shard, where only that shard's rows
+ * may be written: a robot whose action writes another item or shared rows
+ * (CRM_ACT_SHARED) is run by a job due at once instead, as a delayed robot
+ * is (with the robots chained to it), from the job runner of the item's
+ * node, whose statements Citus sends wherever the rows are.  On one node
+ * nothing is deferred.
+ */
+static bool
+defer_shared(RunState *rs, const CrmRobot *r)
+{
+	if (!(r->action->flags & CRM_ACT_SHARED) || !rs->in_statement)
+		return false;
+	return crm_table_is_distributed(get_relname_relid(crm_entity_table(rs->entity_type),
+													  get_namespace_oid("crm", false)));
+}
+
+/*
  * Runs a sequence of robots for one item: immediate ones now, delayed ones
  * (with the robots chained to them) and everything after a wait as jobs.
  * A robot whose row failed its checks when loaded (r->invalid) is logged as
@@ -823,7 +842,7 @@ run_sequence(RunState *rs, CrmRobot **seq, int n)
 			continue;
 		}
 
-		if (r->delay_kind != CRM_DELAY_NONE)
+		if (r->delay_kind != CRM_DELAY_NONE || defer_shared(rs, r))
 		{
 			plan_step(&ps, plan_delayed);
 			i = chain_end;
@@ -1089,6 +1108,7 @@ enter_stage(const CrmStageEntry *e, bool careful)
 	foreach(lc, robots)
 		seq[n++] = (CrmRobot *) lfirst(lc);
 	runstate_init(&rs, e->entity_type, e->item_id, e->stage_id, e->tuple, e->desc);
+	rs.in_statement = true;
 	rs.careful = careful;
 	run_sequence(&rs, seq, n);
 	log_rs_flush(&rs);

@@ -86,6 +86,20 @@ check "the delayed robots ran: comments, jobs done, log rows done" "10|10|10" \
 	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'Later'")|$(q "SELECT count(*) FROM crm.job WHERE status = 'done'")|$(q "SELECT count(*) FROM crm.robot_log WHERE name = 'later' AND status = 'done'")"
 check "the coordinator holds no job" 0 "$(q "SELECT crm.run_due_jobs(100)")"
 
+# a robot that writes another item (copy_deal): run by a job of the item's
+# node, apart from the shard's statement; a comment robot after it runs at once
+q "INSERT INTO crm.robot (stage_id, name, action, params, sort)
+   VALUES (crm.stage('deal', 'lost'), 'copy', 'copy_deal', '{}', 10),
+		  (crm.stage('deal', 'lost'), 'noted', 'add_comment', '{\"text\": \"Lost\"}', 20)"
+q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'lost') WHERE id IN (40, 41, 42)"
+check "the copies wait for a job each; the comments are written at once" "3|3|0" \
+	"$(q "SELECT count(*) FROM crm.job WHERE status = 'pending'")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'Lost'")|$(q "SELECT count(*) FROM crm.deal WHERE title IN ('Deal 40', 'Deal 41', 'Deal 42') AND id > 200")"
+ran=$(( $(qw "$W1" "SELECT crm.run_due_jobs(100)") + $(qw "$W2" "SELECT crm.run_due_jobs(100)") ))
+check "the job runners of the nodes copy the deals, wherever the copies land" "3|3" \
+	"$ran|$(q "SELECT count(*) FROM crm.deal WHERE title IN ('Deal 40', 'Deal 41', 'Deal 42') AND id > 200")"
+check "the copies' runs are logged done, with the new deal's id" "3|3" \
+	"$(q "SELECT count(*) FROM crm.robot_log WHERE name = 'copy' AND status = 'done'")|$(q "SELECT count(*) FROM crm.robot_log l JOIN crm.deal d ON d.id = (l.outputs ->> 'deal_id')::bigint WHERE l.name = 'copy'")"
+
 # a connection already open on a worker node sees a robot added on the coordinator
 coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
 W_PID=$SESSION_W_PID	# bash unsets SESSION_W_PID once the coprocess ends
