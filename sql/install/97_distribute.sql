@@ -176,3 +176,59 @@ COMMENT ON FUNCTION crm.distribute() IS
 	'Turns this installation into a distributed one on a Citus cluster (run once, on the coordinator)';
 REVOKE ALL ON FUNCTION crm.distribute() FROM PUBLIC;
 REVOKE ALL ON FUNCTION crm._on_every_node(text) FROM PUBLIC;
+
+-- This node's shards of crm.outbox, each with its claim: crm._claim_messages
+-- made for that shard (crm._claim_messages_<shard id>), reading the shard
+-- and this node's copies of the reference tables in place of the tables,
+-- so that a node's delivery workers claim from local tables as one node's
+-- do (src/delivery/outbox.c).  Made when missing or when crm._claim_messages
+-- changed (its definition's checksum is the claim's comment); executable by
+-- no one but its owner, as crm._claim_messages.
+CREATE FUNCTION crm._outbox_shard_claims() RETURNS TABLE (shard text, claim text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	template text := pg_get_functiondef(
+		'crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint)'::regprocedure);
+	version text := md5(template);
+	def text;
+	t text;
+	local_shard text;
+BEGIN
+	FOR r IN EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s
+						JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+					   WHERE s.logicalrelid = ''crm.outbox''::regclass
+						 AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)
+					   ORDER BY s.shardid' LOOP
+		shard := 'crm.outbox_' || r.shardid;
+		claim := 'crm._claim_messages_' || r.shardid;
+		IF to_regproc(claim) IS NULL
+		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
+			-- the node's workers make it once: the others wait, then see it
+			PERFORM pg_advisory_xact_lock(hashtext('crm._outbox_shard_claims'));
+		END IF;
+		IF to_regproc(claim) IS NULL
+		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
+			def := replace(template, 'FUNCTION crm._claim_messages(', 'FUNCTION ' || claim || '(');
+			def := regexp_replace(def, '\mcrm\.outbox\M', shard, 'g');
+			FOREACH t IN ARRAY ARRAY['provider', 'provider_secret', 'disabled_endpoint'] LOOP
+				EXECUTE 'SELECT ''crm.'' || $1 || ''_'' || s.shardid FROM pg_catalog.pg_dist_shard s
+						  WHERE s.logicalrelid = (''crm.'' || $1)::regclass'
+					INTO STRICT local_shard USING t;
+				def := regexp_replace(def, '\mcrm\.' || t || '\M', local_shard, 'g');
+			END LOOP;
+			-- this node's own function: Citus must not propagate it
+			PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+			EXECUTE def;
+			EXECUTE format('REVOKE ALL ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC',
+						   claim);
+			EXECUTE format('COMMENT ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) IS %L',
+						   claim, version);
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION crm._outbox_shard_claims() FROM PUBLIC;

@@ -6,9 +6,9 @@
  * The answer comes from Citus's catalog pg_catalog.pg_dist_partition (one
  * row per distributed or reference table, on every node once metadata is
  * synced), read through its index on logicalrelid, and is kept per backend
- * for each table asked about until a relcache invalidation of that table
- * (Citus invalidates a table's relcache entry when it distributes it) or
- * of all tables.  Without Citus the catalog does not exist and every table
+ * for each table asked about until a relcache invalidation of that table,
+ * of pg_dist_partition (which Citus sends when its metadata changes) or of
+ * all tables.  Without Citus the catalog does not exist and every table
  * is a plain local one.
  *
  *-------------------------------------------------------------------------
@@ -39,13 +39,15 @@ typedef struct DistEntry
 } DistEntry;
 
 static HTAB *dist_cache = NULL;
+static Oid	dist_partition_relid = InvalidOid;	/* pg_dist_partition, once seen */
 
 static void
 dist_cache_callback(Datum arg, Oid relid)
 {
 	if (dist_cache == NULL)
 		return;
-	if (relid == InvalidOid)
+	/* Citus invalidates its catalog's entry when its metadata changes */
+	if (relid == InvalidOid || relid == dist_partition_relid)
 	{
 		hash_destroy(dist_cache);
 		dist_cache = NULL;
@@ -66,6 +68,7 @@ lookup_distributed(Oid relid)
 
 	if (!OidIsValid(catalog))
 		return false;
+	dist_partition_relid = catalog;
 	index = get_relname_relid("pg_dist_partition_logical_relid_index", PG_CATALOG_NAMESPACE);
 	rel = table_open(catalog, AccessShareLock);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));

@@ -47,6 +47,7 @@ typedef struct CrmMessage
 
 	/* from crm._claim_messages */
 	int64		id;
+	char	   *shard;			/* distributed: the shard of crm.outbox it is in */
 	TimestampTz claimed_at;		/* the lease's start */
 	int			attempts;		/* including this one */
 	char	   *channel;

@@ -291,11 +291,28 @@ crm_worker_wake_next(void)
 		wake_workers(MyDatabaseId, false, my_rank + 1, false);
 }
 
+/*
+ * The launcher looks at the database again (starts its workers if it has
+ * none): CREATE EXTENSION committed, here or by COMMIT PREPARED.
+ */
 static void
-crm_xact_callback(XactEvent event, void *arg)
+request_start(Oid dbid)
 {
 	int			i;
 
+	SpinLockAcquire(&crm_shared->mutex);
+	i = slot_of(dbid);
+	if (i < 0)
+		i = slot_alloc(dbid);
+	if (i >= 0)
+		crm_shared->slots[i].recheck = true;
+	SpinLockRelease(&crm_shared->mutex);
+	wake_launcher();
+}
+
+static void
+crm_xact_callback(XactEvent event, void *arg)
+{
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -322,16 +339,7 @@ crm_xact_callback(XactEvent event, void *arg)
 					wake_workers(MyDatabaseId, true, 0, false);
 			}
 			if (start_at_commit)
-			{
-				SpinLockAcquire(&crm_shared->mutex);
-				i = slot_of(MyDatabaseId);
-				if (i < 0)
-					i = slot_alloc(MyDatabaseId);
-				if (i >= 0)
-					crm_shared->slots[i].recheck = true;
-				SpinLockRelease(&crm_shared->mutex);
-				wake_launcher();
-			}
+				request_start(MyDatabaseId);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -352,6 +360,7 @@ crm_xact_callback(XactEvent event, void *arg)
 	jobs_at_commit = false;
 	start_at_commit = false;
 }
+
 
 static void
 ensure_xact_callback(void)
@@ -863,6 +872,24 @@ crm_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		 */
 		wake_workers(MyDatabaseId, false, 0, false);
 		wake_workers(MyDatabaseId, true, 0, false);
+
+		/*
+		 * It may have been a CREATE EXTENSION (Citus creates the extension
+		 * on its worker nodes in prepared transactions): a database whose
+		 * worker found no extension gets one now, not at the next rescan.
+		 */
+		if (crm_shared != NULL)
+		{
+			bool		absent;
+			int			i;
+
+			SpinLockAcquire(&crm_shared->mutex);
+			i = slot_of(MyDatabaseId);
+			absent = i < 0 || crm_shared->slots[i].workers[0].state == CRM_WORKER_ABSENT;
+			SpinLockRelease(&crm_shared->mutex);
+			if (absent)
+				request_start(MyDatabaseId);
+		}
 	}
 }
 

@@ -29,7 +29,9 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "catalog/namespace.h"
 #include "core/charset.h"
+#include "core/citus.h"
 #include "core/guc.h"
 #include "delivery/delivery.h"
 #include "core/spi_util.h"
@@ -82,6 +84,19 @@ has_cursor(void)
 		SPI_processed = saved_n;
 	}
 	return claim_has_cursor == 1;
+}
+
+static List *claim_from_shards(int limit, Datum *vals, MemoryContext parent);
+static List *read_claimed(List *out, CrmClaimCursor *cursor, MemoryContext parent, const char *shard);
+static double record_outcomes(List *msgs, const char *shard);
+
+/* Whether Citus keeps crm.outbox in shards (core/citus.h). */
+static bool
+outbox_distributed(void)
+{
+	Oid			nsp = get_namespace_oid("crm", true);
+
+	return OidIsValid(nsp) && crm_table_is_distributed(get_relname_relid("outbox", nsp));
 }
 
 void
@@ -268,8 +283,6 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCurs
 	Datum	   *names;
 	ListCell   *lc;
 	int			nbusy = 0;
-	List	   *out = NIL;
-	uint64		i;
 
 	vals[0] = Int32GetDatum(limit);
 	vals[1] = DirectFunctionCall3(interval_in,
@@ -280,6 +293,8 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCurs
 	foreach(lc, busy)
 		names[nbusy++] = CStringGetTextDatum((char *) lfirst(lc));
 	vals[3] = array_of(names, NULL, nbusy, TEXTOID);
+	if (outbox_distributed())
+		return claim_from_shards(limit, vals, parent);
 	if (!with_cursor)
 		crm_exec(crm_plan(&plan_0_1, "SELECT * FROM crm._claim_messages($1, $2, $3, $4)", 4, types),
 				 vals, NULL, false, 0);
@@ -294,6 +309,60 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCurs
 		crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4, $5, $6)", 6, types),
 				 vals, nulls, false, 0);
 	}
+
+	return read_claimed(NIL, cursor, parent, NULL);
+}
+
+/*
+ * Distributed (core/citus.h): this node's messages are in its shards of
+ * crm.outbox.  crm._outbox_shard_claims() gives each shard with its claim:
+ * crm._claim_messages made for that shard (the shard and this node's copies
+ * of the reference tables it reads in place of the tables), so that the
+ * claim runs on local tables, as one node's does.  Claims from each shard in
+ * turn, up to limit in all; no claim point (the cursor is one node's).
+ */
+static List *
+claim_from_shards(int limit, Datum *vals, MemoryContext parent)
+{
+	Oid			types[4] = {INT4OID, INTERVALOID, BOOLOID, TEXTARRAYOID};
+	List	   *shards = NIL;
+	List	   *claims = NIL;
+	List	   *out = NIL;
+	ListCell   *ls,
+			   *lc;
+	uint64		i;
+
+	if (SPI_execute("SELECT shard, claim FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the shards of crm.outbox");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		claims = lappend(claims, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+	}
+	forboth(ls, shards, lc, claims)
+	{
+		int			got = list_length(out);
+
+		if (got >= limit)
+			break;
+		vals[0] = Int32GetDatum(limit - got);
+		if (SPI_execute_with_args(psprintf("SELECT * FROM %s($1, $2, $3, $4)", (char *) lfirst(lc)),
+								  4, types, vals, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not claim from %s", (char *) lfirst(ls));
+		out = read_claimed(out, NULL, parent, (char *) lfirst(ls));
+	}
+	return out;
+}
+
+/*
+ * The messages of the claim's result (SPI_tuptable) appended to out, each
+ * in a memory context of its own under parent; shard: the shard of
+ * crm.outbox they were claimed from (distributed), or NULL.
+ */
+static List *
+read_claimed(List *out, CrmClaimCursor *cursor, MemoryContext parent, const char *shard)
+{
+	uint64		i;
 
 	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS &&
 		SPI_tuptable->tupdesc->natts != C_NCOLS_0_1)
@@ -313,6 +382,7 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCurs
 		Datum		d;
 
 		m->cxt = cxt;
+		m->shard = shard ? pstrdup(shard) : NULL;
 		m->claimed_at = GetCurrentTransactionStartTimestamp();	/* the claim's now() */
 		m->retry_after = -1;
 		m->id = DatumGetInt64(SPI_getbinval(tup, desc, C_ID, &isnull));
@@ -434,6 +504,48 @@ claim_one(void *arg)
  * The message a claim of one, skipping no endpoint, takes first (the one
  * whose claim raised c->why) is made dead with that error.
  */
+/* give_up on a distributed installation: in this node's shards, in turn */
+static void
+give_up_in_shards(CarefulStep *c)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		vals[2];
+	List	   *shards = NIL;
+	ListCell   *lc;
+	uint64		i;
+	bool		isnull;
+
+	if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the shards of crm.outbox");
+	for (i = 0; i < SPI_processed; i++)
+		shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	foreach(lc, shards)
+	{
+		const char *shard = lfirst(lc);
+
+		if (SPI_execute(psprintf("SELECT d.id FROM %s d"
+								 " WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
+								 "   AND d.next_attempt_at <= now()"
+								 "   AND (d.status IN ('pending', 'failed')"
+								 "        OR (d.status = 'sending' AND (d.lease_until < now()"
+								 "            OR d.claimed_at < pg_postmaster_start_time())))"
+								 " ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE SKIP LOCKED", shard),
+						false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read %s", shard);
+		if (SPI_processed == 0)
+			continue;
+		vals[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		vals[1] = CStringGetTextDatum(c->why);
+		if (SPI_execute_with_args(psprintf("UPDATE %s SET status = 'dead', next_attempt_at = 'infinity',"
+										   "       lease_until = NULL, updated_at = now(), last_error = $2"
+										   " WHERE id = $1", shard),
+								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not give up a message of %s", shard);
+		c->id = DatumGetInt64(vals[0]);
+		return;
+	}
+}
+
 static void
 give_up(void *arg)
 {
@@ -444,6 +556,11 @@ give_up(void *arg)
 	Datum		vals[2];
 	bool		isnull;
 
+	if (outbox_distributed())
+	{
+		give_up_in_shards(c);
+		return;
+	}
 	/* the claim's order and conditions (crm._claim_messages) */
 	crm_exec(crm_plan(&find,
 					  "SELECT d.id FROM crm.outbox d"
@@ -638,6 +755,25 @@ disable_endpoint(CrmMessage *m, const char *error)
 	vals[2] = Int64GetDatum(m->provider_id);
 	nulls[2] = (m->provider_id && strcmp(m->channel, "webhook") != 0) ? ' ' : 'n';
 	vals[3] = CStringGetTextDatum(m->channel);
+	if (outbox_distributed())
+	{
+		/*
+		 * Distributed: reference tables and the outbox's shards everywhere,
+		 * one statement each (Citus sends each where its rows are)
+		 */
+		if (strcmp(m->channel, "webhook") == 0)
+			(void) SPI_execute_with_args("INSERT INTO crm.disabled_endpoint (url, reason) VALUES ($1, $2)"
+										 " ON CONFLICT (url) DO NOTHING", 2, types, vals, nulls, false, 0);
+		if (nulls[2] == ' ')
+			(void) SPI_execute_with_args("UPDATE crm.provider SET active = false, disabled_reason = $2"
+										 " WHERE id = $3", 3, types, vals, nulls, false, 0);
+		(void) SPI_execute_with_args("UPDATE crm.outbox SET status = 'dead', next_attempt_at = 'infinity',"
+									 "        updated_at = now(), last_error = 'endpoint gone: ' || $2"
+									 "  WHERE status IN ('pending', 'failed')"
+									 "    AND ((channel = 'webhook' AND $4 = 'webhook' AND payload ->> 'url' = $1)"
+									 "         OR provider_id = $3)", 4, types, vals, nulls, false, 0);
+		return;
+	}
 	crm_exec(crm_plan(&plan,
 					  "WITH d AS (INSERT INTO crm.disabled_endpoint (url, reason)"
 					  "           SELECT $1, $2 WHERE $4 = 'webhook'"
@@ -670,6 +806,40 @@ disable_endpoint(CrmMessage *m, const char *error)
  */
 double
 crm_outbox_record(List *msgs)
+{
+	List	   *rest = msgs;
+	double		soonest = -1;
+
+	/* distributed: each shard's messages in a statement on that shard */
+	while (rest != NIL)
+	{
+		const char *shard = ((CrmMessage *) linitial(rest))->shard;
+		List	   *these = NIL;
+		List	   *others = NIL;
+		ListCell   *lc;
+		double		d;
+
+		foreach(lc, rest)
+		{
+			CrmMessage *m = lfirst(lc);
+
+			if ((m->shard == NULL && shard == NULL) ||
+				(m->shard != NULL && shard != NULL && strcmp(m->shard, shard) == 0))
+				these = lappend(these, m);
+			else
+				others = lappend(others, m);
+		}
+		d = record_outcomes(these, shard);
+		if (d >= 0 && (soonest < 0 || d < soonest))
+			soonest = d;
+		rest = others;
+	}
+	return soonest;
+}
+
+/* crm_outbox_record for messages of crm.outbox (shard NULL) or of one shard of it */
+static double
+record_outcomes(List *msgs, const char *shard)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
@@ -743,6 +913,26 @@ crm_outbox_record(List *msgs)
 	vals[5] = array_of(excerpts, excerpt_null, n, TEXTOID);
 	vals[6] = array_of(delays, NULL, n, FLOAT8OID);
 	vals[7] = array_of(released, NULL, n, BOOLOID);
+	if (shard != NULL)
+	{
+		if (SPI_execute_with_args(psprintf("UPDATE %s o"
+										   "   SET status = r.status, response_code = r.code, last_error = r.error,"
+										   "       response_excerpt = r.excerpt,"
+										   "       next_attempt_at = CASE r.status"
+										   "           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
+										   "           WHEN 'dead' THEN 'infinity'"
+										   "           ELSE o.next_attempt_at END,"
+										   "       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
+										   "       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
+										   "       lease_until = NULL, updated_at = now()"
+										   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+										   "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
+										   " WHERE o.id = r.id AND o.attempts = r.attempts"
+										   "   AND o.status = 'sending'", shard),
+								  8, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the messages of %s", shard);
+		return soonest;
+	}
 	crm_exec(crm_plan_opts(&plan,
 						   "UPDATE crm.outbox o"
 						   "   SET status = r.status, response_code = r.code, last_error = r.error,"
