@@ -102,6 +102,8 @@ check "add_field: a duplicate is refused" 'field "uf_budget" already exists for 
 echo "# robots (on stages that existed before crm.distribute(): see the TODO)"
 todo "add_robot on a stage added after crm.distribute()" "" \
 	"$(err "SELECT crm.add_robot($S1, 'add_comment', '{\"text\": \"x\"}')")"
+todo "add_trigger on a stage added after crm.distribute()" "" \
+	"$(err "SELECT crm.add_trigger($S2, 'incoming_call')")"
 S1=$(q "SELECT crm.stage('deal', 'preparation')")
 S2=$(q "SELECT crm.stage('deal', 'executing')")
 S3=$(q "SELECT crm.stage('deal', 'won')")
