@@ -64,8 +64,10 @@ DECLARE
 	r record;
 BEGIN
 	EXECUTE command;
+	-- one statement (run_command_on_workers runs only the first of several)
 	FOR r IN EXECUTE 'SELECT nodename, nodeport, success, result FROM run_command_on_workers($1)'
-			USING 'SET citus.enable_ddl_propagation = off; ' || command LOOP
+			USING format('DO %L', 'BEGIN PERFORM pg_catalog.set_config(''citus.enable_ddl_propagation'', ''off'', true); '
+								  'EXECUTE ' || quote_literal(command) || '; END') LOOP
 		IF NOT r.success THEN
 			RAISE EXCEPTION 'on node %:%: %', r.nodename, r.nodeport, r.result
 				USING ERRCODE = 'XX000', DETAIL = 'command: ' || command;
@@ -142,7 +144,7 @@ BEGIN
 			IF g = 0 THEN RETURN; END IF;
 			FOR s IN SELECT c.oid::regclass AS seq FROM pg_class c
 					  WHERE c.relkind = 'S' AND c.relnamespace = 'crm'::regnamespace LOOP
-				EXECUTE format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s RESTART %s', s.seq,
+				EXECUTE format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s START %s RESTART', s.seq,
 							   (g << 48) + 1, ((g + 1) << 48) - 1, (g << 48) + 1);
 			END LOOP;
 		END $do$$cmd$);

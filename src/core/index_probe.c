@@ -22,12 +22,16 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
+#include "core/citus.h"
 #include "core/index_probe.h"
 
 static Oid
@@ -59,6 +63,29 @@ crm_probe_begin(CrmProbe *p, const char *table, const char *index, int nkeys)
 				 errmsg("index \"crm.%s\" cannot be probed on %d columns of \"crm.%s\"",
 						index, nkeys, table)));
 	p->nkeys = nkeys;
+	if (crm_table_is_distributed(RelationGetRelid(p->heap)))
+	{
+		StringInfoData q;
+
+		p->by_sql = true;
+		initStringInfo(&q);
+		appendStringInfo(&q, "SELECT * FROM crm.%s WHERE ",
+						 quote_identifier(RelationGetRelationName(p->heap)));
+		for (i = 0; i < nkeys; i++)
+		{
+			AttrNumber	att = p->index->rd_index->indkey.values[i];
+
+			if (att <= 0)
+				elog(ERROR, "index \"crm.%s\" has an expression column", index);
+			appendStringInfo(&q, "%s%s = $%d", i > 0 ? " AND " : "",
+							 quote_identifier(NameStr(TupleDescAttr(RelationGetDescr(p->heap), att - 1)->attname)),
+							 i + 1);
+			p->key_types[i] = TupleDescAttr(RelationGetDescr(p->heap), att - 1)->atttypid;
+		}
+		p->query = q.data;
+		p->slot = MakeSingleTupleTableSlot(RelationGetDescr(p->heap), &TTSOpsHeapTuple);
+		return;
+	}
 	for (i = 0; i < nkeys; i++)
 	{
 		Oid			type = p->index->rd_opcintype[i];
@@ -92,11 +119,61 @@ crm_probe_attnum(CrmProbe *p, const char *column)
 	return attnum;
 }
 
+/*
+ * The rows of a probe of a distributed table, by SELECT, as tuples of the
+ * table's descriptor (columns matched by name: the placeholder's dropped
+ * columns stay NULL), in the caller's memory context.
+ */
+static void
+probe_by_sql(CrmProbe *p, const Datum *values)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	TupleDesc	desc = RelationGetDescr(p->heap);
+	uint64		r;
+	int			ret;
+
+	p->rows = NIL;
+	p->next_row = 0;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(p->query, p->nkeys, p->key_types, (Datum *) values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read crm.%s: %s", RelationGetRelationName(p->heap),
+			 SPI_result_code_string(ret));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		TupleDesc	sdesc = SPI_tuptable->tupdesc;
+		Datum	   *vals = palloc0(sizeof(Datum) * desc->natts);
+		bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+		MemoryContext old;
+		int			a;
+
+		memset(nulls, true, sizeof(bool) * desc->natts);
+		for (a = 0; a < sdesc->natts; a++)
+		{
+			int			att = SPI_fnumber(desc, NameStr(TupleDescAttr(sdesc, a)->attname));
+
+			if (att > 0 && !TupleDescAttr(desc, att - 1)->attisdropped &&
+				TupleDescAttr(desc, att - 1)->atttypid == TupleDescAttr(sdesc, a)->atttypid)
+				vals[att - 1] = SPI_getbinval(SPI_tuptable->vals[r], sdesc, a + 1, &nulls[att - 1]);
+		}
+		old = MemoryContextSwitchTo(caller);
+		p->rows = lappend(p->rows, heap_form_tuple(desc, vals, nulls));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
 void
 crm_probe_start(CrmProbe *p, const Datum *values)
 {
 	int			i;
 
+	if (p->by_sql)
+	{
+		probe_by_sql(p, values);
+		return;
+	}
 	for (i = 0; i < p->nkeys; i++)
 		p->keys[i].sk_argument = values[i];
 	index_rescan(p->scan, p->keys, p->nkeys, NULL, 0);
@@ -106,6 +183,13 @@ TupleTableSlot *
 crm_probe_next(CrmProbe *p)
 {
 	CHECK_FOR_INTERRUPTS();
+	if (p->by_sql)
+	{
+		if (p->next_row >= list_length(p->rows))
+			return NULL;
+		ExecStoreHeapTuple(list_nth(p->rows, p->next_row++), p->slot, false);
+		return p->slot;
+	}
 	if (index_getnext_slot(p->scan, ForwardScanDirection, p->slot))
 		return p->slot;
 	return NULL;
@@ -114,6 +198,13 @@ crm_probe_next(CrmProbe *p)
 void
 crm_probe_end(CrmProbe *p)
 {
+	if (p->by_sql)
+	{
+		ExecDropSingleTupleTableSlot(p->slot);
+		index_close(p->index, NoLock);
+		table_close(p->heap, NoLock);
+		return;
+	}
 	index_endscan(p->scan);
 	ExecDropSingleTupleTableSlot(p->slot);
 	PopActiveSnapshot();
@@ -141,7 +232,8 @@ crm_probe_row(const char *table, Datum key, HeapTuple *tuple, TupleDesc *desc)
 		return CRM_ROW_UNREAD;
 	heap = table_open(relid, AccessShareLock);
 	/* a table with row security is read by SELECT, which applies it */
-	pk = heap->rd_rel->relkind == RELKIND_RELATION && !heap->rd_rel->relrowsecurity
+	pk = heap->rd_rel->relkind == RELKIND_RELATION && !heap->rd_rel->relrowsecurity &&
+		!crm_table_is_distributed(relid)
 		? RelationGetPrimaryKeyIndex(heap) : InvalidOid;
 	if (!OidIsValid(pk))
 	{

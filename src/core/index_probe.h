@@ -43,13 +43,21 @@ typedef struct CrmProbe
 	TupleTableSlot *slot;
 	int			nkeys;
 	ScanKeyData keys[CRM_PROBE_MAX_KEYS];
+	/* a table whose rows Citus keeps in shards (core/citus.h): read by SQL */
+	bool		by_sql;
+	char	   *query;			/* SELECT * FROM crm.<table> WHERE <key columns> = $n */
+	Oid			key_types[CRM_PROBE_MAX_KEYS];
+	List	   *rows;			/* the probe's rows, as tuples of the table's descriptor */
+	int			next_row;
 } CrmProbe;
 
 /*
  * Opens table crm.<table> and its btree index crm.<index> (AccessShareLock)
  * for probes by equality on the index's first nkeys columns, and takes the
  * snapshot of the current command.  An index that is not the table's, not a
- * btree, or has fewer columns is an ERROR.
+ * btree, or has fewer columns is an ERROR.  A table whose rows Citus keeps
+ * in shards is read by a SELECT on the same columns instead (in a nested
+ * SPI connection), with the same results.
  */
 extern void crm_probe_begin(CrmProbe *p, const char *table, const char *index, int nkeys);
 
@@ -72,7 +80,8 @@ extern void crm_probe_end(CrmProbe *p);
  * descriptor in the caller's context, or CRM_ROW_NONE.  CRM_ROW_UNREAD when
  * the table has no single-column btree primary key, has row security, or
  * the current user may not read it: the caller runs its SELECT (which
- * applies the policies, or raises the error a user would get).
+ * applies the policies, or raises the error a user would get), and when
+ * Citus keeps the table's rows in shards.
  */
 typedef enum CrmRowRead
 {

@@ -24,7 +24,8 @@
  *
  * Only a plain table without triggers that fire on INSERT (foreign keys and
  * deferrable unique constraints are triggers), rules, row security or
- * generated columns qualifies; for any other, or when the current user may
+ * generated columns qualifies (and not a table whose rows Citus keeps in
+ * shards, core/citus.h); for any other, or when the current user may
  * not insert, crm_row_append returns false and the caller runs the INSERT.
  * A sink whose writer guarantees some foreign keys of its rows (fk_checked:
  * they reference rows it wrote itself in the transaction, or locked as the
@@ -73,6 +74,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "core/citus.h"
 #include "core/rowsink.h"
 
 /* What one sink's rows need; kept per backend. */
@@ -233,7 +235,9 @@ table_qualifies(Relation rel, const CrmRowSink *sink)
 		no_insert_triggers(rel, sink) &&
 		rel->rd_rules == NULL &&
 		!rel->rd_rel->relrowsecurity &&
-		!(constr != NULL && constr->has_generated_stored);
+		!(constr != NULL && constr->has_generated_stored) &&
+		/* Citus keeps its rows in shards: the INSERT goes there */
+		!crm_table_is_distributed(RelationGetRelid(rel));
 }
 
 /*

@@ -35,6 +35,7 @@
 #include "parser/parse_relation.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -44,6 +45,7 @@
 #include "utils/snapmgr.h"
 
 #include "access/xact.h"
+#include "core/citus.h"
 #include "core/rule_cache.h"
 #include "core/scope.h"
 
@@ -255,6 +257,43 @@ typedef void (*DefRow) (Datum *values, bool *nulls, void *arg);
 
 #define DEF_MAX_COLS 8
 
+/*
+ * The same for a table whose rows Citus keeps in shards (core/citus.h): a
+ * SELECT, which Citus routes to this node's copy of the reference table.
+ * ROW runs in the caller's memory context.
+ */
+static void
+scan_definitions_by_sql(Relation rel, int ncols, const DefColumn *cols, DefRow row, void *arg)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	StringInfoData q;
+	Datum		values[DEF_MAX_COLS];
+	bool		nulls[DEF_MAX_COLS];
+	uint64		r;
+	int			i;
+
+	initStringInfo(&q);
+	appendStringInfoString(&q, "SELECT ");
+	for (i = 0; i < ncols; i++)
+		appendStringInfo(&q, "%s%s", i > 0 ? ", " : "", quote_identifier(cols[i].name));
+	appendStringInfo(&q, " FROM crm.%s", quote_identifier(RelationGetRelationName(rel)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(q.data, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read crm.%s", RelationGetRelationName(rel));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		MemoryContext old;
+
+		for (i = 0; i < ncols; i++)
+			values[i] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+		old = MemoryContextSwitchTo(caller);
+		row(values, nulls, arg);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
 static void
 scan_definitions(const char *table, int ncols, const DefColumn *cols, DefRow row, void *arg)
 {
@@ -288,6 +327,12 @@ scan_definitions(const char *table, int ncols, const DefColumn *cols, DefRow row
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("could not load the automation's definitions: column %s of crm.%s is missing or of another type",
 							cols[i].name, table)));
+	}
+	if (crm_table_is_distributed(relid))
+	{
+		scan_definitions_by_sql(rel, ncols, cols, row, arg);
+		table_close(rel, NoLock);
+		return;
 	}
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	scan = table_beginscan(rel, snap, 0, NULL);
@@ -745,6 +790,17 @@ crm_definitions_changed(PG_FUNCTION_ARGS)
 				 errmsg("crm.definitions_changed() must be called as a trigger")));
 
 	CacheInvalidateRelcache(trigdata->tg_relation);
+
+	/*
+	 * On a distributed installation the trigger fires on a node's copy (a
+	 * shard) of the reference table: the cache watches the table itself.
+	 */
+	{
+		Oid			parent = crm_shard_parent(RelationGetRelid(trigdata->tg_relation));
+
+		if (OidIsValid(parent))
+			CacheInvalidateRelcacheByRelid(parent);
+	}
 	PG_RETURN_POINTER(NULL);
 }
 

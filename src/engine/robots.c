@@ -51,6 +51,7 @@
 #include "core/scope.h"
 #include "engine/robots.h"
 #include "core/rowsink.h"
+#include "core/citus.h"
 #include "core/rule_cache.h"
 #include "engine/scheduler.h"
 #include "core/spi_util.h"
@@ -959,6 +960,68 @@ find_pending(const CrmStageEntry *entries, int n, IdList *jobs, IdList *activiti
  * activity_auto_complete (every pending job, every open activity), which
  * looks cheap while they are empty.
  */
+/*
+ * The same on a distributed installation (core/citus.h): the rows are in
+ * the shard of the items, which the trigger's statement runs on, and each
+ * statement names the items so that Citus sends it to that shard alone;
+ * the time is a parameter (Citus refuses volatile functions in an UPDATE
+ * it might send to several shards).
+ */
+static void
+cancel_pending_distributed(const CrmStageEntry *entries, int n, IdList *jobs, IdList *activities)
+{
+	static SPIPlanPtr job_plan = NULL;
+	static SPIPlanPtr log_plans[2];
+	static SPIPlanPtr complete_plan = NULL;
+	Oid			types[3] = {INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID};
+	Datum		vals[3];
+	IdList		items = {0},
+				logs = {0};
+	uint64		r;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (entries[i].left)
+			id_add(&items, Int64GetDatum(entries[i].item_id));
+	vals[1] = id_array(&items);
+	vals[2] = TimestampTzGetDatum(GetCurrentTimestamp());
+	if (jobs->n > 0)
+	{
+		bool		layout = crm_log_has_entries();
+
+		vals[0] = id_array(jobs);
+		crm_exec(crm_plan(&job_plan,
+						  "UPDATE crm.job SET status = 'cancelled', updated_at = now()"
+						  " WHERE entity_id = ANY ($2) AND id = ANY ($1)"
+						  "   AND status IS NOT DISTINCT FROM 'pending' RETURNING log_id",
+						  2, types), vals, NULL, false, 0);
+		for (r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				id_add(&logs, d);
+		}
+		if (logs.n > 0)
+		{
+			vals[0] = id_array(&logs);
+			crm_exec(crm_plan(&log_plans[layout],
+							  psprintf("UPDATE %s SET status = 'cancelled', finished_at = $3"
+									   " WHERE entity_id = ANY ($2) AND id = ANY ($1)", crm_log_table()),
+							  3, types), vals, NULL, false, 0);
+		}
+	}
+	if (activities->n > 0)
+	{
+		vals[0] = id_array(activities);
+		crm_exec(crm_plan(&complete_plan,
+						  "UPDATE crm.activity SET completed = true, status = 'completed'"
+						  " WHERE entity_id = ANY ($2) AND id = ANY ($1) AND NOT completed",
+						  2, types), vals, NULL, false, 0);
+	}
+}
+
 static void
 cancel_pending(const CrmStageEntry *entries, int n)
 {
@@ -975,6 +1038,12 @@ cancel_pending(const CrmStageEntry *entries, int n)
 	if (i == n)
 		return;
 	find_pending(entries, n, &jobs, &activities);
+	if ((jobs.n > 0 || activities.n > 0) &&
+		crm_table_is_distributed(get_relname_relid("job", get_namespace_oid("crm", false))))
+	{
+		cancel_pending_distributed(entries, n, &jobs, &activities);
+		return;
+	}
 	if (jobs.n > 0)
 	{
 		bool		layout = crm_log_has_entries();

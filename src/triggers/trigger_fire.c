@@ -66,6 +66,7 @@
 #include "utils/snapmgr.h"
 
 #include "engine/robots.h"
+#include "core/citus.h"
 #include "core/scope.h"
 #include "core/rowsink.h"
 #include "core/rule_cache.h"
@@ -81,6 +82,7 @@ typedef struct TablePlans
 {
 	char		table[CRM_NAME_LEN];
 	SPIPlanPtr	lock;			/* the row, locked for a move */
+	SPIPlanPtr	read;			/* the row, not locked (tables Citus shards) */
 	SPIPlanPtr	move;
 } TablePlans;
 
@@ -120,6 +122,7 @@ plans_for(const char *entity_type)
 		"id = $1 AND entity_type = $2" : "id = $1 AND $2 IS NOT NULL";
 	crm_plan(&tp->lock, psprintf("SELECT * FROM %s WHERE %s FOR NO KEY UPDATE", qualified, where),
 			 2, types);
+	crm_plan(&tp->read, psprintf("SELECT * FROM %s WHERE %s", qualified, where), 2, types);
 	types[1] = INT8OID;
 	crm_plan(&tp->move, psprintf("UPDATE %s SET stage_id = $1 WHERE id = $2", qualified), 2, types);
 	strlcpy(tp->table, table, CRM_NAME_LEN);
@@ -138,14 +141,31 @@ plans_for(const char *entity_type)
 static bool
 read_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *desc)
 {
-	Relation	rel = table_open(item_relid(entity_type), AccessShareLock);
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	Relation	rel;
+	Oid			pk;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Snapshot	snapshot;
 	bool		found = false;
 
+	/* Citus keeps the rows in shards (core/citus.h): a SELECT reads them */
+	if (crm_table_is_distributed(item_relid(entity_type)))
+	{
+		TablePlans *tp = plans_for(entity_type);
+		Datum		vals[2];
+
+		vals[0] = Int64GetDatum(item_id);
+		vals[1] = CStringGetTextDatum(entity_type);
+		crm_exec(tp->read, vals, NULL, true, 1);
+		if (SPI_processed == 0)
+			return false;
+		*tuple = heap_copytuple(SPI_tuptable->vals[0]);
+		*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+		return true;
+	}
+	rel = table_open(item_relid(entity_type), AccessShareLock);
+	pk = RelationGetPrimaryKeyIndex(rel);
 	if (!OidIsValid(pk))
 		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));
 	CommandCounterIncrement();

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# A distributed installation (issue 16, first slice): a Citus coordinator and
+# two worker nodes on loopback, built from the vendored Citus source (cached,
+# scripts/citus.sh), crm.distribute(), then robots, triggers and delayed
+# robots on deals spread over both workers: effects and the robot log in the
+# item's shard, visible from the coordinator, ids unique in the cluster; a
+# definition change reaching a connection already open on a worker; a deal
+# inserted through a worker node.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. scripts/lib.sh
+. scripts/citus.sh
+. test/integration/common.bash
+
+IT_NAME=citus_robots
+crm_citus_install
+trap 'crm_citus_cluster_stop; rm -rf "$IT_DIR"' EXIT
+crm_citus_cluster_start crm_it "crm.worker_enabled = off"
+W1=${CRM_CITUS_PORTS[1]}
+W2=${CRM_CITUS_PORTS[2]}
+# on a worker node
+qw() {
+	psql -X -q -t -A -v ON_ERROR_STOP=1 -p "$1" -d crm_it -c "$2"
+}
+
+q "CREATE EXTENSION crm_automation"
+check "the extension is on every node" "1 1" "$(qw "$W1" "SELECT count(*) FROM pg_extension WHERE extname = 'crm_automation'") $(qw "$W2" "SELECT count(*) FROM pg_extension WHERE extname = 'crm_automation'")"
+out=$(q "SELECT became, count(*) FROM crm.distribute() GROUP BY 1 ORDER BY 1")
+check "crm.distribute() distributes items and their rows, definitions as reference tables" \
+	"distributed by document_id|2
+distributed by entity_id|15
+distributed by id|7
+reference table|25" "$out"
+err=$(q "SELECT crm.distribute()" 2>&1 || true)
+check "a second crm.distribute() is refused" "ERROR:  this installation is already distributed" "$(echo "$err" | head -n 1)"
+
+q "INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
+   INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1);
+   INSERT INTO crm.robot (stage_id, name, action, params, sort)
+   SELECT crm.stage('deal', 'preparation'), 'r' || g, 'add_comment',
+		  jsonb_build_object('text', 'Robot ' || g || ' for {{title}}'), g * 10
+	 FROM generate_series(1, 3) g;
+   INSERT INTO crm.deal (title, responsible_id, amount) SELECT 'Deal ' || g, 1, g FROM generate_series(1, 200) g;"
+check "the deals are spread over both workers" 2 \
+	"$(q "SELECT count(DISTINCT p.groupid) FROM crm.deal d
+		   JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column('crm.deal', d.id)")"
+
+q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation')"
+check "every robot wrote its comment, each in its deal's shard, seen from the coordinator" "600|200" \
+	"$(q "SELECT count(*), count(DISTINCT entity_id) FROM crm.timeline_comment
+		   WHERE text = 'Robot ' || substr(text, 7, 1) || ' for ' || (SELECT title FROM crm.deal d WHERE d.id = entity_id)")"
+check "comment ids are unique in the cluster" 600 "$(q "SELECT count(DISTINCT id) FROM crm.timeline_comment")"
+check "the robot log has each run, done" "600|done" \
+	"$(q "SELECT count(*), string_agg(DISTINCT status, ',') FROM crm.robot_log WHERE action = 'add_comment'")"
+check "no row went to a node's placeholder table" "0 0" \
+	"$(qw "$W1" "SET citus.enable_router_execution = off; SELECT count(*) FROM pg_catalog.pg_class c
+				 WHERE c.relname = 'robot_log_entry' AND c.relnamespace = 'crm'::regnamespace
+				   AND pg_relation_size(c.oid) > 0") $(qw "$W2" "SELECT count(*) FROM pg_catalog.pg_class c
+				 WHERE c.relname IN ('robot_log_entry', 'timeline_comment') AND c.relnamespace = 'crm'::regnamespace
+				   AND pg_relation_size(c.oid) > 0")"
+
+# a trigger: an incoming call moves the deal, on its worker's shard
+q "INSERT INTO crm.trigger (stage_id, name, event) VALUES (crm.stage('deal', 'executing'), 'Call', 'incoming_call')"
+q "INSERT INTO crm.activity (entity_type, entity_id, type, direction) VALUES ('deal', 5, 'call', 'incoming'), ('deal', 6, 'call', 'incoming')"
+check "an incoming call moved the deals (trigger on the shard)" "executing executing" \
+	"$(q "SELECT string_agg(s.code, ' ' ORDER BY d.id) FROM crm.deal d JOIN crm.stage s ON s.id = d.stage_id WHERE d.id IN (5, 6)")"
+check "the trigger's decisions are logged" "2|fired" \
+	"$(q "SELECT count(*), string_agg(DISTINCT status, ',') FROM crm.automation_log WHERE kind = 'trigger'")"
+
+# delayed robots: a job each, cancelled when the deal leaves the stage
+q "INSERT INTO crm.robot (stage_id, name, action, params, sort, delay)
+   VALUES (crm.stage('deal', 'final_invoice'), 'later', 'add_comment', '{\"text\": \"Later\"}', 10, '{\"after\": \"1 hour\"}')"
+q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'final_invoice') WHERE id BETWEEN 1 AND 20"
+check "a delayed robot leaves a pending job per deal" "20|pending" \
+	"$(q "SELECT count(*), string_agg(DISTINCT status, ',') FROM crm.job")"
+q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'won') WHERE id BETWEEN 1 AND 10"
+check "leaving the stage cancels the jobs and their log rows" "10|10|10" \
+	"$(q "SELECT count(*) FILTER (WHERE status = 'cancelled') || '|' || count(*) FILTER (WHERE status = 'pending')
+		   FROM crm.job")|$(q "SELECT count(*) FROM crm.robot_log WHERE name = 'later' AND status = 'cancelled'")"
+
+# a connection already open on a worker node sees a robot added on the coordinator
+coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
+w() {
+	local line out=""
+	printf '%s;\n\\echo __done__\n' "$1" >&"${SESSION_W[1]}"
+	while IFS= read -r -t 20 line <&"${SESSION_W[0]}"; do
+		[ "$line" = __done__ ] && break
+		out+="$line"$'\n'
+	done
+	printf '%s' "$out"
+}
+w "UPDATE crm.deal SET stage_id = crm.stage('deal', 'prepayment_invoice') WHERE id IN (30, 31)" >/dev/null
+q "INSERT INTO crm.robot (stage_id, name, action, params, sort)
+   VALUES (crm.stage('deal', 'prepayment_invoice'), 'new', 'add_comment', '{\"text\": \"Added later\"}', 10)"
+w "UPDATE crm.deal SET stage_id = crm.stage('deal', 'new') WHERE id IN (30, 31)" >/dev/null
+w "UPDATE crm.deal SET stage_id = crm.stage('deal', 'prepayment_invoice') WHERE id IN (30, 31)" >/dev/null
+check "an open connection on a worker node runs a robot added on the coordinator" 2 \
+	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE text = 'Added later'")"
+
+# a deal written through a worker node: an id of that node's range, robots run
+out=$(w "INSERT INTO crm.deal (title, responsible_id, stage_id) VALUES ('From a worker', 1, crm.stage('deal', 'preparation')) RETURNING id")
+id=$(echo "$out" | head -n 1)
+check "a deal inserted on a worker node takes an id of its range" t \
+	"$(q "SELECT $id >= (1::bigint << 48) AND count(*) = 1 FROM crm.deal WHERE id = $id")"
+check "and its robots ran" 3 "$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = $id")"
+printf '\\q\n' >&"${SESSION_W[1]}" || true
+wait "$SESSION_W_PID" 2>/dev/null || true
+
+check "no server crashed" 0 "$(cat "$CRM_CITUS_DIR"/*.log | grep -c 'terminated by signal' || true)"
+it_end
