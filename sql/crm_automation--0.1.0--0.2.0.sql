@@ -2845,3 +2845,555 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION crm._outbox_shard_claims() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- The admin functions on the coordinator of a distributed installation
+-- (issue 16, item 5): what Citus does not plan is written another way, with
+-- the same effect on a single node (INSERT ... SELECT instead of a subquery
+-- in VALUES, PL/pgSQL instead of SQL functions with parameters, rows locked
+-- by their distribution column too, reference rows deleted over one
+-- connection per node).
+-- ---------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION crm.cleanup_jobs(older_than interval DEFAULT NULL) RETURNS bigint
+-- PL/pgSQL, the limit a parameter: Citus plans no SQL function with
+-- parameters on distributed tables, nor a stable function in a COALESCE of a
+-- DELETE there
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+	v_before timestamptz := now() - coalesce(older_than, current_setting('crm.job_retention')::interval);
+BEGIN
+	WITH d AS (
+		DELETE FROM crm.job
+		 WHERE status IN ('done', 'cancelled')
+		   AND updated_at < v_before
+		RETURNING 1)
+	SELECT count(*) INTO n FROM d;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.add_robot(stage_id bigint, action text, params jsonb DEFAULT '{}',
+							  condition jsonb DEFAULT NULL, delay jsonb DEFAULT NULL,
+							  name text DEFAULT NULL, after_previous boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	s crm.stage := crm._stage(add_robot.stage_id);
+	v_id bigint;
+BEGIN
+	PERFORM crm._check_robot_name(s.id, add_robot.name, NULL);
+	PERFORM crm._validate_robot(s.id, add_robot.action, coalesce(add_robot.params, '{}'),
+								add_robot.condition, add_robot.delay, NULL);
+	INSERT INTO crm.robot (stage_id, name, action, params, condition, delay, after_previous, sort,
+						   created_by)
+	SELECT s.id, add_robot.name, add_robot.action, coalesce(add_robot.params, '{}'),
+		   add_robot.condition, add_robot.delay, coalesce(add_robot.after_previous, false),
+		   coalesce(max(r.sort), 0) + 10, nullif(current_setting('crm.user_id')::bigint, 0)
+	  FROM crm.robot r WHERE r.stage_id = s.id
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.delete_robot(robot_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: the robot's row is deleted over the connections that read its jobs
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
+DECLARE
+	r crm.robot := crm._robot(delete_robot.robot_id);
+	-- a parameter: Citus takes no volatile function in an UPDATE of a distributed table
+	v_now timestamptz := clock_timestamp();
+BEGIN
+	-- its scheduled runs go with it
+	WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()
+				WHERE job.robot_id = r.id AND status = 'pending' RETURNING log_id)
+	UPDATE crm.automation_log l SET status = 'cancelled', finished_at = v_now
+	  FROM j WHERE l.id = j.log_id;
+	DELETE FROM crm.robot WHERE id = r.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.copy_robot(robot_id bigint, to_stage_id bigint) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r crm.robot := crm._robot(copy_robot.robot_id);
+	s crm.stage := crm._stage(copy_robot.to_stage_id);
+	v_id bigint;
+BEGIN
+	PERFORM crm._check_robot_name(s.id, r.name, NULL);
+	PERFORM crm._validate_robot(s.id, r.action, r.params, r.condition, r.delay, NULL);
+	INSERT INTO crm.robot (stage_id, name, action, params, condition, delay, after_previous, sort, active)
+	SELECT s.id, r.name, r.action, r.params, r.condition, r.delay, r.after_previous,
+		   coalesce(max(x.sort), 0) + 10, r.active
+	  FROM crm.robot x WHERE x.stage_id = s.id
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.item_automation(entity_type text, item_id bigint)
+RETURNS TABLE (log_id bigint, kind text, name text, action text, stage text, status text,
+			   error text, outputs jsonb, planned_at timestamptz, finished_at timestamptz)
+-- PL/pgSQL: Citus plans no SQL function with parameters on distributed
+-- tables; a trace row's document is its instance's (the join stays in a shard)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN QUERY
+	SELECT * FROM (
+		SELECT l.id, l.kind, l.name, l.action, s.code, l.status, l.error,
+			   coalesce(l.outputs, l.detail), l.planned_at, l.finished_at
+		  FROM crm.robot_log l LEFT JOIN crm.stage s ON s.id = l.stage_id
+		 WHERE l.entity_type = item_automation.entity_type AND l.entity_id = item_automation.item_id
+		UNION ALL
+		-- business processes' activities: "template / activity name or place"
+		SELECT p.id, 'process', t.name || ' / ' || coalesce(p.name, p.path), p.type, NULL, p.status,
+			   p.error, p.outputs, p.started_at, p.finished_at
+		  FROM crm.process_instance i
+		  JOIN crm.process_log p ON p.document_id = i.document_id AND p.instance_id = i.id
+		  JOIN crm.process_template t ON t.id = i.template_id
+		 WHERE i.document_type = item_automation.entity_type AND i.document_id = item_automation.item_id
+	) h (log_id, kind, name, action, stage, status, error, outputs, planned_at, finished_at)
+	 ORDER BY h.planned_at, h.kind, h.log_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.add_trigger(stage_id bigint, event text, params jsonb DEFAULT '{}',
+								condition jsonb DEFAULT NULL, name text DEFAULT NULL,
+								allow_backwards boolean DEFAULT false,
+								on_behalf_of bigint DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_id bigint;
+BEGIN
+	PERFORM crm._validate_trigger(add_trigger.stage_id, add_trigger.event,
+								  coalesce(add_trigger.params, '{}'), add_trigger.condition,
+								  add_trigger.on_behalf_of);
+	INSERT INTO crm.trigger (stage_id, name, event, params, condition, allow_backwards,
+							 on_behalf_of, sort)
+	SELECT add_trigger.stage_id, crm._trigger_name(add_trigger.name, add_trigger.event),
+		   add_trigger.event, coalesce(add_trigger.params, '{}'), add_trigger.condition,
+		   coalesce(add_trigger.allow_backwards, false), add_trigger.on_behalf_of,
+		   coalesce(max(t.sort), 0) + 10
+	  FROM crm.trigger t WHERE t.stage_id = add_trigger.stage_id
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.copy_trigger(trigger_id bigint, to_stage_id bigint) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t crm.trigger := crm._trigger(copy_trigger.trigger_id);
+	v_id bigint;
+BEGIN
+	PERFORM crm._validate_trigger(copy_trigger.to_stage_id, t.event, t.params, t.condition,
+								  t.on_behalf_of);
+	INSERT INTO crm.trigger (stage_id, name, event, params, condition, allow_backwards,
+							 on_behalf_of, sort, active)
+	SELECT copy_trigger.to_stage_id, t.name, t.event, t.params, t.condition, t.allow_backwards,
+		   t.on_behalf_of, coalesce(max(x.sort), 0) + 10, t.active
+	  FROM crm.trigger x WHERE x.stage_id = copy_trigger.to_stage_id
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.record_incoming(channel text, address text, subject text DEFAULT NULL,
+									body text DEFAULT NULL, status text DEFAULT 'completed',
+									responsible_id bigint DEFAULT NULL,
+									OUT entity_type text, OUT entity_id bigint,
+									OUT activity_id bigint, OUT created_lead boolean)
+RETURNS record
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_channel text := lower(btrim(record_incoming.channel));
+	v_address text := btrim(record_incoming.address);
+	v_status text := coalesce(record_incoming.status, 'completed');
+	v_key text;
+	v_type text;
+	v_id bigint;
+	v_responsible bigint := record_incoming.responsible_id;
+BEGIN
+	created_lead := false;
+	IF record_incoming.channel IS NULL OR record_incoming.address IS NULL THEN
+		RAISE EXCEPTION '% must not be null', CASE WHEN record_incoming.channel IS NULL THEN 'channel' ELSE 'address' END
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'For example crm.record_incoming(''call'', ''+33 6 11 22 33 44'').';
+	END IF;
+	IF v_channel NOT IN ('call', 'email') THEN
+		RAISE EXCEPTION 'unknown channel "%"', left(record_incoming.channel, 40)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'The channel is call or email.';
+	END IF;
+	IF v_address ~ '[[:cntrl:]]' THEN
+		RAISE EXCEPTION 'address must not contain line breaks or other control characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give one phone number or one e-mail address.';
+	END IF;
+	IF length(v_address) > 254 THEN
+		RAISE EXCEPTION 'address is too long (% characters, at most 254)', length(v_address)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give one phone number or one e-mail address.';
+	END IF;
+	IF v_channel = 'call' THEN
+		v_key := crm.phone_key(v_address);
+		IF v_address !~ '^[+0-9 ()./-]+$' OR v_key !~ '[0-9]' THEN
+			RAISE EXCEPTION 'invalid phone number "%"', v_address
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'A phone number holds digits, a leading +, spaces and ()./- only.';
+		END IF;
+	ELSE
+		v_key := lower(v_address);
+		IF v_address !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+			RAISE EXCEPTION 'invalid e-mail address "%"', v_address
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example claire@example.org.';
+		END IF;
+	END IF;
+	IF record_incoming.subject ~ '[\r\n]' OR length(record_incoming.subject) > 1000 THEN
+		RAISE EXCEPTION 'subject must be one line of at most 1000 characters'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Put the rest in body.';
+	END IF;
+	IF length(record_incoming.body) > 1048576 THEN
+		RAISE EXCEPTION 'body is too long (% characters, at most 1048576)', length(record_incoming.body)
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF v_status NOT IN ('completed', 'missed') OR (v_channel = 'email' AND v_status <> 'completed') THEN
+		RAISE EXCEPTION 'invalid status "%" for an incoming %', left(v_status, 40), v_channel
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A call is completed or missed; an e-mail is completed.';
+	END IF;
+
+	-- an address on the exceptions list is not recorded (crm.activity_exceptions)
+	IF EXISTS (SELECT FROM crm.exception_list x
+				WHERE x.type = CASE WHEN v_channel = 'call' THEN 'phone' ELSE 'email' END AND x.key = v_key) THEN
+		RETURN;
+	END IF;
+
+	IF v_channel = 'call' THEN
+		SELECT 'contact', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+		  FROM crm.contact c WHERE crm.phone_key(c.phone) = v_key ORDER BY c.id LIMIT 1;
+		IF v_id IS NULL THEN
+			SELECT 'company', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.company c WHERE crm.phone_key(c.phone) = v_key ORDER BY c.id LIMIT 1;
+		END IF;
+		IF v_id IS NULL THEN
+			SELECT 'lead', l.id, l.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.lead l WHERE NOT l.converted AND crm.phone_key(l.phone) = v_key ORDER BY l.id LIMIT 1;
+		END IF;
+	ELSE
+		SELECT 'contact', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+		  FROM crm.contact c WHERE lower(c.email) = v_key ORDER BY c.id LIMIT 1;
+		IF v_id IS NULL THEN
+			SELECT 'company', c.id, c.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.company c WHERE lower(c.email) = v_key ORDER BY c.id LIMIT 1;
+		END IF;
+		IF v_id IS NULL THEN
+			SELECT 'lead', l.id, l.responsible_id INTO v_type, v_id, v_responsible
+			  FROM crm.lead l WHERE NOT l.converted AND lower(l.email) = v_key ORDER BY l.id LIMIT 1;
+		END IF;
+	END IF;
+	v_responsible := coalesce(record_incoming.responsible_id, v_responsible);
+
+	IF v_id IS NULL THEN
+		IF NOT current_setting('crm.create_lead_from_unknown')::boolean THEN
+			RETURN;
+		END IF;
+		INSERT INTO crm.lead (title, phone, email, source, responsible_id)
+		VALUES (CASE WHEN v_channel = 'call' THEN 'Call from ' || v_address
+				ELSE coalesce(nullif(btrim(record_incoming.subject), ''), 'E-mail from ' || v_address) END,
+				CASE WHEN v_channel = 'call' THEN v_address END,
+				CASE WHEN v_channel = 'email' THEN v_address END,
+				v_channel, v_responsible)
+		RETURNING id INTO v_id;
+		v_type := 'lead';
+		created_lead := true;
+	END IF;
+
+	INSERT INTO crm.activity (entity_type, entity_id, type, direction, status, subject, description,
+							  remote_address, responsible_id, completed)
+	VALUES (v_type, v_id, v_channel, 'incoming', v_status,
+			coalesce(record_incoming.subject, CASE WHEN v_channel = 'call' THEN 'Incoming call' ELSE '' END),
+			record_incoming.body, v_address, v_responsible, true)
+	RETURNING id INTO activity_id;
+	entity_type := v_type;
+	entity_id := v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.delete_stage(stage_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: rows of a reference table that distributed tables refer to are
+-- deleted over the connections that looked for the items
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
+DECLARE
+	s crm.stage := crm._stage(delete_stage.stage_id);
+	u record;
+BEGIN
+	u := crm._stage_in_use(s);
+	IF u.in_use THEN
+		RAISE EXCEPTION 'stage "%" still holds items', s.code
+			USING ERRCODE = 'object_in_use',
+				  DETAIL = format('Items of %s are in stage %s.', u.table_name, s.id),
+				  HINT = format('Move them to another stage first: UPDATE %s SET stage_id = ... WHERE stage_id = %s;',
+								u.table_name, s.id);
+	END IF;
+	IF NOT EXISTS (SELECT FROM crm.stage x WHERE x.pipeline_id = s.pipeline_id AND x.id <> s.id) THEN
+		RAISE EXCEPTION 'stage "%" is the last stage of its pipeline', s.code
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'A pipeline needs at least one stage; delete the pipeline instead with crm.delete_pipeline.';
+	END IF;
+	-- The stage's robots and triggers go with it.
+	DELETE FROM crm.stage WHERE id = s.id;
+	PERFORM crm._renumber_stages(s.pipeline_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.add_pipeline(entity_type text, name text) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	et crm.entity_type := crm._entity_type(add_pipeline.entity_type);
+	v_id bigint;
+BEGIN
+	IF NOT et.has_stages THEN
+		RAISE EXCEPTION 'entity type "%" has no pipelines', et.code
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Pipelines exist for leads, deals, quotes, invoices and smart processes.';
+	END IF;
+	IF NOT et.multiple_pipelines THEN
+		RAISE EXCEPTION 'entity type "%" has a single pipeline', et.code
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Add stages to its default pipeline: crm.add_stage(crm.default_pipeline(''' || et.code || '''), ...).';
+	END IF;
+	IF add_pipeline.name IS NULL OR btrim(add_pipeline.name) = '' THEN
+		RAISE EXCEPTION 'pipeline name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give the pipeline a name, e.g. ''Wholesale''.';
+	END IF;
+	IF EXISTS (SELECT FROM crm.pipeline p WHERE p.entity_type = et.code AND p.name = btrim(add_pipeline.name)) THEN
+		RAISE EXCEPTION 'pipeline "%" already exists for %', btrim(add_pipeline.name), et.code
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Pipeline names are unique per entity type.';
+	END IF;
+	INSERT INTO crm.pipeline (entity_type, name, sort)
+	SELECT et.code, btrim(add_pipeline.name), coalesce(max(p.sort), 0) + 10
+	  FROM crm.pipeline p WHERE p.entity_type = et.code
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.delete_pipeline(pipeline_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: rows of a reference table that distributed tables refer to are
+-- deleted over the connections that looked for the items
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
+DECLARE
+	p crm.pipeline := crm._pipeline(delete_pipeline.pipeline_id);
+	s crm.stage;
+	u record;
+BEGIN
+	IF p.is_default THEN
+		RAISE EXCEPTION 'pipeline "%" is the default pipeline of %', p.name, p.entity_type
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'New items land in the default pipeline; it cannot be deleted.';
+	END IF;
+	FOR s IN SELECT * FROM crm.stage WHERE stage.pipeline_id = p.id LOOP
+		u := crm._stage_in_use(s);
+		IF u.in_use THEN
+			RAISE EXCEPTION 'pipeline "%" still holds items', p.name
+				USING ERRCODE = 'object_in_use',
+					  DETAIL = format('Items of %s are in its stage "%s".', u.table_name, s.code),
+					  HINT = 'Move them to another pipeline first.';
+		END IF;
+	END LOOP;
+	DELETE FROM crm.pipeline WHERE id = p.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.delete_provider(provider_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Citus: the provider's row is deleted over the connections that read the
+-- outbox, and the outbox read with SELECT 1 (Citus plans no subquery without
+-- columns on a distributed table)
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
+DECLARE
+	v	crm.provider := crm._provider(provider_id);
+BEGIN
+	IF EXISTS (SELECT 1 FROM crm.outbox o
+				WHERE o.provider_id = v.id AND o.status IN ('pending', 'sending', 'failed')) THEN
+		RAISE EXCEPTION '% provider "%" has messages waiting to be sent', v.channel, v.name
+			USING ERRCODE = 'object_in_use',
+				  HINT = 'Wait for them, or disable it with crm.update_provider(id, active => false).';
+	END IF;
+	DELETE FROM crm.provider p WHERE p.id = v.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.retry_message(message_id bigint) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_status	text;
+	v_entity	bigint;
+BEGIN
+	IF message_id IS NULL THEN
+		RAISE EXCEPTION 'message id must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'See SELECT id, last_error FROM crm.outbox_dead.';
+	END IF;
+	SELECT o.entity_id INTO v_entity FROM crm.outbox o WHERE o.id = message_id;
+	IF FOUND THEN
+		SELECT o.status INTO v_status FROM crm.outbox o
+		 WHERE (o.entity_id = v_entity OR (v_entity IS NULL AND o.entity_id IS NULL))
+		   AND o.id = message_id FOR UPDATE;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'outbox message % does not exist', message_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT id, last_error FROM crm.outbox_dead.';
+	END IF;
+	IF v_status NOT IN ('failed', 'dead') THEN
+		RETURN false;
+	END IF;
+	UPDATE crm.outbox
+	   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
+		   updated_at = now()
+	 WHERE (entity_id = v_entity OR (v_entity IS NULL AND entity_id IS NULL)) AND id = message_id;
+	RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.retry_dead(channel text DEFAULT NULL) RETURNS bigint
+-- PL/pgSQL: Citus plans no SQL function with parameters on distributed tables
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+BEGIN
+	WITH r AS (
+		UPDATE crm.outbox o
+		   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
+			   updated_at = now()
+		 WHERE o.status = 'dead' AND (retry_dead.channel IS NULL OR o.channel = retry_dead.channel)
+		RETURNING 1)
+	SELECT count(*) INTO n FROM r;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.cleanup_outbox(older_than interval DEFAULT NULL) RETURNS bigint
+-- PL/pgSQL, the limit a parameter: Citus plans no SQL function with
+-- parameters on distributed tables, nor a stable function in a COALESCE of a
+-- DELETE there
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+	v_before timestamptz := now() - coalesce(older_than, current_setting('crm.outbox_retention')::interval);
+BEGIN
+	WITH d AS (
+		DELETE FROM crm.outbox
+		 WHERE status = 'sent'
+		   AND sent_at < v_before
+		RETURNING 1)
+	SELECT count(*) INTO n FROM d;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.add_process_template(document_type text, name text, definition jsonb,
+										 auto_start text[] DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_type text := crm._process_document_type(add_process_template.document_type);
+	v_id bigint;
+BEGIN
+	PERFORM crm._check_process_name(v_type, add_process_template.name, NULL);
+	PERFORM crm._check_auto_start(add_process_template.auto_start);
+	IF add_process_template.definition IS NULL THEN
+		RAISE EXCEPTION 'a process template needs a definition'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'For example {"activities": [{"type": "add_comment", "text": "Started"}]}.';
+	END IF;
+	PERFORM crm._validate_process_template(v_type, add_process_template.definition);
+	PERFORM crm._check_auto_start_parameters(add_process_template.auto_start, add_process_template.definition);
+	INSERT INTO crm.process_template (document_type, name, definition, auto_start, created_by)
+	SELECT v_type, add_process_template.name, add_process_template.definition,
+		   crm._auto_start(add_process_template.auto_start), max(u.id)
+	  FROM crm.user u WHERE u.id = nullif(current_setting('crm.user_id')::bigint, 0)
+	RETURNING id INTO v_id;
+	RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.delete_process_template(template_id bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: the template's row is deleted over the connections that cancelled the timers
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
+DECLARE
+	t crm.process_template := crm._process_template(delete_process_template.template_id);
+BEGIN
+	UPDATE crm.job j SET status = 'cancelled', updated_at = now()
+	  FROM crm.process_instance i
+	 WHERE i.template_id = t.id AND j.process_instance_id = i.id AND j.status = 'pending'
+	   AND j.entity_type = i.document_type AND j.entity_id = i.document_id;
+	DELETE FROM crm.process_template WHERE id = t.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.stop_process(instance_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	i crm.process_instance;
+	v_document bigint;
+BEGIN
+	SELECT p.document_id INTO v_document FROM crm.process_instance p WHERE p.id = stop_process.instance_id;
+	IF FOUND THEN
+		SELECT * INTO i FROM crm.process_instance p
+		 WHERE p.document_id = v_document AND p.id = stop_process.instance_id FOR UPDATE;
+	END IF;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'process instance % does not exist', stop_process.instance_id
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT id, template, document_id, status FROM crm.process_instances;';
+	END IF;
+	IF i.status NOT IN ('running', 'waiting') THEN
+		RAISE EXCEPTION 'process instance % is not running (it is %)', i.id, i.status
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Only running and waiting instances can be stopped.';
+	END IF;
+	UPDATE crm.job SET status = 'cancelled', updated_at = now()
+	 WHERE process_instance_id = i.id AND status = 'pending'
+	   AND entity_type = i.document_type AND entity_id = i.document_id;
+	UPDATE crm.process_instance
+	   SET status = 'stopped', finished_at = now(), state = state - 'definition'
+	 WHERE document_id = i.document_id AND id = i.id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.document_processes(document_type text, document_id bigint)
+RETURNS TABLE (instance_id bigint, template text, status text, status_text text,
+			   current_activity text, waiting_for text, error text, started_at timestamptz,
+			   finished_at timestamptz)
+-- PL/pgSQL: Citus plans no SQL function with parameters on distributed tables
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN QUERY
+	SELECT i.id, t.name, i.status, i.status_text, i.current_activity,
+		   CASE WHEN i.status = 'waiting' THEN i.state ->> 'waiting_for' END,
+		   i.error, i.created_at, i.finished_at
+	  FROM crm.process_instance i
+	  JOIN crm.process_template t ON t.id = i.template_id
+	 WHERE i.document_type = document_processes.document_type
+	   AND i.document_id = document_processes.document_id
+	 ORDER BY i.created_at DESC, i.id DESC;
+END
+$$;

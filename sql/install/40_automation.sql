@@ -393,11 +393,20 @@ COMMENT ON FUNCTION crm.run_due_jobs(integer) IS
 -- (failed ones stay, as dead messages do); the job runner calls it every
 -- few minutes.  Returns how many were deleted.
 CREATE FUNCTION crm.cleanup_jobs(older_than interval DEFAULT NULL) RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+-- PL/pgSQL, the limit a parameter: Citus plans no SQL function with
+-- parameters on distributed tables, nor a stable function in a COALESCE of a
+-- DELETE there
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+	v_before timestamptz := now() - coalesce(older_than, current_setting('crm.job_retention')::interval);
+BEGIN
 	WITH d AS (
 		DELETE FROM crm.job
 		 WHERE status IN ('done', 'cancelled')
-		   AND updated_at < now() - coalesce(older_than, current_setting('crm.job_retention')::interval)
+		   AND updated_at < v_before
 		RETURNING 1)
-	SELECT count(*) FROM d;
+	SELECT count(*) INTO n FROM d;
+	RETURN n;
+END
 $$;

@@ -132,10 +132,10 @@ BEGIN
 								add_robot.condition, add_robot.delay, NULL);
 	INSERT INTO crm.robot (stage_id, name, action, params, condition, delay, after_previous, sort,
 						   created_by)
-	VALUES (s.id, add_robot.name, add_robot.action, coalesce(add_robot.params, '{}'),
-			add_robot.condition, add_robot.delay, coalesce(add_robot.after_previous, false),
-			coalesce((SELECT max(r.sort) FROM crm.robot r WHERE r.stage_id = s.id), 0) + 10,
-			nullif(current_setting('crm.user_id')::bigint, 0))
+	SELECT s.id, add_robot.name, add_robot.action, coalesce(add_robot.params, '{}'),
+		   add_robot.condition, add_robot.delay, coalesce(add_robot.after_previous, false),
+		   coalesce(max(r.sort), 0) + 10, nullif(current_setting('crm.user_id')::bigint, 0)
+	  FROM crm.robot r WHERE r.stage_id = s.id
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END
@@ -172,14 +172,19 @@ END
 $$;
 
 CREATE FUNCTION crm.delete_robot(robot_id bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: the robot's row is deleted over the connections that read its jobs
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
 DECLARE
 	r crm.robot := crm._robot(delete_robot.robot_id);
+	-- a parameter: Citus takes no volatile function in an UPDATE of a distributed table
+	v_now timestamptz := clock_timestamp();
 BEGIN
 	-- its scheduled runs go with it
 	WITH j AS (UPDATE crm.job SET status = 'cancelled', updated_at = now()
 				WHERE job.robot_id = r.id AND status = 'pending' RETURNING log_id)
-	UPDATE crm.automation_log l SET status = 'cancelled', finished_at = clock_timestamp()
+	UPDATE crm.automation_log l SET status = 'cancelled', finished_at = v_now
 	  FROM j WHERE l.id = j.log_id;
 	DELETE FROM crm.robot WHERE id = r.id;
 END
@@ -196,8 +201,9 @@ BEGIN
 	PERFORM crm._check_robot_name(s.id, r.name, NULL);
 	PERFORM crm._validate_robot(s.id, r.action, r.params, r.condition, r.delay, NULL);
 	INSERT INTO crm.robot (stage_id, name, action, params, condition, delay, after_previous, sort, active)
-	VALUES (s.id, r.name, r.action, r.params, r.condition, r.delay, r.after_previous,
-			coalesce((SELECT max(x.sort) FROM crm.robot x WHERE x.stage_id = s.id), 0) + 10, r.active)
+	SELECT s.id, r.name, r.action, r.params, r.condition, r.delay, r.after_previous,
+		   coalesce(max(x.sort), 0) + 10, r.active
+	  FROM crm.robot x WHERE x.stage_id = s.id
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END
@@ -228,7 +234,11 @@ $$;
 CREATE FUNCTION crm.item_automation(entity_type text, item_id bigint)
 RETURNS TABLE (log_id bigint, kind text, name text, action text, stage text, status text,
 			   error text, outputs jsonb, planned_at timestamptz, finished_at timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+-- PL/pgSQL: Citus plans no SQL function with parameters on distributed
+-- tables; a trace row's document is its instance's (the join stays in a shard)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN QUERY
 	SELECT * FROM (
 		SELECT l.id, l.kind, l.name, l.action, s.code, l.status, l.error,
 			   coalesce(l.outputs, l.detail), l.planned_at, l.finished_at
@@ -239,9 +249,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 		SELECT p.id, 'process', t.name || ' / ' || coalesce(p.name, p.path), p.type, NULL, p.status,
 			   p.error, p.outputs, p.started_at, p.finished_at
 		  FROM crm.process_instance i
-		  JOIN crm.process_log p ON p.instance_id = i.id
+		  JOIN crm.process_log p ON p.document_id = i.document_id AND p.instance_id = i.id
 		  JOIN crm.process_template t ON t.id = i.template_id
 		 WHERE i.document_type = item_automation.entity_type AND i.document_id = item_automation.item_id
 	) h (log_id, kind, name, action, stage, status, error, outputs, planned_at, finished_at)
 	 ORDER BY h.planned_at, h.kind, h.log_id;
+END
 $$;

@@ -138,10 +138,11 @@ BEGIN
 								  add_trigger.on_behalf_of);
 	INSERT INTO crm.trigger (stage_id, name, event, params, condition, allow_backwards,
 							 on_behalf_of, sort)
-	VALUES (add_trigger.stage_id, crm._trigger_name(add_trigger.name, add_trigger.event),
-			add_trigger.event, coalesce(add_trigger.params, '{}'), add_trigger.condition,
-			coalesce(add_trigger.allow_backwards, false), add_trigger.on_behalf_of,
-			coalesce((SELECT max(t.sort) FROM crm.trigger t WHERE t.stage_id = add_trigger.stage_id), 0) + 10)
+	SELECT add_trigger.stage_id, crm._trigger_name(add_trigger.name, add_trigger.event),
+		   add_trigger.event, coalesce(add_trigger.params, '{}'), add_trigger.condition,
+		   coalesce(add_trigger.allow_backwards, false), add_trigger.on_behalf_of,
+		   coalesce(max(t.sort), 0) + 10
+	  FROM crm.trigger t WHERE t.stage_id = add_trigger.stage_id
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END
@@ -197,10 +198,9 @@ BEGIN
 								  t.on_behalf_of);
 	INSERT INTO crm.trigger (stage_id, name, event, params, condition, allow_backwards,
 							 on_behalf_of, sort, active)
-	VALUES (copy_trigger.to_stage_id, t.name, t.event, t.params, t.condition, t.allow_backwards,
-			t.on_behalf_of,
-			coalesce((SELECT max(x.sort) FROM crm.trigger x WHERE x.stage_id = copy_trigger.to_stage_id), 0) + 10,
-			t.active)
+	SELECT copy_trigger.to_stage_id, t.name, t.event, t.params, t.condition, t.allow_backwards,
+		   t.on_behalf_of, coalesce(max(x.sort), 0) + 10, t.active
+	  FROM crm.trigger x WHERE x.stage_id = copy_trigger.to_stage_id
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END
@@ -492,7 +492,7 @@ BEGIN
 
 	-- an address on the exceptions list is not recorded (crm.activity_exceptions)
 	IF EXISTS (SELECT FROM crm.exception_list x
-				WHERE x.type = CASE v_channel WHEN 'call' THEN 'phone' ELSE 'email' END AND x.key = v_key) THEN
+				WHERE x.type = CASE WHEN v_channel = 'call' THEN 'phone' ELSE 'email' END AND x.key = v_key) THEN
 		RETURN;
 	END IF;
 
@@ -526,7 +526,7 @@ BEGIN
 			RETURN;
 		END IF;
 		INSERT INTO crm.lead (title, phone, email, source, responsible_id)
-		VALUES (CASE v_channel WHEN 'call' THEN 'Call from ' || v_address
+		VALUES (CASE WHEN v_channel = 'call' THEN 'Call from ' || v_address
 				ELSE coalesce(nullif(btrim(record_incoming.subject), ''), 'E-mail from ' || v_address) END,
 				CASE WHEN v_channel = 'call' THEN v_address END,
 				CASE WHEN v_channel = 'email' THEN v_address END,
@@ -539,7 +539,7 @@ BEGIN
 	INSERT INTO crm.activity (entity_type, entity_id, type, direction, status, subject, description,
 							  remote_address, responsible_id, completed)
 	VALUES (v_type, v_id, v_channel, 'incoming', v_status,
-			coalesce(record_incoming.subject, CASE v_channel WHEN 'call' THEN 'Incoming call' ELSE '' END),
+			coalesce(record_incoming.subject, CASE WHEN v_channel = 'call' THEN 'Incoming call' ELSE '' END),
 			record_incoming.body, v_address, v_responsible, true)
 	RETURNING id INTO activity_id;
 	entity_type := v_type;

@@ -208,7 +208,11 @@ END
 $$;
 
 CREATE FUNCTION crm.delete_stage(stage_id bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: rows of a reference table that distributed tables refer to are
+-- deleted over the connections that looked for the items
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
 DECLARE
 	s crm.stage := crm._stage(delete_stage.stage_id);
 	u record;
@@ -259,8 +263,8 @@ BEGIN
 				  HINT = 'Pipeline names are unique per entity type.';
 	END IF;
 	INSERT INTO crm.pipeline (entity_type, name, sort)
-	VALUES (et.code, btrim(add_pipeline.name),
-			coalesce((SELECT max(sort) FROM crm.pipeline p WHERE p.entity_type = et.code), 0) + 10)
+	SELECT et.code, btrim(add_pipeline.name), coalesce(max(p.sort), 0) + 10
+	  FROM crm.pipeline p WHERE p.entity_type = et.code
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END
@@ -269,7 +273,11 @@ COMMENT ON FUNCTION crm.add_pipeline(text, text) IS
 	'Adds an empty pipeline to an entity type with several pipelines (deals, smart processes); add its stages with crm.add_stage';
 
 CREATE FUNCTION crm.delete_pipeline(pipeline_id bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: rows of a reference table that distributed tables refer to are
+-- deleted over the connections that looked for the items
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
 DECLARE
 	p crm.pipeline := crm._pipeline(delete_pipeline.pipeline_id);
 	s crm.stage;

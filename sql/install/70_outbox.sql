@@ -504,11 +504,16 @@ END
 $$;
 
 CREATE FUNCTION crm.delete_provider(provider_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Citus: the provider's row is deleted over the connections that read the
+-- outbox, and the outbox read with SELECT 1 (Citus plans no subquery without
+-- columns on a distributed table)
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
 DECLARE
 	v	crm.provider := crm._provider(provider_id);
 BEGIN
-	IF EXISTS (SELECT FROM crm.outbox o
+	IF EXISTS (SELECT 1 FROM crm.outbox o
 				WHERE o.provider_id = v.id AND o.status IN ('pending', 'sending', 'failed')) THEN
 		RAISE EXCEPTION '% provider "%" has messages waiting to be sent', v.channel, v.name
 			USING ERRCODE = 'object_in_use',
@@ -837,17 +842,26 @@ COMMENT ON FUNCTION crm.retry_schedule() IS
 
 -- Requeues one failed or dead message for an immediate attempt, with a
 -- fresh count of attempts.
+-- The message is found, then locked and changed, by its item too: on Citus
+-- its item (entity_id) is the outbox's distribution column, and a row is
+-- locked in its shard only.
 CREATE FUNCTION crm.retry_message(message_id bigint) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	v_status	text;
+	v_entity	bigint;
 BEGIN
 	IF message_id IS NULL THEN
 		RAISE EXCEPTION 'message id must not be null'
 			USING ERRCODE = 'null_value_not_allowed',
 				  HINT = 'See SELECT id, last_error FROM crm.outbox_dead.';
 	END IF;
-	SELECT status INTO v_status FROM crm.outbox WHERE id = message_id FOR UPDATE;
+	SELECT o.entity_id INTO v_entity FROM crm.outbox o WHERE o.id = message_id;
+	IF FOUND THEN
+		SELECT o.status INTO v_status FROM crm.outbox o
+		 WHERE (o.entity_id = v_entity OR (v_entity IS NULL AND o.entity_id IS NULL))
+		   AND o.id = message_id FOR UPDATE;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'outbox message % does not exist', message_id
 			USING ERRCODE = 'undefined_object',
@@ -859,33 +873,48 @@ BEGIN
 	UPDATE crm.outbox
 	   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
 		   updated_at = now()
-	 WHERE id = message_id;
+	 WHERE (entity_id = v_entity OR (v_entity IS NULL AND entity_id IS NULL)) AND id = message_id;
 	RETURN true;
 END
 $$;
 
 CREATE FUNCTION crm.retry_dead(channel text DEFAULT NULL) RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+-- PL/pgSQL: Citus plans no SQL function with parameters on distributed tables
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+BEGIN
 	WITH r AS (
 		UPDATE crm.outbox o
 		   SET status = 'pending', attempts = 0, next_attempt_at = now(), lease_until = NULL,
 			   updated_at = now()
 		 WHERE o.status = 'dead' AND (retry_dead.channel IS NULL OR o.channel = retry_dead.channel)
 		RETURNING 1)
-	SELECT count(*) FROM r;
+	SELECT count(*) INTO n FROM r;
+	RETURN n;
+END
 $$;
 COMMENT ON FUNCTION crm.retry_dead(text) IS 'Requeues every dead message (of one channel); returns how many';
 
 -- Deletes sent messages older than crm.outbox_retention; the worker calls it
 -- every few minutes.  Returns how many were deleted.
 CREATE FUNCTION crm.cleanup_outbox(older_than interval DEFAULT NULL) RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+-- PL/pgSQL, the limit a parameter: Citus plans no SQL function with
+-- parameters on distributed tables, nor a stable function in a COALESCE of a
+-- DELETE there
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+	v_before timestamptz := now() - coalesce(older_than, current_setting('crm.outbox_retention')::interval);
+BEGIN
 	WITH d AS (
 		DELETE FROM crm.outbox
 		 WHERE status = 'sent'
-		   AND sent_at < now() - coalesce(older_than, current_setting('crm.outbox_retention')::interval)
+		   AND sent_at < v_before
 		RETURNING 1)
-	SELECT count(*) FROM d;
+	SELECT count(*) INTO n FROM d;
+	RETURN n;
+END
 $$;
 
 

@@ -123,9 +123,9 @@ BEGIN
 	PERFORM crm._validate_process_template(v_type, add_process_template.definition);
 	PERFORM crm._check_auto_start_parameters(add_process_template.auto_start, add_process_template.definition);
 	INSERT INTO crm.process_template (document_type, name, definition, auto_start, created_by)
-	VALUES (v_type, add_process_template.name, add_process_template.definition,
-			crm._auto_start(add_process_template.auto_start),
-			(SELECT u.id FROM crm.user u WHERE u.id = nullif(current_setting('crm.user_id')::bigint, 0)))
+	SELECT v_type, add_process_template.name, add_process_template.definition,
+		   crm._auto_start(add_process_template.auto_start), max(u.id)
+	  FROM crm.user u WHERE u.id = nullif(current_setting('crm.user_id')::bigint, 0)
 	RETURNING id INTO v_id;
 	RETURN v_id;
 END
@@ -191,7 +191,10 @@ CREATE TRIGGER process_autostart_batch AFTER INSERT OR UPDATE ON crm.drive_file
 -- Deleting a template stops its instances: their pending timers are
 -- cancelled, and the instances go with the template.
 CREATE FUNCTION crm.delete_process_template(template_id bigint) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+-- Citus: the template's row is deleted over the connections that cancelled the timers
+SET citus.multi_shard_modify_mode = 'sequential'
+AS $$
 DECLARE
 	t crm.process_template := crm._process_template(delete_process_template.template_id);
 BEGIN
@@ -280,12 +283,20 @@ $$;
 COMMENT ON FUNCTION crm.start_process(text, text, bigint, jsonb) IS
 	'Starts a business process, its template given by name, for a document of the given type; returns the instance id';
 
+-- The instance is found, then locked and changed, by its document too: on
+-- Citus the document is process_instance's distribution column, and a row is
+-- locked in its shard only.
 CREATE FUNCTION crm.stop_process(instance_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	i crm.process_instance;
+	v_document bigint;
 BEGIN
-	SELECT * INTO i FROM crm.process_instance WHERE id = stop_process.instance_id FOR UPDATE;
+	SELECT p.document_id INTO v_document FROM crm.process_instance p WHERE p.id = stop_process.instance_id;
+	IF FOUND THEN
+		SELECT * INTO i FROM crm.process_instance p
+		 WHERE p.document_id = v_document AND p.id = stop_process.instance_id FOR UPDATE;
+	END IF;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'process instance % does not exist', stop_process.instance_id
 			USING ERRCODE = 'undefined_object',
@@ -301,7 +312,7 @@ BEGIN
 	   AND entity_type = i.document_type AND entity_id = i.document_id;
 	UPDATE crm.process_instance
 	   SET status = 'stopped', finished_at = now(), state = state - 'definition'
-	 WHERE id = i.id;
+	 WHERE document_id = i.document_id AND id = i.id;
 END
 $$;
 COMMENT ON FUNCTION crm.stop_process(bigint) IS
@@ -325,7 +336,10 @@ CREATE FUNCTION crm.document_processes(document_type text, document_id bigint)
 RETURNS TABLE (instance_id bigint, template text, status text, status_text text,
 			   current_activity text, waiting_for text, error text, started_at timestamptz,
 			   finished_at timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+-- PL/pgSQL: Citus plans no SQL function with parameters on distributed tables
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	RETURN QUERY
 	SELECT i.id, t.name, i.status, i.status_text, i.current_activity,
 		   CASE WHEN i.status = 'waiting' THEN i.state ->> 'waiting_for' END,
 		   i.error, i.created_at, i.finished_at
@@ -334,6 +348,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	 WHERE i.document_type = document_processes.document_type
 	   AND i.document_id = document_processes.document_id
 	 ORDER BY i.created_at DESC, i.id DESC;
+END
 $$;
 COMMENT ON FUNCTION crm.document_processes(text, bigint) IS
 	'A document''s business-process instances with their status text, newest first';
