@@ -925,16 +925,27 @@ $$;
 -- another channel removes its secret, which must then be given again.
 CREATE FUNCTION crm._provider_secret_follows_url() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	v_secrets text := 'crm.provider_secret';
+	v_n bigint;
 BEGIN
 	IF OLD.channel IS DISTINCT FROM NEW.channel
 	   OR (NEW.channel IN ('email', 'sms', 'robocall')
 		   AND crm._url_endpoint(OLD.config->>'url') IS DISTINCT FROM crm._url_endpoint(NEW.config->>'url')) THEN
+		-- on a distributed installation this fires on each node's copy of
+		-- crm.provider (docs/citus.md): each changes its copy of the secrets
+		IF TG_TABLE_NAME <> 'provider' THEN
+			EXECUTE 'SELECT ''crm.provider_secret_'' || shardid FROM pg_catalog.pg_dist_shard
+					  WHERE logicalrelid = ''crm.provider_secret''::regclass'
+				INTO STRICT v_secrets;
+		END IF;
 		-- the client key stays: it signs the TLS handshake, never leaves
-		UPDATE crm.provider_secret s SET secret = NULL
-		 WHERE s.provider_id = NEW.id AND s.secret IS NOT NULL;
-		IF FOUND THEN
-			DELETE FROM crm.provider_secret s
-			 WHERE s.provider_id = NEW.id AND s.client_key IS NULL;
+		EXECUTE format('UPDATE %s s SET secret = NULL WHERE s.provider_id = $1 AND s.secret IS NOT NULL', v_secrets)
+			USING NEW.id;
+		GET DIAGNOSTICS v_n = ROW_COUNT;
+		IF v_n > 0 THEN
+			EXECUTE format('DELETE FROM %s s WHERE s.provider_id = $1 AND s.client_key IS NULL', v_secrets)
+				USING NEW.id;
 			RAISE NOTICE 'the secret of % provider "%" was removed: it now points to another endpoint', NEW.channel, NEW.name
 				USING HINT = 'Give it again with crm.update_provider(id, secret => ...).';
 		END IF;

@@ -1052,9 +1052,10 @@ static void
 update_instance(ProcessRun *pr, Jsonb *state)
 {
 	static SPIPlanPtr update_plan = NULL;
-	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
-	Datum		vals[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID,
+	INT8OID, TIMESTAMPTZOID};
+	Datum		vals[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	vals[0] = Int64GetDatum(pr->instance_id);
 	vals[1] = CStringGetTextDatum(pr->status);
@@ -1068,13 +1069,16 @@ update_instance(ProcessRun *pr, Jsonb *state)
 	vals[6] = JsonbPGetDatum(state);
 	vals[7] = pr->error ? CStringGetTextDatum(pr->error) : (Datum) 0;
 	nulls[7] = pr->error ? ' ' : 'n';
+	/* the document's id and the time as values: one shard, when distributed */
+	vals[8] = Int64GetDatum(pr->document_id);
+	vals[9] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	crm_exec(crm_plan(&update_plan,
 					  "UPDATE crm.process_instance SET status = $2,"
 					  " status_text = CASE WHEN $4 THEN $3 ELSE status_text END,"
 					  " current_activity = $5, variables = coalesce($6, '{}'), state = $7, error = $8,"
-					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN now() END"
-					  " WHERE id = $1",
-					  8, types), vals, nulls, false, 0);
+					  " finished_at = CASE WHEN $2 IN ('completed', 'failed', 'stopped') THEN $10 END"
+					  " WHERE id = $1 AND document_id = $9",
+					  10, types), vals, nulls, false, 0);
 }
 
 /*
