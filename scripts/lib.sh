@@ -30,8 +30,10 @@ crm_install_deps() {
 	fi
 }
 
+# PostgreSQL's programs: the system's, or those of the private copy
+# $PG_ROOT (see crm_bench_build) when it is set.
 crm_pg_bindir() {
-	pg_config --bindir
+	echo "${PG_ROOT:-}$(pg_config --bindir)"
 }
 
 crm_build_install() {

@@ -3430,3 +3430,37 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- A process's task finds its instance in its document's shard first (docs/citus.md).
+CREATE OR REPLACE FUNCTION crm._resume_on_task() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+	t crm.task := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+	v_type text;
+	v_id bigint;
+BEGIN
+	-- the instance's document first: the UPDATE then probes the index of
+	-- the document's pending jobs (job_item), whatever the statistics.  A
+	-- process's task is its document's, which names the instance's shard
+	-- on a distributed installation (docs/citus.md); else by id alone.
+	SELECT i.document_type, i.document_id INTO v_type, v_id
+	  FROM crm.process_instance i WHERE i.id = t.process_instance_id AND i.document_id = t.entity_id;
+	IF NOT FOUND THEN
+		SELECT i.document_type, i.document_id INTO v_type, v_id
+		  FROM crm.process_instance i WHERE i.id = t.process_instance_id;
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+	END IF;
+	UPDATE crm.job j
+	   SET due_at = least(j.due_at, now()), updated_at = now(),
+		   context = j.context || jsonb_build_object('task_status',
+						CASE WHEN TG_OP = 'DELETE' THEN 'deleted' ELSE t.status END)
+	 WHERE j.status = 'pending' AND j.kind = 'process_timer'
+	   AND j.entity_type = v_type AND j.entity_id = v_id
+	   AND j.process_instance_id = t.process_instance_id
+	   AND j.context @> jsonb_build_object('task_id', t.id);
+	RETURN NULL;
+END
+$$;

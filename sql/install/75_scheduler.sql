@@ -94,11 +94,17 @@ DECLARE
 	v_id bigint;
 BEGIN
 	-- the instance's document first: the UPDATE then probes the index of
-	-- the document's pending jobs (job_item), whatever the statistics
+	-- the document's pending jobs (job_item), whatever the statistics.  A
+	-- process's task is its document's, which names the instance's shard
+	-- on a distributed installation (docs/citus.md); else by id alone.
 	SELECT i.document_type, i.document_id INTO v_type, v_id
-	  FROM crm.process_instance i WHERE i.id = t.process_instance_id;
+	  FROM crm.process_instance i WHERE i.id = t.process_instance_id AND i.document_id = t.entity_id;
 	IF NOT FOUND THEN
-		RETURN NULL;
+		SELECT i.document_type, i.document_id INTO v_type, v_id
+		  FROM crm.process_instance i WHERE i.id = t.process_instance_id;
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
 	END IF;
 	UPDATE crm.job j
 	   SET due_at = least(j.due_at, now()), updated_at = now(),

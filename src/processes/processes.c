@@ -1690,9 +1690,9 @@ finish_waiting_row(ProcessRun *pr, const char *path, const char *status, const c
 				   Jsonb *outputs)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		vals[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID};
+	Datum		vals[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	/* a 0.1.0 schema, not yet updated (ALTER EXTENSION ... UPDATE) has none */
 	if (!OidIsValid(get_relname_relid("process_log", get_namespace_oid("crm", false))))
@@ -1704,12 +1704,16 @@ finish_waiting_row(ProcessRun *pr, const char *path, const char *status, const c
 	nulls[3] = error ? ' ' : 'n';
 	vals[4] = outputs ? JsonbPGetDatum(outputs) : (Datum) 0;
 	nulls[4] = outputs ? ' ' : 'n';
+	/* the document's id and the time as values: one shard, when distributed */
+	vals[5] = Int64GetDatum(pr->document_id);
+	vals[6] = TimestampTzGetDatum(GetCurrentTimestamp());
 	crm_exec(crm_plan(&plan,
 					  "UPDATE crm.process_log SET status = $3, error = $4,"
-					  " outputs = coalesce(outputs, '{}') || coalesce($5, '{}'), finished_at = clock_timestamp()"
-					  " WHERE id = (SELECT max(id) FROM crm.process_log"
-					  "              WHERE instance_id = $1 AND path = $2 AND status = 'waiting')",
-					  5, types), vals, nulls, false, 0);
+					  " outputs = coalesce(outputs, '{}') || coalesce($5, '{}'), finished_at = $7"
+					  " WHERE document_id = $6 AND instance_id = $1"
+					  "   AND id = (SELECT max(id) FROM crm.process_log"
+					  "              WHERE document_id = $6 AND instance_id = $1 AND path = $2 AND status = 'waiting')",
+					  7, types), vals, nulls, false, 0);
 }
 
 /* The job again, as it was: what the instance waits for has not happened yet. */
@@ -1717,17 +1721,18 @@ static void
 wait_again(const CrmJob *job)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT8OID};
-	Datum		vals[1];
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		vals[2];
 
 	vals[0] = Int64GetDatum(job->id);
+	vals[1] = Int64GetDatum(job->entity_id);	/* its shard, when distributed */
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.job (kind, process_instance_id, entity_type, entity_id, due_at, context)"
 					  " SELECT kind, process_instance_id, entity_type, entity_id,"
 					  "   greatest(due_at, now() + interval '100 years'),"
 					  "   context - 'task_status' - 'message_status' - 'ended_by_activity'"
-					  "  FROM crm.job WHERE id = $1",
-					  1, types), vals, NULL, false, 0);
+					  "  FROM crm.job WHERE id = $1 AND entity_id = $2",
+					  2, types), vals, NULL, false, 0);
 }
 
 /*
@@ -1740,8 +1745,8 @@ static void
 execute_process_timer(const CrmJob *job)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT8OID};
-	Datum		vals[1];
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		vals[2];
 	MemoryContext caller = CurrentMemoryContext;
 	CrmScope	scope;
 	ProcessRun	pr;
@@ -1756,10 +1761,11 @@ execute_process_timer(const CrmJob *job)
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	vals[0] = Int64GetDatum(job->process_instance_id);
+	vals[1] = Int64GetDatum(job->entity_id);	/* the document: its shard, when distributed */
 	crm_exec(crm_plan(&plan,
 					  "SELECT status, parameters, variables, state, current_activity FROM crm.process_instance"
-					  " WHERE id = $1 FOR UPDATE",
-					  1, types), vals, NULL, false, 1);
+					  " WHERE id = $1 AND document_id = $2 FOR UPDATE",
+					  2, types), vals, NULL, false, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

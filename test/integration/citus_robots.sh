@@ -100,6 +100,25 @@ check "the job runners of the nodes copy the deals, wherever the copies land" "3
 check "the copies' runs are logged done, with the new deal's id" "3|3" \
 	"$(q "SELECT count(*) FROM crm.robot_log WHERE name = 'copy' AND status = 'done'")|$(q "SELECT count(*) FROM crm.robot_log l JOIN crm.deal d ON d.id = (l.outputs ->> 'deal_id')::bigint WHERE l.name = 'copy'")"
 
+# a business process paused on a task (the approval pattern): completing
+# the task resumes it, by the job runner of the deal's node
+t=$(q "SELECT crm.add_process_template('deal', 'Approval', '{\"activities\": [
+	{\"type\": \"create_task\", \"name\": \"approve\", \"title\": \"Approve {{title}}\",
+	 \"responsible\": \"responsible\", \"wait\": true},
+	{\"type\": \"add_comment\", \"text\": \"approved: {=Activity:approve.status}\"}]}')")
+i=$(q "SELECT crm.start_process($t, 50)")
+check "the instance waits for its task, in the deal's shard" "waiting|1" \
+	"$(q "SELECT status FROM crm.process_instance WHERE id = $i AND document_id = 50")|$(q "SELECT count(*) FROM crm.task WHERE process_instance_id = $i AND entity_id = 50")"
+q "UPDATE crm.task SET status = 'completed', completed_at = now() WHERE process_instance_id = $i AND entity_id = 50"
+ran=$(( $(qw "$W1" "SELECT crm.run_due_jobs(100)") + $(qw "$W2" "SELECT crm.run_due_jobs(100)") ))
+check "completing the task resumes the instance on its node, which completes" "1|completed" \
+	"$ran|$(q "SELECT status FROM crm.process_instance WHERE id = $i")"
+check "the trace: the task done with its status, then the comment" "create_task|done|completed
+add_comment|done|" \
+	"$(q "SELECT type || '|' || status || '|' || coalesce(outputs ->> 'status', '') FROM crm.process_log WHERE instance_id = $i AND document_id = 50 ORDER BY id")"
+check "the activity after the task read its status" 1 \
+	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 50 AND text = 'approved: completed'")"
+
 # a connection already open on a worker node sees a robot added on the coordinator
 coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
 W_PID=$SESSION_W_PID	# bash unsets SESSION_W_PID once the coprocess ends
