@@ -60,6 +60,17 @@ print(n)
 PY
 )"
 
+# a delayed robot: its job is run by the job runner of the deal's node when
+# due, and its webhook delivered from there
+q "INSERT INTO crm.robot (stage_id, name, action, params, sort, delay)
+   VALUES (crm.stage('deal', 'executing'), 'later', 'webhook',
+		   jsonb_build_object('url', '$B/ok/later/{{id}}', 'body', '{}'::jsonb), 10, '{\"after\": \"2 seconds\"}')"
+q "UPDATE crm.deal SET stage_id = crm.stage('deal', 'executing') WHERE id IN (7, 8, 9, 10)"
+check "the delayed robots wait as jobs" 4 "$(q "SELECT count(*) FROM crm.job WHERE status = 'pending'")"
+wait_for "SELECT count(*) = 4 FROM crm.outbox WHERE payload ->> 'url' LIKE '%/ok/later/%' AND status = 'sent'" 30 || true
+check "the nodes' job runners ran them when due, their webhooks were sent" "4|4" \
+	"$(q "SELECT count(*) FROM crm.job WHERE status = 'done'")|$(q "SELECT count(*) FROM crm.outbox WHERE payload ->> 'url' LIKE '%/ok/later/%' AND status = 'sent'")"
+
 # a failing endpoint: retried on its node, then sent
 q "INSERT INTO crm.outbox (channel, payload, entity_type, entity_id)
    VALUES ('webhook', jsonb_build_object('url', '$B/flaky/1/x', 'body', '{}'::jsonb), 'deal', 5)"
