@@ -66,6 +66,7 @@
 #include "expr/expr.h"
 #include "processes/processes.h"
 #include "engine/robots.h"
+#include "core/citus.h"
 #include "core/guc.h"
 #include "core/index_probe.h"
 #include "core/rowsink.h"
@@ -1417,6 +1418,20 @@ crm_start_process(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Whether the definitions are Citus reference tables (core/citus.h): then
+ * an instance's rows take the INSERT, whose foreign-key checks read this
+ * node's copies, and locking a definition row FOR KEY SHARE ourselves would
+ * lock it on every node from every shard's statement (a distributed
+ * deadlock between two shards' starts).
+ */
+static bool
+references_distributed(void)
+{
+	return crm_table_is_distributed(get_relname_relid("process_template",
+													  get_namespace_oid("crm", false)));
+}
+
+/*
  * A template as its instances start: its row, and whether its definition
  * still passes the checks of crm.add_process_template (a bad one fails
  * every instance at once).  Allocated in the caller's context.
@@ -1425,6 +1440,7 @@ CrmProcessTemplate *
 crm_process_template(int64 template_id)
 {
 	static SPIPlanPtr template_plan = NULL;
+	static SPIPlanPtr template_plan_distributed = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
 	MemoryContext caller = CurrentMemoryContext;
@@ -1436,10 +1452,15 @@ crm_process_template(int64 template_id)
 
 	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	vals[0] = Int64GetDatum(template_id);
-	crm_exec(crm_plan_opts(&template_plan,
-						   "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1"
-						   " FOR KEY SHARE",
-						   1, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 1);
+	if (references_distributed())
+		crm_exec(crm_plan_opts(&template_plan_distributed,
+							   "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1",
+							   1, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 1);
+	else
+		crm_exec(crm_plan_opts(&template_plan,
+							   "SELECT document_type, definition, active FROM crm.process_template WHERE id = $1"
+							   " FOR KEY SHARE",
+							   1, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -1488,6 +1509,7 @@ static bool
 acting_user(CrmStartShared *shared, int64 *user_id)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_distributed = NULL;
 	Oid			types[1] = {INT8OID};
 	Datum		vals[1];
 	bool		exists;
@@ -1498,9 +1520,14 @@ acting_user(CrmStartShared *shared, int64 *user_id)
 	if (shared != NULL && shared->user_known && shared->user_asked == crm_acting_user_id)
 		return shared->user_exists;
 	vals[0] = Int64GetDatum((int64) crm_acting_user_id);
-	crm_exec(crm_plan_opts(&plan, "SELECT 1 FROM crm.user WHERE id = $1 FOR KEY SHARE", 1, types,
-						   CURSOR_OPT_GENERIC_PLAN),
-			 vals, NULL, false, 1);
+	if (references_distributed())
+		crm_exec(crm_plan_opts(&plan_distributed, "SELECT 1 FROM crm.user WHERE id = $1", 1, types,
+							   CURSOR_OPT_GENERIC_PLAN),
+				 vals, NULL, false, 1);
+	else
+		crm_exec(crm_plan_opts(&plan, "SELECT 1 FROM crm.user WHERE id = $1 FOR KEY SHARE", 1, types,
+							   CURSOR_OPT_GENERIC_PLAN),
+				 vals, NULL, false, 1);
 	exists = SPI_processed > 0;
 	if (shared != NULL)
 	{

@@ -119,6 +119,15 @@ add_comment|done|" \
 check "the activity after the task read its status" 1 \
 	"$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = 50 AND text = 'approved: completed'")"
 
+# auto-start on add: every deal of a multi-row INSERT, on both workers
+q "SELECT crm.add_process_template('deal', 'Welcome', '{\"activities\": [
+	{\"type\": \"set_status_text\", \"text\": \"Welcome, {{title}}\"},
+	{\"type\": \"add_comment\", \"text\": \"hi {{title}}\"}]}', auto_start => '{add}')" >/dev/null
+q "INSERT INTO crm.deal (title, responsible_id) VALUES ('Auto a', 1), ('Auto b', 1), ('Auto c', 1), ('Auto d', 1)"
+check "a template auto-starts on each new deal, in its shard" "4|4|Welcome, Auto c" \
+	"$(q "SELECT count(*) FROM crm.process_instance i JOIN crm.deal d ON d.id = i.document_id WHERE d.title LIKE 'Auto %' AND i.status = 'completed'")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text LIKE 'hi Auto %'")|$(q "SELECT status_text FROM crm.document_processes('deal', $(q "SELECT id FROM crm.deal WHERE title = 'Auto c'"))")"
+q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Welcome'"
+
 # a connection already open on a worker node sees a robot added on the coordinator
 coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
 W_PID=$SESSION_W_PID	# bash unsets SESSION_W_PID once the coprocess ends
