@@ -837,6 +837,23 @@ crm_outbox_record(List *msgs)
 	return soonest;
 }
 
+/* The record of crm_outbox_record, on crm.outbox or one of its shards (%s). */
+static const char *const record_sql =
+"UPDATE %s o"
+"   SET status = r.status, response_code = r.code, last_error = r.error,"
+"       response_excerpt = r.excerpt,"
+"       next_attempt_at = CASE r.status"
+"           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
+"           WHEN 'dead' THEN 'infinity'"
+"           ELSE o.next_attempt_at END,"
+"       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
+"       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
+"       lease_until = NULL, updated_at = now()"
+"  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+"       AS r (id, attempts, status, code, error, excerpt, delay, released)"
+" WHERE o.id = r.id AND o.attempts = r.attempts"
+"   AND o.status = 'sending'";
+
 /* crm_outbox_record for messages of crm.outbox (shard NULL) or of one shard of it */
 static double
 record_outcomes(List *msgs, const char *shard)
@@ -915,40 +932,12 @@ record_outcomes(List *msgs, const char *shard)
 	vals[7] = array_of(released, NULL, n, BOOLOID);
 	if (shard != NULL)
 	{
-		if (SPI_execute_with_args(psprintf("UPDATE %s o"
-										   "   SET status = r.status, response_code = r.code, last_error = r.error,"
-										   "       response_excerpt = r.excerpt,"
-										   "       next_attempt_at = CASE r.status"
-										   "           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
-										   "           WHEN 'dead' THEN 'infinity'"
-										   "           ELSE o.next_attempt_at END,"
-										   "       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
-										   "       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
-										   "       lease_until = NULL, updated_at = now()"
-										   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
-										   "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
-										   " WHERE o.id = r.id AND o.attempts = r.attempts"
-										   "   AND o.status = 'sending'", shard),
-								  8, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_with_args(psprintf(record_sql, shard), 8, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not record the messages of %s", shard);
 		return soonest;
 	}
-	crm_exec(crm_plan_opts(&plan,
-						   "UPDATE crm.outbox o"
-						   "   SET status = r.status, response_code = r.code, last_error = r.error,"
-						   "       response_excerpt = r.excerpt,"
-						   "       next_attempt_at = CASE r.status"
-						   "           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
-						   "           WHEN 'dead' THEN 'infinity'"
-						   "           ELSE o.next_attempt_at END,"
-						   "       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
-						   "       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
-						   "       lease_until = NULL, updated_at = now()"
-						   "  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
-						   "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
-						   " WHERE o.id = r.id AND o.attempts = r.attempts"
-						   "   AND o.status = 'sending'",
-						   8, types, CURSOR_OPT_GENERIC_PLAN), vals, NULL, false, 0);
+	crm_exec(crm_plan_opts(&plan, psprintf(record_sql, "crm.outbox"), 8, types, CURSOR_OPT_GENERIC_PLAN),
+			 vals, NULL, false, 0);
 	return soonest;
 }
 
