@@ -508,6 +508,7 @@ run_optimistic(Start *starts, int n)
 static void
 run_frame(Frame *f)
 {
+	bool		was_in_statement;
 	int			n;
 	Start	   *starts;
 	int			i;
@@ -517,29 +518,40 @@ run_frame(Frame *f)
 	starts = frame_starts(f, &n);
 	/* as the automation owner once: the starts' own scopes nest for free */
 	crm_scope_enter(&scope, 0);
-	if (n > 0 && !run_optimistic(starts, n))
+	/* started by the statement that wrote the documents (on their shard) */
+	was_in_statement = crm_processes_in_statement;
+	crm_processes_in_statement = true;
+	PG_TRY();
 	{
-		MemoryContext caller = CurrentMemoryContext;
-		MemoryContext per_start = AllocSetContextCreate(caller, "crm process auto-start",
-														ALLOCSET_DEFAULT_SIZES);
-
-		for (i = 0; i < n; i++)
+		if (n > 0 && !run_optimistic(starts, n))
 		{
-			ErrorData  *edata;
+			MemoryContext caller = CurrentMemoryContext;
+			MemoryContext per_start = AllocSetContextCreate(caller, "crm process auto-start",
+															ALLOCSET_DEFAULT_SIZES);
 
-			MemoryContextSwitchTo(per_start);
-			edata = crm_run_isolated(start_one_call, &starts[i]);
-			if (edata != NULL)
-				ereport(WARNING,
-						(errcode(edata->sqlerrcode),
-						 errmsg("business process template %lld did not auto-start for %s %lld: %s",
-								(long long) starts[i].template_id, starts[i].entity_type,
-								(long long) starts[i].item_id, edata->message)));
-			MemoryContextSwitchTo(caller);
-			MemoryContextReset(per_start);
+			for (i = 0; i < n; i++)
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(per_start);
+				edata = crm_run_isolated(start_one_call, &starts[i]);
+				if (edata != NULL)
+					ereport(WARNING,
+							(errcode(edata->sqlerrcode),
+							 errmsg("business process template %lld did not auto-start for %s %lld: %s",
+									(long long) starts[i].template_id, starts[i].entity_type,
+									(long long) starts[i].item_id, edata->message)));
+				MemoryContextSwitchTo(caller);
+				MemoryContextReset(per_start);
+			}
+			MemoryContextDelete(per_start);
 		}
-		MemoryContextDelete(per_start);
 	}
+	PG_FINALLY();
+	{
+		crm_processes_in_statement = was_in_statement;
+	}
+	PG_END_TRY();
 	crm_scope_leave(&scope);
 	if (starts)
 		pfree(starts);

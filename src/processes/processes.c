@@ -112,6 +112,7 @@ typedef struct ProcessRun
 	 * writes): then it is stored before that action, as running.
 	 */
 	bool		stored;			/* it is in crm.process_instance */
+	bool		in_statement;	/* started by the statement that wrote the document */
 	int64		template_id;
 	Jsonb	   *parameters;
 	Jsonb	   *initial_variables;
@@ -778,6 +779,26 @@ write_instance(ProcessRun *pr, bool final, Jsonb *state)
 	write_pending_trace(pr);
 }
 
+bool		crm_processes_in_statement = false;
+
+/*
+ * Whether an activity must wait for the job runner: on a distributed
+ * installation (core/citus.h) a statement runs an auto-started instance on
+ * its document's shard, where only that shard's rows may be written, so an
+ * action that writes another item or shared rows (CRM_ACT_SHARED) pauses
+ * the instance before it, resumed at once by the job runner of the
+ * document's node, which runs it there (docs/citus.md).
+ */
+static bool
+defer_activity(ProcessRun *pr, const ActivityArgs *a)
+{
+	if (!pr->in_statement || a->kind != CRM_ACTIVITY_ACTION || a->action == NULL ||
+		!(a->action->flags & CRM_ACT_SHARED))
+		return false;
+	return crm_table_is_distributed(get_relname_relid("process_instance",
+													  get_namespace_oid("crm", false)));
+}
+
 /* Runs one activity; false when the run stops here (delay, failure, end). */
 static bool
 run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
@@ -794,6 +815,20 @@ run_activity(ProcessRun *pr, JsonbValue *av, const char *path)
 
 	if (!pr->stored && (a.kind == CRM_ACTIVITY_ACTION || a.kind == CRM_ACTIVITY_SET_FIELD))
 		write_instance(pr, false, NULL);
+	if (defer_activity(pr, &a))
+	{
+		/* resumed before it (the position of the activity before) */
+		pr->steps[pr->nsteps - 1]--;
+		pr->after = position_jsonb(pr);
+		pr->steps[pr->nsteps - 1]++;
+		pr->status = "waiting";
+		pr->current = pstrdup(path);
+		pr->wait_kind = "delay";
+		pr->due = GetCurrentTimestamp();
+		pr->waiting_for = "the job runner of the document's node (it writes beyond the document)";
+		log_activity(pr, &a, "waiting", NULL, one_string("deferred", "job runner"), started);
+		return false;
+	}
 	if (!run_guarded(pr, &a))
 	{
 		log_activity(pr, &a, "failed", pr->error, NULL, started);
@@ -1609,6 +1644,7 @@ crm_process_start_template(const CrmProcessTemplate *t, const char *asked_type,
 	instance_id = next_instance_id();
 	run_setup(&pr, instance_id, t->document_type, document_id, t->definition, parameters, variables, NULL);
 	pr.stored = false;
+	pr.in_statement = crm_processes_in_statement;
 	pr.template_id = t->id;
 	pr.parameters = parameters;
 	pr.initial_variables = variables;

@@ -77,6 +77,13 @@ extern void crm_process_check_definition(const char *document_type, Jsonb *defin
  * NULL takes the template's, given NULL means no parameters.  A document
  * that does not exist is an ERROR, or with missing_ok returns 0.
  */
+/*
+ * Set while auto-start runs the starts of a statement that wrote documents:
+ * on a distributed installation their activities that write beyond the
+ * document are run by the job runner instead (docs/citus.md).
+ */
+extern bool crm_processes_in_statement;
+
 extern int64 crm_process_start(int64 template_id, const char *asked_type,
 							   int64 document_id, Jsonb *given, bool missing_ok);
 

@@ -128,6 +128,24 @@ check "a template auto-starts on each new deal, in its shard" "4|4|Welcome, Auto
 	"$(q "SELECT count(*) FROM crm.process_instance i JOIN crm.deal d ON d.id = i.document_id WHERE d.title LIKE 'Auto %' AND i.status = 'completed'")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text LIKE 'hi Auto %'")|$(q "SELECT status_text FROM crm.document_processes('deal', $(q "SELECT id FROM crm.deal WHERE title = 'Auto c'"))")"
 q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Welcome'"
 
+# an auto-started activity that writes another item (copy_deal) pauses the
+# instance before it; the job runner of the deal's node runs it and the rest
+q "SELECT crm.add_process_template('deal', 'Copier', '{\"activities\": [
+	{\"type\": \"add_comment\", \"text\": \"before the copy\"},
+	{\"type\": \"copy_deal\", \"name\": \"copy\"},
+	{\"type\": \"add_comment\", \"text\": \"copied to {=Activity:copy.deal_id}\"}]}', auto_start => '{add}')" >/dev/null
+q "INSERT INTO crm.deal (title, responsible_id) VALUES ('Copied', 1)"
+did=$(q "SELECT id FROM crm.deal WHERE title = 'Copied' ORDER BY id LIMIT 1")
+q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Copier'"
+check "the instance waits before copy_deal, the comment before it written" "waiting|1" \
+	"$(q "SELECT status FROM crm.process_instance WHERE document_id = $did")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE entity_id = $did AND text = 'before the copy'")"
+ran=$(( $(qw "$W1" "SELECT crm.run_due_jobs(100)") + $(qw "$W2" "SELECT crm.run_due_jobs(100)") ))
+check "the job runner of its node runs copy_deal and the rest" "1|completed|2" \
+	"$ran|$(q "SELECT status FROM crm.process_instance WHERE document_id = $did")|$(q "SELECT count(*) FROM crm.deal WHERE title = 'Copied'")"
+copy=$(q "SELECT max(id) FROM crm.deal WHERE title = 'Copied'")
+check "the activity after it reads the copy's id; the trace shows the pause" "copied to $copy|add_comment done,copy_deal done deferred to the job runner,copy_deal done,add_comment done" \
+	"$(q "SELECT text FROM crm.timeline_comment WHERE entity_id = $did AND text LIKE 'copied to %'")|$(q "SELECT string_agg(type || ' ' || status || coalesce(' deferred to the ' || (outputs ->> 'deferred'), ''), ',' ORDER BY id) FROM crm.process_log WHERE document_id = $did")"
+
 # a connection already open on a worker node sees a robot added on the coordinator
 coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
 W_PID=$SESSION_W_PID	# bash unsets SESSION_W_PID once the coprocess ends
