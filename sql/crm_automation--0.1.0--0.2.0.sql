@@ -2705,7 +2705,9 @@ BEGIN
 				  HINT = 'Install Citus on every node, preload it before crm_automation, CREATE EXTENSION citus.';
 	END IF;
 	IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'crm.deal'::regclass) THEN
-		RAISE EXCEPTION 'this installation is already distributed' USING ERRCODE = '55000';
+		RAISE EXCEPTION 'this installation is already distributed' USING ERRCODE = '55000',
+			DETAIL = 'crm.deal is already a distributed table.',
+			HINT = 'Nothing to do: see docs/citus.md for what crm.distribute() made.';
 	END IF;
 	EXECUTE 'SELECT count(*) FROM pg_dist_node WHERE noderole = ''primary'' AND groupid <> 0
 			   AND isactive' INTO n_workers;
@@ -2715,7 +2717,8 @@ BEGIN
 	END IF;
 	EXECUTE 'SELECT citus_is_coordinator()' INTO STRICT k;
 	IF NOT k.citus_is_coordinator THEN
-		RAISE EXCEPTION 'crm.distribute() runs on the coordinator' USING ERRCODE = '55000';
+		RAISE EXCEPTION 'crm.distribute() runs on the coordinator' USING ERRCODE = '55000',
+			HINT = 'Connect to the coordinator of the Citus cluster and run it there.';
 	END IF;
 
 	SET LOCAL citus.enable_ddl_propagation = off;

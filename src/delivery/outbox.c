@@ -504,6 +504,24 @@ claim_one(void *arg)
  * The message a claim of one, skipping no endpoint, takes first (the one
  * whose claim raised c->why) is made dead with that error.
  */
+/*
+ * give_up's statements, on crm.outbox or one of its shards (%s): the first
+ * message a claim would take (its order and conditions, crm._claim_messages),
+ * then that message made dead.
+ */
+static const char *const give_up_find_sql =
+"SELECT d.id FROM %s d"
+" WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
+"   AND d.next_attempt_at <= now()"
+"   AND (d.status IN ('pending', 'failed')"
+"        OR (d.status = 'sending' AND (d.lease_until < now()"
+"            OR d.claimed_at < pg_postmaster_start_time())))"
+" ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE SKIP LOCKED";
+static const char *const give_up_kill_sql =
+"UPDATE %s SET status = 'dead', next_attempt_at = 'infinity',"
+"       lease_until = NULL, updated_at = now(), last_error = $2"
+" WHERE id = $1";
+
 /* give_up on a distributed installation: in this node's shards, in turn */
 static void
 give_up_in_shards(CarefulStep *c)
@@ -523,23 +541,14 @@ give_up_in_shards(CarefulStep *c)
 	{
 		const char *shard = lfirst(lc);
 
-		if (SPI_execute(psprintf("SELECT d.id FROM %s d"
-								 " WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
-								 "   AND d.next_attempt_at <= now()"
-								 "   AND (d.status IN ('pending', 'failed')"
-								 "        OR (d.status = 'sending' AND (d.lease_until < now()"
-								 "            OR d.claimed_at < pg_postmaster_start_time())))"
-								 " ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE SKIP LOCKED", shard),
-						false, 1) != SPI_OK_SELECT)
+		if (SPI_execute(psprintf(give_up_find_sql, shard), false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read %s", shard);
 		if (SPI_processed == 0)
 			continue;
 		vals[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		vals[1] = CStringGetTextDatum(c->why);
-		if (SPI_execute_with_args(psprintf("UPDATE %s SET status = 'dead', next_attempt_at = 'infinity',"
-										   "       lease_until = NULL, updated_at = now(), last_error = $2"
-										   " WHERE id = $1", shard),
-								  2, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_with_args(psprintf(give_up_kill_sql, shard), 2, types, vals, NULL, false, 0)
+			!= SPI_OK_UPDATE)
 			elog(ERROR, "could not give up a message of %s", shard);
 		c->id = DatumGetInt64(vals[0]);
 		return;
@@ -561,25 +570,12 @@ give_up(void *arg)
 		give_up_in_shards(c);
 		return;
 	}
-	/* the claim's order and conditions (crm._claim_messages) */
-	crm_exec(crm_plan(&find,
-					  "SELECT d.id FROM crm.outbox d"
-					  " WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
-					  "   AND d.next_attempt_at <= now()"
-					  "   AND (d.status IN ('pending', 'failed')"
-					  "        OR (d.status = 'sending' AND (d.lease_until < now()"
-					  "            OR d.claimed_at < pg_postmaster_start_time())))"
-					  " ORDER BY d.next_attempt_at, d.id LIMIT 1 FOR UPDATE SKIP LOCKED",
-					  0, NULL), NULL, NULL, false, 1);
+	crm_exec(crm_plan(&find, psprintf(give_up_find_sql, "crm.outbox"), 0, NULL), NULL, NULL, false, 1);
 	if (SPI_processed == 0)
 		return;
 	vals[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	vals[1] = CStringGetTextDatum(c->why);
-	crm_exec(crm_plan(&kill,
-					  "UPDATE crm.outbox SET status = 'dead', next_attempt_at = 'infinity',"
-					  "       lease_until = NULL, updated_at = now(), last_error = $2"
-					  " WHERE id = $1",
-					  2, types), vals, NULL, false, 0);
+	crm_exec(crm_plan(&kill, psprintf(give_up_kill_sql, "crm.outbox"), 2, types), vals, NULL, false, 0);
 	c->id = DatumGetInt64(vals[0]);
 }
 

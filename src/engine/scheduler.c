@@ -99,6 +99,17 @@ get_int64(HeapTuple tup, TupleDesc desc, int col, int64 *out)
  */
 static const char *job_shard = NULL;
 
+/* A claimed job marked done as it starts, on crm.job or one of its shards (%s). */
+static const char *const mark_done_sql =
+"UPDATE %s SET status = 'done', attempts = attempts + 1, updated_at = now()"
+" WHERE ctid = $3 AND id = $1 AND status = 'pending' AND due_at <= $2"
+" RETURNING " JOB_COLUMNS;
+
+/* A job that failed (%s: crm.job or one of its shards). */
+static const char *const mark_failed_sql =
+"UPDATE %s SET status = 'failed', attempts = attempts + 1, last_error = $2, updated_at = now()"
+" WHERE id = $1";
+
 static bool
 read_job(int64 id, ItemPointer tid, TimestampTz due_by, CrmJob *job, MemoryContext cxt)
 {
@@ -127,21 +138,13 @@ read_job(int64 id, ItemPointer tid, TimestampTz due_by, CrmJob *job, MemoryConte
 		args[0] = Int64GetDatum(id);
 		args[1] = TimestampTzGetDatum(due_by);
 		args[2] = PointerGetDatum(tid);
-		if (SPI_execute_with_args(psprintf("UPDATE %s SET status = 'done', attempts = attempts + 1,"
-										   " updated_at = now()"
-										   " WHERE ctid = $3 AND id = $1 AND status = 'pending' AND due_at <= $2"
-										   " RETURNING " JOB_COLUMNS, job_shard),
-								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		if (SPI_execute_with_args(psprintf(mark_done_sql, job_shard), 3, argtypes, args, NULL, false, 0)
+			!= SPI_OK_UPDATE_RETURNING)
 			elog(ERROR, "could not mark job " INT64_FORMAT " in %s", id, job_shard);
 		plan = NULL;
 	}
 	else if (claimed)
-		plan = crm_plan(&due_plan,
-						"UPDATE crm.job SET status = 'done', attempts = attempts + 1,"
-						" updated_at = now()"
-						" WHERE ctid = $3 AND id = $1 AND status = 'pending' AND due_at <= $2"
-						" RETURNING " JOB_COLUMNS,
-						3, argtypes);
+		plan = crm_plan(&due_plan, psprintf(mark_done_sql, "crm.job"), 3, argtypes);
 	else
 		plan = crm_plan(&any_plan, "SELECT " JOB_COLUMNS " FROM crm.job WHERE id = $1",
 						1, argtypes);
@@ -270,15 +273,10 @@ mark_failed(int64 id, const char *error)
 	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(error);
 	if (job_shard != NULL)
-		(void) SPI_execute_with_args(psprintf("UPDATE %s SET status = 'failed', attempts = attempts + 1,"
-											  " last_error = $2, updated_at = now() WHERE id = $1", job_shard),
-									 2, argtypes, args, NULL, false, 0);
+		(void) SPI_execute_with_args(psprintf(mark_failed_sql, job_shard), 2, argtypes, args, NULL, false, 0);
 	else
-		(void) crm_exec(crm_plan(&plan,
-							 "UPDATE crm.job SET status = 'failed', attempts = attempts + 1,"
-							 " last_error = $2, updated_at = now() WHERE id = $1",
-							 2, argtypes),
-					args, NULL, false, 0);
+		(void) crm_exec(crm_plan(&plan, psprintf(mark_failed_sql, "crm.job"), 2, argtypes),
+						args, NULL, false, 0);
 	ereport(LOG,
 			(errmsg("crm_automation: job %lld failed: %s", (long long) id, error)));
 }
@@ -376,6 +374,12 @@ run_claimed_job(int64 id, ItemPointer tid, TimestampTz now, MemoryContext job_cx
 	return ran;
 }
 
+/* The claim of due jobs, on crm.job or one of its shards (%s). */
+static const char *const claim_sql =
+"SELECT id, ctid FROM %s"
+" WHERE status = 'pending' AND due_at <= $1"
+" ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+
 static int32 run_batch(const char *query, SPIPlanPtr plan, TimestampTz now, int32 limit,
 					   MemoryContext caller_cxt, MemoryContext job_cxt);
 
@@ -426,11 +430,8 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 				{
 					job_shard = (const char *) lfirst(lc);
 					if (ran < limit)
-						ran += run_batch(psprintf("SELECT id, ctid FROM %s"
-												  " WHERE status = 'pending' AND due_at <= $1"
-												  " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-												  job_shard),
-										 NULL, now, limit - ran, caller_cxt, job_cxt);
+						ran += run_batch(psprintf(claim_sql, job_shard), NULL, now, limit - ran,
+										 caller_cxt, job_cxt);
 				}
 			}
 			PG_FINALLY();
@@ -443,11 +444,7 @@ crm_run_due_jobs(PG_FUNCTION_ARGS)
 			PG_RETURN_INT32(ran);
 		}
 	}
-	ran = run_batch(NULL, crm_plan(&claim_plan,
-								   "SELECT id, ctid FROM crm.job"
-								   " WHERE status = 'pending' AND due_at <= $1"
-								   " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-								   2, argtypes),
+	ran = run_batch(NULL, crm_plan(&claim_plan, psprintf(claim_sql, "crm.job"), 2, argtypes),
 					now, limit, caller_cxt, job_cxt);
 	MemoryContextDelete(job_cxt);
 	SPI_finish();

@@ -141,6 +141,7 @@ plans_for(const char *entity_type)
 static bool
 read_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *desc)
 {
+	Oid			relid = item_relid(entity_type);
 	Relation	rel;
 	Oid			pk;
 	ScanKeyData key;
@@ -150,7 +151,7 @@ read_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *d
 	bool		found = false;
 
 	/* Citus keeps the rows in shards (core/citus.h): a SELECT reads them */
-	if (crm_table_is_distributed(item_relid(entity_type)))
+	if (crm_table_is_distributed(relid))
 	{
 		TablePlans *tp = plans_for(entity_type);
 		Datum		vals[2];
@@ -164,7 +165,7 @@ read_item(const char *entity_type, int64 item_id, HeapTuple *tuple, TupleDesc *d
 		*desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
 		return true;
 	}
-	rel = table_open(item_relid(entity_type), AccessShareLock);
+	rel = table_open(relid, AccessShareLock);
 	pk = RelationGetPrimaryKeyIndex(rel);
 	if (!OidIsValid(pk))
 		elog(ERROR, "table \"%s\" has no primary key", RelationGetRelationName(rel));

@@ -9,7 +9,7 @@
 -- her code may run only as herself.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(26);
+SELECT plan(28);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1);
@@ -234,6 +234,21 @@ SELECT is((SELECT string_agg(who, ',' ORDER BY ctid) FROM public.acted_as), sess
 	'robots act as the owner of schema crm, also after it changes');
 ALTER SCHEMA crm OWNER TO CURRENT_USER;
 DROP TRIGGER record_actor ON crm.timeline_comment;
+
+-- 9b. Making a distributed installation (crm.distribute) and its helpers,
+-- which run DDL on every node and write claim functions, are for the
+-- owner (a superuser) alone.
+SELECT is((SELECT count(*)::int FROM pg_proc p
+			WHERE p.oid IN ('crm.distribute()'::regprocedure, 'crm._on_every_node(text)'::regprocedure,
+							'crm._outbox_shard_claims()'::regprocedure)
+			  AND (has_function_privilege('crm_admin', p.oid, 'EXECUTE')
+				   OR has_function_privilege('crm_user', p.oid, 'EXECUTE')
+				   OR has_function_privilege('public', p.oid, 'EXECUTE'))), 0,
+	'crm.distribute and its helpers are executable by no role of the CRM');
+SET ROLE crm_admin;
+SELECT throws_ok($$SELECT * FROM crm.distribute()$$, '42501', NULL,
+	'an admin may not distribute the installation');
+RESET ROLE;
 
 -- 10. CREATE EXTENSION does not adopt a crm schema that another role owns.
 DROP EXTENSION crm_automation;
