@@ -25,6 +25,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -170,4 +171,44 @@ crm_local_shards(Oid relid)
 																	 psprintf("%s_" INT64_FORMAT, name, shardid)));
 	}
 	return shards;
+}
+
+void
+crm_citus_set_local(const char *name, const char *value)
+{
+	int			nest = NewGUCNestLevel();
+	char	   *sql;
+
+	/*
+	 * Citus propagates a SET LOCAL from a multi-statement transaction, which
+	 * a DO block counts as; the block's SET LOCAL lasts, as any, until the
+	 * transaction ends.
+	 */
+	(void) set_config_option("citus.propagate_set_commands", "local", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	sql = psprintf("DO $crm$BEGIN SET LOCAL %s TO %s; END$crm$",
+				   name, quote_literal_cstr(value));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not set %s on the nodes of the transaction", name);
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	pfree(sql);
+}
+
+void
+crm_citus_coordinate(void)
+{
+	static uint32 n = 0;
+	char	   *sql;
+
+	sql = psprintf("SELECT pg_catalog.create_intermediate_result('crm_coordinate_%u',"
+				   " 'SELECT 1 WHERE false')", ++n);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not make the transaction a distributed one");
+	SPI_finish();
+	pfree(sql);
 }

@@ -36,4 +36,23 @@ extern Oid	crm_shard_parent(Oid relid);
  */
 extern List *crm_local_shards(Oid relid);
 
+/*
+ * SET LOCAL name (a constant of ours: not quoted) TO value here and on every node this transaction writes
+ * to through Citus, now and later in the transaction: the statement runs as
+ * Citus propagates a SET LOCAL (citus.propagate_set_commands = local, for
+ * this call only), so Citus sends it to the nodes already in the
+ * transaction and with the BEGIN of those it reaches later.
+ */
+extern void crm_citus_set_local(const char *name, const char *value);
+
+/*
+ * Makes the transaction one Citus coordinates, so that even a statement
+ * on one shard outside a transaction block reaches its node in a remote
+ * transaction that Citus opens with BEGIN and the propagated SET LOCALs
+ * (a statement on several shards, or a COPY, is coordinated anyway).
+ * Citus offers no call for it; creating an empty intermediate result does
+ * it, for the cost of a file removed at the transaction's end.
+ */
+extern void crm_citus_coordinate(void);
+
 #endif							/* CRM_CITUS_H */

@@ -58,9 +58,12 @@
 #include "access/htup_details.h"
 #include "commands/trigger.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "nodes/parsenodes.h"
 #include "tcop/pquery.h"
 #include "tcop/utility.h"
@@ -72,6 +75,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "core/citus.h"
 #include "core/frames.h"
 #include "core/guc.h"
 #include "core/rule_cache.h"
@@ -118,6 +122,7 @@ static CrmFrameStack frames = {
 };
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
+static ExecutorStart_hook_type prev_executor_start = NULL;
 static int	copy_from_depth = 0;
 
 /* When the library was loaded by a statement (not preloaded): which one. */
@@ -198,6 +203,84 @@ rules_of(const char *document_type)
 
 /* ---------- COPY ... FROM ---------- */
 
+/*
+ * Citus: the node that runs a statement writing a distributed table (the
+ * coordinator, or a worker node a client writes through) decides whether
+ * it is an import, and the nodes holding the shards obey: it sets
+ * crm.import_mode LOCAL on them (core/citus.h), once per transaction and
+ * value.  A worker node's COPY into a shard is no import by itself: Citus
+ * passes the rows of an INSERT ... SELECT that way too.
+ */
+static LocalTransactionId told_lxid = InvalidLocalTransactionId;
+static bool told_known = false;	/* false after a subtransaction's abort,
+								 * which may have undone it */
+static bool told_import = false;
+
+static bool
+told(void)
+{
+	return told_lxid == MyProc->lxid;
+}
+
+static void
+tell_shards(bool import)
+{
+	if (told() ? told_known && told_import == import : !import)
+		return;
+	crm_citus_set_local("crm.import_mode", import ? "on" : "off");
+	told_lxid = MyProc->lxid;
+	told_known = true;
+	told_import = import;
+}
+
+static void
+told_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && told())
+		told_known = false;
+}
+
+/* Does the statement write a crm table that Citus keeps in shards? */
+static bool
+writes_distributed(PlannedStmt *pstmt)
+{
+	ListCell   *lc;
+
+	if (pstmt->commandType == CMD_SELECT && !pstmt->hasModifyingCTE)
+		return false;
+	foreach(lc, pstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind == RTE_RELATION &&
+			(rte->requiredPerms & (ACL_INSERT | ACL_UPDATE | ACL_DELETE)) != 0 &&
+			crm_table_is_distributed(rte->relid))
+			return true;
+	}
+	return false;
+}
+
+static void
+autostart_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if ((crm_import_mode || told()) && (eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
+		writes_distributed(queryDesc->plannedstmt))
+	{
+		/*
+		 * One shard's INSERT outside a transaction block would reach its
+		 * node without a BEGIN, so without the SET LOCAL.
+		 */
+		if (crm_import_mode && !told() && !IsTransactionBlock())
+			crm_citus_coordinate();
+		tell_shards(crm_import_mode);
+	}
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
 static void
 autostart_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				  ProcessUtilityContext context, ParamListInfo params,
@@ -205,7 +288,21 @@ autostart_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree
 {
 	Node	   *stmt = pstmt->utilityStmt;
 	bool		copy_from = IsA(stmt, CopyStmt) && ((CopyStmt *) stmt)->is_from;
+	bool		restore = false;
 
+	if (copy_from && ((CopyStmt *) stmt)->relation != NULL)
+	{
+		Oid			relid = RangeVarGetRelid(((CopyStmt *) stmt)->relation, NoLock, true);
+
+		if (OidIsValid(crm_shard_parent(relid)))
+			copy_from = false;	/* rows Citus passes on: the sender decided */
+		else if (crm_table_is_distributed(relid))
+		{
+			/* the import of the session, or of this statement only */
+			restore = !crm_import_mode && IsTransactionBlock();
+			tell_shards(true);
+		}
+	}
 	if (copy_from)
 		copy_from_depth++;
 	PG_TRY();
@@ -223,6 +320,8 @@ autostart_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree
 			copy_from_depth--;
 	}
 	PG_END_TRY();
+	if (restore)
+		tell_shards(false);
 }
 
 /*
@@ -663,6 +762,9 @@ crm_autostart_init(void)
 	crm_register_write_hooks(&autostart_hooks);
 	prev_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = autostart_utility;
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = autostart_executor_start;
+	RegisterSubXactCallback(told_subxact_callback, NULL);
 	if (!process_shared_preload_libraries_in_progress && ActivePortal != NULL &&
 		IsTransactionState())
 	{

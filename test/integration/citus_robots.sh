@@ -126,6 +126,47 @@ q "SELECT crm.add_process_template('deal', 'Welcome', '{\"activities\": [
 q "INSERT INTO crm.deal (title, responsible_id) VALUES ('Auto a', 1), ('Auto b', 1), ('Auto c', 1), ('Auto d', 1)"
 check "a template auto-starts on each new deal, in its shard" "4|4|Welcome, Auto c" \
 	"$(q "SELECT count(*) FROM crm.process_instance i JOIN crm.deal d ON d.id = i.document_id WHERE d.title LIKE 'Auto %' AND i.status = 'completed'")|$(q "SELECT count(*) FROM crm.timeline_comment WHERE text LIKE 'hi Auto %'")|$(q "SELECT status_text FROM crm.document_processes('deal', $(q "SELECT id FROM crm.deal WHERE title = 'Auto c'"))")"
+
+# what is an import is decided by the node that runs the statement: an
+# INSERT ... SELECT from the coordinator (which Citus passes to the shards as
+# a COPY) auto-starts; a COPY, and crm.import_mode = on (autocommit, in a
+# transaction, turned off in it, single- and multi-shard), do not
+starts() {
+	q "SELECT string_agg(d.title || ':' || (SELECT count(*) FROM crm.process_instance i
+	     WHERE i.document_id = d.id), ',' ORDER BY d.title) FROM crm.deal d WHERE d.title LIKE '$1%'"
+}
+q "INSERT INTO crm.deal (title, responsible_id) SELECT 'Sel ' || g, 1 FROM generate_series(1, 6) g"
+check "an INSERT ... SELECT from the coordinator auto-starts each deal" \
+	"Sel 1:1,Sel 2:1,Sel 3:1,Sel 4:1,Sel 5:1,Sel 6:1" "$(starts 'Sel ')"
+printf 'Copied in %s\t1\n' 1 2 3 4 | psql -X -q -v ON_ERROR_STOP=1 -d crm_it \
+	-c "COPY crm.deal (title, responsible_id) FROM STDIN"
+check "a COPY on the coordinator is an import: nothing starts" \
+	"Copied in 1:0,Copied in 2:0,Copied in 3:0,Copied in 4:0" "$(starts 'Copied in ')"
+psql -X -q -v ON_ERROR_STOP=1 -d crm_it >/dev/null <<'SQL'
+BEGIN;
+COPY crm.deal (title, responsible_id) FROM STDIN;
+Tx copy	1
+\.
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Tx after the copy', 1);
+COMMIT;
+SET crm.import_mode = on;
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Imp single', 1);
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Imp multi a', 1), ('Imp multi b', 1);
+INSERT INTO crm.deal (title, responsible_id) SELECT 'Imp select ' || g, 1 FROM generate_series(1, 3) g;
+BEGIN;
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Imp tx on', 1);
+SAVEPOINT s;
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Imp tx rolled back', 1);
+ROLLBACK TO s;
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Imp tx after savepoint', 1);
+SET crm.import_mode = off;
+INSERT INTO crm.deal (title, responsible_id) VALUES ('Imp tx off', 1);
+COMMIT;
+SQL
+check "a COPY in a transaction imports only its rows" "Tx after the copy:1,Tx copy:0" "$(starts 'Tx ')"
+check "crm.import_mode = on on the coordinator reaches the shards' nodes; off again in the transaction, starts" \
+	"Imp multi a:0,Imp multi b:0,Imp select 1:0,Imp select 2:0,Imp select 3:0,Imp single:0,Imp tx after savepoint:0,Imp tx off:1,Imp tx on:0" \
+	"$(starts 'Imp ')"
 q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Welcome'"
 
 # an auto-started activity that writes another item (copy_deal) pauses the
