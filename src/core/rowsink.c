@@ -24,13 +24,16 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/regproc.h"
 #include "utils/memutils.h"
 
+#include "core/citus.h"
 #include "core/rowsink.h"
 #include "core/spi_util.h"
 
@@ -169,6 +172,32 @@ sink_desc(CrmRowSink *sink)
 }
 
 /*
+ * Whether Citus keeps the sink's table in shards (crm.distribute()): there
+ * a row about no item carries 0 as its item's id, the distribution column,
+ * which cannot be NULL (sql/install/97_distribute.sql).
+ */
+static bool
+sink_distributed(CrmRowSink *sink)
+{
+	List	   *names = stringToQualifiedNameList(sink->table);
+
+	return crm_table_is_distributed(RangeVarGetRelid(makeRangeVarFromNameList(names),
+													 NoLock, true));
+}
+
+/* A column's value in the sink's statements: ref, or coalesce(ref, 0). */
+static void
+append_value(StringInfo sql, CrmRowSink *sink, int i, const char *ref, bool distributed)
+{
+	const char *col = sink->columns[i];
+
+	if (distributed && (strcmp(col, "entity_id") == 0 || strcmp(col, "document_id") == 0))
+		appendStringInfo(sql, "coalesce(%s, 0)", ref);
+	else
+		appendStringInfoString(sql, ref);
+}
+
+/*
  * Prepares the sink's statement on first use: the rows travel as one array
  * of records, which unnest() turns back into rows with a single copy each.
  * Only a batch that is not appended needs it (preparing it costs a new
@@ -180,16 +209,25 @@ sink_plan(CrmRowSink *sink)
 	StringInfoData sql;
 	Oid			argtypes[1] = {RECORDARRAYOID};
 	int			i;
+	bool		distributed;
 
 	if (sink->plan != NULL)
 		return sink->plan;
 	(void) sink_desc(sink);
+	distributed = sink_distributed(sink);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO %s (", sink->table);
 	for (i = 0; i < sink->natts; i++)
 		appendStringInfo(&sql, "%s%s", i ? ", " : "", sink->columns[i]);
-	appendStringInfoString(&sql, ") SELECT * FROM unnest($1) AS r (");
+	appendStringInfoString(&sql, ") SELECT ");
+	for (i = 0; i < sink->natts; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		append_value(&sql, sink, i, quote_identifier(sink->columns[i]), distributed);
+	}
+	appendStringInfoString(&sql, " FROM unnest($1) AS r (");
 	for (i = 0; i < sink->natts; i++)
 		appendStringInfo(&sql, "%s%s %s", i ? ", " : "", sink->columns[i],
 						 format_type_be(sink->types[i]));
@@ -213,6 +251,7 @@ sink_write_one(CrmRowSink *sink, const Datum *values, const bool *nulls)
 	if (sink->plan_one == NULL)
 	{
 		StringInfoData sql;
+		bool		distributed = sink_distributed(sink);
 
 		initStringInfo(&sql);
 		appendStringInfo(&sql, "INSERT INTO %s (", sink->table);
@@ -220,7 +259,11 @@ sink_write_one(CrmRowSink *sink, const Datum *values, const bool *nulls)
 			appendStringInfo(&sql, "%s%s", i ? ", " : "", sink->columns[i]);
 		appendStringInfoString(&sql, ") VALUES (");
 		for (i = 0; i < sink->natts; i++)
-			appendStringInfo(&sql, "%s$%d", i ? ", " : "", i + 1);
+		{
+			if (i > 0)
+				appendStringInfoString(&sql, ", ");
+			append_value(&sql, sink, i, psprintf("$%d", i + 1), distributed);
+		}
 		appendStringInfoChar(&sql, ')');
 		crm_plan(&sink->plan_one, sql.data, sink->natts, sink->types);
 	}

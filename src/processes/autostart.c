@@ -69,6 +69,7 @@
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
 #include "utils/rel.h"
@@ -689,6 +690,14 @@ trigger_document_type(FunctionCallInfo fcinfo, const char *name, bool row)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("%s must be fired AFTER %s", name, row ? "ROW" : "STATEMENT")));
 	table = RelationGetRelationName(td->tg_relation);
+	if (strncmp(table, "feed_post_", 10) == 0 || strncmp(table, "drive_file_", 11) == 0)
+	{
+		/* a Citus placement of the reference table (crm.distribute()) */
+		Oid			parent = crm_shard_parent(RelationGetRelid(td->tg_relation));
+
+		if (OidIsValid(parent))
+			table = get_rel_name(parent);
+	}
 	if (strcmp(table, "feed_post") == 0)
 		return "feed_post";
 	if (strcmp(table, "drive_file") == 0)
@@ -697,6 +706,37 @@ trigger_document_type(FunctionCallInfo fcinfo, const char *name, bool row)
 			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 			 errmsg("%s is a trigger of crm.feed_post and crm.drive_file, not of %s", name, table)));
 	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Citus keeps feed posts and drive files in reference tables: a write
+ * reaches the placement on every node, and each fires the trigger.  The
+ * document's processes start on one of them, the node holding the
+ * document's shard of crm.process_instance, where its rows are written.
+ */
+static bool
+placement_starts(Relation rel, HeapTuple tuple)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	bool		isnull;
+	bool		local;
+
+	vals[0] = heap_getattr(tuple, crm_item_columns(rel)->id, RelationGetDescr(rel), &isnull);
+	if (isnull)
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	crm_exec(crm_plan(&plan,
+					  "SELECT EXISTS (SELECT FROM pg_dist_placement p, pg_dist_local_group g"
+					  " WHERE p.groupid = g.groupid AND p.shardid ="
+					  "   get_shard_id_for_distribution_column('crm.process_instance', $1))",
+					  1, types), vals, NULL, true, 1);
+	local = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return local;
 }
 
 /*
@@ -711,7 +751,13 @@ crm_document_row_written(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	rel = td->tg_relation;
 	bool		is_insert = TRIGGER_FIRED_BY_INSERT(td->tg_event);
+	const AutoStartRules *r = rules_of(type);
 
+	if (r == NULL || (r->mask & (is_insert ? AUTOSTART_ADD : AUTOSTART_MODIFY)) == 0)
+		return PointerGetDatum(NULL);
+	if (strcmp(RelationGetRelationName(rel), type) != 0 &&
+		!placement_starts(rel, td->tg_trigtuple))
+		return PointerGetDatum(NULL);
 	if (is_insert)
 		autostart_row_written(rel, type, true, NULL, td->tg_trigtuple, crm_item_columns(rel)->id);
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))

@@ -787,13 +787,26 @@ bool		crm_processes_in_statement = false;
  * its document's shard, where only that shard's rows may be written, so an
  * action that writes another item or shared rows (CRM_ACT_SHARED) pauses
  * the instance before it, resumed at once by the job runner of the
- * document's node, which runs it there (docs/citus.md).
+ * document's node, which runs it there (docs/citus.md); so does every
+ * action of a feed post's or a drive file's instance.
  */
 static bool
 defer_activity(ProcessRun *pr, const ActivityArgs *a)
 {
-	if (!pr->in_statement || a->kind != CRM_ACTIVITY_ACTION || a->action == NULL ||
-		!(a->action->flags & CRM_ACT_SHARED))
+	if (!pr->in_statement)
+		return false;
+	if (crm_workspace_document(pr->document_type))
+	{
+		/*
+		 * A feed post or a drive file is in a reference table, its
+		 * instance on the shard of its id: anything it writes (a
+		 * notification, the document itself) is beyond that shard.
+		 */
+		if (a->kind != CRM_ACTIVITY_ACTION && a->kind != CRM_ACTIVITY_SET_FIELD)
+			return false;
+	}
+	else if (a->kind != CRM_ACTIVITY_ACTION || a->action == NULL ||
+			 !(a->action->flags & CRM_ACT_SHARED))
 		return false;
 	return crm_table_is_distributed(get_relname_relid("process_instance",
 													  get_namespace_oid("crm", false)));
@@ -1001,9 +1014,9 @@ notify_failure_call(void *arg)
 	static SPIPlanPtr plan = NULL;
 	FailureNotice *fn = arg;
 	ProcessRun *pr = fn->pr;
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		vals[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		vals[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	bool		isnull = true;
 	int64		responsible = 0;
 
@@ -1015,19 +1028,22 @@ notify_failure_call(void *arg)
 	nulls[1] = isnull ? 'n' : ' ';
 	vals[2] = CStringGetTextDatum(pr->error ? pr->error : "unknown error");
 	vals[3] = CStringGetTextDatum(pr->document_type);
+	/* a notice about no item: entity_id 0 where Citus keeps the table */
+	vals[4] = BoolGetDatum(crm_table_is_distributed(get_relname_relid("notification",
+																	  get_namespace_oid("crm", false))));
 	crm_exec(crm_plan(&plan,
 					  "INSERT INTO crm.notification (user_id, kind, text, entity_type, entity_id,"
 					  "   process_instance_id)"
 					  " SELECT DISTINCT u.id, 'system',"
 					  "   format('Business process \"%s\" failed on %s %s: %s', t.name, i.document_type,"
 					  "          i.document_id, $3),"
-					  "   e.code, CASE WHEN e.code IS NOT NULL THEN i.document_id END, i.id"
+					  "   e.code, CASE WHEN e.code IS NOT NULL THEN i.document_id WHEN $5 THEN 0 END, i.id"
 					  "  FROM crm.process_instance i"
 					  "  JOIN crm.process_template t ON t.id = i.template_id"
 					  "  JOIN crm.user u ON u.id = t.created_by OR u.id = $2"
 					  "  LEFT JOIN crm.entity_type e ON e.code = $4"
 					  " WHERE i.id = $1",
-					  4, types), vals, nulls, false, 0);
+					  5, types), vals, nulls, false, 0);
 }
 
 static void

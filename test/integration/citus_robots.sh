@@ -169,6 +169,22 @@ check "crm.import_mode = on on the coordinator reaches the shards' nodes; off ag
 	"$(starts 'Imp ')"
 q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Welcome'"
 
+# feed posts are in a reference table, written on every node's placement:
+# a template starts once per post, on the node of the post's process shard,
+# and its actions (a notification about no item) run from that node's job runner
+q "INSERT INTO crm.feed_post (author_id, title, text) VALUES (1, 'Before any template', 'x')"
+q "SELECT crm.add_process_template('feed_post', 'Post', '{\"activities\": [
+	{\"type\": \"set_status_text\", \"text\": \"post {{title}}\"},
+	{\"type\": \"user_notification\", \"to\": [1], \"text\": \"new post {{title}}\"}]}', auto_start => '{add,modify}')" >/dev/null
+q "INSERT INTO crm.feed_post (author_id, title, text) SELECT 1, 'Post ' || g, 'x' FROM generate_series(1, 4) g"
+q "UPDATE crm.feed_post SET text = 'y' WHERE title = 'Post 1'"
+check "one instance per post written and per post changed, each waiting before its notification" "Post 1:2,Post 2:1,Post 3:1,Post 4:1|5" \
+	"$(q "SELECT string_agg(p.title || ':' || coalesce(n, 0), ',' ORDER BY p.title) FROM crm.feed_post p LEFT JOIN (SELECT document_id, count(*) AS n FROM crm.process_instance WHERE document_type = 'feed_post' GROUP BY 1) i ON i.document_id = p.id WHERE p.title LIKE 'Post %'")|$(q "SELECT count(*) FROM crm.process_instance WHERE document_type = 'feed_post' AND status = 'waiting'")"
+ran=$(( $(qw "$W1" "SELECT crm.run_due_jobs(100)") + $(qw "$W2" "SELECT crm.run_due_jobs(100)") ))
+check "the nodes' job runners complete them: 5 notifications about no item (entity_id 0)" "5|5|5" \
+	"$ran|$(q "SELECT count(*) FROM crm.process_instance WHERE document_type = 'feed_post' AND status = 'completed'")|$(q "SELECT count(*) FROM crm.notification WHERE text LIKE 'new post Post %' AND entity_id = 0 AND process_instance_id IS NOT NULL")"
+q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Post'"
+
 # an auto-started activity that writes another item (copy_deal) pauses the
 # instance before it; the job runner of the deal's node runs it and the rest
 q "SELECT crm.add_process_template('deal', 'Copier', '{\"activities\": [
