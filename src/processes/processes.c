@@ -516,7 +516,22 @@ static bool
 run_guarded(ProcessRun *pr, ActivityArgs *a)
 {
 	ActivityCall c = {pr, a};
-	ErrorData  *edata = crm_run_isolated_retrying(activity_call, &c);
+	ErrorData  *edata;
+
+	/*
+	 * In auto-start's optimistic run (its rows kept), an activity that
+	 * writes nothing (it computes a text, a variable, a branch) needs no
+	 * subtransaction of its own: its error rolls the whole run back, and the
+	 * replay runs every start again with each activity guarded.
+	 */
+	if (pr->kept != NULL &&
+		(a->kind == CRM_ACTIVITY_SET_STATUS_TEXT || a->kind == CRM_ACTIVITY_SET_VARIABLE ||
+		 a->kind == CRM_ACTIVITY_IF))
+	{
+		activity_body(pr, a);
+		return true;
+	}
+	edata = crm_run_isolated_retrying(activity_call, &c);
 
 	if (edata == NULL)
 		return true;

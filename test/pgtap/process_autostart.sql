@@ -5,7 +5,7 @@
 -- an unknown address, and that lead auto-starts.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(53);
+SELECT plan(55);
 
 INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
 INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1), (2, 'Sam', 'sam@example.com', 1);
@@ -158,6 +158,28 @@ SELECT lives_ok($$INSERT INTO crm.deal (title) VALUES ('Doomed')$$, 'an INSERT w
 SELECT results_eq($$SELECT i.status FROM crm.process_instance i JOIN crm.deal d ON d.id = i.document_id
 	WHERE d.title = 'Doomed'$$, $$VALUES ('failed')$$, 'the instance failed alone');
 SELECT crm.delete_process_template(:fails);
+
+-- An activity that writes nothing (set_status_text, set_variable, if) runs
+-- unguarded in a statement's optimistic run; when one fails there, every
+-- start is run again guarded: only that instance fails, with its error, and
+-- the trace of each is written once.
+SELECT crm.add_process_template('deal', 'Ratio', $${
+	"variables": {"r": {"type": "number"}},
+	"activities": [{"type": "set_variable", "variable": "r", "value": "=100/{{amount}}"},
+	               {"type": "if", "condition": "={=Variable:r} > 1", "then": [
+	                   {"type": "set_status_text", "text": "ratio {=Variable:r}"}]}]}$$,
+	auto_start => ARRAY['add']) AS ratio \gset
+SELECT lives_ok($$INSERT INTO crm.deal (title, amount) VALUES ('Ratio 1', 10), ('Ratio 0', 0), ('Ratio 2', 20)$$,
+	'an INSERT whose pure activity fails for one row succeeds');
+SELECT results_eq($$SELECT d.title, i.status, i.status_text, i.error IS NOT NULL,
+		(SELECT string_agg(l.type || ' ' || l.status, ', ' ORDER BY l.id) FROM crm.process_log l WHERE l.instance_id = i.id)
+	FROM crm.deal d JOIN crm.process_instance i ON i.document_id = d.id
+	WHERE d.title LIKE 'Ratio %' ORDER BY d.id$$,
+	$$VALUES ('Ratio 1', 'completed', 'ratio 10', false, 'set_variable done, if done, set_status_text done'),
+	         ('Ratio 0', 'failed', NULL, true, 'set_variable failed'),
+	         ('Ratio 2', 'completed', 'ratio 5', false, 'set_variable done, if done, set_status_text done')$$,
+	'only the failing instance failed; the others completed, each trace written once');
+SELECT crm.delete_process_template(:ratio);
 
 -- A start that cannot even begin (here an instance row a site's trigger
 -- refuses) is replayed alone: the other items of the statement start.
