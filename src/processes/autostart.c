@@ -723,19 +723,21 @@ placement_starts(Relation rel, HeapTuple tuple)
 	bool		isnull;
 	bool		local;
 
+	CrmScope	scope;
+
 	vals[0] = heap_getattr(tuple, crm_item_columns(rel)->id, RelationGetDescr(rel), &isnull);
 	if (isnull)
 		return false;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	crm_scope_enter(&scope, CRM_SCOPE_SPI);
 	crm_exec(crm_plan(&plan,
-					  "SELECT EXISTS (SELECT FROM pg_dist_placement p, pg_dist_local_group g"
-					  " WHERE p.groupid = g.groupid AND p.shardid ="
+					  "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_placement p,"
+					  "   pg_catalog.pg_dist_local_group g"
+					  " WHERE p.groupid = g.groupid AND p.shardid = pg_catalog."
 					  "   get_shard_id_for_distribution_column('crm.process_instance', $1))",
 					  1, types), vals, NULL, true, 1);
 	local = SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	crm_scope_leave(&scope);
 	return local;
 }
 
