@@ -152,7 +152,17 @@ BEGIN
 			END LOOP;
 		END $do$$cmd$);
 
-	-- 3. Distribute.
+	-- 3. The functions users call in their queries read definitions: in a
+	-- query on distributed items they run on the nodes of the shards, where
+	-- Citus refuses their reads of the reference tables' copies (a nested
+	-- distributed execution) unless allowed for the call.
+	FOR k IN SELECT f.oid::regprocedure AS fn FROM pg_catalog.pg_proc f
+			  WHERE f.pronamespace = 'crm'::regnamespace
+				AND f.proname IN ('stage', 'default_pipeline', 'supervisor_of', 'work_time_add') LOOP
+		PERFORM crm._on_every_node(format('ALTER FUNCTION %s SET citus.allow_nested_distributed_execution = on', k.fn));
+	END LOOP;
+
+	-- 4. Distribute.
 	FOR p IN SELECT * FROM crm._distribution_plan() d ORDER BY d.ord LOOP
 		IF p.dist_column IS NULL THEN
 			EXECUTE 'SELECT create_reference_table($1)' USING ('crm.' || p.tbl)::regclass;

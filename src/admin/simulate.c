@@ -65,6 +65,7 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
+#include "core/citus.h"
 #include "core/guc.h"
 
 PG_FUNCTION_INFO_V1(crm_simulate);
@@ -581,6 +582,13 @@ crm_simulate(PG_FUNCTION_ARGS)
 	caller_cxt = CurrentMemoryContext;
 
 	target = check_statement(sql);
+	if (crm_table_is_distributed(target))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("crm.simulate cannot see what a statement writes on a Citus cluster"),
+				 errdetail("crm.%s is distributed (crm.distribute()): the statement and its automation write on the nodes holding the shards, which this session's capture does not read.",
+						   get_rel_name(target)),
+				 errhint("Use crm.explain() for the decisions each rule would make, or simulate on a single-node copy of the database.")));
 
 	memset(&cap, 0, sizeof(cap));
 	cap.caller = GetUserId();

@@ -195,6 +195,14 @@ check "document_processes runs on the coordinator" "" "$(err "SELECT * FROM crm.
 check "explain: the robots of the deal's stage" "hello" \
 	"$(q "SELECT string_agg(rule, ',' ORDER BY rule_id) FROM crm.explain('deal', $D2) WHERE kind = 'robot'" 2>&1)"
 check "explain: an unknown deal is refused" "deal 999999 does not exist" "$(err "SELECT * FROM crm.explain('deal', 999999)")"
+check "simulate refuses a statement on a distributed table (it cannot see the nodes' writes)" \
+	"crm.simulate cannot see what a statement writes on a Citus cluster" \
+	"$(err "SELECT * FROM crm.simulate('UPDATE crm.deal SET title = title WHERE id = $D1')")"
+check "worker_status runs on the coordinator" "" "$(err "SELECT * FROM crm.worker_status()")"
+check "crm.stage() in a query on the distributed deals (run on the shards' nodes)" "" \
+	"$(err "SELECT count(*) FROM crm.deal WHERE stage_id = crm.stage('deal', 'new') OR stage_id = crm.stage('deal', 'won', crm.default_pipeline('deal'))")"
+check "supervisor_of and work_time_add in a query on the distributed deals" "" \
+	"$(err "SELECT count(*) FROM crm.deal WHERE crm.supervisor_of(responsible_id) IS NOT NULL OR crm.work_time_add(created_at, '1 day') < now()")"
 
 echo "# calls that reach an item through the C engine"
 check "evaluate on a deal of a worker" "Tables" "$(q "SELECT crm.evaluate('{{title}}', 'deal', $D2)")"
