@@ -2792,6 +2792,10 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 	SET LOCAL citus.enable_ddl_propagation = on;
+	-- crm.robot_log is a view that crm_user reads: Citus checks the query a
+	-- view makes on the shards as the session's role, so that role reads
+	-- the view's tables (the same rows; on one node it needs only the view)
+	GRANT SELECT ON crm.automation_log, crm.robot_log_entry TO crm_user;
 	ALTER TABLE crm.department ADD CONSTRAINT department_head_id_fkey
 		FOREIGN KEY (head_id) REFERENCES crm."user" (id) ON DELETE SET NULL;
 	ALTER TABLE crm.process_log ADD CONSTRAINT process_log_instance_id_fkey

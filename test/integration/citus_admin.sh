@@ -191,6 +191,9 @@ check "delete_process_template: gone on a worker" "0" "$(qw "$W2" "SELECT count(
 
 echo "# reading an item's automation"
 check "item_automation runs on the coordinator" "" "$(err "SELECT * FROM crm.item_automation('deal', $D1)")"
+q "CREATE ROLE it_app LOGIN IN ROLE crm_user" >/dev/null
+check "a crm_user role reads an item's automation and the robot log (a view Citus checks on the shards)" "ok|ok" \
+	"$(psql -X -q -t -A -U it_app -d crm_it -c "SELECT 'ok' FROM (SELECT count(*) FROM crm.item_automation('deal', $D1)) c" 2>&1 | head -n 1)|$(psql -X -q -t -A -U it_app -d crm_it -c "SELECT 'ok' FROM (SELECT count(*) FROM crm.robot_log) c" 2>&1 | head -n 1)"
 check "document_processes runs on the coordinator" "" "$(err "SELECT * FROM crm.document_processes('deal', $D1)")"
 check "explain: the robots of the deal's stage" "hello" \
 	"$(q "SELECT string_agg(rule, ',' ORDER BY rule_id) FROM crm.explain('deal', $D2) WHERE kind = 'robot'" 2>&1)"
