@@ -202,6 +202,8 @@ check "simulate refuses a statement on a distributed table (it cannot see the no
 	"crm.simulate cannot see what a statement writes on a Citus cluster" \
 	"$(err "SELECT * FROM crm.simulate('UPDATE crm.deal SET title = title WHERE id = $D1')")"
 check "worker_status runs on the coordinator" "" "$(err "SELECT * FROM crm.worker_status()")"
+check "the outbox views run on the coordinator" "" \
+	"$(err "SELECT * FROM crm.outbox_stats, (SELECT count(*) FROM crm.outbox_failures) f, (SELECT count(*) FROM crm.outbox_dead) d, (SELECT count(*) FROM crm.outbox_queue) q")"
 check "crm.stage() in a query on the distributed deals (run on the shards' nodes)" "" \
 	"$(err "SELECT count(*) FROM crm.deal WHERE stage_id = crm.stage('deal', 'new') OR stage_id = crm.stage('deal', 'won', crm.default_pipeline('deal'))")"
 check "supervisor_of and work_time_add in a query on the distributed deals" "" \
