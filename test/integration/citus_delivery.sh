@@ -25,6 +25,12 @@ B=http://127.0.0.1:$HTTP_PORT
 
 q "CREATE EXTENSION crm_automation"
 q "SELECT count(*) FROM crm.distribute()" >/dev/null
+# the nodes' workers poll while crm.distribute() changes the tables under
+# them and may log an error then (retried on their next round): the check
+# at the end reads what the logs say after it
+sleep 1
+W1_FROM=$(( $(wc -l <"$CRM_CITUS_DIR/worker1.log") + 1 ))
+W2_FROM=$(( $(wc -l <"$CRM_CITUS_DIR/worker2.log") + 1 ))
 q "INSERT INTO crm.department (id, name) VALUES (1, 'Sales');
    INSERT INTO crm.user (id, name, email, department_id) VALUES (1, 'Mia', 'mia@example.com', 1);
    INSERT INTO crm.robot (stage_id, name, action, params, sort)
@@ -102,5 +108,11 @@ check "the claims are this node's own functions, run by no one else" "f|f" \
 	"$(qw "$W1" "SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p WHERE p.proname LIKE '\_claim\_messages\_%' LIMIT 1")|$(qw "$W2" "SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p WHERE p.proname LIKE '\_claim\_messages\_%' LIMIT 1")"
 [ "${CRM_IT_KEEP_LOGS:-}" ] && cp "$CRM_CITUS_DIR"/*.log /tmp/ 2>/dev/null
 check "no server crashed" 0 "$(cat "$CRM_CITUS_DIR"/*.log | grep -c 'terminated by signal' || true)"
-check "no error on the worker nodes (claims, records, jobs)" 0 "$(cat "$CRM_CITUS_DIR"/worker1.log "$CRM_CITUS_DIR"/worker2.log | grep 'ERROR' | grep -vc 'terminating connection\|connection to the remote node' || true)"
+errors=$( { tail -n "+$W1_FROM" "$CRM_CITUS_DIR/worker1.log"; tail -n "+$W2_FROM" "$CRM_CITUS_DIR/worker2.log"; } |
+	grep -A2 ' ERROR: ' | grep -v 'terminating connection\|connection to the remote node' || true)
+# a node stopped with -m immediate: Citus's own maintenance daemon on the
+# other loses its connection to it (not ours)
+errors=$(echo "$errors" | grep ' ERROR: ' | grep -v 'SSL SYSCALL error\|server closed the connection' || true)
+[ -z "$errors" ] || echo "$errors" | sed 's/^/# /'
+check "no error on the worker nodes after crm.distribute() (claims, records, jobs)" 0 "$(echo -n "$errors" | grep -c . || true)"
 it_end
