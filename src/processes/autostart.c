@@ -722,7 +722,6 @@ placement_starts(Relation rel, HeapTuple tuple)
 	Datum		vals[1];
 	bool		isnull;
 	bool		local;
-
 	CrmScope	scope;
 
 	vals[0] = heap_getattr(tuple, crm_item_columns(rel)->id, RelationGetDescr(rel), &isnull);
