@@ -181,8 +181,9 @@ crm_citus_set_local(const char *name, const char *value)
 
 	/*
 	 * Citus propagates a SET LOCAL from a multi-statement transaction, which
-	 * a DO block counts as; the block's SET LOCAL lasts, as any, until the
-	 * transaction ends.
+	 * a DO block counts as: the other nodes keep it until the transaction
+	 * ends.  Here it is undone with the nest level (as an error would): this
+	 * node's own value stays the caller's.
 	 */
 	(void) set_config_option("citus.propagate_set_commands", "local", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
@@ -193,7 +194,7 @@ crm_citus_set_local(const char *name, const char *value)
 	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not set %s on the nodes of the transaction", name);
 	SPI_finish();
-	AtEOXact_GUC(true, nest);
+	AtEOXact_GUC(false, nest);
 	pfree(sql);
 }
 

@@ -37,8 +37,9 @@ extern Oid	crm_shard_parent(Oid relid);
 extern List *crm_local_shards(Oid relid);
 
 /*
- * SET LOCAL name (a constant of ours: not quoted) TO value here and on every node this transaction writes
- * to through Citus, now and later in the transaction: the statement runs as
+ * SET LOCAL name (a constant of ours: not quoted) TO value on every other
+ * node this transaction writes to through Citus, now and later in the
+ * transaction (this node's value does not change): the statement runs as
  * Citus propagates a SET LOCAL (citus.propagate_set_commands = local, for
  * this call only), so Citus sends it to the nodes already in the
  * transaction and with the BEGIN of those it reaches later.

@@ -262,19 +262,35 @@ writes_distributed(PlannedStmt *pstmt)
 	return false;
 }
 
+/*
+ * Whether the statement's writes must start nothing: an import, or a write
+ * of automation (a robot or a process on the causal lineage, lineage.c),
+ * which the nodes holding the shards cannot see (their backends have no
+ * lineage of this one): for auto-start both are the same, and crm.import_mode
+ * is what the nodes are told.
+ */
+static bool
+starts_nothing(void)
+{
+	return crm_import_mode || crm_lineage_has('r') || crm_lineage_has('p');
+}
+
 static void
 autostart_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if ((crm_import_mode || told()) && (eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
+	bool		quiet = starts_nothing();
+
+	if ((quiet || told()) && (eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
 		writes_distributed(queryDesc->plannedstmt))
 	{
 		/*
-		 * One shard's INSERT outside a transaction block would reach its
-		 * node without a BEGIN, so without the SET LOCAL.
+		 * One shard's INSERT outside a transaction block (a statement in
+		 * autocommit, a job runner's transaction) would reach its node
+		 * without a BEGIN, so without the SET LOCAL.
 		 */
-		if (crm_import_mode && !told() && !IsTransactionBlock())
+		if (quiet && !told() && !IsTransactionBlock())
 			crm_citus_coordinate();
-		tell_shards(crm_import_mode);
+		tell_shards(quiet);
 	}
 	if (prev_executor_start)
 		prev_executor_start(queryDesc, eflags);

@@ -203,6 +203,19 @@ copy=$(q "SELECT max(id) FROM crm.deal WHERE title = 'Copied'")
 check "the activity after it reads the copy's id; the trace shows the pause" "copied to $copy|add_comment done,copy_deal done deferred to the job runner,copy_deal done,add_comment done" \
 	"$(q "SELECT text FROM crm.timeline_comment WHERE entity_id = $did AND text LIKE 'copied to %'")|$(q "SELECT string_agg(type || ' ' || status || coalesce(' deferred to the ' || (outputs ->> 'deferred'), ''), ',' ORDER BY id) FROM crm.process_log WHERE document_id = $did")"
 
+# the loop case across nodes: a process that copies its deal (the job runner
+# of one node inserting the copy into another node's shard) does not start
+# itself on the copy, whichever node holds it
+q "UPDATE crm.process_template SET auto_start = '{add}' WHERE name = 'Copier'"
+q "INSERT INTO crm.deal (title, responsible_id) SELECT 'Looped ' || g, 1 FROM generate_series(1, 6) g"
+for round in 1 2 3; do
+	qw "$W1" "SELECT crm.run_due_jobs(100)" >/dev/null
+	qw "$W2" "SELECT crm.run_due_jobs(100)" >/dev/null
+done
+q "UPDATE crm.process_template SET auto_start = '{}' WHERE name = 'Copier'"
+check "six inserts, six instances, six copies (none started on a copy)" "12|6|6" \
+	"$(q "SELECT count(*) FROM crm.deal WHERE title LIKE 'Looped %'")|$(q "SELECT count(*) FROM crm.process_instance i JOIN (SELECT id FROM crm.deal WHERE title LIKE 'Looped %') d ON d.id = i.document_id")|$(q "SELECT count(DISTINCT i.document_id) FROM crm.process_instance i JOIN (SELECT id FROM crm.deal WHERE title LIKE 'Looped %') d ON d.id = i.document_id WHERE i.status = 'completed'")"
+
 # a connection already open on a worker node sees a robot added on the coordinator
 coproc SESSION_W { psql -X -q -t -A -v ON_ERROR_STOP=0 -p "$W1" -d crm_it 2>&1; }
 W_PID=$SESSION_W_PID	# bash unsets SESSION_W_PID once the coprocess ends
