@@ -3513,3 +3513,523 @@ CREATE OR REPLACE VIEW crm.outbox_stats AS
 				   FROM crm.outbox o
 				  GROUP BY o.channel) s ON s.channel = c.channel
 	 ORDER BY c.ord;
+
+-- ---------------------------------------------------------------------------
+-- Issue 17, delivery: no index of crm.outbox names a column the delivery
+-- workers change, so that both the claim and the record of a result are HOT
+-- updates (no index entries written); the messages not yet done are found
+-- through crm.outbox_due, kept by crm.outbox's triggers and the workers'
+-- records; cleanup finds old messages by created_at.
+-- ---------------------------------------------------------------------------
+DROP INDEX crm.outbox_due;
+DROP INDEX crm.outbox_sent;
+CREATE INDEX outbox_created ON crm.outbox (created_at);
+-- The messages not yet done, by due time: pending, failed, and sending ones
+-- (their lease may expire); sent and dead ones (next attempt 'infinity')
+-- have no row here.  Kept by crm.outbox's triggers (crm._outbox_queued and
+-- the others, delivery) and by the workers' records of results, in the same
+-- transaction as the message's row; rel is the table the message is in
+-- (crm.outbox, or on a distributed installation this node's shard of it).
+CREATE TABLE crm.outbox_due (
+	message_id	bigint NOT NULL,
+	rel			regclass NOT NULL,
+	next_attempt_at timestamptz NOT NULL,
+	PRIMARY KEY (message_id, rel)
+);
+CREATE INDEX outbox_due_next ON crm.outbox_due (rel, next_attempt_at, message_id);
+SELECT pg_catalog.pg_extension_config_dump('crm.outbox_due', '');
+GRANT SELECT ON crm.outbox_due TO crm_admin;
+
+-- ---------------------------------------------------------------------------
+-- crm.outbox_due, the messages not yet done by due time, follows crm.outbox:
+-- a row for each message inserted not yet sent or dead, its due time
+-- changed, or the row deleted, by whoever writes the outbox (robots,
+-- crm.retry_message, an administrator's INSERT or UPDATE).  The delivery
+-- workers' records of results keep it themselves, in the same statement
+-- (src/delivery/outbox.c), and skip the row trigger (crm._outbox_recording()
+-- is true only there).  On a distributed installation these triggers are
+-- on each shard (TG_RELID the shard), and crm.outbox_due is each node's own.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm._outbox_recording() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crm_outbox_recording' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION crm._outbox_queued() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
+	SELECT n.id, TG_RELID, n.next_attempt_at
+	  FROM new_rows n
+	 WHERE n.sent_at IS NULL AND n.next_attempt_at < 'infinity'
+	ON CONFLICT (message_id, rel) DO UPDATE SET next_attempt_at = excluded.next_attempt_at;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION crm._outbox_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		DELETE FROM crm.outbox_due d WHERE d.message_id = OLD.id AND d.rel = TG_RELID;
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.sent_at IS NULL AND NEW.next_attempt_at < 'infinity' THEN
+		INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
+		VALUES (NEW.id, TG_RELID, NEW.next_attempt_at);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION crm._outbox_truncated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	DELETE FROM crm.outbox_due d WHERE d.rel = TG_RELID;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_queued AFTER INSERT ON crm.outbox
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._outbox_queued();
+CREATE TRIGGER outbox_rescheduled AFTER UPDATE OF id, next_attempt_at, sent_at ON crm.outbox
+	FOR EACH ROW WHEN ((OLD.id <> NEW.id OR OLD.next_attempt_at IS DISTINCT FROM NEW.next_attempt_at
+						OR (OLD.sent_at IS NULL) <> (NEW.sent_at IS NULL))
+					   AND NOT crm._outbox_recording())
+	EXECUTE FUNCTION crm._outbox_changed();
+CREATE TRIGGER outbox_deleted AFTER DELETE ON crm.outbox
+	FOR EACH ROW WHEN (OLD.sent_at IS NULL AND OLD.next_attempt_at < 'infinity')
+	EXECUTE FUNCTION crm._outbox_changed();
+CREATE TRIGGER outbox_truncated AFTER TRUNCATE ON crm.outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._outbox_truncated();
+
+-- Makes crm.outbox_due hold exactly the messages of rel (crm.outbox or a
+-- shard of it) not yet done: after rows were loaded with triggers disabled
+-- (pg_restore --disable-triggers, session_replication_role = replica), an
+-- upgrade, crm.distribute().  Reads the whole table.  Returns the rows added.
+CREATE FUNCTION crm._outbox_due_rebuild(p_rel regclass DEFAULT 'crm.outbox') RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+BEGIN
+	EXECUTE format('DELETE FROM crm.outbox_due d WHERE d.rel = $1
+					  AND NOT EXISTS (SELECT FROM %s o WHERE o.id = d.message_id
+									   AND o.sent_at IS NULL AND o.next_attempt_at < ''infinity''
+									   AND o.next_attempt_at = d.next_attempt_at)', p_rel)
+		USING p_rel;
+	EXECUTE format('INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
+					SELECT o.id, $1, o.next_attempt_at FROM %s o
+					 WHERE o.sent_at IS NULL AND o.next_attempt_at < ''infinity''
+					ON CONFLICT (message_id, rel) DO NOTHING', p_rel)
+		USING p_rel;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION crm._outbox_due_rebuild(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION crm._outbox_recording(), crm._outbox_queued(), crm._outbox_changed(),
+	crm._outbox_truncated() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._outbox_recording(), crm._outbox_queued(), crm._outbox_changed(),
+	crm._outbox_truncated(), crm._outbox_due_rebuild(regclass) TO crm_admin;
+-- the messages of the outbox not yet done
+SELECT crm._outbox_due_rebuild();
+
+CREATE OR REPLACE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+									p_after_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text, charset text, due_at timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- called many times a second: plan it once.  A generic plan does not know
+-- the limit and, with many messages due, would rather read the whole table
+-- and sort it: the claim reads crm.outbox_due in order, whatever the statistics.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH claimed AS (
+		-- rows locked by the subquery keep their place (ctid) until we update
+		-- them: the update reads them by address, whatever the statistics say
+		-- (the subquery's index scan has pruned their pages: room for the
+		-- HOT versions)
+		UPDATE crm.outbox o
+		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
+			   lease_until = now() + p_lease, updated_at = now()
+		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
+				SELECT d.ctid
+				  FROM crm.outbox_due q
+				  JOIN crm.outbox d ON d.id = q.message_id
+				 WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+				   -- from the start, or after the given message
+				   AND (q.next_attempt_at, q.message_id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+				   AND d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				 ORDER BY q.next_attempt_at, q.message_id
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED)
+			ELSE ARRAY(
+				-- skipping busy endpoints (a webhook's URL, else its
+				-- provider's): the same, among the first 2,000 due messages
+				-- (in their order: the nested loop over them keeps it), so
+				-- that a long backlog for a busy endpoint is not read again
+				-- and again
+				SELECT d.ctid
+				  FROM unnest(ARRAY(SELECT q.message_id FROM crm.outbox_due q
+									 WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+									 ORDER BY q.next_attempt_at, q.message_id
+									 LIMIT 2000)) AS w (message_id)
+				  JOIN crm.outbox d ON d.id = w.message_id
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				   AND coalesce(crm._url_endpoint(
+							CASE WHEN d.channel = 'webhook' AND d.payload ? 'url' THEN d.payload ->> 'url'
+								 ELSE (SELECT p.config ->> 'url' FROM crm.provider p
+										WHERE p.id = coalesce(d.provider_id,
+															  (SELECT e.id FROM crm.provider e
+																WHERE e.channel = d.channel AND e.is_default))) END),
+								'') <> ALL (p_busy)
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED) END)
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.next_attempt_at
+	), resolved AS (
+		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
+			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
+			   (c.channel = 'webhook'
+				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
+		  FROM claimed c
+		  LEFT JOIN crm.provider p
+			ON p.id = coalesce(c.provider_id,
+							   (SELECT d.id FROM crm.provider d
+								 WHERE d.channel = c.channel AND d.is_default))
+		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	), rendered AS (
+		SELECT r.*,
+			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
+				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
+								  r.payload ->> 'number'),
+				   'number', coalesce(r.payload ->> 'number',
+									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
+				   'text', r.payload ->> 'text',
+				   'message_id', r.idempotency_key,
+				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
+				   'secret', coalesce(r.p_secret, '')) END AS vars,
+			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
+			   -- most webhooks have no headers of their own: skip the subqueries then
+			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
+			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
+		  FROM (SELECT r.*,
+					   -- lists read only when they are arrays: a message of the
+					   -- wrong shape must not stop the claim (see shape_error)
+					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
+					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
+							ELSE '[]' END AS att_list,
+					   -- the first field of the wrong type, if any: the message is
+					   -- dead with it, the others of the claim go on
+					   CASE WHEN r.channel = 'webhook' THEN
+								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
+										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
+									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
+										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
+									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
+										 'webhook headers must be a JSON object' END
+							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
+												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
+									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
+												 ('email', 'body', 'string'), ('email', 'from', 'string'),
+												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
+												 ('email', 'charset', 'string'),
+												 ('openline', 'text', 'string'), ('openline', 'hidden', 'boolean'),
+												 ('openline', 'attachments', 'array'), ('openline', 'client', 'object'),
+												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
+												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
+												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
+												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
+								   WHERE f.channel = r.channel
+									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
+									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
+								   LIMIT 1) END AS shape_error
+				  FROM resolved r) r
+	)
+	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
+		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
+				WHEN r.channel IN ('email', 'openline') THEN r.cfg ->> 'url'
+				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
+		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
+						  r.cfg ->> 'method', 'POST')),
+		   CASE WHEN r.own_headers OR r.cfg_headers THEN
+			   ARRAY(SELECT h.key || ': ' ||
+							CASE WHEN r.channel IN ('sms', 'robocall')
+								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
+					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
+							 UNION ALL
+							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
+																 THEN r.payload -> 'headers'
+																 ELSE '{}' END)) h)
+				ELSE '{}' END,
+		   CASE WHEN r.channel = 'webhook' THEN
+					CASE jsonb_typeof(r.payload -> 'body')
+						WHEN 'string' THEN r.payload ->> 'body'
+						ELSE coalesce((r.payload -> 'body')::text, '') END
+				WHEN r.channel = 'email' THEN r.payload ->> 'body'
+				-- an open-channel message: the payload as the action wrote it
+				WHEN r.channel = 'openline' THEN r.payload::text
+				ELSE crm._render_template(
+						coalesce(r.cfg ->> 'body',
+								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
+											ELSE '{"to": "{to}", "text": "{text}", "id": "{message_id}"}' END),
+						r.vars, r.fmt) END,
+		   r.p_secret,
+		   r.cfg ->> 'username',
+		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
+		   r.payload ->> 'subject',
+		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
+		   coalesce(r.cfg ->> 'tls', 'try'),
+		   CASE WHEN r.channel = 'email'
+				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
+		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
+				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
+					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
+				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
+					format('%s provider "%s" is disabled', r.channel, r.p_name)
+				WHEN r.shape_error IS NOT NULL THEN
+					r.shape_error
+				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
+											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
+											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
+																			 THEN r.cfg ELSE '{}' END) c
+														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
+					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
+						   r.channel, r.p_name)
+				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
+					'the webhook has no url and its provider none'
+				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
+					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
+				WHEN r.channel = 'openline' AND (r.payload -> 'hidden') = 'true' THEN
+					'a hidden open-channel message is never sent to the client'
+				WHEN r.channel = 'openline' AND r.p_secret IS NULL THEN
+					format('openline provider "%s" has no signing secret: give one with crm.update_provider(id, secret => ...)',
+						   r.p_name)
+				WHEN r.own_headers
+					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
+								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
+					'a header name is not a token or a header value contains CR or LF'
+		   END,
+		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key,
+		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END,
+		   r.next_attempt_at
+	  FROM rendered r;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm._next_message_due() RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT least((SELECT q.next_attempt_at FROM crm.outbox_due q JOIN crm.outbox o ON o.id = q.message_id
+				   WHERE q.rel = 'crm.outbox'::regclass
+					 AND o.sent_at IS NULL AND o.status IN ('pending', 'failed')
+				   ORDER BY q.rel, q.next_attempt_at, q.message_id LIMIT 1),
+				 (SELECT min(o.lease_until) FROM crm.outbox_due q JOIN crm.outbox o ON o.id = q.message_id
+				   WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+					 AND o.sent_at IS NULL AND o.status = 'sending'));
+$$;
+
+CREATE OR REPLACE FUNCTION crm.cleanup_outbox(older_than interval DEFAULT NULL) RETURNS bigint
+-- PL/pgSQL, the limit a parameter: Citus plans no SQL function with
+-- parameters on distributed tables, nor a stable function in a COALESCE of a
+-- DELETE there
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+	v_before timestamptz := now() - coalesce(older_than, current_setting('crm.outbox_retention')::interval);
+BEGIN
+	WITH d AS (
+		DELETE FROM crm.outbox
+		 WHERE created_at < v_before
+		   AND status = 'sent'
+		   AND sent_at < v_before
+		RETURNING 1)
+	SELECT count(*) INTO n FROM d;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm._outbox_shard_claims() RETURNS TABLE (shard text, claim text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	template text := pg_get_functiondef(
+		'crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint)'::regprocedure);
+	version text := md5(template);
+	def text;
+	t text;
+	local_shard text;
+BEGIN
+	FOR r IN EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s
+						JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+					   WHERE s.logicalrelid = ''crm.outbox''::regclass
+						 AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)
+					   ORDER BY s.shardid' LOOP
+		shard := 'crm.outbox_' || r.shardid;
+		claim := 'crm._claim_messages_' || r.shardid;
+		IF to_regproc(claim) IS NULL
+		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
+			-- the node's workers make it once: the others wait, then see it
+			PERFORM pg_advisory_xact_lock(hashtext('crm._outbox_shard_claims'));
+		END IF;
+		IF to_regproc(claim) IS NULL
+		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
+			def := replace(template, 'FUNCTION crm._claim_messages(', 'FUNCTION ' || claim || '(');
+			def := regexp_replace(def, '\mcrm\.outbox\M', shard, 'g');
+			FOREACH t IN ARRAY ARRAY['provider', 'provider_secret', 'disabled_endpoint'] LOOP
+				EXECUTE 'SELECT ''crm.'' || $1 || ''_'' || s.shardid FROM pg_catalog.pg_dist_shard s
+						  WHERE s.logicalrelid = (''crm.'' || $1)::regclass'
+					INTO STRICT local_shard USING t;
+				def := regexp_replace(def, '\mcrm\.' || t || '\M', local_shard, 'g');
+			END LOOP;
+			-- this node's own function: Citus must not propagate it
+			PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+			EXECUTE def;
+			EXECUTE format('REVOKE ALL ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC',
+						   claim);
+			EXECUTE format('COMMENT ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) IS %L',
+						   claim, version);
+			-- the shard's messages not yet done, in this node's crm.outbox_due
+			-- (those its rows had when Citus copied them into the shard)
+			PERFORM crm._outbox_due_rebuild(shard::regclass);
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION crm.distribute() RETURNS TABLE (tbl text, became text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $fn$
+DECLARE
+	p record;
+	k record;
+	n_workers integer;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN
+		RAISE EXCEPTION 'crm.distribute() needs the citus extension'
+			USING ERRCODE = '55000',
+				  HINT = 'Install Citus on every node, preload it before crm_automation, CREATE EXTENSION citus.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'crm.deal'::regclass) THEN
+		RAISE EXCEPTION 'this installation is already distributed' USING ERRCODE = '55000',
+			DETAIL = 'crm.deal is already a distributed table.',
+			HINT = 'Nothing to do: see docs/citus.md for what crm.distribute() made.';
+	END IF;
+	EXECUTE 'SELECT count(*) FROM pg_dist_node WHERE noderole = ''primary'' AND groupid <> 0
+			   AND isactive' INTO n_workers;
+	IF n_workers = 0 THEN
+		RAISE EXCEPTION 'the Citus cluster has no worker node' USING ERRCODE = '55000',
+			HINT = 'Add the workers first: SELECT citus_add_node(host, port).';
+	END IF;
+	EXECUTE 'SELECT citus_is_coordinator()' INTO STRICT k;
+	IF NOT k.citus_is_coordinator THEN
+		RAISE EXCEPTION 'crm.distribute() runs on the coordinator' USING ERRCODE = '55000',
+			HINT = 'Connect to the coordinator of the Citus cluster and run it there.';
+	END IF;
+
+	SET LOCAL citus.enable_ddl_propagation = off;
+	SET LOCAL citus.enable_unsafe_triggers = on;
+	SET LOCAL citus.enable_local_reference_table_foreign_keys = off;
+	SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+
+	-- 1. Every node's copy takes the distributed layout.
+	-- a cycle (department.head_id, user.department_id) and keys between
+	-- tables that are no longer co-located come back after (3.)
+	PERFORM crm._on_every_node('ALTER TABLE crm.department DROP CONSTRAINT department_head_id_fkey');
+	PERFORM crm._on_every_node('ALTER TABLE crm.calendar_event DROP CONSTRAINT calendar_event_activity_id_fkey');
+	PERFORM crm._on_every_node('ALTER TABLE crm.process_log DROP CONSTRAINT process_log_instance_id_fkey');
+	FOR p IN SELECT * FROM crm._distribution_plan() d WHERE d.dist_column NOT IN ('id', 'local') ORDER BY d.ord LOOP
+		-- keys start with the distribution column
+		FOR k IN SELECT c.conname, c.contype,
+						array_to_string(ARRAY(SELECT quote_ident(a.attname)
+												FROM unnest(c.conkey) WITH ORDINALITY AS u (n, o)
+												JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = u.n
+											   ORDER BY u.o), ', ') AS cols
+				   FROM pg_constraint c
+				  WHERE c.conrelid = ('crm.' || p.tbl)::regclass AND c.contype IN ('p', 'u') LOOP
+			PERFORM crm._on_every_node(format('ALTER TABLE crm.%I DROP CONSTRAINT %I, ADD CONSTRAINT %I %s (%I, %s)',
+											  p.tbl, k.conname, k.conname,
+											  CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END,
+											  p.dist_column, k.cols));
+		END LOOP;
+		EXECUTE format('UPDATE crm.%I SET %I = 0 WHERE %I IS NULL', p.tbl, p.dist_column, p.dist_column);
+		PERFORM crm._on_every_node(format('ALTER TABLE crm.%I ALTER %I SET DEFAULT 0, ALTER %I SET NOT NULL',
+										  p.tbl, p.dist_column, p.dist_column));
+	END LOOP;
+
+	-- 2. Ids: each worker node's sequences draw from a range of their own.
+	PERFORM crm._on_every_node($cmd$DO $do$
+		DECLARE
+			s record;
+			g bigint := coalesce((SELECT groupid FROM pg_catalog.pg_dist_local_group), 0);
+		BEGIN
+			IF g = 0 THEN RETURN; END IF;
+			FOR s IN SELECT c.oid::regclass AS seq FROM pg_class c
+					  WHERE c.relkind = 'S' AND c.relnamespace = 'crm'::regnamespace LOOP
+				EXECUTE format('ALTER SEQUENCE %s MINVALUE %s MAXVALUE %s START %s RESTART', s.seq,
+							   (g << 48) + 1, ((g + 1) << 48) - 1, (g << 48) + 1);
+			END LOOP;
+		END $do$$cmd$);
+
+	-- 3. The functions users call in their queries read definitions: in a
+	-- query on distributed items they run on the nodes of the shards, where
+	-- Citus refuses their reads of the reference tables' copies (a nested
+	-- distributed execution) unless allowed for the call.
+	FOR k IN SELECT f.oid::regprocedure AS fn FROM pg_catalog.pg_proc f
+			  WHERE f.pronamespace = 'crm'::regnamespace
+				AND f.proname IN ('stage', 'default_pipeline', 'supervisor_of', 'work_time_add') LOOP
+		PERFORM crm._on_every_node(format('ALTER FUNCTION %s SET citus.allow_nested_distributed_execution = on', k.fn));
+	END LOOP;
+
+	-- 4. Distribute.
+	FOR p IN SELECT * FROM crm._distribution_plan() d ORDER BY d.ord LOOP
+		IF p.dist_column IS NULL THEN
+			EXECUTE 'SELECT create_reference_table($1)' USING ('crm.' || p.tbl)::regclass;
+			tbl := p.tbl; became := 'reference table';
+		ELSIF p.dist_column = 'local' THEN
+			EXECUTE 'SELECT citus_add_local_table_to_metadata($1, cascade_via_foreign_keys => true)' USING ('crm.' || p.tbl)::regclass;
+			tbl := p.tbl; became := 'coordinator table';
+		ELSE
+			EXECUTE 'SELECT create_distributed_table($1, $2, colocate_with => $3)'
+				USING ('crm.' || p.tbl)::regclass, p.dist_column,
+					  CASE WHEN p.tbl = 'deal' THEN 'none' ELSE 'crm.deal' END;
+			tbl := p.tbl; became := 'distributed by ' || p.dist_column;
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+	SET LOCAL citus.enable_ddl_propagation = on;
+	-- the messages not yet done are now in shards: each node's workers list
+	-- them in its crm.outbox_due when they first claim from a shard
+	DELETE FROM crm.outbox_due WHERE rel = 'crm.outbox'::regclass;
+	-- crm.robot_log is a view that crm_user reads: Citus checks the query a
+	-- view makes on the shards as the session's role, so that role reads
+	-- the view's tables (the same rows; on one node it needs only the view)
+	GRANT SELECT ON crm.automation_log, crm.robot_log_entry TO crm_user;
+	ALTER TABLE crm.department ADD CONSTRAINT department_head_id_fkey
+		FOREIGN KEY (head_id) REFERENCES crm."user" (id) ON DELETE SET NULL;
+	ALTER TABLE crm.process_log ADD CONSTRAINT process_log_instance_id_fkey
+		FOREIGN KEY (document_id, instance_id) REFERENCES crm.process_instance (document_id, id) ON DELETE CASCADE;
+END
+$fn$;
+

@@ -180,11 +180,11 @@ SELECT id, status, attempts FROM crm.outbox WHERE id IN (2, 5, 12) ORDER BY id;
 
 -- Cleanup deletes sent messages older than crm.outbox_retention (7 days
 -- by default; the worker calls it every 5 minutes), or older than the
--- interval given.
+-- interval given: created and sent before it.
 SHOW crm.outbox_retention;
-UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '8 days' WHERE id = 1;
-UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '2 days' WHERE id = 2;
-UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '1 hour' WHERE id = 3;
+UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '8 days', created_at = now() - interval '8 days' WHERE id = 1;
+UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '2 days', created_at = now() - interval '2 days' WHERE id = 2;
+UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '1 hour', created_at = now() - interval '1 hour' WHERE id = 3;
 SELECT crm.cleanup_outbox() AS deleted;
 SET crm.outbox_retention = '1d';
 SELECT crm.cleanup_outbox() AS deleted;

@@ -222,14 +222,27 @@ CREATE TABLE crm.outbox (
 	updated_at	timestamptz NOT NULL DEFAULT now(),
 	sent_at		timestamptz
 );
--- Messages not yet done, by due time: pending, failed, and sending ones
--- (their lease may expire).  A dead message's next attempt is 'infinity'.
--- No index names status or the lease, which the claim changes: the claim
--- is a HOT update (crm._claim_messages).
-CREATE INDEX outbox_due ON crm.outbox (next_attempt_at, id)
-	WHERE sent_at IS NULL AND next_attempt_at < 'infinity';
-CREATE INDEX outbox_sent ON crm.outbox (sent_at) WHERE sent_at IS NOT NULL;
+-- No index of crm.outbox names a column the delivery workers change
+-- (status, the lease, attempts, next_attempt_at, sent_at, the response):
+-- both the claim and the record of a result are HOT updates, which write
+-- no index entry.  The messages not yet done are found through
+-- crm.outbox_due; crm.cleanup_outbox finds old ones by created_at.
 CREATE INDEX ON crm.outbox (entity_type, entity_id);
+CREATE INDEX outbox_created ON crm.outbox (created_at);
+
+-- The messages not yet done, by due time: pending, failed, and sending ones
+-- (their lease may expire); sent and dead ones (next attempt 'infinity')
+-- have no row here.  Kept by crm.outbox's triggers (crm._outbox_queued and
+-- the others, delivery) and by the workers' records of results, in the same
+-- transaction as the message's row; rel is the table the message is in
+-- (crm.outbox, or on a distributed installation this node's shard of it).
+CREATE TABLE crm.outbox_due (
+	message_id	bigint NOT NULL,
+	rel			regclass NOT NULL,
+	next_attempt_at timestamptz NOT NULL,
+	PRIMARY KEY (message_id, rel)
+);
+CREATE INDEX outbox_due_next ON crm.outbox_due (rel, next_attempt_at, message_id);
 
 -- Business-process templates and their persistent instances.
 CREATE TABLE crm.process_template (

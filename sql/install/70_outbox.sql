@@ -14,8 +14,8 @@
 ALTER TABLE crm.outbox ADD COLUMN claimed_at timestamptz;
 
 -- Every message is updated twice (claimed, then its result): room on its
--- page keeps the new versions next to the old ones (the claim's is a HOT
--- update: see outbox_due).
+-- page keeps the new versions next to the old ones (both are HOT updates:
+-- see crm.outbox_due).
 ALTER TABLE crm.outbox SET (fillfactor = 50);
 
 -- Endpoints that answered 410 Gone: their further messages are dead.
@@ -51,6 +51,92 @@ CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE ON crm.outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker();
 CREATE TRIGGER wake_worker AFTER INSERT OR UPDATE ON crm.job
 	FOR EACH STATEMENT EXECUTE FUNCTION crm._wake_worker('jobs');
+
+-- ---------------------------------------------------------------------------
+-- crm.outbox_due, the messages not yet done by due time, follows crm.outbox:
+-- a row for each message inserted not yet sent or dead, its due time
+-- changed, or the row deleted, by whoever writes the outbox (robots,
+-- crm.retry_message, an administrator's INSERT or UPDATE).  The delivery
+-- workers' records of results keep it themselves, in the same statement
+-- (src/delivery/outbox.c), and skip the row trigger (crm._outbox_recording()
+-- is true only there).  On a distributed installation these triggers are
+-- on each shard (TG_RELID the shard), and crm.outbox_due is each node's own.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION crm._outbox_recording() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crm_outbox_recording' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION crm._outbox_queued() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
+	SELECT n.id, TG_RELID, n.next_attempt_at
+	  FROM new_rows n
+	 WHERE n.sent_at IS NULL AND n.next_attempt_at < 'infinity'
+	ON CONFLICT (message_id, rel) DO UPDATE SET next_attempt_at = excluded.next_attempt_at;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION crm._outbox_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		DELETE FROM crm.outbox_due d WHERE d.message_id = OLD.id AND d.rel = TG_RELID;
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.sent_at IS NULL AND NEW.next_attempt_at < 'infinity' THEN
+		INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
+		VALUES (NEW.id, TG_RELID, NEW.next_attempt_at);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION crm._outbox_truncated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	DELETE FROM crm.outbox_due d WHERE d.rel = TG_RELID;
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_queued AFTER INSERT ON crm.outbox
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._outbox_queued();
+CREATE TRIGGER outbox_rescheduled AFTER UPDATE OF id, next_attempt_at, sent_at ON crm.outbox
+	FOR EACH ROW WHEN ((OLD.id <> NEW.id OR OLD.next_attempt_at IS DISTINCT FROM NEW.next_attempt_at
+						OR (OLD.sent_at IS NULL) <> (NEW.sent_at IS NULL))
+					   AND NOT crm._outbox_recording())
+	EXECUTE FUNCTION crm._outbox_changed();
+CREATE TRIGGER outbox_deleted AFTER DELETE ON crm.outbox
+	FOR EACH ROW WHEN (OLD.sent_at IS NULL AND OLD.next_attempt_at < 'infinity')
+	EXECUTE FUNCTION crm._outbox_changed();
+CREATE TRIGGER outbox_truncated AFTER TRUNCATE ON crm.outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION crm._outbox_truncated();
+
+-- Makes crm.outbox_due hold exactly the messages of rel (crm.outbox or a
+-- shard of it) not yet done: after rows were loaded with triggers disabled
+-- (pg_restore --disable-triggers, session_replication_role = replica), an
+-- upgrade, crm.distribute().  Reads the whole table.  Returns the rows added.
+CREATE FUNCTION crm._outbox_due_rebuild(p_rel regclass DEFAULT 'crm.outbox') RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	n bigint;
+BEGIN
+	EXECUTE format('DELETE FROM crm.outbox_due d WHERE d.rel = $1
+					  AND NOT EXISTS (SELECT FROM %s o WHERE o.id = d.message_id
+									   AND o.sent_at IS NULL AND o.next_attempt_at < ''infinity''
+									   AND o.next_attempt_at = d.next_attempt_at)', p_rel)
+		USING p_rel;
+	EXECUTE format('INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
+					SELECT o.id, $1, o.next_attempt_at FROM %s o
+					 WHERE o.sent_at IS NULL AND o.next_attempt_at < ''infinity''
+					ON CONFLICT (message_id, rel) DO NOTHING', p_rel)
+		USING p_rel;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION crm._outbox_due_rebuild(regclass) FROM PUBLIC;
 
 -- Asks the launcher to start this database's worker once the transaction
 -- commits (called at CREATE EXTENSION; harmless to call again).
@@ -532,16 +618,19 @@ $$;
 -- (the worker records the result through it).  A message that cannot be
 -- sent comes back with an error, and the worker marks it dead.
 --
--- Every message is updated twice, claimed and then recorded; the claim
--- changes no indexed column (see outbox_due), so PostgreSQL writes its new
--- version on the same page without index entries (a HOT update).  Messages
--- being sent stay in outbox_due at their due time: a claim from the start
--- reads past them (at most the requests in flight) and takes back those
--- whose lease ended, in the same pass.  The workers mostly claim after the
--- furthest message any of them claimed (p_after_at, p_after_id, in
--- outbox_due's order), which skips those in flight, and from the start when
+-- Every message is updated twice, claimed and then recorded; neither
+-- changes an indexed column of crm.outbox, so PostgreSQL writes the new
+-- versions on the same page without index entries (HOT updates).  Due
+-- messages are read in crm.outbox_due's order (next_attempt_at,
+-- message_id); messages being sent keep their row there: a claim from the
+-- start reads past them (at most the requests in flight) and takes back
+-- those whose lease ended, in the same pass.  The workers mostly claim
+-- after the furthest message any of them claimed (p_after_at, p_after_id,
+-- in that order), which skips those in flight, and from the start when
 -- that comes back short and at least every 250 ms (src/delivery/worker.c).
--- The last column, due_at, is each message's place in that order.
+-- The last column, due_at, is each message's place in that order.  A row
+-- of crm.outbox_due whose message is done or gone is never claimed
+-- (crm.cleanup_outbox deletes it).
 -- ---------------------------------------------------------------------------
 -- The endpoint of a URL as the worker counts its transfers: scheme and
 -- authority, lower-cased; NULL when the URL has none (C, outbox.c).
@@ -560,7 +649,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- called many times a second: plan it once.  A generic plan does not know
 -- the limit and, with many messages due, would rather read the whole table
--- and sort it: the claim reads outbox_due in order, whatever the statistics.
+-- and sort it: the claim reads crm.outbox_due in order, whatever the statistics.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET jit = off
@@ -578,17 +667,19 @@ BEGIN
 		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
 			   lease_until = now() + p_lease, updated_at = now()
 		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
-				SELECT d.ctid FROM crm.outbox d
-				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'	-- outbox_due
-				   AND d.next_attempt_at <= now()
+				SELECT d.ctid
+				  FROM crm.outbox_due q
+				  JOIN crm.outbox d ON d.id = q.message_id
+				 WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
 				   -- from the start, or after the given message
-				   AND (d.next_attempt_at, d.id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+				   AND (q.next_attempt_at, q.message_id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+				   AND d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
 				   AND (d.status IN ('pending', 'failed')
 						OR (p_expired AND d.status = 'sending'
 							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
-				 ORDER BY d.next_attempt_at, d.id
+				 ORDER BY q.next_attempt_at, q.message_id
 				 LIMIT p_limit
-				 FOR UPDATE SKIP LOCKED)
+				 FOR UPDATE OF d SKIP LOCKED)
 			ELSE ARRAY(
 				-- skipping busy endpoints (a webhook's URL, else its
 				-- provider's): the same, among the first 2,000 due messages
@@ -596,12 +687,11 @@ BEGIN
 				-- that a long backlog for a busy endpoint is not read again
 				-- and again
 				SELECT d.ctid
-				  FROM unnest(ARRAY(SELECT w.ctid FROM crm.outbox w
-									 WHERE w.sent_at IS NULL AND w.next_attempt_at < 'infinity'
-									   AND w.next_attempt_at <= now()
-									 ORDER BY w.next_attempt_at, w.id
-									 LIMIT 2000)) AS w (row_address)
-				  JOIN crm.outbox d ON d.ctid = w.row_address
+				  FROM unnest(ARRAY(SELECT q.message_id FROM crm.outbox_due q
+									 WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+									 ORDER BY q.next_attempt_at, q.message_id
+									 LIMIT 2000)) AS w (message_id)
+				  JOIN crm.outbox d ON d.id = w.message_id
 				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
 				   AND d.next_attempt_at <= now()
 				   AND (d.status IN ('pending', 'failed')
@@ -750,16 +840,17 @@ END
 $$;
 
 -- Earliest time a message becomes claimable: its next attempt, or the end
--- of a lease (both read from outbox_due: a lease is only ever taken on a
+-- of a lease (both through crm.outbox_due: a lease is only ever taken on a
 -- message already due, so leased messages lie before now() in it).
 CREATE FUNCTION crm._next_message_due() RETURNS timestamptz
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT least((SELECT min(next_attempt_at) FROM crm.outbox
-				   WHERE sent_at IS NULL AND next_attempt_at < 'infinity'
-					 AND status IN ('pending', 'failed')),
-				 (SELECT min(lease_until) FROM crm.outbox
-				   WHERE sent_at IS NULL AND next_attempt_at < 'infinity'
-					 AND next_attempt_at <= now() AND status = 'sending'));
+	SELECT least((SELECT q.next_attempt_at FROM crm.outbox_due q JOIN crm.outbox o ON o.id = q.message_id
+				   WHERE q.rel = 'crm.outbox'::regclass
+					 AND o.sent_at IS NULL AND o.status IN ('pending', 'failed')
+				   ORDER BY q.rel, q.next_attempt_at, q.message_id LIMIT 1),
+				 (SELECT min(o.lease_until) FROM crm.outbox_due q JOIN crm.outbox o ON o.id = q.message_id
+				   WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+					 AND o.sent_at IS NULL AND o.status = 'sending'));
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -909,8 +1000,10 @@ END
 $$;
 COMMENT ON FUNCTION crm.retry_dead(text) IS 'Requeues every dead message (of one channel); returns how many';
 
--- Deletes sent messages older than crm.outbox_retention; the worker calls it
--- every few minutes.  Returns how many were deleted.
+-- Deletes sent messages older than crm.outbox_retention (created and sent
+-- before it); the worker calls it every few minutes.  Returns how many were
+-- deleted.  Found by created_at: no index of crm.outbox names sent_at,
+-- which the worker's record changes (see crm.outbox_due).
 CREATE FUNCTION crm.cleanup_outbox(older_than interval DEFAULT NULL) RETURNS bigint
 -- PL/pgSQL, the limit a parameter: Citus plans no SQL function with
 -- parameters on distributed tables, nor a stable function in a COALESCE of a
@@ -922,7 +1015,8 @@ DECLARE
 BEGIN
 	WITH d AS (
 		DELETE FROM crm.outbox
-		 WHERE status = 'sent'
+		 WHERE created_at < v_before
+		   AND status = 'sent'
 		   AND sent_at < v_before
 		RETURNING 1)
 	SELECT count(*) INTO n FROM d;

@@ -179,6 +179,9 @@ BEGIN
 		RETURN NEXT;
 	END LOOP;
 	SET LOCAL citus.enable_ddl_propagation = on;
+	-- the messages not yet done are now in shards: each node's workers list
+	-- them in its crm.outbox_due when they first claim from a shard
+	DELETE FROM crm.outbox_due WHERE rel = 'crm.outbox'::regclass;
 	-- crm.robot_log is a view that crm_user reads: Citus checks the query a
 	-- view makes on the shards as the session's role, so that role reads
 	-- the view's tables (the same rows; on one node it needs only the view)
@@ -243,6 +246,9 @@ BEGIN
 						   claim);
 			EXECUTE format('COMMENT ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) IS %L',
 						   claim, version);
+			-- the shard's messages not yet done, in this node's crm.outbox_due
+			-- (those its rows had when Citus copied them into the shard)
+			PERFORM crm._outbox_due_rebuild(shard::regclass);
 		END IF;
 		RETURN NEXT;
 	END LOOP;

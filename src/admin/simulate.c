@@ -386,7 +386,11 @@ capture_table(Capture *cap, Oid relid)
 	table_close(rel, AccessShareLock);
 }
 
-/* Every table of schema crm the subtransaction wrote, read back. */
+/*
+ * Every table of schema crm the subtransaction wrote, read back; not
+ * crm.outbox_due, the outbox's own list of messages not yet done (its rows
+ * follow the messages shown).
+ */
 static void
 capture(Capture *cap)
 {
@@ -399,6 +403,7 @@ capture(Capture *cap)
 	ret = SPI_execute_with_args("SELECT c.oid FROM pg_catalog.pg_class c"
 								" WHERE c.relnamespace OPERATOR(pg_catalog.=) $1"
 								"   AND c.relkind OPERATOR(pg_catalog.=) 'r'"
+								"   AND c.relname OPERATOR(pg_catalog.<>) 'outbox_due'"
 								" ORDER BY c.oid",
 								1, (Oid[]) {OIDOID}, (Datum[]) {ObjectIdGetDatum(crm)}, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)

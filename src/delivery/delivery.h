@@ -116,6 +116,15 @@ extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,
 							  List *busy, CrmClaimCursor *cursor, MemoryContext parent);
 extern List *crm_outbox_claim_careful(int limit, int lease_ms, MemoryContext parent);
 extern void crm_outbox_claim_forget(void);
+
+/* Whether crm.outbox_due is a table here (0.2.0 on): see outbox.c. */
+extern bool crm_outbox_has_due_table(void);
+
+/* When a message next becomes claimable; DT_NOEND: none is. */
+extern TimestampTz crm_outbox_next_due(void);
+
+/* Deletes rows of crm.outbox_due whose message is done or gone. */
+extern void crm_outbox_due_sweep(void);
 extern char *crm_endpoint_of(const char *url);
 extern double crm_outbox_record(List *msgs);
 extern void crm_outbox_release(List *msgs);

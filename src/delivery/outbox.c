@@ -56,6 +56,12 @@ enum
 /* whether this database's claim takes a cursor: -1 not known yet */
 static int	claim_has_cursor = -1;
 
+/* whether this database has crm.outbox_due (0.2.0): -1 not known yet */
+static int	due_table_known = -1;
+
+/* true while a worker records results (crm._outbox_recording()) */
+static bool recording = false;
+
 /*
  * Looks up, once, whether crm._claim_messages takes a cursor (not on
  * 0.1.0); crm_outbox_claim_forget() makes the next claim look again (after
@@ -103,6 +109,49 @@ void
 crm_outbox_claim_forget(void)
 {
 	claim_has_cursor = -1;
+	due_table_known = -1;
+}
+
+/*
+ * Whether crm.outbox_due is a table here (from 0.2.0; 0.1.0 had an index of
+ * crm.outbox by that name): the messages not yet done are found through it,
+ * and records keep it.  Looked up once, again after crm_outbox_claim_forget.
+ */
+bool
+crm_outbox_has_due_table(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+
+	if (due_table_known < 0)
+	{
+		SPITupleTable *saved = SPI_tuptable;
+		uint64		saved_n = SPI_processed;
+		Datum		d;
+
+		crm_exec(crm_plan(&plan,
+						  "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c"
+						  " WHERE c.relname = 'outbox_due' AND c.relkind = 'r'"
+						  "   AND c.relnamespace = 'crm'::pg_catalog.regnamespace)",
+						  0, NULL), NULL, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		due_table_known = !isnull && DatumGetBool(d) ? 1 : 0;
+		SPI_tuptable = saved;
+		SPI_processed = saved_n;
+	}
+	return due_table_known == 1;
+}
+
+/*
+ * crm._outbox_recording(): whether this backend is recording the results of
+ * its transfers (a delivery worker's record, which keeps crm.outbox_due in
+ * the same statement): crm.outbox's row trigger then has nothing to do.
+ */
+PG_FUNCTION_INFO_V1(crm_outbox_recording);
+Datum
+crm_outbox_recording(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(recording);
 }
 
 static char *
@@ -510,6 +559,15 @@ claim_one(void *arg)
  * then that message made dead.
  */
 static const char *const give_up_find_sql =
+"SELECT d.id FROM crm.outbox_due q JOIN %1$s d ON d.id = q.message_id"
+" WHERE q.rel = '%1$s'::regclass AND q.next_attempt_at <= now()"
+"   AND d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
+"   AND (d.status IN ('pending', 'failed')"
+"        OR (d.status = 'sending' AND (d.lease_until < now()"
+"            OR d.claimed_at < pg_postmaster_start_time())))"
+" ORDER BY q.next_attempt_at, q.message_id LIMIT 1 FOR UPDATE OF d SKIP LOCKED";
+/* the same on a database still on 0.1.0 (no crm.outbox_due) */
+static const char *const give_up_find_0_1_sql =
 "SELECT d.id FROM %s d"
 " WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
 "   AND d.next_attempt_at <= now()"
@@ -541,7 +599,8 @@ give_up_in_shards(CarefulStep *c)
 	{
 		const char *shard = lfirst(lc);
 
-		if (SPI_execute(psprintf(give_up_find_sql, shard), false, 1) != SPI_OK_SELECT)
+		if (SPI_execute(psprintf(crm_outbox_has_due_table() ? give_up_find_sql : give_up_find_0_1_sql,
+								 shard), false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read %s", shard);
 		if (SPI_processed == 0)
 			continue;
@@ -559,6 +618,7 @@ static void
 give_up(void *arg)
 {
 	static SPIPlanPtr find = NULL;
+	static SPIPlanPtr find_0_1 = NULL;
 	static SPIPlanPtr kill = NULL;
 	CarefulStep *c = arg;
 	Oid			types[2] = {INT8OID, TEXTOID};
@@ -570,7 +630,11 @@ give_up(void *arg)
 		give_up_in_shards(c);
 		return;
 	}
-	crm_exec(crm_plan(&find, psprintf(give_up_find_sql, "crm.outbox"), 0, NULL), NULL, NULL, false, 1);
+	if (crm_outbox_has_due_table())
+		crm_exec(crm_plan(&find, psprintf(give_up_find_sql, "crm.outbox"), 0, NULL), NULL, NULL, false, 1);
+	else
+		crm_exec(crm_plan(&find_0_1, psprintf(give_up_find_0_1_sql, "crm.outbox"), 0, NULL),
+				 NULL, NULL, false, 1);
 	if (SPI_processed == 0)
 		return;
 	vals[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -833,7 +897,39 @@ crm_outbox_record(List *msgs)
 	return soonest;
 }
 
-/* The record of crm_outbox_record, on crm.outbox or one of its shards (%s). */
+/*
+ * The record of crm_outbox_record, on crm.outbox or one of its shards (%1$s),
+ * keeping crm.outbox_due: a message sent or dead leaves it, a failed one
+ * gets its next attempt there.  The row trigger that would do the same one
+ * row at a time is skipped while this runs (crm._outbox_recording()).
+ */
+static const char *const record_due_sql =
+"WITH r AS ("
+"UPDATE %1$s o"
+"   SET status = r.status, response_code = r.code, last_error = r.error,"
+"       response_excerpt = r.excerpt,"
+"       next_attempt_at = CASE r.status"
+"           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
+"           WHEN 'dead' THEN 'infinity'"
+"           ELSE o.next_attempt_at END,"
+"       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
+"       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
+"       lease_until = NULL, updated_at = now()"
+"  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
+"       AS r (id, attempts, status, code, error, excerpt, delay, released)"
+" WHERE o.id = r.id AND o.attempts = r.attempts"
+"   AND o.status = 'sending'"
+" RETURNING o.id, o.next_attempt_at, o.sent_at IS NULL AND o.next_attempt_at < 'infinity' AS due"
+"), gone AS ("
+" DELETE FROM crm.outbox_due q USING r"
+"  WHERE q.message_id = r.id AND q.rel = '%1$s'::regclass AND NOT r.due"
+")"
+" UPDATE crm.outbox_due q SET next_attempt_at = r.next_attempt_at"
+"   FROM r"
+"  WHERE q.message_id = r.id AND q.rel = '%1$s'::regclass AND r.due"
+"    AND q.next_attempt_at <> r.next_attempt_at";
+
+/* The same on a database still on 0.1.0 (no crm.outbox_due). */
 static const char *const record_sql =
 "UPDATE %s o"
 "   SET status = r.status, response_code = r.code, last_error = r.error,"
@@ -855,6 +951,7 @@ static double
 record_outcomes(List *msgs, const char *shard)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_0_1 = NULL;
 	Oid			types[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 	TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, BOOLARRAYOID};
 	int			n = list_length(msgs);
@@ -926,15 +1023,159 @@ record_outcomes(List *msgs, const char *shard)
 	vals[5] = array_of(excerpts, excerpt_null, n, TEXTOID);
 	vals[6] = array_of(delays, NULL, n, FLOAT8OID);
 	vals[7] = array_of(released, NULL, n, BOOLOID);
-	if (shard != NULL)
+	if (!crm_outbox_has_due_table())
 	{
-		if (SPI_execute_with_args(psprintf(record_sql, shard), 8, types, vals, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record the messages of %s", shard);
+		if (shard != NULL)
+		{
+			if (SPI_execute_with_args(psprintf(record_sql, shard), 8, types, vals, NULL, false, 0)
+				!= SPI_OK_UPDATE)
+				elog(ERROR, "could not record the messages of %s", shard);
+			return soonest;
+		}
+		crm_exec(crm_plan_opts(&plan_0_1, psprintf(record_sql, "crm.outbox"), 8, types,
+							   CURSOR_OPT_GENERIC_PLAN),
+				 vals, NULL, false, 0);
 		return soonest;
 	}
-	crm_exec(crm_plan_opts(&plan, psprintf(record_sql, "crm.outbox"), 8, types, CURSOR_OPT_GENERIC_PLAN),
-			 vals, NULL, false, 0);
+	recording = true;
+	PG_TRY();
+	{
+		if (shard != NULL)
+		{
+			if (SPI_execute_with_args(psprintf(record_due_sql, shard), 8, types, vals, NULL, false, 0)
+				!= SPI_OK_UPDATE)
+				elog(ERROR, "could not record the messages of %s", shard);
+		}
+		else
+			crm_exec(crm_plan_opts(&plan, psprintf(record_due_sql, "crm.outbox"), 8, types,
+								   CURSOR_OPT_GENERIC_PLAN),
+					 vals, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		recording = false;
+	}
+	PG_END_TRY();
 	return soonest;
+}
+
+/*
+ * When a message next becomes claimable (DT_NOEND: none is): the earliest
+ * next attempt of a pending or failed one, or the earliest end of a lease
+ * (crm._next_message_due()'s query, planned once: called through SQL, the
+ * function, a SQL function with settings of its own and never inlined, was
+ * parsed and planned again at every exchange whose claim came back short).
+ * On crm.outbox or one of its shards (%1$s).
+ */
+static const char *const next_due_sql =
+"SELECT least((SELECT q.next_attempt_at FROM crm.outbox_due q JOIN %1$s o ON o.id = q.message_id"
+"               WHERE q.rel = '%1$s'::regclass"
+"                 AND o.sent_at IS NULL AND o.status IN ('pending', 'failed')"
+"               ORDER BY q.rel, q.next_attempt_at, q.message_id LIMIT 1),"
+"             (SELECT min(o.lease_until) FROM crm.outbox_due q JOIN %1$s o ON o.id = q.message_id"
+"               WHERE q.rel = '%1$s'::regclass AND q.next_attempt_at <= now()"
+"                 AND o.sent_at IS NULL AND o.status = 'sending'))";
+/* the same on a database still on 0.1.0 (no crm.outbox_due) */
+static const char *const next_due_0_1_sql =
+"SELECT least((SELECT min(next_attempt_at) FROM crm.outbox"
+"               WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"
+"                 AND status IN ('pending', 'failed')),"
+"             (SELECT min(lease_until) FROM crm.outbox"
+"               WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"
+"                 AND next_attempt_at <= now() AND status = 'sending'))";
+
+static TimestampTz
+due_of_result(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_processed == 0)
+		return DT_NOEND;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
+TimestampTz
+crm_outbox_next_due(void)
+{
+	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_0_1 = NULL;
+	TimestampTz due = DT_NOEND;
+
+	if (!crm_outbox_has_due_table())
+	{
+		crm_exec(crm_plan(&plan_0_1, next_due_0_1_sql, 0, NULL), NULL, NULL, true, 1);
+		return due_of_result();
+	}
+	if (outbox_distributed())
+	{
+		/* this node's shards, each with its rows of crm.outbox_due */
+		List	   *shards = NIL;
+		ListCell   *lc;
+		uint64		i;
+
+		if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not list the shards of crm.outbox");
+		for (i = 0; i < SPI_processed; i++)
+			shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		foreach(lc, shards)
+		{
+			TimestampTz d;
+
+			if (SPI_execute(psprintf(next_due_sql, (char *) lfirst(lc)), true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not read %s", (char *) lfirst(lc));
+			d = due_of_result();
+			if (d < due)
+				due = d;
+		}
+		return due;
+	}
+	crm_exec(crm_plan(&plan, psprintf(next_due_sql, "crm.outbox"), 0, NULL), NULL, NULL, true, 1);
+	return due_of_result();
+}
+
+/*
+ * Rows of crm.outbox_due whose message is done (sent, dead) or gone, or
+ * whose due time is not the message's: left by writes that skipped the
+ * triggers (an administrator's session_replication_role = replica, rows
+ * changed by hand in crm.outbox_due).  Such a row is never claimed, but
+ * each claim from the start reads past it.  crm.outbox_due holds only
+ * messages not yet done, so reading it all is cheap; the worker runs this
+ * with the outbox's cleanup.  On crm.outbox or one of its shards (%1$s).
+ */
+static const char *const due_sweep_sql =
+"WITH stale AS ("
+" DELETE FROM crm.outbox_due q"
+"  WHERE q.rel = '%1$s'::regclass"
+"    AND NOT EXISTS (SELECT FROM %1$s o WHERE o.id = q.message_id"
+"                     AND o.sent_at IS NULL AND o.next_attempt_at < 'infinity'"
+"                     AND o.next_attempt_at = q.next_attempt_at)"
+" RETURNING q.message_id)"
+" INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)"
+" SELECT o.id, '%1$s'::regclass, o.next_attempt_at FROM %1$s o JOIN stale s ON o.id = s.message_id"
+"  WHERE o.sent_at IS NULL AND o.next_attempt_at < 'infinity'";
+
+void
+crm_outbox_due_sweep(void)
+{
+	if (!crm_outbox_has_due_table())
+		return;
+	if (outbox_distributed())
+	{
+		List	   *shards = NIL;
+		ListCell   *lc;
+		uint64		i;
+
+		if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not list the shards of crm.outbox");
+		for (i = 0; i < SPI_processed; i++)
+			shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		foreach(lc, shards)
+			(void) SPI_execute(psprintf(due_sweep_sql, (char *) lfirst(lc)), false, 0);
+		return;
+	}
+	(void) SPI_execute(psprintf(due_sweep_sql, "crm.outbox"), false, 0);
 }
 
 /* Gives unfinished messages back to the queue (worker shutdown). */

@@ -228,36 +228,6 @@ step_check_extension(void *arg)
 	extension_gone = !OidIsValid(get_extension_oid("crm_automation", true));
 }
 
-static TimestampTz
-get_due(int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-
-	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
-}
-
-/*
- * crm._next_message_due()'s query, planned once: called through SQL, the
- * function (a SQL function with settings of its own, never inlined) was
- * parsed and planned again at every exchange whose claim came back short.
- */
-static TimestampTz
-next_message_due(void)
-{
-	static SPIPlanPtr plan = NULL;
-
-	crm_exec(crm_plan(&plan,
-					  "SELECT least((SELECT min(next_attempt_at) FROM crm.outbox"
-					  "               WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"
-					  "                 AND status IN ('pending', 'failed')),"
-					  "             (SELECT min(lease_until) FROM crm.outbox"
-					  "               WHERE sent_at IS NULL AND next_attempt_at < 'infinity'"
-					  "                 AND next_attempt_at <= now() AND status = 'sending'))",
-					  0, NULL), NULL, NULL, true, 1);
-	return get_due(1);
-}
-
 /*
  * One exchange with the outbox, in one short transaction: record the
  * transfers that finished, then lease up to limit more messages.  One
@@ -375,7 +345,7 @@ step_exchange(void *arg)
 		/* a full claim means more may wait: no need to look further */
 		if (list_length(x->claimed) >= x->limit)
 			return;
-		next_msg_due = next_message_due();
+		next_msg_due = crm_outbox_next_due();
 	}
 }
 
@@ -437,6 +407,7 @@ static void
 step_cleanup(void *arg)
 {
 	(void) SPI_execute("SELECT crm.cleanup_outbox()", false, 0);
+	crm_outbox_due_sweep();
 }
 
 static void

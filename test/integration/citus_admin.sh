@@ -258,7 +258,7 @@ check "retry_message: a dead message is requeued" "t|pending|0" \
 check "retry_message: an unknown message is refused" "outbox message 999999 does not exist" \
 	"$(err "SELECT crm.retry_message(999999)")"
 check "retry_dead: by channel" "0|1" "$(q "SELECT crm.retry_dead('email')")|$(q "SELECT crm.retry_dead('sms')")"
-q "UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '30 days' WHERE id IN ($M1, $M2)" >/dev/null
+q "UPDATE crm.outbox SET status = 'sent', sent_at = now() - interval '30 days', created_at = now() - interval '30 days' WHERE id IN ($M1, $M2)" >/dev/null
 check "cleanup_outbox" "2" "$(q "SELECT crm.cleanup_outbox()")"
 
 echo "# deleting a pipeline"

@@ -133,7 +133,7 @@ check "crm.worker_status() shows the workers' pids" "2" \
 check "a database without the extension shows its first worker absent, no other" "0 absent" \
 	"$(q "SELECT string_agg(worker || ' ' || state, ',' ORDER BY worker) FROM crm.worker_status() WHERE role = 'delivery' AND database = 'postgres'")"
 # a sent message older than crm.outbox_retention: the worker deletes it when it starts
-old=$(q "INSERT INTO crm.outbox (channel, payload, status, sent_at) VALUES ('webhook', '{}', 'sent', now() - interval '8 days') RETURNING id")
+old=$(q "INSERT INTO crm.outbox (channel, payload, status, sent_at, created_at) VALUES ('webhook', '{}', 'sent', now() - interval '8 days', now() - interval '8 days') RETURNING id")
 pid=$(q "SELECT pid FROM crm.worker_status() WHERE role = 'delivery' AND database = 'crm_it' AND worker = 0")
 kill -9 "$pid"
 sleep 0.5
