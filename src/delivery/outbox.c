@@ -16,6 +16,8 @@
 
 #include <math.h>
 
+#include "access/heapam.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
@@ -35,6 +37,7 @@
 #include "core/guc.h"
 #include "delivery/delivery.h"
 #include "core/spi_util.h"
+#include "core/index_probe.h"
 
 /* longest error text stored, in bytes */
 #define ERROR_MAX 4096
@@ -898,13 +901,13 @@ crm_outbox_record(List *msgs)
 }
 
 /*
- * The record of crm_outbox_record, on crm.outbox or one of its shards (%1$s),
- * keeping crm.outbox_due: a message sent or dead leaves it, a failed one
- * gets its next attempt there.  The row trigger that would do the same one
- * row at a time is skipped while this runs (crm._outbox_recording()).
+ * The record of crm_outbox_record, on crm.outbox or one of its shards (%1$s):
+ * each message's new due time, and whether it is still to be done (failed,
+ * or given back), for crm.outbox_due (settle_due).  The row trigger that
+ * would keep crm.outbox_due one row at a time is skipped while this runs
+ * (crm._outbox_recording()).
  */
 static const char *const record_due_sql =
-"WITH r AS ("
 "UPDATE %1$s o"
 "   SET status = r.status, response_code = r.code, last_error = r.error,"
 "       response_excerpt = r.excerpt,"
@@ -919,15 +922,91 @@ static const char *const record_due_sql =
 "       AS r (id, attempts, status, code, error, excerpt, delay, released)"
 " WHERE o.id = r.id AND o.attempts = r.attempts"
 "   AND o.status = 'sending'"
-" RETURNING o.id, o.next_attempt_at, o.sent_at IS NULL AND o.next_attempt_at < 'infinity' AS due"
-"), gone AS ("
-" DELETE FROM crm.outbox_due q USING r"
-"  WHERE q.message_id = r.id AND q.rel = '%1$s'::regclass AND NOT r.due"
-")"
-" UPDATE crm.outbox_due q SET next_attempt_at = r.next_attempt_at"
-"   FROM r"
-"  WHERE q.message_id = r.id AND q.rel = '%1$s'::regclass AND r.due"
-"    AND q.next_attempt_at <> r.next_attempt_at";
+" RETURNING o.id, o.next_attempt_at, o.sent_at IS NULL AND o.next_attempt_at < 'infinity'";
+
+/*
+ * crm.outbox_due after a record (its RETURNING rows in SPI_tuptable): the
+ * row of each message sent or dead is deleted, a failed one's gets its next
+ * attempt.  Rows are found by probes of the primary key, not by a statement:
+ * crm.outbox_due is emptied and filled all day, so its statistics often say
+ * "empty" while it holds a backlog, and a kept plan made from them read all
+ * of it for each batch (a fifth of the workers' time in a burst).
+ */
+static void
+settle_due(Oid rel)
+{
+	SPITupleTable *tt = SPI_tuptable;
+	uint64		n = SPI_processed;
+	Oid			due_relid;
+	Relation	due;
+	CrmProbe	probe;
+	Datum	   *again_ids;
+	Datum	   *again_at;
+	int			nagain = 0;
+	uint64		i;
+
+	if (n == 0)
+		return;
+	due_relid = get_relname_relid("outbox_due", get_namespace_oid("crm", false));
+	due = table_open(due_relid, RowExclusiveLock);
+	again_ids = palloc(sizeof(Datum) * n);
+	again_at = palloc(sizeof(Datum) * n);
+	crm_probe_begin(&probe, "outbox_due", "outbox_due_pkey", 2);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		Datum		id = SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull);
+		Datum		at = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+		bool		still = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
+		Datum		keys[2];
+		TupleTableSlot *slot;
+		bool		kept = false;
+
+		keys[0] = id;
+		keys[1] = ObjectIdGetDatum(rel);
+		crm_probe_start(&probe, keys);
+		while ((slot = crm_probe_next(&probe)) != NULL)
+		{
+			TM_FailureData tmfd;
+			bool		null_at;
+			Datum		row_at = slot_getattr(slot, 3, &null_at);
+
+			if (still && !null_at && DatumGetTimestampTz(row_at) == DatumGetTimestampTz(at))
+			{
+				kept = true;	/* given back: due as before */
+				continue;
+			}
+			/* gone or changed meanwhile (the sweep): nothing to do */
+			(void) heap_delete(due, &slot->tts_tid, GetCurrentCommandId(true), InvalidSnapshot,
+							   true, &tmfd, false);
+		}
+		if (still && !kept)
+		{
+			again_ids[nagain] = id;
+			again_at[nagain] = at;
+			nagain++;
+		}
+	}
+	crm_probe_end(&probe);
+	table_close(due, NoLock);
+	CommandCounterIncrement();
+	if (nagain > 0)
+	{
+		static SPIPlanPtr plan = NULL;
+		Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, OIDOID};
+		Datum		vals[3];
+
+		vals[0] = array_of(again_ids, NULL, nagain, INT8OID);
+		vals[1] = array_of(again_at, NULL, nagain, TIMESTAMPTZOID);
+		vals[2] = ObjectIdGetDatum(rel);
+		crm_exec(crm_plan(&plan,
+						  "INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)"
+						  " SELECT a.id, $3, a.at FROM unnest($1, $2) AS a (id, at)"
+						  " ON CONFLICT (message_id, rel) DO UPDATE SET next_attempt_at = excluded.next_attempt_at",
+						  3, types),
+				 vals, NULL, false, 0);
+	}
+}
 
 /* The same on a database still on 0.1.0 (no crm.outbox_due). */
 static const char *const record_sql =
@@ -1043,7 +1122,7 @@ record_outcomes(List *msgs, const char *shard)
 		if (shard != NULL)
 		{
 			if (SPI_execute_with_args(psprintf(record_due_sql, shard), 8, types, vals, NULL, false, 0)
-				!= SPI_OK_UPDATE)
+				!= SPI_OK_UPDATE_RETURNING)
 				elog(ERROR, "could not record the messages of %s", shard);
 		}
 		else
@@ -1056,25 +1135,36 @@ record_outcomes(List *msgs, const char *shard)
 		recording = false;
 	}
 	PG_END_TRY();
+	settle_due(shard != NULL
+			   ? DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(shard)))
+			   : get_relname_relid("outbox", get_namespace_oid("crm", false)));
 	return soonest;
 }
 
 /*
  * When a message next becomes claimable (DT_NOEND: none is): the earliest
- * next attempt of a pending or failed one, or the earliest end of a lease
- * (crm._next_message_due()'s query, planned once: called through SQL, the
- * function, a SQL function with settings of its own and never inlined, was
- * parsed and planned again at every exchange whose claim came back short).
- * On crm.outbox or one of its shards (%1$s).
+ * next attempt of a pending or failed one, or the earliest end of a lease.
+ * Asked when a claim came back short, so the messages due by now are those
+ * in flight (leased, at the head of the due order: up to three slots' worth
+ * per worker) and perhaps a few behind the claim point or locked by another
+ * claim: the first 500 in due order tell them, each read by its id, and the
+ * index gives the first due later; not the whole backlog, which a burst's
+ * tail would read again at each short claim (it was a seventh of the
+ * workers' time).  A lease further than 500 messages in is found once those
+ * before it are done.  Planned once.  On crm.outbox or one of its shards
+ * (%1$s).
  */
 static const char *const next_due_sql =
-"SELECT least((SELECT q.next_attempt_at FROM crm.outbox_due q JOIN %1$s o ON o.id = q.message_id"
-"               WHERE q.rel = '%1$s'::regclass"
-"                 AND o.sent_at IS NULL AND o.status IN ('pending', 'failed')"
-"               ORDER BY q.rel, q.next_attempt_at, q.message_id LIMIT 1),"
-"             (SELECT min(o.lease_until) FROM crm.outbox_due q JOIN %1$s o ON o.id = q.message_id"
-"               WHERE q.rel = '%1$s'::regclass AND q.next_attempt_at <= now()"
-"                 AND o.sent_at IS NULL AND o.status = 'sending'))";
+"SELECT least((SELECT min(CASE WHEN o.status IN ('pending', 'failed') THEN q.next_attempt_at"
+"                              WHEN o.status = 'sending' THEN o.lease_until END)"
+"                FROM (SELECT q.message_id, q.next_attempt_at FROM crm.outbox_due q"
+"                       WHERE q.rel = '%1$s'::regclass AND q.next_attempt_at <= now()"
+"                       ORDER BY q.rel, q.next_attempt_at, q.message_id LIMIT 500) q,"
+"                     LATERAL (SELECT o.status, o.lease_until FROM %1$s o"
+"                               WHERE o.id = q.message_id AND o.sent_at IS NULL) o),"
+"             (SELECT q.next_attempt_at FROM crm.outbox_due q"
+"               WHERE q.rel = '%1$s'::regclass AND q.next_attempt_at > now()"
+"               ORDER BY q.rel, q.next_attempt_at, q.message_id LIMIT 1))";
 /* the same on a database still on 0.1.0 (no crm.outbox_due) */
 static const char *const next_due_0_1_sql =
 "SELECT least((SELECT min(next_attempt_at) FROM crm.outbox"
