@@ -42,6 +42,7 @@ REVOKE ALL ON crm.provider_secret FROM PUBLIC;
 GRANT SELECT ON crm.outbox_queue, crm.outbox_stats, crm.outbox_failures, crm.outbox_dead TO crm_admin;
 -- the messages not yet done by due time, kept by crm.outbox's triggers
 GRANT SELECT ON crm.outbox_due TO crm_admin;
+REVOKE EXECUTE ON FUNCTION crm._outbox_due_forget(bigint, regclass) FROM crm_admin;
 GRANT SELECT, DELETE ON crm.disabled_endpoint TO crm_admin;
 
 -- Robots act as the extension's owner; users read the catalogue and an item's history.

@@ -22,8 +22,10 @@
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -38,6 +40,7 @@
 #include "delivery/delivery.h"
 #include "core/spi_util.h"
 #include "core/index_probe.h"
+#include "core/scope.h"
 
 /* longest error text stored, in bytes */
 #define ERROR_MAX 4096
@@ -1266,6 +1269,54 @@ crm_outbox_due_sweep(void)
 		return;
 	}
 	(void) SPI_execute(psprintf(due_sweep_sql, "crm.outbox"), false, 0);
+}
+
+/*
+ * crm._outbox_due_forget(message_id, rel): deletes the row of crm.outbox_due
+ * for a message of rel (crm.outbox or a shard of it), found by a probe of
+ * the primary key, not by a kept plan (see settle_due): crm.outbox's row
+ * trigger calls it when a message is done, deleted or due at another time.
+ * Returns whether there was one.
+ */
+PG_FUNCTION_INFO_V1(crm_outbox_due_forget);
+Datum
+crm_outbox_due_forget(PG_FUNCTION_ARGS)
+{
+	Oid			due_relid;
+	Relation	due;
+	CrmProbe	probe;
+	Datum		keys[2];
+	TupleTableSlot *slot;
+	bool		found = false;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	/* the list is the workers' and the triggers' (which act as the owner) */
+	if (!has_privs_of_role(GetUserId(), crm_automation_owner()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the owner of schema crm may change crm.outbox_due"),
+				 errhint("Update or delete the message in crm.outbox: its triggers keep crm.outbox_due.")));
+	due_relid = get_relname_relid("outbox_due", get_namespace_oid("crm", false));
+	if (!OidIsValid(due_relid))
+		PG_RETURN_BOOL(false);
+	due = table_open(due_relid, RowExclusiveLock);
+	crm_probe_begin(&probe, "outbox_due", "outbox_due_pkey", 2);
+	keys[0] = PG_GETARG_DATUM(0);
+	keys[1] = PG_GETARG_DATUM(1);
+	crm_probe_start(&probe, keys);
+	while ((slot = crm_probe_next(&probe)) != NULL)
+	{
+		TM_FailureData tmfd;
+
+		if (heap_delete(due, &slot->tts_tid, GetCurrentCommandId(true), InvalidSnapshot,
+						true, &tmfd, false) == TM_Ok)
+			found = true;
+	}
+	crm_probe_end(&probe);
+	table_close(due, NoLock);
+	CommandCounterIncrement();
+	PG_RETURN_BOOL(found);
 }
 
 /* Gives unfinished messages back to the queue (worker shutdown). */

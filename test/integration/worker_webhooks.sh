@@ -94,8 +94,8 @@ id=$(msg "$B/status/404/c")
 wait_for "SELECT status = 'dead' FROM crm.outbox WHERE id = $id" 10 || true
 check "404 is final: dead after one attempt" "dead/1" "$(status $id)"
 check "its response code and excerpt are kept" "404|ok" "$(q "SELECT response_code || '|' || response_excerpt FROM crm.outbox WHERE id = $id")"
-check "a dead message has no next attempt (it leaves the queue's index)" "infinity" \
-	"$(q "SELECT next_attempt_at FROM crm.outbox WHERE id = $id")"
+check "a dead message has no next attempt and leaves crm.outbox_due" "infinity|0" \
+	"$(q "SELECT next_attempt_at FROM crm.outbox WHERE id = $id")|$(q "SELECT count(*) FROM crm.outbox_due WHERE message_id = $id")"
 
 id=$(msg "$B/status/429/d")
 sleep 1.5
@@ -105,6 +105,8 @@ id=$(msg "$B/status/408/d2")
 wait_for "SELECT status = 'failed' FROM crm.outbox WHERE id = $id" 10 || true
 check "408 Request Timeout is retried: failed with a next attempt, not dead" "failed/1|HTTP 408|true" \
 	"$(status $id)|$(q "SELECT last_error || '|' || (next_attempt_at > updated_at) FROM crm.outbox WHERE id = $id")"
+check "a failed message is listed in crm.outbox_due at its next attempt" "1" \
+	"$(q "SELECT count(*) FROM crm.outbox_due q JOIN crm.outbox o ON o.id = q.message_id WHERE o.id = $id AND q.next_attempt_at = o.next_attempt_at")"
 
 id=$(msg "$B/retry-after/1/e")
 wait_for "SELECT status = 'sent' FROM crm.outbox WHERE id = $id" 10 || true
@@ -272,5 +274,7 @@ echo "# requeue"
 q "SELECT crm.retry_message(id) FROM crm.outbox WHERE payload->>'url' = '$B/status/404/c'" >/dev/null
 wait_for "SELECT status = 'dead' AND attempts = 1 AND updated_at > now() - interval '5 s' FROM crm.outbox WHERE payload->>'url' = '$B/status/404/c'" 5 || true
 check "crm.retry_message sends a dead message again" "2" "$(sink_count /status/404/c)"
+check "every message sent or dead has left crm.outbox_due" "0" \
+	"$(q "SELECT count(*) FROM crm.outbox_due q JOIN crm.outbox o ON o.id = q.message_id WHERE o.status IN ('sent', 'dead')")"
 
 it_end
