@@ -213,14 +213,16 @@ commits() { q "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'"; 
 cc -O2 -o "$BENCH_DIR/curl_client" bench/curl_client.c -lcurl
 # CPU seconds (user + system) of the given command's processes
 cpu_of() { local TIMEFORMAT=%3U+%3S; { time "$@" >/dev/null; } 2>&1 | tail -1; }
-outbox_io() {	# "due-order index entries read|buffers of crm.outbox and crm.outbox_due (heap and indexes) accessed"
+outbox_io() {	# "due-order index entries read|buffers of crm.outbox and crm.outbox_due (heap and indexes) accessed|HOT updates|updates of crm.outbox"
 	# the messages not yet done are read in crm.outbox_due's order (0.2.0),
 	# or in the index of crm.outbox by that name (0.1.0)
 	q "SELECT (SELECT idx_tup_read FROM pg_stat_all_indexes
 				WHERE indexrelid = coalesce(to_regclass('crm.outbox_due_next'), to_regclass('crm.outbox_due')))
 			  || '|' || (SELECT sum(heap_blks_hit + heap_blks_read + idx_blks_hit + idx_blks_read)
 						  FROM pg_statio_all_tables
-						 WHERE relid IN ('crm.outbox'::regclass, to_regclass('crm.outbox_due')))"
+						 WHERE relid IN ('crm.outbox'::regclass, to_regclass('crm.outbox_due')))
+			  || '|' || (SELECT n_tup_hot_upd || '|' || n_tup_upd FROM pg_stat_all_tables
+						  WHERE relid = 'crm.outbox'::regclass)"
 }
 last_receipt() {	# last_receipt COUNT: waits for COUNT receipts in move.log; prints the last one's time
 	local n=0
@@ -281,21 +283,21 @@ if has_phase move; then
 		curl_cpu=$(cpu_of "$BENCH_DIR/curl_client" "http://127.0.0.1:$MOVE_PORT/deals/123456" \
 			"$BENCH_DIR/move.body" "$BENCH_DIR/move.headers" "$N" "$CONC")
 		c1=$(last_receipt "$N")
-		# ours curl ratio seconds curl_seconds worker_us curl_us due_entries buffers
+		# ours curl ratio seconds curl_seconds worker_us curl_us due_entries buffers hot_percent
 		python3 -c "
 n = $N; s = $t1 - $t0; c = $c1 - $c0
 a = [int(x) for x in '$io0'.split('|')]; b = [int(x) for x in '$io1'.split('|')]
 print(round(n / s), round(n / c), round(c / s, 3), round(s, 3), round(c, 3), $ours_us, round(($curl_cpu) * 1e6 / n, 1),
-	  round((b[0] - a[0]) / n, 1), round((b[1] - a[1]) / n, 1))" \
+	  round((b[0] - a[0]) / n, 1), round((b[1] - a[1]) / n, 1), round(100 * (b[2] - a[2]) / max(1, b[3] - a[3]), 1))" \
 			>>"$BENCH_DIR/move_rounds"
 		echo "   round $round: $(tail -1 "$BENCH_DIR/move_rounds")" >&2
 		sleep 1
 	done
-	read -r m_ours m_curl m_ratio m_secs m_csecs m_worker_us m_curl_us m_entries m_buffers m_all <<<"$(python3 - "$BENCH_DIR/move_rounds" <<'PY'
+	read -r m_ours m_curl m_ratio m_secs m_csecs m_worker_us m_curl_us m_entries m_buffers m_hot m_all <<<"$(python3 - "$BENCH_DIR/move_rounds" <<'PY'
 import statistics, sys
 rows = [[float(x) for x in l.split()] for l in open(sys.argv[1])]
 med = [statistics.median(c) for c in zip(*rows)]
-print("%d %d %.2f %.2f %.2f %.1f %.1f %.1f %.1f" % tuple(med),
+print("%d %d %.2f %.2f %.2f %.1f %.1f %.1f %.1f %.1f" % tuple(med),
       ",".join("%.2f" % r[2] for r in rows))
 PY
 )"
@@ -508,6 +510,7 @@ if has_phase move; then
 	row "ratio ours / libcurl alone (median of the rounds': $m_all)" "$m_ratio" ">= 0.8"
 	row "  CPU per message: the workers / libcurl alone" "$m_worker_us / $m_curl_us us" ""
 	row "  per message: due-order entries read / outbox buffers accessed" "$m_entries / $m_buffers" ""
+	row "  updates of crm.outbox that were HOT (no index entries)" "$m_hot %" ""
 fi
 if has_phase rate; then
 	ratio_db=$(python3 -c "print('%.2f' % ($bookkeeping / $ceiling))")
