@@ -69,6 +69,30 @@ static int	due_table_known = -1;
 static bool recording = false;
 
 /*
+ * What a catalog query (one boolean) says about this database's schema,
+ * looked up once into *known (-1: not yet), leaving the caller's SPI result
+ * as it was.
+ */
+static bool
+schema_has(int *known, SPIPlanPtr *plan, const char *query)
+{
+	if (*known < 0)
+	{
+		SPITupleTable *saved = SPI_tuptable;
+		uint64		saved_n = SPI_processed;
+		bool		isnull;
+		Datum		d;
+
+		crm_exec(crm_plan(plan, query, 0, NULL), NULL, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*known = !isnull && DatumGetBool(d) ? 1 : 0;
+		SPI_tuptable = saved;
+		SPI_processed = saved_n;
+	}
+	return *known == 1;
+}
+
+/*
  * Looks up, once, whether crm._claim_messages takes a cursor (not on
  * 0.1.0); crm_outbox_claim_forget() makes the next claim look again (after
  * a failed exchange: ALTER EXTENSION ... UPDATE may have replaced it).
@@ -77,25 +101,11 @@ static bool
 has_cursor(void)
 {
 	static SPIPlanPtr plan = NULL;
-	bool		isnull;
 
-	if (claim_has_cursor < 0)
-	{
-		SPITupleTable *saved = SPI_tuptable;
-		uint64		saved_n = SPI_processed;
-		Datum		d;
-
-		crm_exec(crm_plan(&plan,
-						  "SELECT coalesce(max(p.pronargs), 0) >= 6 FROM pg_catalog.pg_proc p"
-						  " WHERE p.proname = '_claim_messages'"
-						  "   AND p.pronamespace = 'crm'::pg_catalog.regnamespace",
-						  0, NULL), NULL, NULL, true, 1);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		claim_has_cursor = !isnull && DatumGetBool(d) ? 1 : 0;
-		SPI_tuptable = saved;
-		SPI_processed = saved_n;
-	}
-	return claim_has_cursor == 1;
+	return schema_has(&claim_has_cursor, &plan,
+					  "SELECT coalesce(max(p.pronargs), 0) >= 6 FROM pg_catalog.pg_proc p"
+					  " WHERE p.proname = '_claim_messages'"
+					  "   AND p.pronamespace = 'crm'::pg_catalog.regnamespace");
 }
 
 static List *claim_from_shards(int limit, Datum *vals, MemoryContext parent);
@@ -127,25 +137,11 @@ bool
 crm_outbox_has_due_table(void)
 {
 	static SPIPlanPtr plan = NULL;
-	bool		isnull;
 
-	if (due_table_known < 0)
-	{
-		SPITupleTable *saved = SPI_tuptable;
-		uint64		saved_n = SPI_processed;
-		Datum		d;
-
-		crm_exec(crm_plan(&plan,
-						  "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c"
-						  " WHERE c.relname = 'outbox_due' AND c.relkind = 'r'"
-						  "   AND c.relnamespace = 'crm'::pg_catalog.regnamespace)",
-						  0, NULL), NULL, NULL, true, 1);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		due_table_known = !isnull && DatumGetBool(d) ? 1 : 0;
-		SPI_tuptable = saved;
-		SPI_processed = saved_n;
-	}
-	return due_table_known == 1;
+	return schema_has(&due_table_known, &plan,
+					  "SELECT EXISTS (SELECT FROM pg_catalog.pg_class c"
+					  " WHERE c.relname = 'outbox_due' AND c.relkind = 'r'"
+					  "   AND c.relnamespace = 'crm'::pg_catalog.regnamespace)");
 }
 
 /*
