@@ -146,8 +146,9 @@ crm_outbox_has_due_table(void)
 
 /*
  * crm._outbox_recording(): whether this backend is recording the results of
- * its transfers (a delivery worker's record, which keeps crm.outbox_due in
- * the same statement): crm.outbox's row trigger then has nothing to do.
+ * its transfers (a delivery worker's record, which keeps crm.outbox_due
+ * itself right after: settle_due): crm.outbox's row trigger then has
+ * nothing to do.
  */
 PG_FUNCTION_INFO_V1(crm_outbox_recording);
 Datum
