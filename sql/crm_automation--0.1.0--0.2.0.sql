@@ -3553,17 +3553,9 @@ GRANT SELECT ON crm.outbox_due TO crm_admin;
 CREATE FUNCTION crm._outbox_recording() RETURNS boolean
 	AS 'MODULE_PATHNAME', 'crm_outbox_recording' LANGUAGE C VOLATILE;
 
+-- (C, outbox.c: in one INSERT, as the owner through the automation scope)
 CREATE FUNCTION crm._outbox_queued() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	INSERT INTO crm.outbox_due (message_id, rel, next_attempt_at)
-	SELECT n.id, TG_RELID, n.next_attempt_at
-	  FROM new_rows n
-	 WHERE n.sent_at IS NULL AND n.next_attempt_at < 'infinity'
-	ON CONFLICT (message_id, rel) DO UPDATE SET next_attempt_at = excluded.next_attempt_at;
-	RETURN NULL;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'crm_outbox_queued' LANGUAGE C;
 
 -- Deletes a message's row of crm.outbox_due, found by a probe of its
 -- primary key (C, outbox.c): crm.outbox_due is emptied and filled all day,
