@@ -14,15 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 crm_install_deps valgrind
-if [ -n "${PG_ROOT:-}" ]; then
-	make -s -j2 >/dev/null
-	make -s install DESTDIR="$PG_ROOT" >/dev/null
-	crm_pg_bindir() { echo "$PG_ROOT$(pg_config --bindir)"; }
-else
-	exec 9>/tmp/crm_automation.test.lock
-	flock 9
-	crm_build_install
-fi
+crm_bench_build
 N=${N:-2000}
 W=$(mktemp -d /tmp/crm_queue.XXXXXX)
 chmod 777 "$W"

@@ -910,21 +910,24 @@ crm_outbox_record(List *msgs)
  * would keep crm.outbox_due one row at a time is skipped while this runs
  * (crm._outbox_recording()).
  */
+#define RECORD_UPDATE(rel) \
+	"UPDATE " rel " o" \
+	"   SET status = r.status, response_code = r.code, last_error = r.error," \
+	"       response_excerpt = r.excerpt," \
+	"       next_attempt_at = CASE r.status" \
+	"           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)" \
+	"           WHEN 'dead' THEN 'infinity'" \
+	"           ELSE o.next_attempt_at END," \
+	"       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END," \
+	"       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END," \
+	"       lease_until = NULL, updated_at = now()" \
+	"  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)" \
+	"       AS r (id, attempts, status, code, error, excerpt, delay, released)" \
+	" WHERE o.id = r.id AND o.attempts = r.attempts" \
+	"   AND o.status = 'sending'"
+
 static const char *const record_due_sql =
-"UPDATE %1$s o"
-"   SET status = r.status, response_code = r.code, last_error = r.error,"
-"       response_excerpt = r.excerpt,"
-"       next_attempt_at = CASE r.status"
-"           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
-"           WHEN 'dead' THEN 'infinity'"
-"           ELSE o.next_attempt_at END,"
-"       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
-"       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
-"       lease_until = NULL, updated_at = now()"
-"  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
-"       AS r (id, attempts, status, code, error, excerpt, delay, released)"
-" WHERE o.id = r.id AND o.attempts = r.attempts"
-"   AND o.status = 'sending'"
+RECORD_UPDATE("%1$s")
 " RETURNING o.id, o.next_attempt_at, o.sent_at IS NULL AND o.next_attempt_at < 'infinity'";
 
 /*
@@ -1012,21 +1015,7 @@ settle_due(Oid rel)
 }
 
 /* The same on a database still on 0.1.0 (no crm.outbox_due). */
-static const char *const record_sql =
-"UPDATE %s o"
-"   SET status = r.status, response_code = r.code, last_error = r.error,"
-"       response_excerpt = r.excerpt,"
-"       next_attempt_at = CASE r.status"
-"           WHEN 'failed' THEN clock_timestamp() + make_interval(secs => r.delay)"
-"           WHEN 'dead' THEN 'infinity'"
-"           ELSE o.next_attempt_at END,"
-"       attempts = CASE WHEN r.released THEN o.attempts - 1 ELSE o.attempts END,"
-"       sent_at = CASE WHEN r.status = 'sent' THEN clock_timestamp() END,"
-"       lease_until = NULL, updated_at = now()"
-"  FROM unnest($1, $2, $3, $4, $5, $6, $7, $8)"
-"       AS r (id, attempts, status, code, error, excerpt, delay, released)"
-" WHERE o.id = r.id AND o.attempts = r.attempts"
-"   AND o.status = 'sending'";
+static const char *const record_sql = RECORD_UPDATE("%s");
 
 /* crm_outbox_record for messages of crm.outbox (shard NULL) or of one shard of it */
 static double
