@@ -586,21 +586,30 @@ static const char *const give_up_kill_sql =
 "       lease_until = NULL, updated_at = now(), last_error = $2"
 " WHERE id = $1";
 
+/* This node's shards of crm.outbox (distributed), by name. */
+static List *
+node_shards(void)
+{
+	List	   *shards = NIL;
+	uint64		i;
+
+	if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the shards of crm.outbox");
+	for (i = 0; i < SPI_processed; i++)
+		shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	return shards;
+}
+
 /* give_up on a distributed installation: in this node's shards, in turn */
 static void
 give_up_in_shards(CarefulStep *c)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		vals[2];
-	List	   *shards = NIL;
+	List	   *shards = node_shards();
 	ListCell   *lc;
-	uint64		i;
 	bool		isnull;
 
-	if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list the shards of crm.outbox");
-	for (i = 0; i < SPI_processed; i++)
-		shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	foreach(lc, shards)
 	{
 		const char *shard = lfirst(lc);
@@ -931,6 +940,30 @@ RECORD_UPDATE("%1$s")
 " RETURNING o.id, o.next_attempt_at, o.sent_at IS NULL AND o.next_attempt_at < 'infinity'";
 
 /*
+ * Deletes the rows of crm.outbox_due (due, opened RowExclusiveLock) that a
+ * probe of its primary key finds for keys (message id, table); a row
+ * deleted or changed meanwhile (the sweep) is left alone.  Whether one was
+ * deleted.
+ */
+static bool
+delete_due_rows(Relation due, CrmProbe *probe, const Datum *keys)
+{
+	TupleTableSlot *slot;
+	bool		deleted = false;
+
+	crm_probe_start(probe, keys);
+	while ((slot = crm_probe_next(probe)) != NULL)
+	{
+		TM_FailureData tmfd;
+
+		if (heap_delete(due, &slot->tts_tid, GetCurrentCommandId(true), InvalidSnapshot,
+						true, &tmfd, false) == TM_Ok)
+			deleted = true;
+	}
+	return deleted;
+}
+
+/*
  * crm.outbox_due after a record (its RETURNING rows in SPI_tuptable): the
  * row of each message sent or dead is deleted, a failed one's gets its next
  * attempt.  Rows are found by probes of the primary key, not by a statement:
@@ -1193,14 +1226,9 @@ crm_outbox_next_due(void)
 	if (outbox_distributed())
 	{
 		/* this node's shards, each with its rows of crm.outbox_due */
-		List	   *shards = NIL;
+		/* this node's shards, each with its rows of crm.outbox_due */
+		List	   *shards = node_shards();
 		ListCell   *lc;
-		uint64		i;
-
-		if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not list the shards of crm.outbox");
-		for (i = 0; i < SPI_processed; i++)
-			shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		foreach(lc, shards)
 		{
 			TimestampTz d;
@@ -1245,14 +1273,9 @@ crm_outbox_due_sweep(void)
 		return;
 	if (outbox_distributed())
 	{
-		List	   *shards = NIL;
+		/* this node's shards, each with its rows of crm.outbox_due */
+		List	   *shards = node_shards();
 		ListCell   *lc;
-		uint64		i;
-
-		if (SPI_execute("SELECT shard FROM crm._outbox_shard_claims()", false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not list the shards of crm.outbox");
-		for (i = 0; i < SPI_processed; i++)
-			shards = lappend(shards, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		foreach(lc, shards)
 			(void) SPI_execute(psprintf(due_sweep_sql, (char *) lfirst(lc)), false, 0);
 		return;
@@ -1275,8 +1298,7 @@ crm_outbox_due_forget(PG_FUNCTION_ARGS)
 	Relation	due;
 	CrmProbe	probe;
 	Datum		keys[2];
-	TupleTableSlot *slot;
-	bool		found = false;
+	bool		found;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_BOOL(false);
@@ -1293,15 +1315,7 @@ crm_outbox_due_forget(PG_FUNCTION_ARGS)
 	crm_probe_begin(&probe, "outbox_due", "outbox_due_pkey", 2);
 	keys[0] = PG_GETARG_DATUM(0);
 	keys[1] = PG_GETARG_DATUM(1);
-	crm_probe_start(&probe, keys);
-	while ((slot = crm_probe_next(&probe)) != NULL)
-	{
-		TM_FailureData tmfd;
-
-		if (heap_delete(due, &slot->tts_tid, GetCurrentCommandId(true), InvalidSnapshot,
-						true, &tmfd, false) == TM_Ok)
-			found = true;
-	}
+	found = delete_due_rows(due, &probe, keys);
 	crm_probe_end(&probe);
 	table_close(due, NoLock);
 	CommandCounterIncrement();
@@ -1328,19 +1342,11 @@ list_due(Relation due, CrmProbe *probe, Datum id, Oid rel, Datum at)
 {
 	Datum		vals[3];
 	bool		nulls[3] = {false, false, false};
-	TupleTableSlot *slot;
 
 	vals[0] = id;
 	vals[1] = ObjectIdGetDatum(rel);
 	vals[2] = at;
-	crm_probe_start(probe, vals);
-	while ((slot = crm_probe_next(probe)) != NULL)
-	{
-		TM_FailureData tmfd;
-
-		(void) heap_delete(due, &slot->tts_tid, GetCurrentCommandId(true), InvalidSnapshot,
-						   true, &tmfd, false);
-	}
+	(void) delete_due_rows(due, probe, vals);
 	if (!crm_row_append(&due_sink, vals, nulls))
 		crm_sink_write(&due_sink, vals, nulls);
 }
