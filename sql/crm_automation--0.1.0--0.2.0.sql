@@ -4031,3 +4031,202 @@ BEGIN
 END
 $fn$;
 
+
+-- ---------------------------------------------------------------------------
+-- Issue 17, delivery: the claim returns each message as stored with its
+-- provider (crm._claim_leases), and the worker makes it ready to send in C
+-- (src/delivery/render.c); crm._claim_messages shows the same from SQL.
+-- Citus: each node's shard claims are made from crm._claim_leases.
+-- ---------------------------------------------------------------------------
+DROP FUNCTION crm._render_template(text, jsonb, text);
+-- Replaces {name} placeholders of a provider template with the values of a
+-- JSON object, escaped for the template's format: 'json' (inside a JSON
+-- string), 'form' (application/x-www-form-urlencoded) or anything else as
+-- is.  One pass over the template: a value is never searched for
+-- placeholders, so a text that says "{secret}" stays as it is.
+-- Placeholders not in vars stay as written.  The worker renders SMS and
+-- call providers' templates with the same code (C, render.c).
+CREATE FUNCTION crm._render_template(tpl text, vars jsonb, format text DEFAULT 'text')
+RETURNS text
+	AS 'MODULE_PATHNAME', 'crm_render_template' LANGUAGE C IMMUTABLE;
+REVOKE EXECUTE ON FUNCTION crm._render_template(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._render_template(text, jsonb, text) TO crm_admin;
+
+DROP FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint);
+CREATE FUNCTION crm._claim_leases(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+								  p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+								  p_after_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text, payload jsonb,
+			   due_at timestamptz, provider_id bigint, provider_active boolean, provider_name text,
+			   provider_config jsonb, secret text, client_key text, gone text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- called many times a second: plan it once.  A generic plan does not know
+-- the limit and, with many messages due, would rather read the whole table
+-- and sort it: the claim reads crm.outbox_due in order, whatever the statistics.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET jit = off
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+BEGIN
+	RETURN QUERY
+	WITH claimed AS (
+		-- rows locked by the subquery keep their place (ctid) until we update
+		-- them: the update reads them by address, whatever the statistics say
+		-- (the subquery's index scan has pruned their pages: room for the
+		-- HOT versions)
+		UPDATE crm.outbox o
+		   SET status = 'sending', attempts = o.attempts + 1, claimed_at = now(),
+			   lease_until = now() + p_lease, updated_at = now()
+		 WHERE o.ctid = ANY (CASE WHEN cardinality(p_busy) = 0 THEN ARRAY(
+				SELECT d.ctid
+				  FROM crm.outbox_due q
+				  JOIN crm.outbox d ON d.id = q.message_id
+				 WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+				   -- from the start, or after the given message
+				   AND (q.next_attempt_at, q.message_id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+				   AND d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				 ORDER BY q.next_attempt_at, q.message_id
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED)
+			ELSE ARRAY(
+				-- skipping busy endpoints (a webhook's URL, else its
+				-- provider's): the same, among the first 2,000 due messages
+				-- (in their order: the nested loop over them keeps it), so
+				-- that a long backlog for a busy endpoint is not read again
+				-- and again
+				SELECT d.ctid
+				  FROM unnest(ARRAY(SELECT q.message_id FROM crm.outbox_due q
+									 WHERE q.rel = 'crm.outbox'::regclass AND q.next_attempt_at <= now()
+									 ORDER BY q.next_attempt_at, q.message_id
+									 LIMIT 2000)) AS w (message_id)
+				  JOIN crm.outbox d ON d.id = w.message_id
+				 WHERE d.sent_at IS NULL AND d.next_attempt_at < 'infinity'
+				   AND d.next_attempt_at <= now()
+				   AND (d.status IN ('pending', 'failed')
+						OR (p_expired AND d.status = 'sending'
+							AND (d.lease_until < now() OR d.claimed_at < pg_postmaster_start_time())))
+				   AND coalesce(crm._url_endpoint(
+							CASE WHEN d.channel = 'webhook' AND d.payload ? 'url' THEN d.payload ->> 'url'
+								 ELSE (SELECT p.config ->> 'url' FROM crm.provider p
+										WHERE p.id = coalesce(d.provider_id,
+															  (SELECT e.id FROM crm.provider e
+																WHERE e.channel = d.channel AND e.is_default))) END),
+								'') <> ALL (p_busy)
+				 LIMIT p_limit
+				 FOR UPDATE OF d SKIP LOCKED) END)
+		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.next_attempt_at
+	)
+	SELECT c.id, c.channel, c.attempts, c.idempotency_key, c.payload, c.next_attempt_at,
+		   p.id, p.active, p.name, coalesce(p.config, '{}'), s.secret, s.client_key, g.reason
+	  FROM claimed c
+	  LEFT JOIN crm.provider p
+		ON p.id = coalesce(c.provider_id,
+						   (SELECT d.id FROM crm.provider d
+							 WHERE d.channel = c.channel AND d.is_default))
+	  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	  LEFT JOIN crm.disabled_endpoint g ON c.channel = 'webhook' AND g.url = c.payload ->> 'url';
+END
+$$;
+REVOKE EXECUTE ON FUNCTION crm._claim_leases(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._claim_leases(integer, interval, boolean, text[], timestamptz, bigint) TO crm_admin;
+
+-- A leased message made ready to send, as the worker sends it (C,
+-- render.c): crm._claim_leases' columns in, crm._claim_messages' out.
+CREATE FUNCTION crm._render_claimed(l_id bigint, l_channel text, l_attempts integer, l_key text,
+									l_payload jsonb, l_due_at timestamptz, l_provider_id bigint,
+									l_provider_active boolean, l_provider_name text,
+									l_provider_config jsonb, l_secret text, l_client_key text, l_gone text,
+									OUT id bigint, OUT channel text, OUT attempts integer,
+									OUT idempotency_key text, OUT provider_id bigint, OUT url text,
+									OUT method text, OUT headers text[], OUT body text, OUT secret text,
+									OUT username text, OUT mail_from text, OUT rcpt text[],
+									OUT subject text, OUT html boolean, OUT tls text,
+									OUT attachments text[], OUT error text, OUT ca text,
+									OUT client_cert text, OUT client_key text, OUT charset text,
+									OUT due_at timestamptz)
+	AS 'MODULE_PATHNAME', 'crm_render_claimed' LANGUAGE C IMMUTABLE;
+REVOKE EXECUTE ON FUNCTION crm._render_claimed(bigint, text, integer, text, jsonb, timestamptz, bigint, boolean, text, jsonb, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._render_claimed(bigint, text, integer, text, jsonb, timestamptz, bigint, boolean, text, jsonb, text, text, text) TO crm_admin;
+
+-- The worker's claim as the worker sends the messages (crm._claim_leases,
+-- each message rendered by crm._render_claimed): what a test or an
+-- administrator sees of a claim.
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+									p_after_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text, charset text, due_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.*
+	  FROM crm._claim_leases(p_limit, p_lease, p_expired, p_busy, p_after_at, p_after_id) l,
+		   LATERAL crm._render_claimed(l.id, l.channel, l.attempts, l.idempotency_key, l.payload,
+									   l.due_at, l.provider_id, l.provider_active, l.provider_name,
+									   l.provider_config, l.secret, l.client_key, l.gone) r
+$$;
+REVOKE EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint) TO crm_admin;
+
+CREATE OR REPLACE FUNCTION crm._outbox_shard_claims() RETURNS TABLE (shard text, claim text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+	template text := pg_get_functiondef(
+		'crm._claim_leases(integer, interval, boolean, text[], timestamptz, bigint)'::regprocedure);
+	version text := md5(template);
+	def text;
+	t text;
+	local_shard text;
+BEGIN
+	FOR r IN EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s
+						JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+					   WHERE s.logicalrelid = ''crm.outbox''::regclass
+						 AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)
+					   ORDER BY s.shardid' LOOP
+		shard := 'crm.outbox_' || r.shardid;
+		claim := 'crm._claim_leases_' || r.shardid;
+		IF to_regproc(claim) IS NULL
+		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
+			-- the node's workers make it once: the others wait, then see it
+			PERFORM pg_advisory_xact_lock(hashtext('crm._outbox_shard_claims'));
+		END IF;
+		IF to_regproc(claim) IS NULL
+		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
+			def := replace(template, 'FUNCTION crm._claim_leases(', 'FUNCTION ' || claim || '(');
+			def := regexp_replace(def, '\mcrm\.outbox\M', shard, 'g');
+			FOREACH t IN ARRAY ARRAY['provider', 'provider_secret', 'disabled_endpoint'] LOOP
+				EXECUTE 'SELECT ''crm.'' || $1 || ''_'' || s.shardid FROM pg_catalog.pg_dist_shard s
+						  WHERE s.logicalrelid = (''crm.'' || $1)::regclass'
+					INTO STRICT local_shard USING t;
+				def := regexp_replace(def, '\mcrm\.' || t || '\M', local_shard, 'g');
+			END LOOP;
+			-- this node's own function: Citus must not propagate it
+			PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+			EXECUTE def;
+			EXECUTE format('REVOKE ALL ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) FROM PUBLIC',
+						   claim);
+			EXECUTE format('COMMENT ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) IS %L',
+						   claim, version);
+			-- the claims of earlier versions (before crm._claim_leases)
+			EXECUTE format('DROP FUNCTION IF EXISTS crm.%I(integer, interval, boolean, text[], timestamptz, bigint),
+							crm.%1$I(integer, interval, boolean, text[])', '_claim_messages_' || r.shardid);
+			-- the shard's messages not yet done, in this node's crm.outbox_due
+			-- (those its rows had when Citus copied them into the shard)
+			PERFORM crm._outbox_due_rebuild(shard::regclass);
+		END IF;
+		RETURN NEXT;
+	END LOOP;
+END
+$$;

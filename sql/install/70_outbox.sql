@@ -3,7 +3,7 @@
 -- Delivery: providers API, the worker's claim function, wake-up at commit,
 -- observability views and requeue functions (SPEC §7).
 --
--- The worker (src/delivery/worker.c) claims messages with crm._claim_messages() in a
+-- The worker (src/delivery/worker.c) claims messages with crm._claim_leases() in a
 -- short transaction, commits, sends them with libcurl, and records each
 -- result in a second short transaction.  A message is done only once it is
 -- sent or dead; a crash at any point leaves it pending or leased, never lost.
@@ -154,46 +154,16 @@ CREATE FUNCTION crm.worker_status(OUT database name, OUT worker integer, OUT pid
 -- Providers
 -- ---------------------------------------------------------------------------
 
--- Replaces {name} placeholders of a provider template with values, escaped
--- for the template's format: 'json' (inside a JSON string), 'form'
--- (application/x-www-form-urlencoded) or 'text' (as is).  One pass over the
--- template: a value is never searched for placeholders, so a text that
--- says "{secret}" stays as it is.  Placeholders not in vars stay as written.
+-- Replaces {name} placeholders of a provider template with the values of a
+-- JSON object, escaped for the template's format: 'json' (inside a JSON
+-- string), 'form' (application/x-www-form-urlencoded) or anything else as
+-- is.  One pass over the template: a value is never searched for
+-- placeholders, so a text that says "{secret}" stays as it is.
+-- Placeholders not in vars stay as written.  The worker renders SMS and
+-- call providers' templates with the same code (C, render.c).
 CREATE FUNCTION crm._render_template(tpl text, vars jsonb, format text DEFAULT 'text')
 RETURNS text
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	v_part	text[];
-	v_val	text;
-	v_out	text := '';
-BEGIN
-	IF tpl IS NULL THEN
-		RETURN NULL;
-	END IF;
-	-- the template in pieces, in order: {name}, a run without "{", a lone "{"
-	FOR v_part IN SELECT m FROM regexp_matches(tpl, '(\{([^{}]*)\}|[^{]+|\{)', 'g') AS m LOOP
-		IF v_part[2] IS NULL OR NOT vars ? v_part[2] THEN
-			v_out := v_out || v_part[1];
-			CONTINUE;
-		END IF;
-		v_val := coalesce(vars ->> v_part[2], '');
-		IF format = 'json' THEN
-			v_val := substr(to_jsonb(v_val)::text, 2, length(to_jsonb(v_val)::text) - 2);
-		ELSIF format = 'form' THEN
-			SELECT string_agg(CASE WHEN b BETWEEN 48 AND 57 OR b BETWEEN 65 AND 90
-									  OR b BETWEEN 97 AND 122 OR b IN (45, 46, 95, 126)
-								   THEN chr(b) ELSE '%' || upper(lpad(to_hex(b), 2, '0')) END,
-							  '' ORDER BY i)
-			  INTO v_val
-			  FROM (SELECT i, get_byte(convert_to(v_val, 'UTF8'), i) AS b
-					  FROM generate_series(0, octet_length(convert_to(v_val, 'UTF8')) - 1) AS i) s;
-			v_val := coalesce(v_val, '');
-		END IF;
-		v_out := v_out || v_val;
-	END LOOP;
-	RETURN v_out;
-END
-$$;
+	AS 'MODULE_PATHNAME', 'crm_render_template' LANGUAGE C IMMUTABLE;
 
 -- Refuses a file of the server as a provider's TLS setting (p_what: its
 -- name) unless the role that logged in may name one: as for COPY FROM a
@@ -611,10 +581,12 @@ $$;
 -- The worker's claim.  Leases up to p_limit due messages (pending, failed
 -- whose next attempt is due, and, when p_expired, sending ones whose lease
 -- expired or was taken before the server started), oldest due first, and
--- returns each one ready to send: the provider resolved, templates
--- rendered, secrets attached, and the version of the row the lease wrote
--- (the worker records the result through it).  A message that cannot be
--- sent comes back with an error, and the worker marks it dead.
+-- returns each one as stored, with its provider (the one it names, else
+-- its channel's default: config, secret, client key) and, for a webhook
+-- whose URL answered 410 Gone, why.  The worker makes each one ready to
+-- send in C (src/delivery/render.c: templates rendered, every field's
+-- JSON type checked, crm._claim_messages shows the same); a message that
+-- cannot be sent gets an error, and the worker marks it dead.
 --
 -- Every message is updated twice, claimed and then recorded; neither
 -- changes an indexed column of crm.outbox, so PostgreSQL writes the new
@@ -635,14 +607,12 @@ $$;
 CREATE FUNCTION crm._url_endpoint(url text) RETURNS text
 	AS 'MODULE_PATHNAME', 'crm_url_endpoint_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
-CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
-									p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
-									p_after_id bigint DEFAULT NULL)
-RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
-			   provider_id bigint, url text, method text, headers text[], body text,
-			   secret text, username text, mail_from text, rcpt text[], subject text,
-			   html boolean, tls text, attachments text[], error text,
-			   ca text, client_cert text, client_key text, charset text, due_at timestamptz)
+CREATE FUNCTION crm._claim_leases(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+								  p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+								  p_after_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text, payload jsonb,
+			   due_at timestamptz, provider_id bigint, provider_active boolean, provider_name text,
+			   provider_config jsonb, secret text, client_key text, gone text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- called many times a second: plan it once.  A generic plan does not know
@@ -705,136 +675,54 @@ BEGIN
 				 LIMIT p_limit
 				 FOR UPDATE OF d SKIP LOCKED) END)
 		RETURNING o.id, o.channel, o.attempts, o.idempotency_key, o.provider_id, o.payload, o.next_attempt_at
-	), resolved AS (
-		SELECT c.*, p.id AS p_id, p.active AS p_active, p.name AS p_name,
-			   coalesce(p.config, '{}') AS cfg, s.secret AS p_secret, s.client_key AS p_client_key,
-			   (c.channel = 'webhook'
-				AND EXISTS (SELECT FROM crm.disabled_endpoint d WHERE d.url = c.payload ->> 'url')) AS gone
-		  FROM claimed c
-		  LEFT JOIN crm.provider p
-			ON p.id = coalesce(c.provider_id,
-							   (SELECT d.id FROM crm.provider d
-								 WHERE d.channel = c.channel AND d.is_default))
-		  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
-	), rendered AS (
-		SELECT r.*,
-			   CASE WHEN r.channel IN ('sms', 'robocall') THEN jsonb_build_object(
-				   'to', coalesce((SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t),
-								  r.payload ->> 'number'),
-				   'number', coalesce(r.payload ->> 'number',
-									  (SELECT string_agg(t, ',') FROM jsonb_array_elements_text(r.to_list) t)),
-				   'text', r.payload ->> 'text',
-				   'message_id', r.idempotency_key,
-				   'wait_for_result', coalesce(r.payload ->> 'wait_for_result', 'false'),
-				   'secret', coalesce(r.p_secret, '')) END AS vars,
-			   coalesce(r.cfg ->> 'format', 'json') AS fmt,
-			   -- most webhooks have no headers of their own: skip the subqueries then
-			   (r.channel = 'webhook' AND jsonb_typeof(r.payload -> 'headers') = 'object') AS own_headers,
-			   (jsonb_typeof(r.cfg -> 'headers') = 'object') AS cfg_headers
-		  FROM (SELECT r.*,
-					   -- lists read only when they are arrays: a message of the
-					   -- wrong shape must not stop the claim (see shape_error)
-					   CASE WHEN jsonb_typeof(r.payload -> 'to') = 'array' THEN r.payload -> 'to' ELSE '[]' END AS to_list,
-					   CASE WHEN jsonb_typeof(r.payload -> 'attachments') = 'array' THEN r.payload -> 'attachments'
-							ELSE '[]' END AS att_list,
-					   -- the first field of the wrong type, if any: the message is
-					   -- dead with it, the others of the claim go on
-					   CASE WHEN r.channel = 'webhook' THEN
-								CASE WHEN jsonb_typeof(r.payload -> 'url') NOT IN ('string', 'null') THEN
-										 format('webhook "url" must be a string, not %s', jsonb_typeof(r.payload -> 'url'))
-									 WHEN jsonb_typeof(r.payload -> 'method') NOT IN ('string', 'null') THEN
-										 format('webhook "method" must be a string, not %s', jsonb_typeof(r.payload -> 'method'))
-									 WHEN jsonb_typeof(r.payload -> 'headers') NOT IN ('object', 'null') THEN
-										 'webhook headers must be a JSON object' END
-							ELSE (SELECT format('%s "%s" must be %s, not %s', r.channel, f.key,
-												replace(f.expect, ' ', ' or '), jsonb_typeof(r.payload -> f.key))
-									FROM (VALUES ('email', 'to', 'array'), ('email', 'subject', 'string'),
-												 ('email', 'body', 'string'), ('email', 'from', 'string'),
-												 ('email', 'html', 'boolean'), ('email', 'attachments', 'array'),
-												 ('email', 'charset', 'string'),
-												 ('openline', 'text', 'string'), ('openline', 'hidden', 'boolean'),
-												 ('openline', 'attachments', 'array'), ('openline', 'client', 'object'),
-												 ('sms', 'to', 'array'), ('sms', 'number', 'string number'),
-												 ('sms', 'text', 'string'), ('robocall', 'to', 'array'),
-												 ('robocall', 'number', 'string number'), ('robocall', 'text', 'string'),
-												 ('robocall', 'wait_for_result', 'boolean string')) AS f (channel, key, expect)
-								   WHERE f.channel = r.channel
-									 AND jsonb_typeof(r.payload -> f.key) <> 'null'
-									 AND jsonb_typeof(r.payload -> f.key) <> ALL (string_to_array(f.expect, ' '))
-								   LIMIT 1) END AS shape_error
-				  FROM resolved r) r
 	)
-	SELECT r.id, r.channel, r.attempts, r.idempotency_key, r.p_id,
-		   CASE WHEN r.channel = 'webhook' THEN coalesce(r.payload ->> 'url', r.cfg ->> 'url')
-				WHEN r.channel IN ('email', 'openline') THEN r.cfg ->> 'url'
-				ELSE crm._render_template(r.cfg ->> 'url', r.vars, 'form') END,
-		   upper(coalesce(CASE WHEN r.channel = 'webhook' THEN r.payload ->> 'method' END,
-						  r.cfg ->> 'method', 'POST')),
-		   CASE WHEN r.own_headers OR r.cfg_headers THEN
-			   ARRAY(SELECT h.key || ': ' ||
-							CASE WHEN r.channel IN ('sms', 'robocall')
-								 THEN crm._render_template(h.value, r.vars, 'text') ELSE h.value END
-					   FROM (SELECT * FROM jsonb_each_text(CASE WHEN r.cfg_headers THEN r.cfg -> 'headers' ELSE '{}' END)
-							 UNION ALL
-							 SELECT * FROM jsonb_each_text(CASE WHEN r.own_headers
-																 THEN r.payload -> 'headers'
-																 ELSE '{}' END)) h)
-				ELSE '{}' END,
-		   CASE WHEN r.channel = 'webhook' THEN
-					CASE jsonb_typeof(r.payload -> 'body')
-						WHEN 'string' THEN r.payload ->> 'body'
-						ELSE coalesce((r.payload -> 'body')::text, '') END
-				WHEN r.channel = 'email' THEN r.payload ->> 'body'
-				-- an open-channel message: the payload as the action wrote it
-				WHEN r.channel = 'openline' THEN r.payload::text
-				ELSE crm._render_template(
-						coalesce(r.cfg ->> 'body',
-								 CASE r.fmt WHEN 'form' THEN 'to={to}&text={text}&id={message_id}'
-											ELSE '{"to": "{to}", "text": "{text}", "id": "{message_id}"}' END),
-						r.vars, r.fmt) END,
-		   r.p_secret,
-		   r.cfg ->> 'username',
-		   coalesce(r.payload ->> 'from', r.cfg ->> 'from'),
-		   CASE WHEN r.channel = 'email'
-				THEN ARRAY(SELECT jsonb_array_elements_text(r.to_list)) END,
-		   r.payload ->> 'subject',
-		   coalesce(CASE jsonb_typeof(r.payload -> 'html') WHEN 'boolean' THEN (r.payload -> 'html')::boolean END, false),
-		   coalesce(r.cfg ->> 'tls', 'try'),
-		   CASE WHEN r.channel = 'email'
-				THEN ARRAY(SELECT jsonb_array_elements_text(r.att_list)) END,
-		   CASE WHEN r.gone THEN 'endpoint gone: ' || (SELECT d.reason FROM crm.disabled_endpoint d WHERE d.url = r.payload ->> 'url')
-				WHEN r.p_id IS NULL AND r.channel <> 'webhook' THEN
-					format('no %s provider: add one with crm.add_provider(''%s'', name, config)', r.channel, r.channel)
-				WHEN r.p_id IS NOT NULL AND NOT r.p_active THEN
-					format('%s provider "%s" is disabled', r.channel, r.p_name)
-				WHEN r.shape_error IS NOT NULL THEN
-					r.shape_error
-				WHEN r.p_id IS NOT NULL AND (jsonb_typeof(r.cfg) <> 'object'
-											 OR (r.cfg ? 'headers' AND NOT r.cfg_headers)
-											 OR EXISTS (SELECT FROM jsonb_each(CASE WHEN jsonb_typeof(r.cfg) = 'object'
-																			 THEN r.cfg ELSE '{}' END) c
-														 WHERE c.key <> 'headers' AND jsonb_typeof(c.value) <> 'string')) THEN
-					format('%s provider "%s" has a config of the wrong shape: an object of strings, with "headers" an object',
-						   r.channel, r.p_name)
-				WHEN r.channel = 'webhook' AND coalesce(r.payload ->> 'url', r.cfg ->> 'url') IS NULL THEN
-					'the webhook has no url and its provider none'
-				WHEN r.channel = 'email' AND coalesce(r.payload ->> 'from', r.cfg ->> 'from') IS NULL THEN
-					format('e-mail provider "%s" has no "from" address and the message none', r.p_name)
-				WHEN r.channel = 'openline' AND (r.payload -> 'hidden') = 'true' THEN
-					'a hidden open-channel message is never sent to the client'
-				WHEN r.channel = 'openline' AND r.p_secret IS NULL THEN
-					format('openline provider "%s" has no signing secret: give one with crm.update_provider(id, secret => ...)',
-						   r.p_name)
-				WHEN r.own_headers
-					 AND EXISTS (SELECT FROM jsonb_each_text(r.payload -> 'headers') h
-								  WHERE h.value ~ '[\r\n]' OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
-					'a header name is not a token or a header value contains CR or LF'
-		   END,
-		   r.cfg ->> 'ca', r.cfg ->> 'client_cert', r.p_client_key,
-		   CASE WHEN r.channel = 'email' THEN r.payload ->> 'charset' END,
-		   r.next_attempt_at
-	  FROM rendered r;
+	SELECT c.id, c.channel, c.attempts, c.idempotency_key, c.payload, c.next_attempt_at,
+		   p.id, p.active, p.name, coalesce(p.config, '{}'), s.secret, s.client_key, g.reason
+	  FROM claimed c
+	  LEFT JOIN crm.provider p
+		ON p.id = coalesce(c.provider_id,
+						   (SELECT d.id FROM crm.provider d
+							 WHERE d.channel = c.channel AND d.is_default))
+	  LEFT JOIN crm.provider_secret s ON s.provider_id = p.id
+	  LEFT JOIN crm.disabled_endpoint g ON c.channel = 'webhook' AND g.url = c.payload ->> 'url';
 END
+$$;
+
+-- A leased message made ready to send, as the worker sends it (C,
+-- render.c): crm._claim_leases' columns in, crm._claim_messages' out.
+CREATE FUNCTION crm._render_claimed(l_id bigint, l_channel text, l_attempts integer, l_key text,
+									l_payload jsonb, l_due_at timestamptz, l_provider_id bigint,
+									l_provider_active boolean, l_provider_name text,
+									l_provider_config jsonb, l_secret text, l_client_key text, l_gone text,
+									OUT id bigint, OUT channel text, OUT attempts integer,
+									OUT idempotency_key text, OUT provider_id bigint, OUT url text,
+									OUT method text, OUT headers text[], OUT body text, OUT secret text,
+									OUT username text, OUT mail_from text, OUT rcpt text[],
+									OUT subject text, OUT html boolean, OUT tls text,
+									OUT attachments text[], OUT error text, OUT ca text,
+									OUT client_cert text, OUT client_key text, OUT charset text,
+									OUT due_at timestamptz)
+	AS 'MODULE_PATHNAME', 'crm_render_claimed' LANGUAGE C IMMUTABLE;
+
+-- The worker's claim as the worker sends the messages (crm._claim_leases,
+-- each message rendered by crm._render_claimed): what a test or an
+-- administrator sees of a claim.
+CREATE FUNCTION crm._claim_messages(p_limit integer, p_lease interval, p_expired boolean DEFAULT true,
+									p_busy text[] DEFAULT '{}', p_after_at timestamptz DEFAULT NULL,
+									p_after_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, channel text, attempts integer, idempotency_key text,
+			   provider_id bigint, url text, method text, headers text[], body text,
+			   secret text, username text, mail_from text, rcpt text[], subject text,
+			   html boolean, tls text, attachments text[], error text,
+			   ca text, client_cert text, client_key text, charset text, due_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.*
+	  FROM crm._claim_leases(p_limit, p_lease, p_expired, p_busy, p_after_at, p_after_id) l,
+		   LATERAL crm._render_claimed(l.id, l.channel, l.attempts, l.idempotency_key, l.payload,
+									   l.due_at, l.provider_id, l.provider_active, l.provider_name,
+									   l.provider_config, l.secret, l.client_key, l.gone) r
 $$;
 
 -- Earliest time a message becomes claimable: its next attempt, or the end

@@ -197,13 +197,13 @@ COMMENT ON FUNCTION crm.distribute() IS
 REVOKE ALL ON FUNCTION crm.distribute() FROM PUBLIC;
 REVOKE ALL ON FUNCTION crm._on_every_node(text) FROM PUBLIC;
 
--- This node's shards of crm.outbox, each with its claim: crm._claim_messages
--- made for that shard (crm._claim_messages_<shard id>), reading the shard
+-- This node's shards of crm.outbox, each with its claim: crm._claim_leases
+-- made for that shard (crm._claim_leases_<shard id>), reading the shard
 -- and this node's copies of the reference tables in place of the tables,
 -- so that a node's delivery workers claim from local tables as one node's
--- do (src/delivery/outbox.c).  Made when missing or when crm._claim_messages
+-- do (src/delivery/outbox.c).  Made when missing or when crm._claim_leases
 -- changed (its definition's checksum is the claim's comment); executable by
--- no one but its owner, as crm._claim_messages.
+-- no one but its owner, as crm._claim_leases.
 CREATE FUNCTION crm._outbox_shard_claims() RETURNS TABLE (shard text, claim text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -211,7 +211,7 @@ AS $$
 DECLARE
 	r record;
 	template text := pg_get_functiondef(
-		'crm._claim_messages(integer, interval, boolean, text[], timestamptz, bigint)'::regprocedure);
+		'crm._claim_leases(integer, interval, boolean, text[], timestamptz, bigint)'::regprocedure);
 	version text := md5(template);
 	def text;
 	t text;
@@ -223,7 +223,7 @@ BEGIN
 						 AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)
 					   ORDER BY s.shardid' LOOP
 		shard := 'crm.outbox_' || r.shardid;
-		claim := 'crm._claim_messages_' || r.shardid;
+		claim := 'crm._claim_leases_' || r.shardid;
 		IF to_regproc(claim) IS NULL
 		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
 			-- the node's workers make it once: the others wait, then see it
@@ -231,7 +231,7 @@ BEGIN
 		END IF;
 		IF to_regproc(claim) IS NULL
 		   OR obj_description(to_regproc(claim)::oid, 'pg_proc') IS DISTINCT FROM version THEN
-			def := replace(template, 'FUNCTION crm._claim_messages(', 'FUNCTION ' || claim || '(');
+			def := replace(template, 'FUNCTION crm._claim_leases(', 'FUNCTION ' || claim || '(');
 			def := regexp_replace(def, '\mcrm\.outbox\M', shard, 'g');
 			FOREACH t IN ARRAY ARRAY['provider', 'provider_secret', 'disabled_endpoint'] LOOP
 				EXECUTE 'SELECT ''crm.'' || $1 || ''_'' || s.shardid FROM pg_catalog.pg_dist_shard s
@@ -246,6 +246,9 @@ BEGIN
 						   claim);
 			EXECUTE format('COMMENT ON FUNCTION %s(integer, interval, boolean, text[], timestamptz, bigint) IS %L',
 						   claim, version);
+			-- the claims of earlier versions (before crm._claim_leases)
+			EXECUTE format('DROP FUNCTION IF EXISTS crm.%I(integer, interval, boolean, text[], timestamptz, bigint),
+							crm.%1$I(integer, interval, boolean, text[])', '_claim_messages_' || r.shardid);
 			-- the shard's messages not yet done, in this node's crm.outbox_due
 			-- (those its rows had when Citus copied them into the shard)
 			PERFORM crm._outbox_due_rebuild(shard::regclass);

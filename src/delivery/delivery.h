@@ -20,6 +20,7 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
+#include "utils/jsonb.h"
 
 typedef enum CrmOutcome
 {
@@ -110,6 +111,30 @@ typedef struct CrmClaimCursor
 	TimestampTz at;
 	int64		id;
 } CrmClaimCursor;
+
+/*
+ * A message as crm._claim_leases() leased it, with its provider's row
+ * (render.c makes a CrmMessage of it).
+ */
+typedef struct CrmLeased
+{
+	int64		id;
+	char	   *channel;
+	int			attempts;		/* including this one */
+	char	   *key;			/* idempotency key */
+	Jsonb	   *payload;		/* never NULL */
+	bool		has_provider;	/* a provider was found (given, or default) */
+	int64		provider_id;
+	bool		active;
+	char	   *provider_name;
+	Jsonb	   *config;		/* the provider's config, '{}' without one */
+	char	   *secret;			/* the provider's secret, NULL none */
+	char	   *client_key;
+	char	   *gone;			/* a webhook whose URL answered 410: why */
+} CrmLeased;
+
+/* render.c */
+extern void crm_render_leased(CrmMessage *m, const CrmLeased *l, char ***att_ids, int *natt);
 
 /* outbox.c: run inside the worker's short transactions */
 extern List *crm_outbox_claim(int limit, int lease_ms, bool expired,

@@ -56,6 +56,13 @@ enum
 	C_ERROR, C_CA, C_CLIENT_CERT, C_CLIENT_KEY, C_CHARSET, C_DUE, C_NCOLS = C_DUE
 };
 
+/* crm._claim_leases' result columns, in its order. */
+enum
+{
+	L_ID = 1, L_CHANNEL, L_ATTEMPTS, L_KEY, L_PAYLOAD, L_DUE, L_PROVIDER, L_ACTIVE, L_NAME,
+	L_CONFIG, L_SECRET, L_CLIENT_KEY, L_GONE, L_NCOLS = L_GONE
+};
+
 /*
  * A database still on 0.1.0 has the claim without the TLS and charset
  * columns, and without the cursor (p_after_at, p_after_id, due_at).
@@ -64,6 +71,9 @@ enum
 
 /* whether this database's claim takes a cursor: -1 not known yet */
 static int	claim_has_cursor = -1;
+
+/* whether this database has crm._claim_leases: -1 not known yet */
+static int	claim_has_leases = -1;
 
 /* whether this database has crm.outbox_due (0.2.0): -1 not known yet */
 static int	due_table_known = -1;
@@ -111,6 +121,22 @@ has_cursor(void)
 					  "   AND p.pronamespace = 'crm'::pg_catalog.regnamespace");
 }
 
+/*
+ * Looks up, once, whether this database has crm._claim_leases (the claim
+ * returns messages as stored, render.c makes them ready), or only
+ * crm._claim_messages (it renders them in SQL: before 0.2.0).
+ */
+static bool
+has_leases(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	return schema_has(&claim_has_leases, &plan,
+					  "SELECT EXISTS (SELECT FROM pg_catalog.pg_proc p"
+					  " WHERE p.proname = '_claim_leases'"
+					  "   AND p.pronamespace = 'crm'::pg_catalog.regnamespace)");
+}
+
 static List *claim_from_shards(int limit, Datum *vals, MemoryContext parent);
 static List *read_claimed(List *out, CrmClaimCursor *cursor, MemoryContext parent, const char *shard);
 static double record_outcomes(List *msgs, const char *shard);
@@ -128,6 +154,7 @@ void
 crm_outbox_claim_forget(void)
 {
 	claim_has_cursor = -1;
+	claim_has_leases = -1;
 	due_table_known = -1;
 }
 
@@ -330,6 +357,7 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCurs
 				 MemoryContext parent)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_leases = NULL;
 	static SPIPlanPtr plan_0_1 = NULL;
 	Oid			types[6] = {INT4OID, INTERVALOID, BOOLOID, TEXTARRAYOID, TIMESTAMPTZOID, INT8OID};
 	Datum		vals[6];
@@ -361,8 +389,13 @@ crm_outbox_claim(int limit, int lease_ms, bool expired, List *busy, CrmClaimCurs
 			vals[5] = Int64GetDatum(cursor->id);
 			nulls[4] = nulls[5] = ' ';
 		}
-		crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4, $5, $6)", 6, types),
-				 vals, nulls, false, 0);
+		if (has_leases())
+			crm_exec(crm_plan(&plan_leases, "SELECT * FROM crm._claim_leases($1, $2, $3, $4, $5, $6)",
+							  6, types),
+					 vals, nulls, false, 0);
+		else
+			crm_exec(crm_plan(&plan, "SELECT * FROM crm._claim_messages($1, $2, $3, $4, $5, $6)", 6, types),
+					 vals, nulls, false, 0);
 	}
 
 	return read_claimed(NIL, cursor, parent, NULL);
@@ -410,19 +443,98 @@ claim_from_shards(int limit, Datum *vals, MemoryContext parent)
 }
 
 /*
- * The messages of the claim's result (SPI_tuptable) appended to out, each
- * in a memory context of its own under parent; shard: the shard of
- * crm.outbox they were claimed from (distributed), or NULL.
+ * A row of crm._claim_leases() made ready to send (render.c); *due: its
+ * place in the claim's order, *due_null when it has none.
+ */
+static void
+read_leased(CrmMessage *m, HeapTuple tup, TupleDesc desc, char ***att_ids, int *natt,
+			TimestampTz *due, bool *due_null)
+{
+	CrmLeased	l = {0};
+	bool		isnull;
+	Datum		d;
+
+	l.id = DatumGetInt64(SPI_getbinval(tup, desc, L_ID, &isnull));
+	l.channel = get_text(tup, desc, L_CHANNEL);
+	d = SPI_getbinval(tup, desc, L_ATTEMPTS, &isnull);
+	l.attempts = isnull ? 0 : DatumGetInt32(d);
+	l.key = get_text(tup, desc, L_KEY);
+	d = SPI_getbinval(tup, desc, L_PAYLOAD, &isnull);
+	l.payload = isnull ? NULL : DatumGetJsonbP(d);
+	d = SPI_getbinval(tup, desc, L_PROVIDER, &isnull);
+	l.has_provider = !isnull;
+	l.provider_id = isnull ? 0 : DatumGetInt64(d);
+	d = SPI_getbinval(tup, desc, L_ACTIVE, &isnull);
+	l.active = !isnull && DatumGetBool(d);
+	l.provider_name = get_text(tup, desc, L_NAME);
+	d = SPI_getbinval(tup, desc, L_CONFIG, &isnull);
+	l.config = isnull ? NULL : DatumGetJsonbP(d);
+	l.secret = get_text(tup, desc, L_SECRET);
+	l.client_key = get_text(tup, desc, L_CLIENT_KEY);
+	l.gone = get_text(tup, desc, L_GONE);
+	d = SPI_getbinval(tup, desc, L_DUE, due_null);
+	*due = *due_null ? 0 : DatumGetTimestampTz(d);
+	if (l.payload == NULL)
+		l.payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	crm_render_leased(m, &l, att_ids, natt);
+}
+
+/* A row of crm._claim_messages() (rendered in SQL: before crm._claim_leases). */
+static void
+read_rendered(CrmMessage *m, HeapTuple tup, TupleDesc desc, char ***att_ids, int *natt,
+			  TimestampTz *due, bool *due_null)
+{
+	bool		isnull;
+	Datum		d;
+
+	m->id = DatumGetInt64(SPI_getbinval(tup, desc, C_ID, &isnull));
+	m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, C_ATTEMPTS, &isnull));
+	d = SPI_getbinval(tup, desc, C_PROVIDER, &isnull);
+	m->provider_id = isnull ? 0 : DatumGetInt64(d);
+	m->channel = get_text(tup, desc, C_CHANNEL);
+	m->key = get_text(tup, desc, C_KEY);
+	m->url = get_text(tup, desc, C_URL);
+	m->method = get_text(tup, desc, C_METHOD);
+	m->headers = get_text_array(tup, desc, C_HEADERS, &m->nheaders);
+	m->body = get_text(tup, desc, C_BODY);
+	m->secret = get_text(tup, desc, C_SECRET);
+	m->username = get_text(tup, desc, C_USERNAME);
+	m->mail_from = get_text(tup, desc, C_MAIL_FROM);
+	m->rcpt = get_text_array(tup, desc, C_RCPT, &m->nrcpt);
+	m->subject = get_text(tup, desc, C_SUBJECT);
+	d = SPI_getbinval(tup, desc, C_HTML, &isnull);
+	m->html = !isnull && DatumGetBool(d);
+	m->tls = get_text(tup, desc, C_TLS);
+	m->error = get_text(tup, desc, C_ERROR);
+	*due_null = true;
+	if (desc->natts >= C_NCOLS)
+	{
+		m->ca = get_text(tup, desc, C_CA);
+		m->client_cert = get_text(tup, desc, C_CLIENT_CERT);
+		m->client_key = get_text(tup, desc, C_CLIENT_KEY);
+		m->charset = get_text(tup, desc, C_CHARSET);
+		d = SPI_getbinval(tup, desc, C_DUE, due_null);
+		*due = *due_null ? 0 : DatumGetTimestampTz(d);
+	}
+	*att_ids = get_text_array(tup, desc, C_ATTACHMENTS, natt);
+}
+
+/*
+ * The messages of the claim's result (SPI_tuptable: crm._claim_leases', or
+ * crm._claim_messages' before it) appended to out, each in a memory context
+ * of its own under parent; shard: the shard of crm.outbox they were claimed
+ * from (distributed), or NULL.
  */
 static List *
 read_claimed(List *out, CrmClaimCursor *cursor, MemoryContext parent, const char *shard)
 {
 	uint64		i;
+	bool		leased = SPI_processed > 0 && SPI_tuptable->tupdesc->natts == L_NCOLS;
 
-	if (SPI_processed > 0 && SPI_tuptable->tupdesc->natts != C_NCOLS &&
+	if (SPI_processed > 0 && !leased && SPI_tuptable->tupdesc->natts != C_NCOLS &&
 		SPI_tuptable->tupdesc->natts != C_NCOLS_0_1)
-		elog(ERROR, "crm._claim_messages returned %d columns, expected %d",
-			 SPI_tuptable->tupdesc->natts, C_NCOLS);
+		elog(ERROR, "the claim returned %d columns, expected %d",
+			 SPI_tuptable->tupdesc->natts, L_NCOLS);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -431,55 +543,28 @@ read_claimed(List *out, CrmClaimCursor *cursor, MemoryContext parent, const char
 												  ALLOCSET_SMALL_SIZES);
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		CrmMessage *m = palloc0(sizeof(CrmMessage));
-		bool		isnull;
-		char	  **att_ids;
-		int			natt;
-		Datum		d;
+		char	  **att_ids = NULL;
+		int			natt = 0;
+		TimestampTz due = 0;
+		bool		due_null;
 
 		m->cxt = cxt;
 		m->shard = shard ? pstrdup(shard) : NULL;
 		m->claimed_at = GetCurrentTransactionStartTimestamp();	/* the claim's now() */
 		m->retry_after = -1;
-		m->id = DatumGetInt64(SPI_getbinval(tup, desc, C_ID, &isnull));
-		m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, C_ATTEMPTS, &isnull));
-		d = SPI_getbinval(tup, desc, C_PROVIDER, &isnull);
-		m->provider_id = isnull ? 0 : DatumGetInt64(d);
-		m->channel = get_text(tup, desc, C_CHANNEL);
-		m->key = get_text(tup, desc, C_KEY);
-		m->url = get_text(tup, desc, C_URL);
-		m->method = get_text(tup, desc, C_METHOD);
-		m->headers = get_text_array(tup, desc, C_HEADERS, &m->nheaders);
-		m->body = get_text(tup, desc, C_BODY);
-		m->secret = get_text(tup, desc, C_SECRET);
-		m->username = get_text(tup, desc, C_USERNAME);
-		m->mail_from = get_text(tup, desc, C_MAIL_FROM);
-		m->rcpt = get_text_array(tup, desc, C_RCPT, &m->nrcpt);
-		m->subject = get_text(tup, desc, C_SUBJECT);
-		d = SPI_getbinval(tup, desc, C_HTML, &isnull);
-		m->html = !isnull && DatumGetBool(d);
-		m->tls = get_text(tup, desc, C_TLS);
-		m->error = get_text(tup, desc, C_ERROR);
-		if (desc->natts >= C_NCOLS)
-		{
-			m->ca = get_text(tup, desc, C_CA);
-			m->client_cert = get_text(tup, desc, C_CLIENT_CERT);
-			m->client_key = get_text(tup, desc, C_CLIENT_KEY);
-			m->charset = get_text(tup, desc, C_CHARSET);
-		}
+		if (leased)
+			read_leased(m, tup, desc, &att_ids, &natt, &due, &due_null);
+		else
+			read_rendered(m, tup, desc, &att_ids, &natt, &due, &due_null);
 		m->encoding = GetDatabaseEncoding();
 		m->endpoint = crm_endpoint_of(m->url);
-		if (cursor != NULL && desc->natts >= C_DUE)
+		if (cursor != NULL && !due_null)
 		{
 			/* the claim's order: the last one is the furthest */
-			d = SPI_getbinval(tup, desc, C_DUE, &isnull);
-			if (!isnull)
-			{
-				cursor->valid = true;
-				cursor->at = DatumGetTimestampTz(d);
-				cursor->id = m->id;
-			}
+			cursor->valid = true;
+			cursor->at = due;
+			cursor->id = m->id;
 		}
-		att_ids = get_text_array(tup, desc, C_ATTACHMENTS, &natt);
 		if (m->body == NULL)
 			m->body = pstrdup("");
 		if (m->error == NULL)

@@ -105,7 +105,7 @@ PY
 check "each reached the sink, duplicates no more than those in flight" "60 ok" "$crash"
 
 check "the claims are this node's own functions, run by no one else" "f|f" \
-	"$(qw "$W1" "SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p WHERE p.proname LIKE '\_claim\_messages\_%' LIMIT 1")|$(qw "$W2" "SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p WHERE p.proname LIKE '\_claim\_messages\_%' LIMIT 1")"
+	"$(qw "$W1" "SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p WHERE p.proname LIKE '\_claim\_leases\_%' LIMIT 1")|$(qw "$W2" "SELECT has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p WHERE p.proname LIKE '\_claim\_leases\_%' LIMIT 1")"
 [ "${CRM_IT_KEEP_LOGS:-}" ] && cp "$CRM_CITUS_DIR"/*.log /tmp/ 2>/dev/null
 check "no server crashed" 0 "$(cat "$CRM_CITUS_DIR"/*.log | grep -c 'terminated by signal' || true)"
 errors=$( { tail -n "+$W1_FROM" "$CRM_CITUS_DIR/worker1.log"; tail -n "+$W2_FROM" "$CRM_CITUS_DIR/worker2.log"; } |
