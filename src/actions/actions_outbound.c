@@ -18,14 +18,20 @@
  */
 #include "postgres.h"
 
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "actions/actions.h"
 #include "core/charset.h"
+#include "core/rowsink.h"
 #include "core/spi_util.h"
 
 /* Builds a jsonb object from (key, JsonbValue) pairs. */
@@ -210,32 +216,70 @@ email_charset(CrmActionCall *call)
 	return pg_encoding_to_char(enc);
 }
 
+/*
+ * Messages are written through a sink: the messages of a statement's robots
+ * go into crm.outbox with one INSERT when the statement's batch is written
+ * (core/rowsink.c), so crm.outbox's triggers (crm.outbox_due, the worker's
+ * wake-up) run once for them all; a robot run carefully, a process
+ * activity, write theirs at once.  The id is drawn here, as the INSERT
+ * would draw it (the identity's sequence), for the action's output.
+ */
+static CrmRowSink outbox_sink = {
+	"crm.outbox", 8,
+	{"id", "channel", "provider_id", "payload", "entity_type", "entity_id", "robot_id",
+	"process_instance_id"},
+	{INT8OID, TEXTOID, INT8OID, JSONBOID, TEXTOID, INT8OID, INT8OID, INT8OID}
+};
+
+/* The next id of crm.outbox, from its identity's sequence. */
+static int64
+next_message_id(void)
+{
+	static Oid	cached_rel = InvalidOid;
+	static Oid	cached_seq = InvalidOid;
+	Oid			rel = get_relname_relid("outbox", get_namespace_oid("crm", false));
+
+	if (!OidIsValid(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"crm.outbox\" does not exist")));
+	if (rel != cached_rel || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cached_seq)))
+	{
+		AttrNumber	att = get_attnum(rel, "id");
+
+		if (att == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"id\" of relation \"crm.outbox\" does not exist")));
+		cached_seq = getIdentitySequence(rel, att, false);
+		cached_rel = rel;
+	}
+	/* as the INSERT's identity default: no privilege asked of the sequence */
+	return nextval_internal(cached_seq, false);
+}
+
 /* One message into crm.outbox, for the channel's named or default provider; its id. */
 static int64
 queue_message(CrmActionCall *call, const char *channel, Jsonb *payload)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[7] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, INT8OID, INT8OID, INT8OID};
-	Datum		vals[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		vals[8];
+	bool		nulls[8] = {false, false, false, false, false, false, false, false};
 	int64		prov = provider_id(call, channel);
-	bool		isnull;
+	int64		id = next_message_id();
 
-	vals[0] = CStringGetTextDatum(channel);
-	vals[1] = Int64GetDatum(prov);
-	nulls[1] = prov ? ' ' : 'n';
-	vals[2] = JsonbPGetDatum(payload);
-	vals[3] = CStringGetTextDatum(call->cx->entity_type);
-	vals[4] = Int64GetDatum(call->cx->item_id);
-	vals[5] = Int64GetDatum(call->robot_id);
-	nulls[5] = call->robot_id ? ' ' : 'n';
-	vals[6] = Int64GetDatum(call->process_instance_id);
-	nulls[6] = call->process_instance_id ? ' ' : 'n';
-	crm_exec(crm_plan(&plan,
-					  "INSERT INTO crm.outbox (channel, provider_id, payload, entity_type, entity_id, robot_id,"
-					  " process_instance_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-					  7, types), vals, nulls, false, 1);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	vals[0] = Int64GetDatum(id);
+	vals[1] = CStringGetTextDatum(channel);
+	vals[2] = Int64GetDatum(prov);
+	nulls[2] = prov == 0;
+	vals[3] = JsonbPGetDatum(payload);
+	vals[4] = CStringGetTextDatum(call->cx->entity_type);
+	vals[5] = Int64GetDatum(call->cx->item_id);
+	vals[6] = Int64GetDatum(call->robot_id);
+	nulls[6] = call->robot_id == 0;
+	vals[7] = Int64GetDatum(call->process_instance_id);
+	nulls[7] = call->process_instance_id == 0;
+	crm_sink_add(&outbox_sink, vals, nulls);
+	return id;
 }
 
 void

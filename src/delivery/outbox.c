@@ -630,6 +630,9 @@ typedef struct CarefulStep
 	List	   *claimed;		/* claim_one: what it claimed */
 	const char *why;			/* give_up: the error */
 	int64		id;				/* give_up: the message made dead, 0 none */
+	int64		target;			/* the message claim_one is to take, 0: the
+								 * first due */
+	CrmClaimCursor at;			/* just before target */
 } CarefulStep;
 
 static void
@@ -637,7 +640,9 @@ claim_one(void *arg)
 {
 	CarefulStep *c = arg;
 
-	c->claimed = crm_outbox_claim(1, c->lease_ms, true, NIL, NULL, c->parent);
+	CrmClaimCursor at = c->at;
+
+	c->claimed = crm_outbox_claim(1, c->lease_ms, true, NIL, c->target ? &at : NULL, c->parent);
 }
 
 /*
@@ -650,7 +655,7 @@ claim_one(void *arg)
  * then that message made dead.
  */
 static const char *const give_up_find_sql =
-"SELECT d.id FROM crm.outbox_due q JOIN %1$s d ON d.id = q.message_id"
+"SELECT d.id, q.next_attempt_at FROM crm.outbox_due q JOIN %1$s d ON d.id = q.message_id"
 " WHERE q.rel = '%1$s'::regclass AND q.next_attempt_at <= now()"
 "   AND d.sent_at IS NULL AND d.next_attempt_at < 'infinity'"
 "   AND (d.status IN ('pending', 'failed')"
@@ -725,6 +730,15 @@ give_up(void *arg)
 	Datum		vals[2];
 	bool		isnull;
 
+	if (c->target != 0)
+	{
+		/* the message the failed claim was to take, locked since (pick_target) */
+		vals[0] = Int64GetDatum(c->target);
+		vals[1] = CStringGetTextDatum(c->why);
+		crm_exec(crm_plan(&kill, psprintf(give_up_kill_sql, "crm.outbox"), 2, types), vals, NULL, false, 0);
+		c->id = c->target;
+		return;
+	}
 	if (outbox_distributed())
 	{
 		give_up_in_shards(c);
@@ -741,6 +755,33 @@ give_up(void *arg)
 	vals[1] = CStringGetTextDatum(c->why);
 	crm_exec(crm_plan(&kill, psprintf(give_up_kill_sql, "crm.outbox"), 2, types), vals, NULL, false, 0);
 	c->id = DatumGetInt64(vals[0]);
+}
+
+/*
+ * The message the next careful claim is to take: the first a claim would
+ * take, locked in the exchange's transaction (not in the claim's
+ * subtransaction), so that no other worker takes it or kills it, and the
+ * claim, started just before it, takes it and no other.  Then a claim that
+ * fails makes that message dead, whatever another worker claimed or failed
+ * to claim meanwhile.  Only on one node with crm.outbox_due and a claim that
+ * takes a cursor; elsewhere give_up looks for the first due message.
+ */
+static void
+pick_target(CarefulStep *c)
+{
+	static SPIPlanPtr find = NULL;
+	bool		isnull;
+
+	c->target = 0;
+	if (outbox_distributed() || !crm_outbox_has_due_table() || !has_cursor())
+		return;
+	crm_exec(crm_plan(&find, psprintf(give_up_find_sql, "crm.outbox"), 0, NULL), NULL, NULL, false, 1);
+	if (SPI_processed == 0)
+		return;
+	c->target = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	c->at.valid = true;
+	c->at.at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	c->at.id = c->target - 1;
 }
 
 /*
@@ -765,6 +806,7 @@ crm_outbox_claim_careful(int limit, int lease_ms, MemoryContext parent)
 		ErrorData  *edata;
 
 		c.claimed = NIL;
+		pick_target(&c);
 		edata = in_subtransaction(claim_one, &c);
 		if (edata == NULL)
 		{
