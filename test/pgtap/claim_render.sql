@@ -7,7 +7,7 @@
 -- hand come back with an error or as plain text, never as a crash.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(43);
+SELECT plan(46);
 
 -- r(channel, payload, config, secret): "url | method | headers | body | error"
 CREATE FUNCTION pg_temp.r(p_channel text, p_payload jsonb, p_config jsonb DEFAULT '{}', p_secret text DEFAULT NULL,
@@ -133,17 +133,40 @@ SELECT crm.add_provider('sms', 'first', '{"url": "https://first.example.com/"}',
 SELECT crm.add_provider('sms', 'second', '{"url": "https://second.example.com/{to}", "format": "form"}', NULL, false);
 INSERT INTO crm.disabled_endpoint (url, reason) VALUES ('https://gone.example.com/', 'answered 410');
 INSERT INTO crm.outbox (id, channel, provider_id, payload, idempotency_key) VALUES
-	(1, 'sms', NULL, '{"number": "+1"}', 'k1'),
-	(2, 'sms', (SELECT id FROM crm.provider WHERE name = 'second'), '{"number": "+2"}', 'k2'),
-	(3, 'webhook', NULL, '{"url": "https://gone.example.com/"}', 'k3'),
-	(4, 'email', NULL, '{"to": ["a@x.y"]}', 'k4');
+	(1001, 'sms', NULL, '{"number": "+1"}', 'k1'),
+	(1002, 'sms', (SELECT id FROM crm.provider WHERE name = 'second'), '{"number": "+2"}', 'k2'),
+	(1003, 'webhook', NULL, '{"url": "https://gone.example.com/"}', 'k3'),
+	(1004, 'email', NULL, '{"to": ["a@x.y"]}', 'k4');
 SELECT results_eq($$SELECT id, url, secret, error FROM crm._claim_messages(10, '1 minute') ORDER BY id$$,
-	$$VALUES (1::bigint, 'https://first.example.com/', 'sek', NULL::text), (2, 'https://second.example.com/%2B2', NULL, NULL),
-			 (3, 'https://gone.example.com/', NULL, 'endpoint gone: answered 410'),
-			 (4, NULL, NULL, 'no email provider: add one with crm.add_provider(''email'', name, config)')$$,
+	$$VALUES (1001::bigint, 'https://first.example.com/', 'sek', NULL::text), (1002, 'https://second.example.com/%2B2', NULL, NULL),
+			 (1003, 'https://gone.example.com/', NULL, 'endpoint gone: answered 410'),
+			 (1004, NULL, NULL, 'no email provider: add one with crm.add_provider(''email'', name, config)')$$,
 	'the claim: the default provider and its secret, the one named, a 410''s reason, no provider');
 SELECT is((SELECT string_agg(status || attempts, ',' ORDER BY id) FROM crm.outbox), 'sending1,sending1,sending1,sending1',
 	'the claim leased them');
+
+-- a statement's robots queue their messages with one INSERT (crm.outbox's
+-- statement triggers run once), each message's id the robot's output
+CREATE TABLE pg_temp.outbox_statements (n int);
+INSERT INTO pg_temp.outbox_statements VALUES (0);
+CREATE FUNCTION pg_temp.count_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE pg_temp.outbox_statements SET n = n + 1;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER count_statement AFTER INSERT ON crm.outbox FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.count_statement();
+INSERT INTO crm.user (name) VALUES ('Robin');
+INSERT INTO crm.deal (title, responsible_id) SELECT 'Deal ' || g, (SELECT min(id) FROM crm.user) FROM generate_series(1, 3) g;
+SELECT crm.add_robot(crm.stage('deal', 'preparation'), 'webhook', '{"url": "https://hooks.example.com/deal/{{id}}"}', name => 'hook');
+UPDATE pg_temp.outbox_statements SET n = 0;
+UPDATE crm.deal SET stage_id = crm.stage('deal', 'preparation') WHERE title LIKE 'Deal %';
+SELECT is((SELECT n FROM pg_temp.outbox_statements), 1, 'three deals moved by one statement: their messages in one INSERT');
+SELECT is((SELECT count(*) FROM crm.outbox o JOIN crm.deal d ON d.id = o.entity_id AND o.entity_type = 'deal'
+			WHERE d.title LIKE 'Deal %' AND o.payload ->> 'url' = 'https://hooks.example.com/deal/' || d.id), 3::bigint,
+	'one message per deal, each with its own url');
+SELECT is((SELECT count(*) FROM crm.robot_log l JOIN crm.outbox o ON o.id = (l.outputs ->> 'message_id')::bigint
+			WHERE l.name = 'hook'), 3::bigint, 'each robot''s message_id output is its message''s id');
 
 SELECT * FROM finish();
 ROLLBACK;
