@@ -249,7 +249,9 @@ crm_job_runner_main(Oid dboid, int rank)
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   timeout, PG_WAIT_EXTENSION);
 		woken = (rc & WL_LATCH_SET) != 0;
-		ResetLatch(MyLatch);
+		/* a latch set after a timeout stays set for the next wait (worker.c) */
+		if (woken)
+			ResetLatch(MyLatch);
 	}
 
 	MemoryContextSwitchTo(TopMemoryContext);

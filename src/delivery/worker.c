@@ -1015,8 +1015,15 @@ crm_worker_main(Datum arg)
 		else
 			timeout = Min((long) ((wake_at - now + 999) / 1000), IDLE_CHECK_MS);
 
+		/*
+		 * Reset the latch only when the wait reported it: one set after the
+		 * wait returned on a socket (a commit that queued a message while
+		 * the transfers were being handled) stays set, and the next wait
+		 * returns at once with it, instead of being lost with a reset.
+		 */
 		woken = crm_transport_wait(t, timeout);
-		ResetLatch(MyLatch);
+		if (woken)
+			ResetLatch(MyLatch);
 	}
 
 	/* an ERROR from here on ends the worker */
