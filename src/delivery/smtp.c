@@ -357,5 +357,20 @@ crm_smtp_prepare(CrmMessage *m, void *handle)
 		curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_NONE);
 	else
 		curl_easy_setopt(easy, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY);
+
+	/*
+	 * smtp:// (plain, or upgraded by STARTTLS): a connection of its own,
+	 * closed after the message.  libcurl compares the TLS settings of a
+	 * connection it could reuse only for protocols that start in TLS
+	 * (smtps://, https://): a connection upgraded by STARTTLS and verified
+	 * with another provider's private CA (or made with no TLS at all) would
+	 * otherwise carry this message to the same server, unverified by this
+	 * provider's trust (worker_tls.sh).
+	 */
+	if (pg_strncasecmp(m->url, "smtp://", 7) == 0)
+	{
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+	}
 	return true;
 }

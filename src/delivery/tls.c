@@ -19,7 +19,9 @@
  * own CA only, and a public CA cannot vouch for it.  To trust both, put both
  * in "ca".  Peer and host verification stay on whatever is given.
  * libcurl keeps connections made with other TLS settings apart (it compares
- * them, blobs included, before reusing one).
+ * them, blobs included, before reusing one) for protocols that start in
+ * TLS; it does not for a connection upgraded by STARTTLS, so smtp:// never
+ * reuses one (smtp.c).
  *
  *-------------------------------------------------------------------------
  */
