@@ -52,12 +52,13 @@
  * takes back.  Either way the message is sent again with the same
  * webhook-id, so what a crash can cost is duplicates, never a message.
  * To keep them bounded, no result stays off the disk longer than
- * RESULTS_DURABLE_MS: past that the worker flushes the WAL itself (usually
- * the WAL writer has done so long before).  A crash of the machine
- * therefore re-sends at most the messages in flight and those recorded in
- * the last 100 ms; a crash of PostgreSQL alone keeps the WAL already handed
- * to the kernel and re-sends only those recorded in the WAL not yet
- * written.
+ * RESULTS_DURABLE_MS, nor once the worker has committed a slots' worth of
+ * results not yet flushed: then the worker flushes the WAL itself (usually
+ * the WAL writer has done so before).  A crash therefore re-sends at most
+ * the messages in flight, those finished and not yet recorded, and fewer
+ * than a slots' worth recorded but not on disk (those of the last 100 ms at
+ * most) — in a burst, when each commit records a slots' worth, none of
+ * the last kind.
  *
  * The loop's allocations live in a context reset at the top of each turn;
  * each message has its own context, deleted once its result is recorded.
@@ -167,6 +168,7 @@ static TimestampTz from_start_at = 0;
  * not known to be on disk was committed (0: none), and the last one's end.
  */
 static TimestampTz results_unflushed_since = 0;
+static int	results_unflushed = 0;	/* how many results were committed since */
 static XLogRecPtr results_lsn = InvalidXLogRecPtr;
 
 static void
@@ -357,8 +359,9 @@ step_release(void *arg)
 
 /*
  * Flushes the WAL when results committed without waiting for the disk may
- * still not be there RESULTS_DURABLE_MS after the oldest of them (the WAL
- * writer has usually flushed them long before).
+ * still not be there RESULTS_DURABLE_MS after the oldest of them, or when a
+ * slots' worth of them may not be (the WAL writer has usually flushed them
+ * before).
  */
 static void
 results_make_durable(void)
@@ -367,12 +370,15 @@ results_make_durable(void)
 		return;
 	if (GetFlushRecPtr(NULL) >= results_lsn)
 		results_unflushed_since = 0;
-	else if (TimestampDifferenceExceeds(results_unflushed_since, GetCurrentTimestamp(),
+	else if (results_unflushed >= slots ||
+			 TimestampDifferenceExceeds(results_unflushed_since, GetCurrentTimestamp(),
 										RESULTS_DURABLE_MS))
 	{
 		XLogFlush(results_lsn);
 		results_unflushed_since = 0;
 	}
+	if (results_unflushed_since == 0)
+		results_unflushed = 0;
 }
 
 /* Notes that the exchange just committed recorded n results. */
@@ -384,6 +390,7 @@ results_committed(int n)
 	results_lsn = XactLastCommitEnd;
 	if (results_unflushed_since == 0)
 		results_unflushed_since = GetCurrentTimestamp();
+	results_unflushed += n;
 	results_make_durable();
 }
 
