@@ -1527,7 +1527,7 @@ crm_outbox_queued(PG_FUNCTION_ARGS)
 
 		(void) slot_getattr(slot, a_sent, &null_sent);
 		/* sent or dead (next attempt 'infinity'): not listed */
-		if (null_id || null_at || !null_sent || TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(at)))
+		if (null_id || null_at || !null_sent || TIMESTAMP_IS_NOEND(DatumGetTimestampTz(at)))
 			continue;
 		if (due == NULL)
 		{

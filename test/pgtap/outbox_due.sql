@@ -5,7 +5,7 @@
 -- triggers, the repair functions and who may change it.
 BEGIN;
 CREATE EXTENSION crm_automation;
-SELECT plan(25);
+SELECT plan(26);
 
 CREATE FUNCTION pg_temp.due() RETURNS text LANGUAGE sql AS $$
 	SELECT coalesce(string_agg(q.message_id || '@' || (q.next_attempt_at = o.next_attempt_at)::text, ' '
@@ -72,6 +72,11 @@ RESET session_replication_role;
 SELECT is(pg_temp.due(), '1@true 40@true', 'written with the triggers off: out of step');
 SELECT is(crm._outbox_due_rebuild(), 1::bigint, '_outbox_due_rebuild adds the missing one');
 SELECT is(pg_temp.due(), '1@true 7@true', 'and drops the one done');
+
+-- a due time of -infinity (written by hand) is due: listed as the rebuild lists it
+INSERT INTO crm.outbox (id, channel, payload, next_attempt_at) VALUES (900, 'webhook', '{"url": "https://a.example.com/900"}', '-infinity');
+SELECT is((SELECT count(*) FROM crm.outbox_due WHERE message_id = 900 AND next_attempt_at = '-infinity')::int, 1,
+	'a message due at -infinity is listed');
 
 TRUNCATE crm.outbox CASCADE;
 SELECT is(pg_temp.due(), '', 'TRUNCATE empties it');
