@@ -51,14 +51,14 @@
  * worker of the previous server, which the first claim after the restart
  * takes back.  Either way the message is sent again with the same
  * webhook-id, so what a crash can cost is duplicates, never a message.
- * To keep them bounded, no result stays off the disk longer than
- * RESULTS_DURABLE_MS, nor once the worker has committed a slots' worth of
- * results not yet flushed: then the worker flushes the WAL itself (usually
- * the WAL writer has done so before).  A crash therefore re-sends at most
- * the messages in flight, those finished and not yet recorded, and fewer
- * than a slots' worth recorded but not on disk (those of the last 100 ms at
- * most) — in a burst, when each commit records a slots' worth, none of
- * the last kind.
+ * To keep them bounded, an exchange that recorded results flushes the WAL
+ * to the local disk right after its commit (without waiting for
+ * synchronous standbys), before the worker goes on: a crash re-sends at
+ * most the messages in flight and those finished but not yet recorded.
+ * (Results left off the disk for up to 100 ms, as before, let a crash
+ * re-send a slots' worth more: worker_crash.sh saw it.)  In a burst each
+ * commit records about a slots' worth, so this is one flush per slots'
+ * worth of messages; claims alone are never flushed.
  *
  * The loop's allocations live in a context reset at the top of each turn;
  * each message has its own context, deleted once its result is recorded.
@@ -100,7 +100,6 @@
 #define SHUTDOWN_GRACE_MS	3000
 #define LEASE_MARGIN_MS		30000
 #define IDLE_CHECK_MS		(10 * 60 * 1000)
-#define RESULTS_DURABLE_MS	100		/* longest a result may stay off the disk */
 #define RECORD_DELAY_MS		20		/* longest a result waits for others to share its commit */
 #define SIBLING_WAKE_MS		100		/* while claims come back full, how often the next
 										 * worker is woken */
@@ -162,14 +161,6 @@ static TimestampTz exchange_retry_at = 0;	/* after a failed exchange, not before
 
 /* when this worker's claim last started from the start of the queue (see step_exchange) */
 static TimestampTz from_start_at = 0;
-
-/*
- * Results committed without waiting for the disk: when the oldest of those
- * not known to be on disk was committed (0: none), and the last one's end.
- */
-static TimestampTz results_unflushed_since = 0;
-static int	results_unflushed = 0;	/* how many results were committed since */
-static XLogRecPtr results_lsn = InvalidXLogRecPtr;
 
 static void
 worker_sigterm(SIGNAL_ARGS)
@@ -358,40 +349,14 @@ step_release(void *arg)
 }
 
 /*
- * Flushes the WAL when results committed without waiting for the disk may
- * still not be there RESULTS_DURABLE_MS after the oldest of them, or when a
- * slots' worth of them may not be (the WAL writer has usually flushed them
- * before).
+ * The exchange just committed, recording n results: on the local disk before
+ * the worker goes on (see the header comment).
  */
-static void
-results_make_durable(void)
-{
-	if (results_unflushed_since == 0)
-		return;
-	if (GetFlushRecPtr(NULL) >= results_lsn)
-		results_unflushed_since = 0;
-	else if (results_unflushed >= slots ||
-			 TimestampDifferenceExceeds(results_unflushed_since, GetCurrentTimestamp(),
-										RESULTS_DURABLE_MS))
-	{
-		XLogFlush(results_lsn);
-		results_unflushed_since = 0;
-	}
-	if (results_unflushed_since == 0)
-		results_unflushed = 0;
-}
-
-/* Notes that the exchange just committed recorded n results. */
 static void
 results_committed(int n)
 {
-	if (n == 0)
-		return;
-	results_lsn = XactLastCommitEnd;
-	if (results_unflushed_since == 0)
-		results_unflushed_since = GetCurrentTimestamp();
-	results_unflushed += n;
-	results_make_durable();
+	if (n > 0 && XactLastCommitEnd != InvalidXLogRecPtr)
+		XLogFlush(XactLastCommitEnd);
 }
 
 /*
@@ -1000,10 +965,6 @@ crm_worker_main(Datum arg)
 				wake_at = Min(wake_at, claim_at);
 			}
 		}
-		results_make_durable();
-		if (results_unflushed_since != 0)
-			wake_at = Min(wake_at, TimestampTzPlusMilliseconds(results_unflushed_since,
-															   RESULTS_DURABLE_MS));
 		if (results_waiting(t) > 0)
 		{
 			if (first_result_at == 0)
